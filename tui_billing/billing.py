@@ -1,0 +1,206 @@
+"""The calculation: period data of an account -> charge lines, taxes, total.
+
+`calculate` is pure and is the only code that computes invoice amounts; the
+bill run, reissue and the demo generator all call it.
+
+Rounding: every line (charge amount, discount, tax) is rounded half-up to the
+currency's minor unit on its own; totals are exact sums of rounded lines, so
+total = charges − discounts + taxes + corrections holds to the cent.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from .money import ZERO, quantize
+
+HUNDRED = Decimal(100)
+
+# Subscription statuses that are charged their recurring fee for a period
+# they overlap; the others (ordered, failed installs, deleted…) are not.
+BILLABLE_SUBSCRIPTION_STATUSES = frozenset({
+    "active", "delivered", "graced", "renewing", "renewal_failed", "updating",
+    "updating_failed", "stopping", "stopping_failed", "waiting_for_manual_approve",
+    "blocked",
+})
+
+
+@dataclass(frozen=True)
+class Usage:
+    """xDRs of one service in the period, summed."""
+    service: str
+    quantity: Decimal
+    amount: Decimal
+    records: int = 0
+
+
+@dataclass(frozen=True)
+class Recurring:
+    subscription_id: int | None
+    name: str
+    service: str
+    fee: Decimal
+
+
+@dataclass(frozen=True)
+class DiscountRule:
+    percent: Decimal
+    service: str | None = None  # None: every service
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TaxRate:
+    name: str
+    percent: Decimal  # negative: a refund
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class PeriodData:
+    currency: str
+    period_from: dt.date
+    period_to: dt.date
+    usage: tuple[Usage, ...] = ()
+    recurring: tuple[Recurring, ...] = ()
+    discounts: tuple[DiscountRule, ...] = ()
+    taxes: tuple[TaxRate, ...] = ()
+
+
+@dataclass(frozen=True)
+class Charge:
+    position: int
+    description: str
+    service: str
+    quantity: Decimal
+    discount: Decimal
+    amount: Decimal  # before discount
+    subscription_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Tax:
+    position: int
+    name: str
+    description: str
+    amount: Decimal
+
+
+@dataclass
+class Calculation:
+    charges: list[Charge] = field(default_factory=list)
+    taxes: list[Tax] = field(default_factory=list)
+    subtotal: Decimal = ZERO
+    discount_total: Decimal = ZERO
+    tax_total: Decimal = ZERO
+
+    def total(self, corrections: Decimal = ZERO) -> Decimal:
+        return self.subtotal - self.discount_total + self.tax_total + corrections
+
+    def totals(self, corrections: Decimal = ZERO) -> dict[str, Decimal]:
+        """The invoice columns this calculation sets."""
+        total = self.total(corrections)
+        return {"subtotal": self.subtotal, "discount_total": self.discount_total,
+                "tax_total": self.tax_total, "correction_total": corrections,
+                "total": total, "outstanding": total}
+
+
+def _discount_for(service: str, rules: tuple[DiscountRule, ...]) -> DiscountRule | None:
+    """The most specific rule: one for this service beats one for all."""
+    specific = [r for r in rules if r.service == service]
+    general = [r for r in rules if r.service is None]
+    return (specific or general or [None])[0]
+
+
+def calculate(data: PeriodData) -> Calculation:
+    cur = data.currency
+    calc = Calculation()
+    lines: list[tuple[str, str, Decimal, Decimal, int | None]] = []
+    for item in sorted(data.recurring, key=lambda r: (r.name, r.subscription_id or 0)):
+        lines.append((f"{item.name} — monthly fee", item.service, Decimal(1), item.fee,
+                      item.subscription_id))
+    for use in sorted(data.usage, key=lambda u: u.service):
+        lines.append((f"{use.service} usage", use.service, use.quantity, use.amount, None))
+    for position, (description, service, quantity, raw, sub_id) in enumerate(lines, 1):
+        amount = quantize(raw, cur)
+        rule = _discount_for(service, data.discounts)
+        discount = quantize(amount * rule.percent / HUNDRED, cur) if rule and amount > 0 else ZERO
+        calc.charges.append(Charge(position, description, service, quantity.quantize(Decimal("0.001")),
+                                   discount, amount, sub_id))
+        calc.subtotal += amount
+        calc.discount_total += discount
+    base = calc.subtotal - calc.discount_total
+    for position, rate in enumerate(data.taxes, 1):
+        amount = quantize(base * rate.percent / HUNDRED, cur)
+        description = rate.description or f"{rate.percent.normalize()} % of {quantize(base, cur)}"
+        calc.taxes.append(Tax(position, rate.name, description, amount))
+        calc.tax_total += amount
+    return calc
+
+
+# --------------------------------------------------------------------------
+# Store side: load an account's period data, rewrite an invoice's lines.
+
+def _scaled(value) -> Decimal:
+    from .store.fields import MONEY_SCALE
+    return Decimal(int(value or 0)).scaleb(-MONEY_SCALE)
+
+
+def load_period_data(account, period_from: dt.date, period_to: dt.date) -> PeriodData:
+    from peewee import fn
+
+    from .store.fields import QUANTITY_SCALE
+    from .store.models import Discount, Subscription, TaxRule, Xdr
+
+    start = dt.datetime.combine(period_from, dt.time.min)
+    end = dt.datetime.combine(period_to + dt.timedelta(days=1), dt.time.min)
+    usage = tuple(
+        Usage(row[0], Decimal(int(row[1] or 0)).scaleb(-QUANTITY_SCALE), _scaled(row[2]), row[3])
+        for row in (Xdr.select(Xdr.service, fn.SUM(Xdr.quantity), fn.SUM(Xdr.amount), fn.COUNT(Xdr.id))
+                    .where((Xdr.account == account.id) & (Xdr.time >= start) & (Xdr.time < end))
+                    .group_by(Xdr.service).tuples()))
+    recurring = tuple(
+        Recurring(s.id, s.name, s.service, s.fee)
+        for s in Subscription.select().where(
+            (Subscription.account == account.id)
+            & Subscription.status.in_(sorted(BILLABLE_SUBSCRIPTION_STATUSES))
+            & ((Subscription.active_from.is_null()) | (Subscription.active_from <= period_to))
+            & ((Subscription.active_to.is_null()) | (Subscription.active_to >= period_from))))
+    discounts = tuple(DiscountRule(d.percent, d.service, d.description)
+                      for d in Discount.select().where(Discount.account == account.id).order_by(Discount.id))
+    taxes = tuple(TaxRate(t.name, t.percent, t.description) for t in TaxRule.select().where(
+        (TaxRule.account == account.id)
+        | ((TaxRule.account.is_null()) & (TaxRule.customer_class == account.customer_class_id))
+        | ((TaxRule.account.is_null()) & (TaxRule.customer_class.is_null()))).order_by(TaxRule.id))
+    return PeriodData(account.currency, period_from, period_to, usage, recurring, discounts, taxes)
+
+
+def write_lines(invoice_id: int, calc: Calculation) -> None:
+    from .store.models import ChargeLine, TaxLine
+
+    ChargeLine.delete().where(ChargeLine.invoice == invoice_id).execute()
+    TaxLine.delete().where(TaxLine.invoice == invoice_id).execute()
+    if calc.charges:
+        ChargeLine.insert_many([
+            {"invoice": invoice_id, "position": c.position, "description": c.description,
+             "service": c.service, "subscription": c.subscription_id, "quantity": c.quantity,
+             "discount": c.discount, "amount": c.amount} for c in calc.charges]).execute()
+    if calc.taxes:
+        TaxLine.insert_many([
+            {"invoice": invoice_id, "position": t.position, "name": t.name,
+             "description": t.description, "amount": t.amount} for t in calc.taxes]).execute()
+
+
+def recalculate(inv) -> dict[str, Decimal]:
+    """Recompute an invoice from current xDRs and subscriptions.
+
+    Charge and tax lines are rewritten; corrections made by adjust are kept
+    and stay in the total.  Returns the invoice columns to update.
+    """
+    from .store.models import Account
+
+    account = Account.get_by_id(inv.account_id)
+    calc = calculate(load_period_data(account, inv.period_from, inv.period_to))
+    write_lines(inv.id, calc)
+    return calc.totals(inv.correction_total)

@@ -1,0 +1,316 @@
+"""find, show, approve, adjust, reissue, download: the review operations."""
+from __future__ import annotations
+
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from .. import statuses as S
+from .. import workflow
+from ..money import format_debt_change, format_money
+from ..present import dumps, invoice_dict, iso_time, table
+from ..store.models import Invoice
+from ..store.settings import load_settings
+from .common import (
+    EXIT_OK, Env, UsageError, add_filters, add_global_options, add_json, filters_from, report_bulk,
+)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("find", help="find invoices")
+    add_global_options(p)
+    add_filters(p)
+    p.add_argument("--flagged", action="store_true", help="only invoices with risk flags")
+    p.add_argument("--sort", default="issue_date", choices=["issue_date", "number", "total", "deadline"])
+    p.add_argument("--asc", action="store_true", help="ascending order")
+    p.add_argument("--limit", type=int, default=50, help="at most N invoices (default 50, max 5000)")
+    p.add_argument("--counts", action="store_true", help="also print counts per status")
+    add_json(p)
+    p.set_defaults(handler=cmd_find)
+
+    p = sub.add_parser("show", help="an invoice with all its tables")
+    add_global_options(p)
+    p.add_argument("number")
+    p.add_argument("--pdf-text", action="store_true", help="print the text of its current PDF")
+    add_json(p)
+    p.set_defaults(handler=cmd_show)
+
+    p = sub.add_parser("approve", help="approve invoices under review")
+    add_global_options(p)
+    p.add_argument("numbers", nargs="*", metavar="NUMBER")
+    p.add_argument("--all", action="store_true", help="every invoice matching the filters")
+    add_filters(p)
+    add_json(p)
+    p.set_defaults(handler=cmd_approve)
+
+    p = sub.add_parser("adjust", help="one manual credit or charge on an invoice under review")
+    add_global_options(p)
+    p.add_argument("number")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--credit", metavar="AMOUNT", help="manual credit (lowers the total)")
+    g.add_argument("--charge", metavar="AMOUNT", help="manual charge (raises the total)")
+    p.add_argument("--description", required=True)
+    add_json(p)
+    p.set_defaults(handler=cmd_adjust)
+
+    p = sub.add_parser("reissue", help="recalculate invoices under review, now or off-peak")
+    add_global_options(p, now=False)
+    p.add_argument("numbers", nargs="+", metavar="NUMBER")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--now", dest="reissue_now", action="store_true", help="reissue at once")
+    g.add_argument("--off-peak", action="store_true", help="in the nearest off-peak window")
+    add_json(p)
+    p.set_defaults(handler=cmd_reissue)
+
+    p = sub.add_parser("download", help="write invoice PDFs to a directory")
+    add_global_options(p)
+    p.add_argument("numbers", nargs="+", metavar="NUMBER")
+    p.add_argument("--to", required=True, metavar="DIR", dest="to_dir")
+    p.add_argument("--merge", metavar="FILE.pdf", help="also one merged PDF with an outline entry per invoice")
+    add_json(p)
+    p.set_defaults(handler=cmd_download)
+
+
+# --------------------------------------------------------------------------
+
+def cmd_find(env: Env, args) -> int:
+    from ..store import queries
+
+    f = filters_from(args)
+    rows = queries.page(f, sort=args.sort, descending=False if args.asc else None, limit=args.limit)
+    erp = load_settings().erp_integration
+    if env.json:
+        doc = {"invoices": [invoice_dict(r, env.clock, erp=erp) for r in rows]}
+        if args.counts:
+            doc["counts"] = queries.counts_by_status(f)
+        env.print(dumps(doc))
+        return EXIT_OK
+    env.print(table(
+        [[r.number, r.account.name[:32], r.customer_class.name, S.label(S.INVOICE_STATUSES, r.status),
+          format_money(r.total, r.currency), r.issue_date.isoformat(),
+          _deadline_text(env, r)] for r in rows],
+        ["Number", "Account", "Class", "Status", "Total", "Issued", "Deadline"], right={4}))
+    if args.counts:
+        counts = queries.counts_by_status(f)
+        env.print("\n" + "  ".join(f"{S.INVOICE_STATUSES[k]}: {v:,}" for k, v in counts.items()))
+    return EXIT_OK
+
+
+def _deadline_text(env: Env, inv: Invoice) -> str:
+    if inv.status == S.REJECTED:
+        return f"reissue {inv.reissue_mode or ''}".strip()
+    if inv.review_deadline and inv.status == S.UNDER_REVIEW:
+        return env.clock.local(inv.review_deadline).strftime("%Y-%m-%d %H:%M")
+    return ""
+
+
+def cmd_show(env: Env, args) -> int:
+    from ..store.detail import load_detail
+
+    d = load_detail(args.number)
+    inv = d.invoice
+    cur = inv.currency
+    if args.pdf_text:
+        from .. import documents, pdf
+
+        env.print(pdf.pdf_text(documents.current_pdf(inv)))
+        return EXIT_OK
+    erp = load_settings().erp_integration
+    if env.json:
+        doc = invoice_dict(inv, env.clock, erp=erp)
+        doc["charges"] = [{"position": c.position, "description": c.description, "quantity": str(c.quantity),
+                           "discount": str(c.discount.quantize(_q(cur))), "amount": str(c.amount.quantize(_q(cur)))}
+                          for c in d.charges]
+        doc["subscriptions"] = [{"id": s.id, "name": s.name, "status": s.status,
+                                 "status_label": S.label(S.SUBSCRIPTION_STATUSES, s.status)} for s in d.subscriptions]
+        doc["payments"] = ([{"id": p.id, "description": p.description, "created_at": iso_time(env.clock, p.created_at),
+                             "due_date": p.due_date.isoformat() if p.due_date else None, "status": p.status,
+                             "amount": str(p.amount.quantize(_q(cur)))} for p in d.payments]
+                           if d.closed else None)
+        doc["corrections"] = [{"position": c.position, "kind": c.kind, "description": c.description,
+                               "amount": str(c.amount.quantize(_q(cur))),
+                               "current_debt_changed": format_debt_change(c.amount, cur),
+                               "approved_at": iso_time(env.clock, c.approved_at)} for c in d.corrections]
+        doc["taxes"] = [{"position": t.position, "name": t.name, "description": t.description,
+                         "amount": str(t.amount.quantize(_q(cur)))} for t in d.taxes]
+        doc["audit"] = [{"at": iso_time(env.clock, a.at), "actor": a.actor, "action": a.action,
+                         "before_status": a.before_status, "after_status": a.after_status} for a in d.audit]
+        env.print(dumps(doc))
+        return EXIT_OK
+    from ..present import status_text
+
+    lines = [
+        f"Invoice number  {inv.number}",
+        f"Account         {inv.account.name} ({inv.account.account_type}, {inv.customer_class.name})",
+        f"Total           {format_money(inv.total, cur)}   outstanding {format_money(inv.outstanding, cur)}",
+    ]
+    if erp:
+        ext = format_money(inv.external_total, inv.external_currency or cur) if inv.external_total is not None else "—"
+        lines.append(f"External total  {ext}")
+        lines.append(f"Approval date   {iso_time(env.clock, inv.approved_at) or '—'}")
+    lines += [
+        f"Payment model   {S.label(S.PAYMENT_MODELS, inv.payment_model)}",
+        f"Status          {status_text(inv)}" + (" (closed)" if d.closed and inv.payment_model == 'postpay' else ""),
+        f"From            {inv.period_from}",
+        f"To              {inv.period_to}",
+        f"Issue date      {inv.issue_date if inv.status != S.OPEN else '— (closes ' + str(inv.issue_date) + ')'}",
+        f"Due date        {inv.due_date or '—'}",
+        f"Review deadline {env.clock.local(inv.review_deadline).strftime('%Y-%m-%d %H:%M') if inv.review_deadline else '—'}",
+        f"Revision        {inv.revision}",
+        "",
+        "Charges",
+        table([[str(c.position), c.description, f"{c.quantity:,.3f}", _m(c.discount, cur), _m(c.amount, cur)]
+               for c in d.charges], ["#", "Description", "Quantity", "Discount", "Amount"], right={0, 2, 3, 4}),
+    ]
+    if d.subscriptions:
+        lines += ["", "Subscriptions", table([[str(s.id), s.name, S.label(S.SUBSCRIPTION_STATUSES, s.status)]
+                                              for s in d.subscriptions], ["ID", "Name", "Status"], right={0})]
+    lines += ["", "Payments"]
+    if d.closed:
+        lines.append(table([[str(p.id), p.description, env.clock.local(p.created_at).strftime("%Y-%m-%d"),
+                             str(p.due_date or "—"), S.label(S.PAYMENT_STATUSES, p.status), _m(p.amount, cur)]
+                            for p in d.payments], ["ID", "Description", "Created at", "Due date", "Status", "Amount"],
+                           right={0, 5}))
+    else:
+        lines.append(d.payments_note)
+    if d.corrections:
+        lines += ["", "Corrections", table(
+            [[str(c.position), c.description, format_debt_change(c.amount, cur),
+              env.clock.local(c.approved_at).strftime("%Y-%m-%d %H:%M") if c.approved_at else "—"]
+             for c in d.corrections], ["#", "Description", "Current Debt Changed", "Approved at"], right={0, 2})]
+    if d.taxes:
+        lines += ["", "Taxes", table([[str(t.position), t.name, t.description, _m(t.amount, cur)] for t in d.taxes],
+                                     ["#", "Name", "Description", "Amount"], right={0, 3})]
+    env.print("\n".join(lines))
+    return EXIT_OK
+
+
+def _q(cur: str):
+    from ..money import quantum
+    return quantum(cur)
+
+
+def _m(value, cur):
+    from ..money import format_amount
+    return format_amount(value, cur)
+
+
+def _existing_refs(numbers: list[str]) -> list[int]:
+    """Ids for the numbers given; an unknown number is bad input (exit 2)."""
+    found = dict(Invoice.select(Invoice.number, Invoice.id).where(Invoice.number.in_(numbers)).tuples()) if numbers else {}
+    missing = [n for n in numbers if n not in found]
+    if missing:
+        raise UsageError("invoice", f"{missing[0]} does not exist" +
+                         (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return [found[n] for n in dict.fromkeys(numbers)]
+
+
+def cmd_approve(env: Env, args) -> int:
+    from ..store import queries
+
+    if args.all and args.numbers:
+        raise UsageError("NUMBER", "give invoice numbers or --all, not both")
+    if not args.all and not args.numbers:
+        raise UsageError("NUMBER", "give invoice numbers, or --all with filters")
+    if args.all:
+        f = filters_from(args)
+        if not f.statuses:
+            f = f.with_(statuses=(S.UNDER_REVIEW,))
+        ids = [r.id for r in queries.ids_matching(f).order_by(Invoice.id)]
+    else:
+        ids = _existing_refs(args.numbers)
+    result = workflow.approve_many(env.ctx, ids, progress=env.progress("approve"))
+    return report_bulk(env, "approved", result)
+
+
+def parse_cli_amount(text: str, flag: str) -> Decimal:
+    raw = text.strip()
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise UsageError(flag, f"{text!r} is not a number") from None
+    if not value.is_finite():
+        raise UsageError(flag, f"{text!r} is not a number")
+    return value
+
+
+def cmd_adjust(env: Env, args) -> int:
+    flag, raw, kind = ("credit", args.credit, "credit") if args.credit is not None else ("charge", args.charge, "charge")
+    amount = parse_cli_amount(raw, flag)
+    try:
+        workflow.validate_adjustment(kind, amount, args.description)
+    except workflow.BadInput as exc:
+        raise UsageError(flag if exc.field == "amount" else exc.field, exc.reason) from None
+    try:
+        inv = workflow.adjust(env.ctx, args.number, kind, amount, args.description)
+    except workflow.BadInput as exc:
+        raise UsageError(flag if exc.field == "amount" else exc.field, exc.reason) from None
+    except workflow.NotFound:
+        raise
+    except workflow.Refused as exc:
+        return _refused(env, exc)
+    if env.json:
+        env.print(dumps(invoice_dict(Invoice.get_by_id(inv.id), env.clock)))
+    else:
+        env.print(f"{inv.number}: {kind} of {format_money(amount, inv.currency)} applied; "
+                  f"total now {format_money(inv.total, inv.currency)} (revision {inv.revision})")
+    return EXIT_OK
+
+
+def _refused(env: Env, exc: workflow.Refused) -> int:
+    from .common import EXIT_SOME_FAILED
+
+    if env.json:
+        env.print(dumps({"done": [], "failed": [{"number": exc.number, "reason": exc.reason}]}))
+    else:
+        print(f"tui-billing: refused: {exc}", file=sys.stderr)
+    return EXIT_SOME_FAILED
+
+
+def cmd_reissue(env: Env, args) -> int:
+    ids = _existing_refs(args.numbers)
+    mode = "now" if args.reissue_now else "off_peak"
+    result = workflow.reissue_many(env.ctx, ids, mode, progress=env.progress("reissue"))
+    extra = {}
+    if mode == "off_peak" and result.done:
+        from ..offpeak import next_window_start
+
+        start, end = load_settings().offpeak
+        extra["window_opens"] = iso_time(env.clock, next_window_start(env.clock, start, end))
+        if not env.json:
+            env.print(f"reissue runs in the off-peak window opening {extra['window_opens']}")
+    return report_bulk(env, "reissue " + ("done" if mode == "now" else "requested"), result, extra)
+
+
+def cmd_download(env: Env, args) -> int:
+    from .. import documents, pdf
+
+    ids = _existing_refs(args.numbers)
+    target = Path(args.to_dir)
+    if target.exists() and not target.is_dir():
+        raise UsageError("to", f"{target} is not a directory")
+    merge = Path(args.merge) if args.merge else None
+    if merge and merge.suffix.lower() != ".pdf":
+        raise UsageError("merge", f"{merge} should end in .pdf")
+    target.mkdir(parents=True, exist_ok=True)
+    result = workflow.BulkResult()
+    items: list[tuple[str, bytes]] = []
+    progress = env.progress("download")
+    for i, inv_id in enumerate(ids, 1):
+        inv = Invoice.get_by_id(inv_id)
+        try:
+            items.append((inv.number, documents.current_pdf(inv)))
+            result.done.append(inv.number)
+        except Exception as exc:  # one bad invoice never blocks the batch
+            result.failed.append((inv.number, f"PDF could not be rendered: {exc}"))
+        progress(i, len(ids))
+    paths = pdf.write_pdfs(items, target)
+    extra = {"files": [str(p) for p in paths]}
+    if merge:
+        extra["merged"] = str(pdf.merge_pdfs(items, merge))
+    if not env.json:
+        for p in paths:
+            env.print(p)
+        if merge:
+            env.print(extra["merged"])
+    return report_bulk(env, "downloaded", result, extra)

@@ -1,0 +1,216 @@
+"""Settings: per-operator config (TOML + env + flags) and store-wide settings.
+
+Two layers, on purpose:
+- the operator's own file ($XDG_CONFIG_HOME/tui-billing/config.toml, or
+  --config) and environment say *where* and *how*: the store URL, mail
+  transport and credentials, job intervals, theme;
+- the store's `setting` table says *what the business wants*, shared by every
+  admin of that store: invoice number format, off-peak window, ERP
+  integration, admin notification address, seller details, time zone.
+Flags beat environment, environment beats the file.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import os
+import string
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class ConfigError(ValueError):
+    """A setting or flag that cannot be accepted; the message names it."""
+
+
+# --------------------------------------------------------------------------
+# Clock: naive UTC in the store; --now fixes it for a whole command.
+
+def system_zone_name() -> str:
+    name = os.environ.get("TZ", "").lstrip(":")
+    if name:
+        return name
+    try:
+        target = os.readlink("/etc/localtime")
+        if "zoneinfo/" in target:
+            return target.split("zoneinfo/", 1)[1]
+    except OSError:
+        pass
+    return "UTC"
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or system_zone_name())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"timezone: {name!r} is not a known time zone") from None
+
+
+def parse_now(text: str, tz: ZoneInfo) -> dt.datetime:
+    """--now ISO 8601: with an offset as given, without one in the billing zone."""
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(f"--now: {text!r} is not an ISO 8601 date-time") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz)
+    return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+@dataclass
+class Clock:
+    """What time it is for this command: fixed by --now, else the real clock."""
+    tz: ZoneInfo = field(default_factory=lambda: zone(""))
+    fixed: dt.datetime | None = None  # naive UTC
+
+    def now(self) -> dt.datetime:
+        if self.fixed is not None:
+            return self.fixed
+        return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+
+    def local(self, moment: dt.datetime | None = None) -> dt.datetime:
+        """A stored (naive UTC) time as local wall-clock time, naive."""
+        moment = self.now() if moment is None else moment
+        return moment.replace(tzinfo=dt.timezone.utc).astimezone(self.tz).replace(tzinfo=None)
+
+    def to_utc(self, local: dt.datetime) -> dt.datetime:
+        return local.replace(tzinfo=self.tz).astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    def today(self) -> dt.date:
+        return self.local().date()
+
+
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (containers)
+        return os.environ.get("USER", "unknown")
+
+
+# --------------------------------------------------------------------------
+# Store-wide settings (the `setting` table), with defaults and validation.
+
+DEFAULT_SETTINGS: dict[str, str] = {
+    "number_format": "INV-{year}-{seq:06d}",
+    "offpeak_start": "01:00",
+    "offpeak_end": "05:00",
+    "erp_integration": "off",
+    "admin_email": "billing-admins@example.com",
+    "mail_from": "Billing <billing@example.com>",
+    "seller_name": "Northwind Telecom Ltd",
+    "seller_address": "1 Exchange Square\nLondon EC2A 2BR\nVAT GB 123 4567 89",
+    "timezone": "",
+}
+
+
+def validate_number_format(fmt: str) -> str:
+    fields = {name for _, name, _, _ in string.Formatter().parse(fmt) if name}
+    unknown = fields - {"year", "month", "seq"}
+    if unknown:
+        raise ConfigError(f"number_format: unknown field {{{sorted(unknown)[0]}}}; use year, month, seq")
+    if "seq" not in fields:
+        raise ConfigError("number_format: must contain {seq} so numbers are unique")
+    try:
+        fmt.format(year=2026, month=1, seq=1)
+    except (ValueError, IndexError, KeyError) as exc:
+        raise ConfigError(f"number_format: {exc}") from None
+    return fmt
+
+
+def parse_hhmm(name: str, text: str) -> dt.time:
+    try:
+        return dt.time.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(f"{name}: {text!r} is not a time like 01:00") from None
+
+
+def parse_switch(name: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("on", "true", "yes", "1"):
+        return True
+    if value in ("off", "false", "no", "0"):
+        return False
+    raise ConfigError(f"{name}: {text!r} is not on or off")
+
+
+VALIDATORS = {
+    "number_format": validate_number_format,
+    "offpeak_start": lambda v: parse_hhmm("offpeak_start", v) and v,
+    "offpeak_end": lambda v: parse_hhmm("offpeak_end", v) and v,
+    "erp_integration": lambda v: "on" if parse_switch("erp_integration", v) else "off",
+    "timezone": lambda v: (zone(v) and v) if v else v,
+}
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    values: dict[str, str]
+
+    def __getitem__(self, key: str) -> str:
+        return self.values.get(key, DEFAULT_SETTINGS.get(key, ""))
+
+    @property
+    def number_format(self) -> str:
+        return self["number_format"]
+
+    @property
+    def erp_integration(self) -> bool:
+        return parse_switch("erp_integration", self["erp_integration"])
+
+    @property
+    def offpeak(self) -> tuple[dt.time, dt.time]:
+        return (parse_hhmm("offpeak_start", self["offpeak_start"]),
+                parse_hhmm("offpeak_end", self["offpeak_end"]))
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return zone(self["timezone"])
+
+
+def validate_setting(key: str, value: str) -> str:
+    if key not in DEFAULT_SETTINGS:
+        raise ConfigError(f"{key}: not a setting; known: {', '.join(sorted(DEFAULT_SETTINGS))}")
+    check = VALIDATORS.get(key)
+    return check(value) if check else value
+
+
+# --------------------------------------------------------------------------
+# The operator's config file and environment.
+
+def config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "tui-billing" / "config.toml"
+
+
+@dataclass
+class AppConfig:
+    db_url: str | None = None
+    theme: str = "textual-dark"
+    mail: dict = field(default_factory=dict)  # transport, maildir, host, port, starttls, username
+    jobs: dict = field(default_factory=dict)  # job name -> interval in seconds
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "AppConfig":
+        path = path or config_path()
+        data: dict = {}
+        if path.exists():
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"--config: {path}: {exc}") from None
+        cfg = cls(
+            db_url=data.get("db"),
+            theme=data.get("theme", cls.theme),
+            mail=dict(data.get("mail", {})),
+            jobs=dict(data.get("jobs", {})),
+        )
+        env = os.environ
+        if env.get("TUI_BILLING_DB"):
+            cfg.db_url = env["TUI_BILLING_DB"]
+        for key in ("transport", "maildir", "host", "port", "starttls", "username", "password"):
+            value = env.get(f"TUI_BILLING_SMTP_{key.upper()}")
+            if value:
+                cfg.mail[key] = value
+        return cfg

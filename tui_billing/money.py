@@ -1,0 +1,81 @@
+"""Money: Decimal everywhere, quantised to the currency's minor unit.
+
+Amounts never pass through float.  The store keeps every amount as an
+integer count of 1/10,000ths (see store/fields.py), which holds any
+currency's minor unit exactly.
+"""
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+# ISO 4217 minor units for the currencies we bill in; anything else: 2.
+MINOR_UNITS = {
+    "JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "HUF": 2, "VND": 0,
+    "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3,
+}
+SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "PLN": "zł", "CHF": "CHF"}
+
+# Largest amount a single adjustment may carry: a sanity bound, not a policy.
+MAX_ADJUSTMENT = Decimal("10000000")
+ZERO = Decimal("0")
+
+
+class MoneyError(ValueError):
+    """An amount that cannot be accepted; the message names the reason."""
+
+
+def minor_units(currency: str) -> int:
+    return MINOR_UNITS.get(currency.upper(), 2)
+
+
+def quantum(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-minor_units(currency))
+
+
+def quantize(amount: Decimal, currency: str) -> Decimal:
+    """Round half-up to the currency's minor unit (the documented rounding)."""
+    if isinstance(amount, float):  # a float here is a bug upstream
+        raise TypeError("money must be Decimal, not float")
+    return Decimal(amount).quantize(quantum(currency), rounding=ROUND_HALF_UP)
+
+
+def parse_amount(text: str, currency: str, *, maximum: Decimal = MAX_ADJUSTMENT) -> Decimal:
+    """Parse a positive amount typed by a person; raise MoneyError saying why.
+
+    Accepts "12", "12.5", "1,234.50" (commas as thousands separators).
+    """
+    raw = (text or "").strip().replace(",", "").replace("_", "")
+    if not raw:
+        raise MoneyError("is required")
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise MoneyError(f"{text.strip()!r} is not a number") from None
+    if not value.is_finite():
+        raise MoneyError(f"{text.strip()!r} is not a number")
+    if value <= 0:
+        raise MoneyError("must be greater than zero")
+    places = minor_units(currency)
+    if -value.as_tuple().exponent > places and value != value.quantize(quantum(currency)):
+        raise MoneyError(f"{currency} amounts have at most {places} decimal places")
+    if value > maximum:
+        raise MoneyError(f"must not exceed {format_amount(maximum, currency)}")
+    return quantize(value, currency)
+
+
+def format_amount(amount: Decimal, currency: str) -> str:
+    """'1,234.50' — grouped, at the currency's minor unit, no symbol."""
+    places = minor_units(currency)
+    return f"{quantize(amount, currency):,.{places}f}"
+
+
+def format_money(amount: Decimal, currency: str) -> str:
+    """'1,234.50 EUR' — what admins read in tables and messages."""
+    return f"{format_amount(amount, currency)} {currency}"
+
+
+def format_debt_change(amount: Decimal, currency: str) -> str:
+    """Seed 001 'Current Debt Changed': ▼ -x for a credit, ▲ x for a charge."""
+    if amount < 0:
+        return f"▼ -{format_amount(-amount, currency)}"
+    return f"▲ {format_amount(amount, currency)}"

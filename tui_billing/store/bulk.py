@@ -1,0 +1,44 @@
+"""Fast set-based inserts for large loads (demo data, xDR import).
+
+Rows are tuples already converted to database values (see `dbv`); the
+fastest path per driver is used: sqlite3 executemany, psycopg2 execute_values.
+"""
+from __future__ import annotations
+
+from .models import database
+
+
+def dbv(field, value):
+    """A Python value as the column stores it (e.g. Decimal -> scaled int)."""
+    return field.db_value(value)
+
+
+def insert_rows(model, columns: list[str], rows: list[tuple]) -> None:
+    if not rows:
+        return
+    db = database.obj
+    table = model._meta.table_name
+    cols = ", ".join(f'"{model._meta.fields[c].column_name}"' for c in columns)
+    if db.param == "?":
+        sql = f'INSERT INTO "{table}" ({cols}) VALUES ({", ".join("?" * len(columns))})'
+        db.connection().executemany(sql, rows)
+    else:
+        from psycopg2.extras import execute_values
+
+        with db.cursor() as cursor:
+            execute_values(cursor, f'INSERT INTO "{table}" ({cols}) VALUES %s', rows, page_size=2000)
+
+
+def next_id(model) -> int:
+    from peewee import fn
+    return (model.select(fn.MAX(model.id)).scalar() or 0) + 1
+
+
+def sync_sequence(model) -> None:
+    """After inserts with explicit ids, move PostgreSQL's serial past them."""
+    db = database.obj
+    if db.param == "?":
+        return
+    table = model._meta.table_name
+    db.execute_sql(f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), "
+                   f"COALESCE((SELECT MAX(id) FROM \"{table}\"), 1))")

@@ -1,0 +1,90 @@
+"""Open the store from one URL and keep its schema current.
+
+`sqlite:///path` (the default, WAL mode) or `postgresql://user@host/db`.
+Schema changes are numbered scripts in store/migrations, applied with
+playhouse.migrations; opening a store applies any that are pending.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from peewee import Database, SqliteDatabase
+from playhouse import db_url
+from playhouse.migrations import Runner
+
+from .models import database
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "synchronous": "normal",
+    "foreign_keys": 1,
+    "busy_timeout": 30_000,
+    "cache_size": -32_000,  # 32 MB page cache
+}
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used; the message says why."""
+
+
+def default_url() -> str:
+    env = os.environ.get("TUI_BILLING_DB")
+    if env:
+        return env
+    from platformdirs import user_data_dir
+
+    directory = Path(user_data_dir("tui-billing", appauthor=False))
+    return f"sqlite:///{directory / 'tui-billing.db'}"
+
+
+def connect(url: str | None = None, *, migrate: bool = True) -> Database:
+    """Bind the models to the store at `url` and bring its schema up to date."""
+    url = url or default_url()
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        path = Path(url[len("sqlite:///"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # IMMEDIATE: a writer takes the lock when its transaction begins, so
+        # two racing transitions queue instead of failing on lock upgrade.
+        db = SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE")
+    elif url.startswith(("postgres://", "postgresql://")):
+        try:
+            db = db_url.connect(url)
+        except Exception as exc:  # driver missing, bad URL
+            raise StoreError(f"--db: cannot open {url}: {exc}") from exc
+    elif url.startswith("sqlite:"):
+        db = db_url.connect(url, pragmas=SQLITE_PRAGMAS)
+    else:
+        raise StoreError(f"--db: {url!r} is not a sqlite:/// or postgresql:// URL")
+    database.initialize(db)
+    try:
+        db.connect(reuse_if_open=True)
+    except Exception as exc:
+        raise StoreError(f"--db: cannot open {url}: {exc}") from exc
+    if migrate:
+        apply_migrations(db)
+    return db
+
+
+def is_sqlite(db: Database | None = None) -> bool:
+    db = db or database.obj
+    return isinstance(db, SqliteDatabase)
+
+
+def apply_migrations(db: Database | None = None) -> list[str]:
+    """Apply pending schema migrations; return the names applied."""
+    db = db or database.obj
+    runner = Runner(db, str(MIGRATIONS_DIR))
+    return runner.up()
+
+
+def pending_migrations(db: Database | None = None) -> list[str]:
+    db = db or database.obj
+    runner = Runner(db, str(MIGRATIONS_DIR))
+    return [m.name for m in runner.status() if not m.applied]
+
+
+def close() -> None:
+    if database.obj is not None and not database.obj.is_closed():
+        database.obj.close()

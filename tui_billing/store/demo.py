@@ -1,0 +1,382 @@
+"""A believable, deterministic demo store (`tui-billing demo`).
+
+Same seed + same --now -> the same data.  Invoices are built with the real
+calculation (billing.calculate) from synthetic usage, so every total equals
+the sum of its lines; the latest period's invoices under review also have the
+xDRs behind them stored, so a reissue recalculates to the same usage.
+Written in batches with executemany: a million invoices fit in memory-flat
+batches of BATCH invoices.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import sys
+from decimal import Decimal
+
+from .. import statuses as S
+from ..billing import DiscountRule, PeriodData, Recurring, TaxRate, Usage, calculate
+from ..money import quantize
+from .bulk import dbv, insert_rows, next_id, sync_sequence
+from .models import (
+    Account, AuditEvent, ChargeLine, Correction, CustomerClass, Discount, Invoice, Payment,
+    Subscription, TaxLine, TaxRule, Xdr, database,
+)
+from .settings import format_number, load_settings, reserve
+
+BATCH = 5000
+
+CLASSES = [  # name, send mode, hold days, net days
+    ("Enterprise", "after_review", 5, 26),
+    ("Small Business", "immediately", 0, 14),
+    ("Residential", "immediately", 0, 30),
+    ("Pilot customers", "after_review", 3, 3),  # misconfigured on purpose: the warning shows
+    ("Wholesale", "after_review", 2, 17),
+]
+PEOPLE = ["Zoë Łukasiewicz", "José Núñez", "Björk Guðmundsdóttir", "Nguyễn Văn An", "Søren Østergaard",
+          "Aïcha Benali", "Jürgen Groß", "Małgorzata Wójcik", "Chloé Lefèvre", "Ingrid Bergström",
+          "Dmitri Ivanov", "Siobhán Ní Bhriain", "Ana Conceição", "Kenji Satō", "Priya Raghunathan"]
+COMPANIES = ["Ōsaka Trading KK", "Müller & Söhne GmbH", "Café Olé SARL", "Ångström Labs AB",
+             "Dvořák Audio s.r.o.", "Northwind Logistics Ltd", "Fjällräven Outfitters", "Señor Frío S.L.",
+             "Acme Widgets Inc", "Blue Harbour Shipping", "Kraków Data Sp. z o.o.", "Zürich Re Partners AG",
+             "Tōkyō Cloud Works", "Bäckerei Schäfer", "Helios Solar Energy"]
+SUFFIXES = ["", " Holdings", " Group", " International", " Services", " Europe", " Nordic", " Labs"]
+CURRENCIES = [("EUR", 50), ("USD", 20), ("GBP", 12), ("PLN", 8), ("JPY", 5), ("CHF", 5)]
+SERVICES = [("Voice calls", "min", Decimal("0.012")), ("SMS", "msg", Decimal("0.045")),
+            ("Mobile data", "GB", Decimal("1.90")), ("Toll-free inbound", "min", Decimal("0.021")),
+            ("Cloud PBX seats", "seat", Decimal("6.50"))]
+PLANS = [("Business Fibre 1 Gbit/s", "Internet", "89.00"), ("SIP Trunk 30 channels", "Voice calls", "149.00"),
+         ("Mobile Fleet 50", "Mobile data", "450.00"), ("Static IP block /29", "Internet", "25.00"),
+         ("24/7 Support Premium", "Support", "199.00"), ("Home Broadband 300", "Internet", "39.90")]
+ACCOUNT_TYPES = [("business", 45), ("residential", 30), ("reseller", 15), ("wholesale", 10)]
+
+
+def is_empty() -> bool:
+    return not Invoice.select().exists() and not Account.select().exists()
+
+
+def _weighted(rng: random.Random, items):
+    return rng.choices([i for i, _ in items], weights=[w for _, w in items])[0]
+
+
+def _month_start(day: dt.date, back: int) -> dt.date:
+    y, m = divmod(day.year * 12 + day.month - 1 - back, 12)
+    return dt.date(y, m + 1, 1)
+
+
+def _month_end(start: dt.date) -> dt.date:
+    return _month_start(start, -1) - dt.timedelta(days=1)
+
+
+def build(ctx, *, invoices: int = 2000, seed: int = 1, quiet: bool = False) -> dict[str, int]:
+    rng = random.Random(seed)
+    progress = _Progress(invoices, quiet)
+    today = ctx.clock.today()
+    now = ctx.clock.now()
+    months = 13  # 11 sent months, the period under review, the open month
+    n_accounts = max(12, -(-invoices // months))
+
+    with database.atomic():
+        classes = _classes()
+        accounts = _accounts(rng, n_accounts, classes)
+        subs = _subscriptions(rng, accounts)
+        discounts, taxes = _pricing(rng, accounts, classes)
+    settings = load_settings()
+
+    stats = {"invoices": 0, "accounts": len(accounts), "subscriptions": sum(len(v) for v in subs.values()),
+             "xdrs": 0, "charge lines": 0, "payments": 0, "corrections": 0}
+    inv_id = next_id(Invoice)
+    with database.atomic():
+        first_seq = reserve("invoice", invoices)
+    plan = [(back, acc) for back in range(months - 1, -1, -1) for acc in accounts][-invoices:] \
+        if invoices <= months * len(accounts) else []
+    batch = _Batch()
+    for i, (back, account) in enumerate(plan):
+        period_from = _month_start(today, back)
+        period_to = _month_end(period_from)
+        cls = classes[account["class"]]
+        status = _status_for(rng, back, cls, account)
+        data = _period_data(rng, account, period_from, period_to, subs, discounts, taxes)
+        calc = calculate(data)
+        batch.add_invoice(rng, inv_id, first_seq + i, settings.number_format, account, cls, status,
+                          period_from, period_to, data, calc, now, today, stats, back)
+        inv_id += 1
+        if len(batch.invoices) >= BATCH:
+            batch.flush(stats)
+            progress(stats["invoices"])
+    batch.flush(stats)
+    progress(stats["invoices"])
+    for model in (Invoice, ChargeLine, TaxLine, Correction, Payment, Xdr):
+        sync_sequence(model)
+    with database.atomic():
+        AuditEvent.create(at=now, actor=ctx.actor, action="demo", detail=json.dumps(
+            {"invoices": stats["invoices"], "seed": seed}))
+    progress.done()
+    return stats
+
+
+class _Progress:
+    def __init__(self, total: int, quiet: bool):
+        self.total = total
+        self.enabled = not quiet and sys.stderr.isatty()
+
+    def __call__(self, done: int) -> None:
+        if self.enabled:
+            pct = done * 100 // max(self.total, 1)
+            bar = "#" * (pct * 30 // 100)
+            sys.stderr.write(f"\rdemo [{bar:<30}] {pct:3d}% {done:,}/{self.total:,} invoices")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _classes() -> list[dict]:
+    out = []
+    for name, mode, hold, net in CLASSES:
+        cls, _ = CustomerClass.get_or_create(name=name, defaults={
+            "send_mode": mode, "hold_days": hold, "net_days": net})
+        out.append({"id": cls.id, "name": name, "send_mode": cls.send_mode,
+                    "hold_days": cls.hold_days, "net_days": cls.net_days})
+    return out
+
+
+def _accounts(rng: random.Random, n: int, classes: list[dict]) -> list[dict]:
+    rows, out = [], []
+    first = next_id(Account)
+    for i in range(n):
+        kind = _weighted(rng, ACCOUNT_TYPES)
+        if kind == "residential":
+            name = rng.choice(PEOPLE)
+            cls_index = 2 if rng.random() < 0.9 else 3
+        else:
+            name = rng.choice(COMPANIES) + rng.choice(SUFFIXES)
+            cls_index = {"business": rng.choice([0, 0, 1, 3]), "reseller": rng.choice([0, 1]),
+                         "wholesale": 4}[kind]
+        if i >= len(PEOPLE) + len(COMPANIES):
+            name = f"{name} #{i + 1}"
+        elif i < len(COMPANIES):
+            name = COMPANIES[i]
+            kind, cls_index = ("business", 0) if i % 3 else ("reseller", 0)
+        currency = "JPY" if name.startswith(("Ōsaka", "Tōkyō")) else _weighted(rng, CURRENCIES)
+        slug = "".join(ch for ch in name.lower().encode("ascii", "ignore").decode() if ch.isalnum())[:20] or "customer"
+        acc_id = first + i
+        email = f"billing+{acc_id}@{slug}.example"
+        balance = quantize(Decimal(rng.randint(0, 400_000)) / 100, currency) if rng.random() < 0.35 else Decimal(0)
+        model = "prepay" if rng.random() < 0.15 else "postpay"
+        address = f"{rng.randint(1, 220)} {rng.choice(['Market St', 'Rue de Rivoli', 'Hauptstraße', 'Ulica Długa', 'Kōen-dōri'])}\n{rng.choice(['Berlin', 'Paris', 'Kraków', 'Ōsaka', 'Zürich', 'London'])}"
+        rows.append((acc_id, name, email, kind, classes[cls_index]["id"], currency,
+                     dbv(Account.balance, balance), model, address))
+        out.append({"id": acc_id, "name": name, "currency": currency, "class": cls_index,
+                    "type": kind, "model": model, "balance": balance,
+                    "usage_scale": Decimal(rng.choice([1, 2, 5, 10, 50])),
+                    "services": rng.sample(range(len(SERVICES)), rng.randint(1, 3))})
+    insert_rows(Account, ["id", "name", "email", "account_type", "customer_class", "currency", "balance",
+                          "payment_model", "address"], rows)
+    sync_sequence(Account)
+    return out
+
+
+def _subscriptions(rng: random.Random, accounts: list[dict]) -> dict[int, list[dict]]:
+    statuses = list(S.SUBSCRIPTION_STATUSES)
+    rows, out = [], {}
+    sub_id = next_id(Subscription)
+    k = 0
+    for acc in accounts:
+        out[acc["id"]] = []
+        for _ in range(rng.randint(1, 3)):
+            name, service, fee = rng.choice(PLANS)
+            # Mostly active; every status of seed 001 appears across the store.
+            status = statuses[k % len(statuses)] if k < 3 * len(statuses) or rng.random() < 0.2 else "active"
+            k += 1
+            fee_d = quantize(Decimal(fee) * (150 if acc["currency"] == "JPY" else 1), acc["currency"])
+            rows.append((sub_id, acc["id"], name, service, status, dbv(Subscription.fee, fee_d),
+                         dt.date(2024, 1 + rng.randint(0, 11), 1)))
+            out[acc["id"]].append({"id": sub_id, "name": name, "service": service, "status": status, "fee": fee_d})
+            sub_id += 1
+    insert_rows(Subscription, ["id", "account", "name", "service", "status", "fee", "active_from"], rows)
+    sync_sequence(Subscription)
+    return out
+
+
+def _pricing(rng, accounts, classes):
+    vat = {}
+    for cls in classes:
+        if cls["name"] in ("Enterprise", "Small Business", "Residential"):
+            rule = TaxRule.create(customer_class=cls["id"], name="VAT", description="Value added tax 20 %",
+                                  percent=Decimal("20"))
+            vat[cls["id"]] = [TaxRate(rule.name, rule.percent, rule.description)]
+    taxes: dict[int, list[TaxRate]] = {}
+    discounts: dict[int, list[DiscountRule]] = {}
+    for acc in accounts:
+        cls_id = classes[acc["class"]]["id"]
+        taxes[acc["id"]] = list(vat.get(cls_id, []))
+        if rng.random() < 0.1:
+            rule = TaxRule.create(account=acc["id"], name="Regulatory fee refund",
+                                  description="Universal service fee overpaid last year", percent=Decimal("-1.5"))
+            taxes[acc["id"]].append(TaxRate(rule.name, rule.percent, rule.description))
+        if rng.random() < 0.25:
+            service = rng.choice([None, SERVICES[acc["services"][0]][0]])
+            d = Discount.create(account=acc["id"], service=service, percent=Decimal(rng.choice([5, 10, 15])),
+                                description="Loyalty discount")
+            discounts[acc["id"]] = [DiscountRule(d.percent, d.service, d.description)]
+    return discounts, taxes
+
+
+def _status_for(rng: random.Random, back: int, cls: dict, account: dict) -> str:
+    reviewed = cls["send_mode"] == "after_review"
+    if back == 0:
+        return S.OPEN if account["model"] == "postpay" else (S.UNDER_REVIEW if reviewed else S.APPROVED)
+    if back == 1:
+        if reviewed:
+            return rng.choices([S.UNDER_REVIEW, S.REJECTED, S.APPROVED, S.UNPAID, S.PAID],
+                               weights=[55, 8, 7, 15, 15])[0]
+        return rng.choices([S.APPROVED, S.UNPAID, S.PAID], weights=[10, 50, 40])[0]
+    return rng.choices([S.PAID, S.UNPAID, S.OVERDUE], weights=[85, 5, 10] if back > 2 else [60, 30, 10])[0]
+
+
+def _period_data(rng, account, period_from, period_to, subs, discounts, taxes) -> PeriodData:
+    usage = []
+    for idx in account["services"]:
+        name, _unit, price = SERVICES[idx]
+        qty = (Decimal(rng.randint(50, 5000)) * account["usage_scale"] / Decimal(rng.choice([1, 4, 8])))
+        qty = qty.quantize(Decimal("0.001"))
+        amount = quantize(qty * price * (150 if account["currency"] == "JPY" else 1), account["currency"])
+        usage.append(Usage(name, qty, amount, 3))
+    recurring = [Recurring(s["id"], s["name"], s["service"], s["fee"]) for s in subs[account["id"]]
+                 if s["status"] in _BILLABLE]
+    return PeriodData(account["currency"], period_from, period_to, tuple(usage), tuple(recurring),
+                      tuple(discounts.get(account["id"], ())), tuple(taxes.get(account["id"], ())))
+
+
+from ..billing import BILLABLE_SUBSCRIPTION_STATUSES as _BILLABLE  # noqa: E402
+
+INVOICE_COLUMNS = [
+    "id", "number", "account", "customer_class", "kind", "payment_model", "status", "currency",
+    "period_from", "period_to", "generated_at", "issue_date", "due_date", "review_deadline",
+    "subtotal", "discount_total", "tax_total", "correction_total", "total", "outstanding",
+    "external_total", "external_currency", "approved_at", "approved_by", "closed_at", "revision",
+    "reissue_mode", "reissue_requested_at", "reissue_after", "sent_at", "sent_revision",
+]
+
+
+class _Batch:
+    def __init__(self):
+        self.invoices, self.charges, self.taxes, self.corrections, self.payments, self.xdrs = [], [], [], [], [], []
+
+    def add_invoice(self, rng, inv_id, seq, fmt, account, cls, status, period_from, period_to, data, calc,
+                    now, today, stats, back):
+        cur = account["currency"]
+        close_day = period_to + dt.timedelta(days=2)  # seed 001: closed on the second day of the next period
+        issue_date = close_day if status == S.OPEN else min(period_to + dt.timedelta(days=1), today)
+        generated = dt.datetime.combine(issue_date, dt.time(3, 0)) if status != S.OPEN else None
+        if generated and generated > now:
+            generated = now
+        review_deadline = None
+        if status in (S.UNDER_REVIEW, S.REJECTED):
+            # Spread deadlines from overdue-now to the full hold, so the queue shows urgency.
+            review_deadline = now + dt.timedelta(hours=rng.randint(-6, cls["hold_days"] * 24))
+            generated = review_deadline - dt.timedelta(days=cls["hold_days"])
+            issue_date = generated.date()
+        corrections = Decimal(0)
+        revision = 1
+        if status == S.UNDER_REVIEW and rng.random() < 0.12:
+            for pos in range(1, rng.randint(1, 2) + 1):
+                credit = rng.random() < 0.6
+                amount = quantize(Decimal(rng.randint(500, 25_000)) / 100 * (150 if cur == "JPY" else 1), cur)
+                if credit and calc.total(corrections) - amount < 0:
+                    credit = False
+                signed = -amount if credit else amount
+                corrections += signed
+                revision += 1
+                desc = rng.choice(["Promotional credit: spring campaign", "Goodwill credit for outage 12 May",
+                                   "On-site support visit (4 h)", "Porting fee", "Service credit per SLA"]) \
+                    if credit else rng.choice(["On-site support visit (4 h)", "Hardware replacement",
+                                               "Porting fee", "Professional services: PBX set-up"])
+                self.corrections.append((inv_id, pos, "manual_credit" if credit else "manual_charge", desc,
+                                         dbv(Correction.amount, signed), "demo", generated, revision))
+        total = calc.total(corrections)
+        approved_at = generated + dt.timedelta(days=rng.randint(0, max(cls["hold_days"], 1))) \
+            if status in (S.APPROVED, *S.SENT_STATUSES) and generated else None
+        if approved_at and approved_at > now:
+            approved_at = now
+        sent = status in S.SENT_STATUSES
+        outstanding = Decimal(0) if status == S.PAID else total
+        reissue = ("off_peak" if rng.random() < 0.7 else "now") if status == S.REJECTED else None
+        reissue_after = (now + dt.timedelta(hours=rng.randint(1, 20))) if reissue == "off_peak" else \
+            (now if reissue else None)
+        self.invoices.append((
+            inv_id, format_number(fmt, seq, issue_date), account["id"], cls["id"], "regular",
+            account["model"], status, cur, period_from, period_to, generated, issue_date,
+            issue_date + dt.timedelta(days=cls["net_days"]) if status != S.OPEN else None,
+            review_deadline, dbv(Invoice.subtotal, calc.subtotal), dbv(Invoice.subtotal, calc.discount_total),
+            dbv(Invoice.subtotal, calc.tax_total), dbv(Invoice.subtotal, corrections),
+            dbv(Invoice.subtotal, total), dbv(Invoice.subtotal, outstanding),
+            dbv(Invoice.subtotal, total) if sent else None, cur if sent else None,
+            approved_at, ("auto:send-immediately" if cls["send_mode"] == "immediately" else "demo")
+            if approved_at else None, generated if account["model"] == "postpay" and status != S.OPEN else None,
+            revision, reissue, now - dt.timedelta(hours=1) if reissue else None, reissue_after,
+            approved_at if sent else None, revision if sent else None))
+        for c in calc.charges:
+            self.charges.append((inv_id, c.position, c.description, c.service, c.subscription_id,
+                                 dbv(ChargeLine.quantity, c.quantity), dbv(ChargeLine.discount, c.discount),
+                                 dbv(ChargeLine.amount, c.amount)))
+        for t in calc.taxes:
+            self.taxes.append((inv_id, t.position, t.name, t.description, dbv(TaxLine.amount, t.amount)))
+        if sent:
+            self._payment(rng, inv_id, status, total, issue_date, approved_at, cls, account)
+        if status in (S.UNDER_REVIEW, S.REJECTED):
+            self._xdrs(rng, inv_id, account, data, period_from)
+
+    def _payment(self, rng, inv_id, status, total, issue_date, created, cls, account):
+        due = issue_date + dt.timedelta(days=cls["net_days"])
+        desc = f"PMT-{inv_id:08d}"
+        if status == S.PAID:
+            pstatus = "paid_from_balance" if rng.random() < 0.3 else rng.choices(
+                ["completed", "receipt_sent"], weights=[90, 10])[0]
+        elif status == S.UNPAID:
+            pstatus = rng.choices(["waiting_for_payment", "processing", "receipt_creating", "cancelled"],
+                                  weights=[85, 5, 5, 5])[0]
+        else:
+            pstatus = "expired"
+        self.payments.append((inv_id, f"{desc} {S.PAYMENT_STATUSES[pstatus].lower()}", created, due, pstatus,
+                              dbv(Payment.amount, total)))
+
+    def _xdrs(self, rng, inv_id, account, data: PeriodData, period_from):
+        # The usage behind the invoice, split into a few records that sum to it exactly.
+        for use in data.usage:
+            parts = 3
+            q_left, a_left = use.quantity, use.amount
+            for p in range(parts):
+                if p < parts - 1:
+                    q = (q_left / 3).quantize(Decimal("0.001"))
+                    a = quantize(a_left / 3, account["currency"])
+                else:
+                    q, a = q_left, a_left
+                q_left -= q
+                a_left -= a
+                when = dt.datetime.combine(period_from, dt.time(8)) + dt.timedelta(days=p * 9, minutes=inv_id % 600)
+                self.xdrs.append((f"demo-{inv_id}-{use.service[:8].replace(' ', '')}-{p}", account["id"],
+                                  use.service, when, dbv(Xdr.quantity, q), dbv(Xdr.amount, a)))
+
+    def flush(self, stats):
+        if not self.invoices:
+            return
+        with database.atomic():
+            insert_rows(Invoice, INVOICE_COLUMNS, self.invoices)
+            insert_rows(ChargeLine, ["invoice", "position", "description", "service", "subscription",
+                                     "quantity", "discount", "amount"], self.charges)
+            insert_rows(TaxLine, ["invoice", "position", "name", "description", "amount"], self.taxes)
+            insert_rows(Correction, ["invoice", "position", "kind", "description", "amount", "created_by",
+                                     "approved_at", "revision"], self.corrections)
+            insert_rows(Payment, ["invoice", "description", "created_at", "due_date", "status", "amount"],
+                        self.payments)
+            insert_rows(Xdr, ["xdr_id", "account", "service", "time", "quantity", "amount"], self.xdrs)
+        stats["invoices"] += len(self.invoices)
+        stats["charge lines"] += len(self.charges)
+        stats["payments"] += len(self.payments)
+        stats["corrections"] += len(self.corrections)
+        stats["xdrs"] += len(self.xdrs)
+        self.__init__()

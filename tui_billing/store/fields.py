@@ -1,0 +1,45 @@
+"""Exact decimal columns stored as scaled integers.
+
+SQLite's NUMERIC affinity turns '12.30' into a float, so no amount is ever
+stored as a decimal column: each is an integer count of 10**-scale units,
+which both SQLite and PostgreSQL keep exactly and can SUM exactly.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from peewee import BigIntegerField
+
+MONEY_SCALE = 4  # 1/10,000ths: exact for every ISO 4217 minor unit
+QUANTITY_SCALE = 3  # seed 001: quantity up to three decimal places
+
+
+class ScaledDecimalField(BigIntegerField):
+    def __init__(self, scale: int = MONEY_SCALE, *args, **kwargs):
+        self.scale = scale
+        super().__init__(*args, **kwargs)
+
+    def db_value(self, value):
+        if value is None:
+            return None
+        if isinstance(value, float):
+            raise TypeError(f"{self.name}: float given for an exact decimal column")
+        scaled = Decimal(value).scaleb(self.scale)
+        if scaled != scaled.to_integral_value():
+            raise ValueError(f"{self.name}: {value} has more than {self.scale} decimal places")
+        return int(scaled)
+
+    def python_value(self, value):
+        if value is None:
+            return None
+        return Decimal(int(value)).scaleb(-self.scale)
+
+
+class MoneyField(ScaledDecimalField):
+    def __init__(self, *args, **kwargs):
+        super().__init__(MONEY_SCALE, *args, **kwargs)
+
+
+class QuantityField(ScaledDecimalField):
+    def __init__(self, *args, **kwargs):
+        super().__init__(QUANTITY_SCALE, *args, **kwargs)

@@ -1,0 +1,254 @@
+"""Peewee models: every entity of DESIGN.md "Domain".
+
+Amounts are MoneyField (exact scaled integers); times are naive UTC;
+dates (issue, due, period) are calendar dates in the billing time zone.
+"""
+from __future__ import annotations
+
+from peewee import (
+    SQL, AutoField, BlobField, BooleanField, CharField, DatabaseProxy, DateField,
+    DateTimeField, ForeignKeyField, IntegerField, Model, TextField,
+)
+
+from .fields import MoneyField, QuantityField
+
+database = DatabaseProxy()
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Setting(BaseModel):
+    """Store-wide settings shared by every admin (number format, off-peak…)."""
+    key = CharField(primary_key=True, max_length=64)
+    value = TextField()
+
+
+class Sequence(BaseModel):
+    """Counters for invoice and payment numbers, bumped inside transactions."""
+    name = CharField(primary_key=True, max_length=64)
+    value = IntegerField(default=0)
+
+
+class CustomerClass(BaseModel):
+    id = AutoField()
+    name = CharField(unique=True, max_length=120)
+    send_mode = CharField(max_length=20, default="immediately")  # statuses.SEND_MODES
+    hold_days = IntegerField(default=0)
+    net_days = IntegerField(default=30)
+    billing_period = CharField(max_length=20, default="monthly")
+
+
+class Account(BaseModel):
+    id = AutoField()
+    name = CharField(max_length=200, index=True)
+    email = CharField(max_length=254)
+    account_type = CharField(max_length=20, index=True)  # statuses.ACCOUNT_TYPES
+    customer_class = ForeignKeyField(CustomerClass, backref="accounts", index=True)
+    currency = CharField(max_length=3)
+    balance = MoneyField(default=0)
+    payment_model = CharField(max_length=10, default="postpay")
+    address = TextField(default="")
+
+
+class Subscription(BaseModel):
+    id = AutoField()
+    account = ForeignKeyField(Account, backref="subscriptions", index=True)
+    name = CharField(max_length=200)
+    service = CharField(max_length=60)
+    status = CharField(max_length=32)  # statuses.SUBSCRIPTION_STATUSES
+    fee = MoneyField(default=0)  # recurring fee per billing period
+    active_from = DateField(null=True)
+    active_to = DateField(null=True)
+
+
+class Discount(BaseModel):
+    id = AutoField()
+    account = ForeignKeyField(Account, backref="discounts", index=True)
+    service = CharField(max_length=60, null=True)  # None: every service
+    percent = QuantityField()  # e.g. 10.000 = 10 %
+    description = CharField(max_length=200, default="")
+
+
+class TaxRule(BaseModel):
+    id = AutoField()
+    customer_class = ForeignKeyField(CustomerClass, null=True, backref="tax_rules")
+    account = ForeignKeyField(Account, null=True, backref="tax_rules")
+    name = CharField(max_length=60)
+    description = CharField(max_length=200, default="")
+    percent = QuantityField()  # negative: a refund
+
+
+class Xdr(BaseModel):
+    id = AutoField()
+    xdr_id = CharField(unique=True, max_length=64)  # the source system's id
+    account = ForeignKeyField(Account, backref="xdrs")
+    service = CharField(max_length=60)
+    time = DateTimeField()
+    quantity = QuantityField()
+    amount = MoneyField()
+
+    class Meta:
+        indexes = ((("account", "time"), False),)
+
+
+class Invoice(BaseModel):
+    id = AutoField()
+    number = CharField(unique=True, max_length=64)
+    account = ForeignKeyField(Account, backref="invoices")
+    customer_class = ForeignKeyField(CustomerClass)  # the class it was issued under
+    kind = CharField(max_length=20, default="regular")
+    payment_model = CharField(max_length=10, default="postpay")
+    status = CharField(max_length=20)
+    currency = CharField(max_length=3)
+    period_from = DateField()
+    period_to = DateField()
+    generated_at = DateTimeField(null=True)  # null while a postpay invoice is open
+    issue_date = DateField()  # open postpay: the planned closing day
+    due_date = DateField(null=True)
+    review_deadline = DateTimeField(null=True)
+    subtotal = MoneyField(default=0)  # sum of charge amounts
+    discount_total = MoneyField(default=0)
+    tax_total = MoneyField(default=0)
+    correction_total = MoneyField(default=0)
+    total = MoneyField(default=0)
+    outstanding = MoneyField(default=0)
+    external_total = MoneyField(null=True)
+    external_currency = CharField(max_length=3, null=True)
+    approved_at = DateTimeField(null=True)
+    approved_by = CharField(max_length=64, null=True)
+    closed_at = DateTimeField(null=True)
+    revision = IntegerField(default=1)
+    reviewed_revision = IntegerField(null=True)  # revision last approved/seen
+    reissue_mode = CharField(max_length=10, null=True)
+    reissue_requested_at = DateTimeField(null=True)
+    reissue_after = DateTimeField(null=True)
+    sent_at = DateTimeField(null=True)
+    sent_revision = IntegerField(null=True)
+    notified_at = DateTimeField(null=True)  # admins told it waits for review
+    claimed_by = CharField(max_length=64, null=True)  # job-loop row claim
+    claimed_until = DateTimeField(null=True)
+
+    class Meta:
+        indexes = (
+            (("status", "review_deadline"), False),
+            (("status", "issue_date", "id"), False),
+            (("issue_date", "id"), False),
+            (("account", "issue_date"), False),
+            (("customer_class", "status"), False),
+            (("status", "reissue_after"), False),
+            (("total", "id"), False),
+        )
+
+
+class ChargeLine(BaseModel):
+    id = AutoField()
+    invoice = ForeignKeyField(Invoice, backref="charges", on_delete="CASCADE", index=True)
+    position = IntegerField()
+    description = CharField(max_length=300)
+    service = CharField(max_length=60, default="")
+    subscription = ForeignKeyField(Subscription, null=True)
+    quantity = QuantityField(default=0)
+    discount = MoneyField(default=0)
+    amount = MoneyField(default=0)  # before discount
+
+
+class TaxLine(BaseModel):
+    id = AutoField()
+    invoice = ForeignKeyField(Invoice, backref="taxes", on_delete="CASCADE", index=True)
+    position = IntegerField()
+    name = CharField(max_length=60)
+    description = CharField(max_length=200, default="")
+    amount = MoneyField()  # negative: a refund
+
+
+class Correction(BaseModel):
+    id = AutoField()
+    invoice = ForeignKeyField(Invoice, backref="corrections", on_delete="CASCADE", index=True)
+    position = IntegerField()
+    kind = CharField(max_length=20)  # statuses.CORRECTION_KINDS
+    description = CharField(max_length=300)
+    amount = MoneyField()  # signed: negative reduces the debt (▼)
+    created_by = CharField(max_length=64)
+    approved_at = DateTimeField(null=True)
+    revision = IntegerField()  # the invoice revision this correction made
+
+
+class Payment(BaseModel):
+    id = AutoField()
+    invoice = ForeignKeyField(Invoice, backref="payments", on_delete="CASCADE", index=True)
+    description = CharField(max_length=200)
+    created_at = DateTimeField()
+    due_date = DateField(null=True)
+    status = CharField(max_length=32)  # statuses.PAYMENT_STATUSES
+    amount = MoneyField()
+
+    class Meta:
+        indexes = ((("status", "due_date"), False),)
+
+
+class InvoicePdf(BaseModel):
+    """Rendered PDFs: the current revision and the one last sent, no more."""
+    id = AutoField()
+    invoice = ForeignKeyField(Invoice, backref="pdfs", on_delete="CASCADE")
+    revision = IntegerField()
+    data = BlobField()
+    created_at = DateTimeField()
+
+    class Meta:
+        indexes = ((("invoice", "revision"), True),)
+
+
+class AuditEvent(BaseModel):
+    id = AutoField()
+    at = DateTimeField(index=True)
+    actor = CharField(max_length=64)
+    action = CharField(max_length=40)
+    invoice = ForeignKeyField(Invoice, null=True, backref="audit", on_delete="SET NULL", index=True)
+    number = CharField(max_length=64, null=True)
+    before_status = CharField(max_length=20, null=True)
+    after_status = CharField(max_length=20, null=True)
+    before_total = MoneyField(null=True)
+    after_total = MoneyField(null=True)
+    detail = TextField(default="")
+
+
+class OutboxMessage(BaseModel):
+    """Mail waiting to go out: at most one per (invoice, revision, kind)."""
+    id = AutoField()
+    kind = CharField(max_length=20)  # invoice | digest
+    invoice = ForeignKeyField(Invoice, null=True, backref="outbox", on_delete="CASCADE")
+    revision = IntegerField(default=0)
+    message_id = CharField(unique=True, max_length=200)
+    recipient = CharField(max_length=254)
+    subject = CharField(max_length=300)
+    body = TextField(default="")
+    status = CharField(max_length=12, default="queued")  # queued|sending|sent|failed
+    attempts = IntegerField(default=0)
+    next_attempt_at = DateTimeField(null=True)
+    last_error = TextField(default="")
+    created_at = DateTimeField()
+    sent_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = (
+            (("kind", "invoice", "revision"), True),
+            (("status", "next_attempt_at"), False),
+        )
+
+
+class JobLock(BaseModel):
+    """Heartbeat of a running job loop (one per name on SQLite)."""
+    name = CharField(primary_key=True, max_length=64)
+    holder = CharField(max_length=200)
+    heartbeat_at = DateTimeField()
+
+
+ALL_MODELS = [
+    Setting, Sequence, CustomerClass, Account, Subscription, Discount, TaxRule,
+    Xdr, Invoice, ChargeLine, TaxLine, Correction, Payment, InvoicePdf,
+    AuditEvent, OutboxMessage, JobLock,
+]

@@ -1,0 +1,174 @@
+"""Finder queries: filters, keyset paging, counts per status.
+
+Never loads every row: pages are fetched by keyset (the last row's sort value
+and id), so page N costs the same as page 1 on a million invoices.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from peewee import fn
+
+from .. import statuses as S
+from .models import Account, CustomerClass, Invoice
+
+SORTS = {  # name -> (column, default descending?)
+    "issue_date": (Invoice.issue_date, True),
+    "number": (Invoice.number, False),
+    "total": (Invoice.total, True),
+    "deadline": (Invoice.review_deadline, False),
+}
+MAX_LIMIT = 5000
+
+
+class FilterError(ValueError):
+    def __init__(self, field_name: str, reason: str):
+        super().__init__(f"{field_name}: {reason}")
+        self.field = field_name
+
+
+@dataclass(frozen=True)
+class Filters:
+    statuses: tuple[str, ...] = ()
+    account_type: str | None = None
+    customer: str | None = None  # text in the account name or email
+    customer_class: str | None = None  # class name
+    number: str | None = None  # prefix (or exact) of the invoice number
+    date_from: dt.date | None = None  # issue date range, inclusive
+    date_to: dt.date | None = None
+    flagged: bool = False
+
+    def with_(self, **changes) -> "Filters":
+        return replace(self, **changes)
+
+
+def parse_date(field_name: str, text: str | None) -> dt.date | None:
+    if text is None or text == "":
+        return None
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise FilterError(field_name, f"{text!r} is not a date like 2026-03-01") from None
+
+
+def make_filters(*, status=None, account_type=None, customer=None, customer_class=None,
+                 number=None, date_from=None, date_to=None, flagged=False) -> Filters:
+    """Validate raw filter text (CLI flags, filter bar); FilterError names the field."""
+    statuses: tuple[str, ...] = ()
+    if status:
+        items = status if isinstance(status, (list, tuple)) else str(status).split(",")
+        statuses = tuple(s.strip().lower().replace(" ", "_").replace("-", "_") for s in items if s.strip())
+        unknown = [s for s in statuses if s not in S.INVOICE_STATUSES]
+        if unknown:
+            raise FilterError("status", f"{unknown[0]!r} is not one of {', '.join(S.INVOICE_STATUSES)}")
+    if account_type and account_type not in S.ACCOUNT_TYPES:
+        raise FilterError("account-type", f"{account_type!r} is not one of {', '.join(S.ACCOUNT_TYPES)}")
+    d_from, d_to = parse_date("from", date_from), parse_date("to", date_to)
+    if d_from and d_to and d_from > d_to:
+        raise FilterError("to", f"{d_to} is before --from {d_from}")
+    if customer_class and not CustomerClass.select().where(CustomerClass.name == customer_class).exists():
+        raise FilterError("class", f"no customer class named {customer_class!r}")
+    return Filters(statuses, account_type or None, (customer or "").strip() or None,
+                   customer_class or None, (number or "").strip() or None, d_from, d_to, flagged)
+
+
+def _where(f: Filters):
+    cond = []
+    if f.statuses:
+        cond.append(Invoice.status.in_(list(f.statuses)))
+    if f.account_type:
+        cond.append(Account.account_type == f.account_type)
+    if f.customer:
+        cond.append(fn.LOWER(Account.name).contains(f.customer.lower()) | fn.LOWER(Account.email).contains(f.customer.lower()))
+    if f.customer_class:
+        cond.append(Invoice.customer_class == CustomerClass.select(CustomerClass.id).where(
+            CustomerClass.name == f.customer_class))
+    if f.number:
+        cond.append(Invoice.number.startswith(f.number))
+    if f.date_from:
+        cond.append(Invoice.issue_date >= f.date_from)
+    if f.date_to:
+        cond.append(Invoice.issue_date <= f.date_to)
+    if f.flagged and hasattr(Invoice, "risk_score"):
+        cond.append(Invoice.risk_score > 0)
+    return cond
+
+
+def base_query(f: Filters, *columns):
+    query = Invoice.select(*columns) if columns else Invoice.select(Invoice, Account, CustomerClass)
+    query = (query.join(Account, on=(Invoice.account == Account.id))
+             .switch(Invoice).join(CustomerClass, on=(Invoice.customer_class == CustomerClass.id)))
+    for c in _where(f):
+        query = query.where(c)
+    return query
+
+
+def ids_matching(f: Filters):
+    """A sub-query of matching ids: 'select all matching' without loading rows."""
+    return base_query(f, Invoice.id)
+
+
+@dataclass(frozen=True)
+class PageKey:
+    value: object
+    id: int
+
+
+def page(f: Filters, *, sort: str = "issue_date", descending: bool | None = None,
+         after: PageKey | None = None, limit: int = 100) -> list[Invoice]:
+    """One page of invoices after `after` (None: the first page)."""
+    if sort not in SORTS:
+        raise FilterError("sort", f"{sort!r} is not one of {', '.join(SORTS)}")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise FilterError("limit", f"must be between 1 and {MAX_LIMIT}")
+    column, default_desc = SORTS[sort]
+    desc = default_desc if descending is None else descending
+    query = base_query(f)
+    if sort == "deadline":  # only invoices with a deadline sort by it
+        query = query.where(Invoice.review_deadline.is_null(False))
+    if after is not None:
+        if desc:
+            query = query.where((column < after.value) | ((column == after.value) & (Invoice.id < after.id)))
+        else:
+            query = query.where((column > after.value) | ((column == after.value) & (Invoice.id > after.id)))
+    order = (column.desc(), Invoice.id.desc()) if desc else (column.asc(), Invoice.id.asc())
+    return list(query.order_by(*order).limit(limit))
+
+
+def key_of(inv: Invoice, sort: str) -> PageKey:
+    column, _ = SORTS[sort]
+    return PageKey(getattr(inv, column.name), inv.id)
+
+
+def counts_by_status(f: Filters) -> dict[str, int]:
+    f = f.with_(statuses=())
+    query = base_query(f, Invoice.status, fn.COUNT(Invoice.id)).group_by(Invoice.status)
+    counts = {s: 0 for s in S.INVOICE_STATUSES}
+    for status, n in query.tuples():
+        counts[status] = n
+    return counts
+
+
+def count_and_sum(f: Filters) -> tuple[int, dict[str, Decimal]]:
+    """How many match and their totals per currency (for confirmations)."""
+    rows = base_query(f, Invoice.currency, fn.COUNT(Invoice.id), fn.SUM(Invoice.total)).group_by(Invoice.currency).tuples()
+    count, sums = 0, {}
+    for currency, n, total in rows:
+        count += n
+        sums[currency] = Decimal(int(total or 0)).scaleb(-4)
+    return count, sums
+
+
+def totals_of(ids: list[int]) -> tuple[int, dict[str, Decimal]]:
+    sums: dict[str, Decimal] = {}
+    count = 0
+    for start in range(0, len(ids), 500):
+        rows = (Invoice.select(Invoice.currency, fn.COUNT(Invoice.id), fn.SUM(Invoice.total))
+                .where(Invoice.id.in_(ids[start:start + 500])).group_by(Invoice.currency).tuples())
+        for currency, n, total in rows:
+            count += n
+            sums[currency] = sums.get(currency, Decimal(0)) + Decimal(int(total or 0)).scaleb(-4)
+    return count, sums
+

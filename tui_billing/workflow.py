@@ -1,0 +1,477 @@
+"""Guarded transitions of an invoice: the only code that changes its status.
+
+Each transition (Lago-style: one named unit per transition) runs in one
+transaction, applies only from the states it allows, and writes an audit
+event with who, when, what and the status and total before and after.
+
+Race safety: the invoice row is locked before it is read (SQLite: the
+IMMEDIATE transaction holds the database's write lock; PostgreSQL: SELECT …
+FOR UPDATE) and every UPDATE repeats the expected status and revision in its
+WHERE clause, so of two admins or an admin and the job loop exactly one wins
+and the other gets a clear refusal.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from . import statuses as S
+from .config import Clock, os_user
+from .money import MAX_ADJUSTMENT, format_money, quantize
+from .offpeak import next_window_start
+from .store.models import AuditEvent, Correction, CustomerClass, Invoice, Payment, database
+from .store.settings import load_settings
+
+CHUNK = 500  # ids per transaction in bulk transitions
+
+
+class Refused(Exception):
+    """A transition that does not apply; str() is the sentence admins read."""
+
+    def __init__(self, number: str, reason: str):
+        super().__init__(f"{number} {reason}" if number else reason)
+        self.number = number
+        self.reason = reason
+
+
+class NotFound(Refused):
+    pass
+
+
+class BadInput(ValueError):
+    """Input that is wrong whatever the invoice's state; names the field."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass
+class Ctx:
+    """Who acts and what time it is, for one command or one job tick."""
+    clock: Clock = field(default_factory=Clock)
+    actor: str = field(default_factory=os_user)
+
+
+@dataclass
+class BulkResult:
+    done: list[str] = field(default_factory=list)  # invoice numbers
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (number, reason)
+
+    def merge(self, other: "BulkResult") -> None:
+        self.done.extend(other.done)
+        self.failed.extend(other.failed)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+Progress = Callable[[int, int], None]  # (done so far, total)
+
+
+# --------------------------------------------------------------------------
+# Helpers
+
+def _locked(query):
+    """SELECT … FOR UPDATE where the database has row locks (PostgreSQL)."""
+    return query.for_update() if database.obj.for_update else query
+
+
+def _audit(ctx: Ctx, action: str, inv: Invoice | None, before: tuple | None,
+           after: tuple | None, **detail) -> dict:
+    return {
+        "at": ctx.clock.now(), "actor": ctx.actor, "action": action,
+        "invoice": inv.id if inv else None, "number": inv.number if inv else None,
+        "before_status": before[0] if before else None,
+        "before_total": before[1] if before else None,
+        "after_status": after[0] if after else None,
+        "after_total": after[1] if after else None,
+        "detail": json.dumps(detail, default=str, ensure_ascii=False) if detail else "",
+    }
+
+
+def write_audit(ctx: Ctx, action: str, inv: Invoice | None = None, before=None, after=None, **detail):
+    AuditEvent.insert(_audit(ctx, action, inv, before, after, **detail)).execute()
+
+
+def find_invoice(ref: str | int) -> Invoice:
+    """By id or number; NotFound names the reference."""
+    query = Invoice.select()
+    if isinstance(ref, int):
+        inv = query.where(Invoice.id == ref).first()
+    else:
+        inv = query.where(Invoice.number == ref).first()
+    if inv is None:
+        raise NotFound(str(ref), "does not exist")
+    return inv
+
+
+def _lock(ref: str | int) -> Invoice:
+    query = Invoice.select()
+    query = query.where(Invoice.id == ref) if isinstance(ref, int) else query.where(Invoice.number == ref)
+    inv = _locked(query).first()
+    if inv is None:
+        raise NotFound(str(ref), "does not exist")
+    return inv
+
+
+def _save_guarded(inv: Invoice, expected_status: str, expected_revision: int, **changes) -> None:
+    n = (Invoice.update(**changes)
+         .where((Invoice.id == inv.id) & (Invoice.status == expected_status)
+                & (Invoice.revision == expected_revision))
+         .execute())
+    if n != 1:  # only possible without a row lock; never silently lose a change
+        raise Refused(inv.number, "was changed by someone else meanwhile; look again")
+    for key, value in changes.items():
+        setattr(inv, key, value)
+
+
+def _state(inv: Invoice) -> tuple[str, Decimal]:
+    return (inv.status, inv.total)
+
+
+APPROVE_REFUSALS = {
+    S.REJECTED: "is rejected: reissue it before approving it",
+    S.APPROVED: "is already approved",
+    S.UNPAID: "was already sent (unpaid): it cannot be approved again",
+    S.PAID: "was already sent (paid): it cannot be approved again",
+    S.OVERDUE: "was already sent (overdue): it cannot be approved again",
+    S.OPEN: "is open: a postpay invoice is issued when its period closes",
+}
+CHANGE_REFUSALS = {
+    S.REJECTED: "is rejected: wait for its reissue (or reissue it now) first",
+    S.APPROVED: "is approved: an approved invoice can no longer be changed",
+    S.UNPAID: "was already sent: a sent invoice can no longer be changed",
+    S.PAID: "was already sent: a sent invoice can no longer be changed",
+    S.OVERDUE: "was already sent: a sent invoice can no longer be changed",
+    S.OPEN: "is open: its period has not closed yet",
+}
+
+
+def _refuse(inv: Invoice, table: dict[str, str]) -> Refused:
+    return Refused(inv.number, table.get(inv.status, f"is {inv.status}"))
+
+
+# --------------------------------------------------------------------------
+# Issue: generated -> UNDER_REVIEW (after_review, regular) or APPROVED.
+
+def issue_fields(ctx: Ctx, cls: CustomerClass, kind: str) -> dict:
+    """Status, dates and deadline for an invoice generated now."""
+    now = ctx.clock.now()
+    issued = ctx.clock.today()
+    reviewed = kind == "regular" and cls.send_mode == "after_review"
+    fields = {
+        "generated_at": now,
+        "issue_date": issued,
+        "due_date": issued + dt.timedelta(days=cls.net_days),
+        "status": S.UNDER_REVIEW if reviewed else S.APPROVED,
+        "review_deadline": now + dt.timedelta(days=cls.hold_days) if reviewed else None,
+    }
+    if not reviewed:
+        fields.update(approved_at=now, approved_by="auto:send-immediately")
+    return fields
+
+
+def close_postpay(ctx: Ctx, ref: str | int) -> Invoice:
+    """OPEN postpay invoice -> closed and issued (under review or approved)."""
+    with database.atomic():
+        inv = _lock(ref)
+        if inv.status != S.OPEN:
+            raise Refused(inv.number, f"is {S.label(S.INVOICE_STATUSES, inv.status).lower()}, not open")
+        cls = CustomerClass.get_by_id(inv.customer_class_id)
+        before = _state(inv)
+        changes = issue_fields(ctx, cls, inv.kind)
+        changes["closed_at"] = ctx.clock.now()
+        _save_guarded(inv, S.OPEN, inv.revision, **changes)
+        write_audit(ctx, "close", inv, before, _state(inv),
+                    review_deadline=inv.review_deadline, due_date=inv.due_date)
+    return inv
+
+
+# --------------------------------------------------------------------------
+# Approve: UNDER_REVIEW -> APPROVED (admin, one or many, or auto at deadline).
+
+def approve(ctx: Ctx, ref: str | int) -> Invoice:
+    result = approve_many(ctx, [ref])
+    if result.failed:
+        number, reason = result.failed[0]
+        raise NotFound(number, reason) if reason == "does not exist" else Refused(number, reason)
+    return find_invoice(ref)
+
+
+def approve_many(ctx: Ctx, refs: Sequence[str | int], progress: Progress | None = None,
+                 *, action: str = "approve", due_only: bool = False) -> BulkResult:
+    """Approve each invoice that is under review; report every one that is not.
+
+    Works in chunks of CHUNK invoices, one transaction each: the chunk's rows
+    are locked, the ones under review are approved with one guarded UPDATE,
+    and one audit event per approved invoice is written in the same
+    transaction.  The issue date never changes.
+    """
+    result = BulkResult()
+    refs = list(refs)
+    for start in range(0, len(refs), CHUNK):
+        chunk = refs[start:start + CHUNK]
+        with database.atomic():
+            result.merge(_approve_chunk(ctx, chunk, action, due_only))
+        if progress:
+            progress(min(start + CHUNK, len(refs)), len(refs))
+    return result
+
+
+def _approve_chunk(ctx: Ctx, refs: list, action: str, due_only: bool) -> BulkResult:
+    result = BulkResult()
+    ids = [r for r in refs if isinstance(r, int)]
+    numbers = [r for r in refs if not isinstance(r, int)]
+    cond = None
+    if ids:
+        cond = Invoice.id.in_(ids)
+    if numbers:
+        cond = Invoice.number.in_(numbers) if cond is None else (cond | Invoice.number.in_(numbers))
+    rows = list(_locked(Invoice.select(
+        Invoice.id, Invoice.number, Invoice.status, Invoice.total, Invoice.revision,
+        Invoice.review_deadline).where(cond)))
+    by_ref = {r.id: r for r in rows} | {r.number: r for r in rows}
+    now = ctx.clock.now()
+    winners: list[Invoice] = []
+    for ref in refs:
+        inv = by_ref.get(ref)
+        if inv is None:
+            result.failed.append((str(ref), "does not exist"))
+        elif inv.status != S.UNDER_REVIEW:
+            result.failed.append((inv.number, APPROVE_REFUSALS.get(inv.status, f"is {inv.status}")))
+        elif due_only and (inv.review_deadline is None or inv.review_deadline > now):
+            result.failed.append((inv.number, "is not due for auto-approval yet"))
+        elif inv in winners:
+            continue  # named twice
+        else:
+            winners.append(inv)
+    if winners:
+        ids = [w.id for w in winners]
+        n = (Invoice.update(status=S.APPROVED, approved_at=now, approved_by=ctx.actor,
+                            reviewed_revision=Invoice.revision)
+             .where(Invoice.id.in_(ids) & (Invoice.status == S.UNDER_REVIEW)).execute())
+        if n != len(ids):  # only without row locks; re-check one by one
+            raise RuntimeError("approve: rows changed under a held lock")
+        AuditEvent.insert_many([
+            _audit(ctx, action, w, (S.UNDER_REVIEW, w.total), (S.APPROVED, w.total),
+                   revision=w.revision)
+            for w in winners]).execute()
+        result.done.extend(w.number for w in winners)
+    return result
+
+
+def due_for_auto_approval(ctx: Ctx, limit: int = 1000) -> list[int]:
+    """Ids of invoices under review whose hold period has run out."""
+    now = ctx.clock.now()
+    query = (Invoice.select(Invoice.id)
+             .where((Invoice.status == S.UNDER_REVIEW) & (Invoice.review_deadline <= now))
+             .order_by(Invoice.review_deadline).limit(limit))
+    return [r.id for r in query]
+
+
+def auto_approve_due(ctx: Ctx, limit: int = 10_000) -> BulkResult:
+    """The job: approve every invoice whose hold expired (rejected ones wait)."""
+    ids = due_for_auto_approval(ctx, limit)
+    result = approve_many(ctx, ids, action="auto_approve", due_only=True)
+    # An id that an admin approved meanwhile is no failure of the job.
+    result.failed = [f for f in result.failed if "already" not in f[1]]
+    return result
+
+
+# --------------------------------------------------------------------------
+# Adjust: one manual credit or charge; stays UNDER_REVIEW, number kept.
+
+ADJUST_KINDS = {"credit": "manual_credit", "charge": "manual_charge"}
+
+
+def validate_adjustment(kind: str, amount: Decimal, description: str, currency: str | None = None
+                        ) -> tuple[str, Decimal, str]:
+    if kind not in ADJUST_KINDS:
+        raise BadInput("kind", f"{kind!r} is not credit or charge")
+    if not isinstance(amount, Decimal) or not amount.is_finite():
+        raise BadInput("amount", f"{amount!r} is not a number")
+    if amount <= 0:
+        raise BadInput("amount", "must be greater than zero (choose credit or charge for the sign)")
+    if amount > MAX_ADJUSTMENT:
+        raise BadInput("amount", f"must not exceed {MAX_ADJUSTMENT:,}")
+    if currency and quantize(amount, currency) != amount:
+        raise BadInput("amount", f"{currency} amounts have at most "
+                       f"{-quantize(Decimal(1), currency).as_tuple().exponent} decimal places")
+    text = " ".join((description or "").split())
+    if not text:
+        raise BadInput("description", "is required")
+    if len(text) > 300:
+        raise BadInput("description", "is longer than 300 characters")
+    return ADJUST_KINDS[kind], amount, text
+
+
+def adjust(ctx: Ctx, ref: str | int, kind: str, amount: Decimal, description: str) -> Invoice:
+    """Apply one manual credit (kind='credit') or charge ('charge')."""
+    correction_kind, amount, text = validate_adjustment(kind, amount, description)
+    with database.atomic():
+        inv = _lock(ref)
+        validate_adjustment(kind, amount, text, inv.currency)
+        if inv.status != S.UNDER_REVIEW:
+            raise _refuse(inv, CHANGE_REFUSALS)
+        signed = -amount if kind == "credit" else amount
+        if inv.total + signed < 0:
+            raise BadInput("amount", f"a credit of {format_money(amount, inv.currency)} would make "
+                           f"{inv.number}'s total negative ({format_money(inv.total, inv.currency)})")
+        before = _state(inv)
+        position = (Correction.select(Correction.position).where(Correction.invoice == inv.id)
+                    .order_by(Correction.position.desc()).scalar() or 0) + 1
+        revision = inv.revision
+        _save_guarded(inv, S.UNDER_REVIEW, revision,
+                      total=inv.total + signed, outstanding=inv.outstanding + signed,
+                      correction_total=inv.correction_total + signed, revision=revision + 1)
+        Correction.create(invoice=inv.id, position=position, kind=correction_kind,
+                          description=text, amount=signed, created_by=ctx.actor,
+                          approved_at=ctx.clock.now(), revision=inv.revision)
+        write_audit(ctx, "adjust", inv, before, _state(inv), kind=correction_kind,
+                    amount=str(signed), description=text, revision=inv.revision)
+        _after_change(inv)
+    return inv
+
+
+# --------------------------------------------------------------------------
+# Reissue: request (now / off-peak) -> REJECTED; complete -> UNDER_REVIEW.
+
+def request_reissue(ctx: Ctx, ref: str | int, mode: str) -> Invoice:
+    """Mark for reissue: REJECTED until the recalculation is done.
+
+    From UNDER_REVIEW, or from REJECTED to change the mode (e.g. an admin
+    who cannot wait for the night asks for "now").
+    """
+    if mode not in S.REISSUE_MODES:
+        raise BadInput("mode", f"{mode!r} is not now or off_peak")
+    with database.atomic():
+        inv = _lock(ref)
+        if inv.status not in (S.UNDER_REVIEW, S.REJECTED):
+            raise _refuse(inv, CHANGE_REFUSALS | {S.APPROVED: APPROVE_REFUSALS[S.APPROVED] +
+                                                  ": it can no longer be reissued"})
+        if inv.kind != "regular":
+            raise Refused(inv.number, "is not a regular invoice: only regular invoices are reviewed")
+        before = _state(inv)
+        if mode == "now":
+            after = ctx.clock.now()
+        else:
+            start, end = load_settings().offpeak
+            after = next_window_start(ctx.clock, start, end)
+        _save_guarded(inv, inv.status, inv.revision, status=S.REJECTED, reissue_mode=mode,
+                      reissue_requested_at=ctx.clock.now(), reissue_after=after)
+        write_audit(ctx, "request_reissue", inv, before, _state(inv), mode=mode, after=after)
+    return inv
+
+
+def complete_reissue(ctx: Ctx, ref: str | int) -> Invoice:
+    """REJECTED -> UNDER_REVIEW with amounts recalculated, corrections kept."""
+    from . import billing  # the one calculation, shared with the bill run
+
+    with database.atomic():
+        inv = _lock(ref)
+        if inv.status != S.REJECTED:
+            raise Refused(inv.number, f"is {S.label(S.INVOICE_STATUSES, inv.status).lower()}: "
+                          "only a rejected invoice awaits reissue")
+        before = _state(inv)
+        revision = inv.revision
+        totals = billing.recalculate(inv)  # rewrites charge and tax lines
+        cls = CustomerClass.get_by_id(inv.customer_class_id)
+        # The hold restarts: admins get the full review period again.
+        deadline = ctx.clock.now() + dt.timedelta(days=cls.hold_days)
+        _save_guarded(inv, S.REJECTED, revision, status=S.UNDER_REVIEW, revision=revision + 1,
+                      reissue_mode=None, reissue_after=None, review_deadline=deadline,
+                      notified_at=None, **totals)
+        write_audit(ctx, "reissue", inv, before, _state(inv), revision=inv.revision)
+        _after_change(inv)
+    return inv
+
+
+def reissue_many(ctx: Ctx, refs: Iterable[str | int], mode: str,
+                 progress: Progress | None = None) -> BulkResult:
+    """Request reissue of each; with mode 'now' complete it at once too."""
+    result = BulkResult()
+    refs = list(refs)
+    for i, ref in enumerate(refs, 1):
+        try:
+            inv = request_reissue(ctx, ref, mode)
+            if mode == "now":
+                complete_reissue(ctx, inv.id)
+            result.done.append(inv.number)
+        except (Refused, BadInput) as exc:
+            result.failed.append((getattr(exc, "number", "") or str(ref), getattr(exc, "reason", str(exc))))
+        if progress:
+            progress(i, len(refs))
+    return result
+
+
+def due_for_offpeak_reissue(ctx: Ctx, limit: int = 200) -> list[int]:
+    now = ctx.clock.now()
+    query = (Invoice.select(Invoice.id)
+             .where((Invoice.status == S.REJECTED) & (Invoice.reissue_after <= now))
+             .order_by(Invoice.reissue_after, Invoice.id).limit(limit))
+    return [r.id for r in query]
+
+
+# --------------------------------------------------------------------------
+# Dispatch: APPROVED -> UNPAID / PAID (payment created), OVERDUE on expiry.
+
+def mark_sent(ctx: Ctx, ref: str | int, revision: int) -> Invoice:
+    """APPROVED -> PAID (balance covers it) or UNPAID (a payment to wait for)."""
+    from .store.models import Account
+
+    with database.atomic():
+        inv = _lock(ref)
+        if inv.status != S.APPROVED:
+            raise Refused(inv.number, f"is {inv.status}, not approved")
+        if inv.revision != revision:
+            raise Refused(inv.number, f"changed to revision {inv.revision} after revision {revision} was queued")
+        account = _locked(Account.select().where(Account.id == inv.account_id)).get()
+        before = _state(inv)
+        now = ctx.clock.now()
+        covered = inv.outstanding <= 0 or account.balance >= inv.outstanding
+        number = f"PMT-{inv.number}"
+        if covered:
+            Account.update(balance=Account.balance - max(inv.outstanding, Decimal(0))).where(
+                Account.id == account.id).execute()
+            Payment.create(invoice=inv.id, description=f"{number} paid from balance", created_at=now,
+                           due_date=inv.due_date, status="paid_from_balance", amount=inv.outstanding)
+            status, outstanding = S.PAID, Decimal(0)
+        else:
+            Payment.create(invoice=inv.id, description=f"{number} for {inv.number}", created_at=now,
+                           due_date=inv.due_date, status="waiting_for_payment", amount=inv.outstanding)
+            status, outstanding = S.UNPAID, inv.outstanding
+        _save_guarded(inv, S.APPROVED, revision, status=status, outstanding=outstanding,
+                      sent_at=now, sent_revision=revision)
+        write_audit(ctx, "send", inv, before, _state(inv), revision=revision)
+    return inv
+
+
+def expire_payment(ctx: Ctx, payment_id: int) -> Payment | None:
+    """waiting_for_payment past its due date -> expired; its invoice OVERDUE."""
+    with database.atomic():
+        pay = _locked(Payment.select().where(Payment.id == payment_id)).first()
+        today = ctx.clock.today()
+        if pay is None or pay.status != "waiting_for_payment" or not pay.due_date or pay.due_date >= today:
+            return None
+        Payment.update(status="expired").where(
+            (Payment.id == pay.id) & (Payment.status == "waiting_for_payment")).execute()
+        inv = _lock(pay.invoice_id)
+        before = _state(inv)
+        if inv.status == S.UNPAID:
+            _save_guarded(inv, S.UNPAID, inv.revision, status=S.OVERDUE)
+        write_audit(ctx, "expire_payment", inv, before, _state(inv), payment=pay.id,
+                    due_date=pay.due_date)
+    return pay
+
+
+def _after_change(inv: Invoice) -> None:
+    """Regenerate the PDF of the new revision, inside the same transaction."""
+    from . import documents
+
+    documents.store_pdf(inv)
