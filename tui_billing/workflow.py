@@ -83,7 +83,7 @@ def _locked(query):
 
 
 def _audit(ctx: Ctx, action: str, inv: Invoice | None, before: tuple | None,
-           after: tuple | None, **detail) -> dict:
+           after: tuple | None, /, **detail) -> dict:
     return {
         "at": ctx.clock.now(), "actor": ctx.actor, "action": action,
         "invoice": inv.id if inv else None, "number": inv.number if inv else None,
@@ -95,7 +95,7 @@ def _audit(ctx: Ctx, action: str, inv: Invoice | None, before: tuple | None,
     }
 
 
-def write_audit(ctx: Ctx, action: str, inv: Invoice | None = None, before=None, after=None, **detail):
+def write_audit(ctx: Ctx, action: str, inv: Invoice | None = None, before=None, after=None, /, **detail):
     AuditEvent.insert(_audit(ctx, action, inv, before, after, **detail)).execute()
 
 
@@ -365,7 +365,7 @@ def request_reissue(ctx: Ctx, ref: str | int, mode: str) -> Invoice:
             after = next_window_start(ctx.clock, start, end)
         _save_guarded(inv, inv.status, inv.revision, status=S.REJECTED, reissue_mode=mode,
                       reissue_requested_at=ctx.clock.now(), reissue_after=after)
-        write_audit(ctx, "request_reissue", inv, before, _state(inv), mode=mode, after=after)
+        write_audit(ctx, "request_reissue", inv, before, _state(inv), mode=mode, reissue_after=after)
     return inv
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import AppConfig, Clock, ConfigError, os_user, parse_now, zone
@@ -30,14 +30,13 @@ class Env:
     ctx: Ctx
     db_url: str
     json: bool = False
-    out: object = field(default=sys.stdout)
 
     @property
     def clock(self) -> Clock:
         return self.ctx.clock
 
     def print(self, *parts) -> None:
-        print(*parts, file=self.out)
+        print(*parts, file=sys.stdout)  # looked up per call: tests swap it
 
     def progress(self, label: str):
         return Progress(label)

@@ -1,0 +1,174 @@
+"""The CLI contract of DESIGN.md: JSON shape, exit codes, bulk reporting, bad input."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from decimal import Decimal
+
+import pytest
+
+from tui_billing import statuses as S
+from tui_billing.store.models import ALL_MODELS, AuditEvent, Correction, Invoice
+
+from . import factories as F
+
+INVOICE_KEYS = {"number", "account", "customer_class", "status", "total", "currency", "issue_date",
+                "due_date", "review_deadline", "revision"}
+
+
+def row_counts():
+    return {m.__name__: m.select().count() for m in ALL_MODELS}
+
+
+def test_find_json_shape(demo_store, cli):
+    code, out, _ = cli("find", "--status", "under_review", "--limit", "5", "--json", "--counts")
+    assert code == 0
+    doc = json.loads(out)
+    assert 0 < len(doc["invoices"]) <= 5
+    for inv in doc["invoices"]:
+        assert INVOICE_KEYS <= set(inv)
+        assert inv["status"] == "under_review"
+        assert isinstance(inv["total"], str) and Decimal(inv["total"]) >= 0
+        assert inv["review_deadline"]
+    assert set(doc["counts"]) == set(S.INVOICE_STATUSES)
+    assert doc["counts"]["under_review"] == Invoice.select().where(Invoice.status == "under_review").count()
+
+
+def test_find_filters_account_type_and_class(demo_store, cli):
+    code, out, _ = cli("find", "--account-type", "residential", "--class", "Residential", "--limit", "500", "--json")
+    assert code == 0
+    rows = json.loads(out)["invoices"]
+    assert rows and all(r["account_type"] == "residential" and r["customer_class"] == "Residential" for r in rows)
+
+
+def test_show_json_has_all_tables(demo_store, cli):
+    inv = Invoice.select().where(Invoice.status == S.PAID).first()
+    code, out, _ = cli("show", inv.number, "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["number"] == inv.number
+    assert {"charges", "subscriptions", "payments", "corrections", "taxes", "audit"} <= set(doc)
+    assert doc["payments"] and doc["payments"][0]["status"] in S.PAYMENT_STATUSES
+
+
+def test_show_open_postpay_hides_payments(demo_store, cli):
+    inv = Invoice.select().where(Invoice.status == S.OPEN).first()
+    code, out, _ = cli("show", inv.number)
+    assert code == 0 and "Payments appear once the invoice is closed" in out
+    assert json.loads(cli("show", inv.number, "--json")[1])["payments"] is None
+
+
+def test_approve_bulk_reports_each_failure_and_exits_1(store_url, cli):
+    good = [F.invoice() for _ in range(2)]
+    bad = F.invoice(status=S.REJECTED)
+    code, out, err = cli("approve", good[0].number, bad.number, good[1].number, "--json")
+    assert code == 1
+    doc = json.loads(out)
+    assert sorted(doc["done"]) == sorted(g.number for g in good)
+    assert doc["failed"] == [{"number": bad.number, "reason": "is rejected: reissue it before approving it"}]
+
+
+def test_approve_all_with_filters(store_url, cli):
+    enterprise = F.customer_class()
+    other = F.customer_class("Wholesale", "after_review", 2, 17)
+    mine = [F.invoice(acc=F.account(cls=enterprise)) for _ in range(3)]
+    theirs = F.invoice(acc=F.account(cls=other))
+    code, out, _ = cli("approve", "--all", "--status", "under_review", "--class", "Enterprise")
+    assert code == 0 and "approved: 3 done, 0 failed" in out
+    assert all(Invoice.get_by_id(i.id).status == S.APPROVED for i in mine)
+    assert Invoice.get_by_id(theirs.id).status == S.UNDER_REVIEW
+
+
+def test_adjust_and_reissue_via_cli(store_url, cli):
+    inv = F.invoice(total=Decimal("80"))
+    code, out, _ = cli("adjust", inv.number, "--credit", "12.5", "--description", "Promo", "--json")
+    assert code == 0 and json.loads(out)["total"] == "67.50"
+    code, out, _ = cli("reissue", inv.number, "--off-peak", "--json")
+    assert code == 0 and json.loads(out)["window_opens"]
+    assert Invoice.get_by_id(inv.id).status == S.REJECTED
+    code, out, _ = cli("--now", "2026-11-20T12:00", "reissue", inv.number, "--now")
+    assert code == 0
+    assert Invoice.get_by_id(inv.id).status == S.UNDER_REVIEW
+
+
+@pytest.mark.parametrize("args,field", [
+    (["adjust", "{n}", "--credit", "abc", "--description", "x"], "credit"),
+    (["adjust", "{n}", "--credit", "-5", "--description", "x"], "credit"),
+    (["adjust", "{n}", "--charge", "0", "--description", "x"], "charge"),
+    (["adjust", "{n}", "--charge", "1.234", "--description", "x"], "charge"),
+    (["adjust", "{n}", "--charge", "1e12", "--description", "x"], "charge"),
+    (["adjust", "{n}", "--charge", "NaN", "--description", "x"], "charge"),
+    (["adjust", "{n}", "--charge", "5", "--description", "  "], "description"),
+    (["adjust", "NOPE-1", "--charge", "5", "--description", "x"], "invoice"),
+    (["approve", "NOPE-1"], "invoice"),
+    (["approve", "{n}", "NOPE-2"], "invoice"),
+    (["find", "--from", "2026-13-01"], "from"),
+    (["find", "--from", "2026-03-05", "--to", "2026-03-01"], "to"),
+    (["find", "--status", "sent"], "status"),
+    (["find", "--account-type", "alien"], "account-type"),
+    (["find", "--class", "Nobody"], "class"),
+    (["find", "--limit", "0"], "limit"),
+    (["--now", "yesterday", "approve", "{n}"], "now"),
+    (["reissue", "{n}"], "usage"),
+    (["settings", "number_format", "INV-{year}"], "number_format"),
+    (["settings", "offpeak_start", "25:00"], "offpeak_start"),
+])
+def test_bad_input_exit_2_names_field_writes_nothing(store_url, cli, args, field):
+    inv = F.invoice()
+    before = row_counts()
+    code, out, err = cli(*[a.replace("{n}", inv.number) for a in args])
+    assert code == 2
+    if field != "usage":
+        assert f"error: {field}: " in err, err
+    assert row_counts() == before
+    assert Invoice.get_by_id(inv.id).status == S.UNDER_REVIEW
+
+
+def test_bad_input_json_error_document(store_url, cli):
+    inv = F.invoice()
+    code, out, _ = cli("adjust", inv.number, "--credit", "x1", "--description", "d", "--json")
+    assert code == 2
+    assert json.loads(out)["error"]["field"] == "credit"
+
+
+def test_refused_adjust_exits_1(store_url, cli):
+    inv = F.invoice(status=S.APPROVED)
+    code, _, err = cli("adjust", inv.number, "--charge", "5", "--description", "x")
+    assert code == 1 and "is approved" in err
+    assert Correction.select().count() == 0
+
+
+def test_class_warning_net_days(store_url, cli):
+    F.customer_class("Enterprise", "immediately", 0, 21)
+    code, _, err = cli("class", "Enterprise", "--send-mode", "after_review", "--hold-days", "5")
+    assert code == 0 and "set Net 26 days (now Net 21)" in err
+    code, _, err = cli("class", "Enterprise", "--net-days", "26")
+    assert code == 0 and "warning" not in err
+    assert AuditEvent.select().where(AuditEvent.action == "class_change").count() == 2
+
+
+def test_settings_number_format_round_trip(store_url, cli):
+    code, out, _ = cli("settings", "number_format", "BILL/{year}/{month:02d}/{seq:05d}")
+    assert code == 0
+    from tui_billing.store.settings import format_number, load_settings
+    import datetime as dt
+    assert format_number(load_settings().number_format, 7, dt.date(2026, 3, 1)) == "BILL/2026/03/00007"
+
+
+def test_python_dash_m_and_console_script_work(demo_store):
+    proc = subprocess.run([sys.executable, "-m", "tui_billing", "--db", demo_store, "find", "--limit", "1",
+                           "--json"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)["invoices"]) == 1
+
+
+def test_cli_and_store_do_not_import_textual():
+    code = ("import sys, tui_billing.cli, tui_billing.store.models, tui_billing.store.queries, "
+            "tui_billing.workflow, tui_billing.billing, tui_billing.documents, tui_billing.pdf\n"
+            "from tui_billing.cli import build_parser; build_parser()\n"
+            "import importlib.util\n"
+            "if importlib.util.find_spec('tui_billing.jobs'): import tui_billing.jobs\n"
+            "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'))\n"
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,0 +1,77 @@
+"""Money stays exact: Decimal in, scaled integers in the store, Decimal out."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from tui_billing import money
+from tui_billing import workflow as W
+from tui_billing.store.fields import MoneyField
+from tui_billing.store.models import Invoice
+
+from . import factories as F
+
+CURRENCIES = ["EUR", "USD", "JPY", "BHD", "GBP"]
+
+
+@st.composite
+def adjustments(draw):
+    currency = draw(st.sampled_from(CURRENCIES))
+    places = money.minor_units(currency)
+    cents = st.integers(min_value=1, max_value=10**8)
+    items = draw(st.lists(st.tuples(st.sampled_from(["credit", "charge"]), cents), min_size=1, max_size=8))
+    return currency, [(k, Decimal(c).scaleb(-places)) for k, c in items]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=adjustments())
+def test_adjust_totals_stay_exact(store_url, ctx, data):
+    currency, items = data
+    start = Decimal(10**7).scaleb(-money.minor_units(currency)) * 1000
+    inv = F.invoice(acc=F.account(currency=currency), total=start)
+    expected = start
+    for kind, amount in items:
+        try:
+            W.adjust(ctx, inv.id, kind, amount, "prop")
+        except W.BadInput:
+            assert kind == "credit" and expected - amount < 0 or amount > money.MAX_ADJUSTMENT
+            continue
+        expected += -amount if kind == "credit" else amount
+    got = Invoice.get_by_id(inv.id)
+    assert got.total == expected and isinstance(got.total, Decimal)
+    assert got.total == got.subtotal - got.discount_total + got.tax_total + got.correction_total
+    raw = Invoice.select(Invoice.total).where(Invoice.id == inv.id).tuples().first()
+    assert isinstance(Invoice._meta.database.execute_sql(
+        "select total from invoice where id = ?", (inv.id,)).fetchone()[0], int)
+    del raw
+
+
+def test_field_refuses_float_and_excess_precision():
+    field = MoneyField()
+    field.name = "total"
+    with pytest.raises(TypeError):
+        field.db_value(1.1)
+    with pytest.raises(ValueError):
+        field.db_value(Decimal("0.00001"))
+    assert field.db_value(Decimal("12.3456")) == 123456
+    assert field.python_value(123456) == Decimal("12.3456")
+
+
+@pytest.mark.parametrize("text,reason", [
+    ("", "is required"), ("abc", "is not a number"), ("-1", "greater than zero"), ("0", "greater than zero"),
+    ("1.001", "at most 2 decimal places"), ("100000000", "must not exceed"), ("inf", "is not a number"),
+])
+def test_parse_amount_reasons(text, reason):
+    with pytest.raises(money.MoneyError, match=reason):
+        money.parse_amount(text, "EUR")
+
+
+def test_parse_and_format():
+    assert money.parse_amount("1,234.5", "EUR") == Decimal("1234.50")
+    assert money.format_money(Decimal("1234.5"), "EUR") == "1,234.50 EUR"
+    assert money.format_money(Decimal("1234"), "JPY") == "1,234 JPY"
+    assert money.format_debt_change(Decimal("-12"), "EUR") == "▼ -12.00"
+    assert money.format_debt_change(Decimal("12"), "EUR") == "▲ 12.00"
+    assert money.quantize(Decimal("0.125"), "EUR") == Decimal("0.13")  # half-up
