@@ -10,6 +10,7 @@ batches of BATCH invoices.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import random
 import sys
@@ -89,8 +90,11 @@ def build(ctx, *, invoices: int = 2000, seed: int = 1, quiet: bool = False) -> d
     inv_id = next_id(Invoice)
     with database.atomic():
         first_seq = reserve("invoice", invoices)
-    plan = [(back, acc) for back in range(months - 1, -1, -1) for acc in accounts][-invoices:] \
-        if invoices <= months * len(accounts) else []
+    # Oldest month first; the first `skip` slots are left out so exactly
+    # `invoices` are made and the newest periods are always complete.
+    skip = months * len(accounts) - invoices
+    plan = ((back, acc) for back in range(months - 1, -1, -1) for acc in accounts)
+    plan = itertools.islice(plan, skip, None)
     batch = _Batch()
     for i, (back, account) in enumerate(plan):
         period_from = _month_start(today, back)
