@@ -15,9 +15,63 @@ os.environ.setdefault("TZ", "UTC")
 FIXED_NOW = dt.datetime(2026, 11, 20, 10, 0, 0)  # naive UTC
 
 
+def pytest_addoption(parser):
+    parser.addoption("--backend", action="append", choices=["sqlite", "postgresql"],
+                     help="run store tests on this backend only (default: both)")
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames:
+        backends = metafunc.config.getoption("backend") or ["sqlite", "postgresql"]
+        metafunc.parametrize("backend", backends, scope="session")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One throwaway cluster for the whole session; stopped whatever happens."""
+    from . import pgcluster
+
+    mode = os.environ.get("TUI_BILLING_TEST_PG", "auto")
+    bindir = pgcluster.find_bindir()
+    if mode == "off" or bindir is None:
+        if mode == "require":
+            pytest.fail("PostgreSQL server binaries not found (TUI_BILLING_TEST_PG=require)")
+        pytest.skip("PostgreSQL server binaries not found; install postgresql to run these")
+    cluster = pgcluster.Cluster(bindir).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_cluster):
+    """A migrated database to copy from, so each test starts from a fresh schema fast."""
+    url = pg_cluster.create_database("tui_template")
+    store_db.connect(url)
+    store_db.close()
+    return "tui_template"
+
+
+_pg_counter = iter(range(1, 10**6))
+
+
 @pytest.fixture
-def store_url(tmp_path):
-    url = "sqlite:///" + str(tmp_path / "store.db")
+def store_url(request, backend, tmp_path):
+    """A real, migrated, empty store: a SQLite file in tmp, or a fresh PostgreSQL database."""
+    if backend == "sqlite":
+        url = "sqlite:///" + str(tmp_path / "store.db")
+    else:
+        cluster = request.getfixturevalue("pg_cluster")
+        template = request.getfixturevalue("pg_template")
+        name = f"t{next(_pg_counter)}"
+        import psycopg2
+
+        conn = psycopg2.connect(cluster.url())
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        conn.close()
+        url = cluster.url(name)
     store_db.connect(url)
     from tui_billing.store.settings import ensure_defaults
 

@@ -235,7 +235,7 @@ def _approve_chunk(ctx: Ctx, refs: list, action: str, due_only: bool) -> BulkRes
         cond = Invoice.number.in_(numbers) if cond is None else (cond | Invoice.number.in_(numbers))
     rows = list(_locked(Invoice.select(
         Invoice.id, Invoice.number, Invoice.status, Invoice.total, Invoice.revision,
-        Invoice.review_deadline).where(cond)))
+        Invoice.review_deadline).where(cond).order_by(Invoice.id)))  # one lock order: no deadlocks
     by_ref = {r.id: r for r in rows} | {r.number: r for r in rows}
     now = ctx.clock.now()
     winners: list[Invoice] = []
