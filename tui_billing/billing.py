@@ -133,7 +133,7 @@ def calculate(data: PeriodData) -> Calculation:
     base = calc.subtotal - calc.discount_total
     for position, rate in enumerate(data.taxes, 1):
         amount = quantize(base * rate.percent / HUNDRED, cur)
-        description = rate.description or f"{rate.percent.normalize()} % of {quantize(base, cur)}"
+        description = rate.description or f"{rate.percent.normalize():f} % of {quantize(base, cur)}"
         calc.taxes.append(Tax(position, rate.name, description, amount))
         calc.tax_total += amount
     return calc
@@ -147,14 +147,31 @@ def _scaled(value) -> Decimal:
     return Decimal(int(value or 0)).scaleb(-MONEY_SCALE)
 
 
+def period_bounds_utc(period_from: dt.date, period_to: dt.date, tz=None) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of a period as naive UTC, the way xDR times are stored.
+
+    Period dates are calendar days in the billing time zone (store setting
+    `timezone`), so the period starts at local midnight of `period_from` and
+    ends at local midnight after `period_to`.
+    """
+    if tz is None:
+        from .store.settings import load_settings
+        tz = load_settings().tz
+
+    def utc(day: dt.date) -> dt.datetime:
+        local = dt.datetime.combine(day, dt.time.min).replace(tzinfo=tz)
+        return local.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    return utc(period_from), utc(period_to + dt.timedelta(days=1))
+
+
 def load_period_data(account, period_from: dt.date, period_to: dt.date) -> PeriodData:
     from peewee import fn
 
     from .store.fields import QUANTITY_SCALE
     from .store.models import Discount, Subscription, TaxRule, Xdr
 
-    start = dt.datetime.combine(period_from, dt.time.min)
-    end = dt.datetime.combine(period_to + dt.timedelta(days=1), dt.time.min)
+    start, end = period_bounds_utc(period_from, period_to)
     usage = tuple(
         Usage(row[0], Decimal(int(row[1] or 0)).scaleb(-QUANTITY_SCALE), _scaled(row[2]), row[3])
         for row in (Xdr.select(Xdr.service, fn.SUM(Xdr.quantity), fn.SUM(Xdr.amount), fn.COUNT(Xdr.id))

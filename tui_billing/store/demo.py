@@ -113,6 +113,7 @@ def build(ctx, *, invoices: int = 2000, seed: int = 1, quiet: bool = False) -> d
     progress(stats["invoices"])
     for model in (Invoice, ChargeLine, TaxLine, Correction, Payment, Xdr):
         sync_sequence(model)
+    database.execute_sql("ANALYZE")  # fresh planner statistics after a bulk load
     with database.atomic():
         AuditEvent.create(at=now, actor=ctx.actor, action="demo", detail=json.dumps(
             {"invoices": stats["invoices"], "seed": seed}))

@@ -6,7 +6,7 @@ dates (issue, due, period) are calendar dates in the billing time zone.
 from __future__ import annotations
 
 from peewee import (
-    SQL, AutoField, BlobField, BooleanField, CharField, DatabaseProxy, DateField,
+    AutoField, BlobField, CharField, DatabaseProxy, DateField,
     DateTimeField, ForeignKeyField, IntegerField, Model, TextField,
 )
 

@@ -96,8 +96,20 @@ def _where(f: Filters):
     return cond
 
 
+# What a results page shows (finder, queue, find --json): fewer columns than
+# the whole row keeps a page of 100 at a few milliseconds on a million rows.
+PAGE_COLUMNS = (
+    Invoice.id, Invoice.number, Invoice.account, Invoice.customer_class, Invoice.kind,
+    Invoice.payment_model, Invoice.status, Invoice.currency, Invoice.period_from, Invoice.period_to,
+    Invoice.issue_date, Invoice.due_date, Invoice.review_deadline, Invoice.total, Invoice.outstanding,
+    Invoice.external_total, Invoice.external_currency, Invoice.approved_at, Invoice.revision,
+    Invoice.reissue_mode, Invoice.reissue_after,
+    Account.id, Account.name, Account.account_type, CustomerClass.id, CustomerClass.name,
+)
+
+
 def base_query(f: Filters, *columns):
-    query = Invoice.select(*columns) if columns else Invoice.select(Invoice, Account, CustomerClass)
+    query = Invoice.select(*columns) if columns else Invoice.select(*PAGE_COLUMNS)
     query = (query.join(Account, on=(Invoice.account == Account.id))
              .switch(Invoice).join(CustomerClass, on=(Invoice.customer_class == CustomerClass.id)))
     for c in _where(f):
@@ -116,8 +128,68 @@ class PageKey:
     id: int
 
 
+class Ref:
+    """The joined account or class of a page row: just what a page shows."""
+    __slots__ = ("id", "name", "account_type")
+
+    def __init__(self, id, name, account_type=None):
+        self.id, self.name, self.account_type = id, name, account_type
+
+
+class InvoiceRow:
+    """One row of a results page: Invoice's attributes for PAGE_COLUMNS.
+
+    Built straight from the cursor: a page of 100 peewee models with two
+    joined models each cost ~5 ms, these cost ~0.1 ms (see bench_store.py).
+    Read-only: to change an invoice, call workflow with its id.
+    """
+    __slots__ = tuple(c.name for c in PAGE_COLUMNS[:21]) + ("account", "customer_class")
+
+    @property
+    def account_id(self):
+        return self.account.id
+
+    @property
+    def customer_class_id(self):
+        return self.customer_class.id
+
+
+def _converter(field):
+    import datetime as dt
+    from peewee import DateField, DateTimeField, ForeignKeyField
+
+    from .fields import ScaledDecimalField
+
+    if isinstance(field, ScaledDecimalField):
+        scale = -field.scale
+        return lambda v: None if v is None else Decimal(int(v)).scaleb(scale)
+    if isinstance(field, DateTimeField):
+        return lambda v: v if v is None or isinstance(v, dt.datetime) else dt.datetime.fromisoformat(v)
+    if isinstance(field, DateField):
+        return lambda v: v if v is None or isinstance(v, dt.date) else dt.date.fromisoformat(v)
+    if isinstance(field, ForeignKeyField):
+        return None
+    return None
+
+
+_CONVERTERS = [(c.name, _converter(c)) for c in PAGE_COLUMNS[:21]]
+
+
+def _rows(query) -> list[InvoiceRow]:
+    sql, params = query.sql()
+    out = []
+    for values in Invoice._meta.database.execute_sql(sql, params):
+        row = InvoiceRow()
+        for (name, conv), value in zip(_CONVERTERS, values):
+            setattr(row, name, conv(value) if conv else value)
+        row.account = Ref(values[21], values[22], values[23])
+        row.customer_class = Ref(values[24], values[25])
+        out.append(row)
+    return out
+
+
 def page(f: Filters, *, sort: str = "issue_date", descending: bool | None = None,
-         after: PageKey | None = None, limit: int = 100) -> list[Invoice]:
+         after: PageKey | None = None, limit: int = 100) -> list[InvoiceRow]:
     """One page of invoices after `after` (None: the first page)."""
     if sort not in SORTS:
         raise FilterError("sort", f"{sort!r} is not one of {', '.join(SORTS)}")
@@ -134,10 +206,10 @@ def page(f: Filters, *, sort: str = "issue_date", descending: bool | None = None
         else:
             query = query.where((column > after.value) | ((column == after.value) & (Invoice.id > after.id)))
     order = (column.desc(), Invoice.id.desc()) if desc else (column.asc(), Invoice.id.asc())
-    return list(query.order_by(*order).limit(limit))
+    return _rows(query.order_by(*order).limit(limit))
 
 
-def key_of(inv: Invoice, sort: str) -> PageKey:
+def key_of(inv: Invoice | InvoiceRow, sort: str) -> PageKey:
     column, _ = SORTS[sort]
     return PageKey(getattr(inv, column.name), inv.id)
 

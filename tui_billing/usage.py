@@ -1,0 +1,504 @@
+"""xDR import: a CSV file of usage records -> the `xdr` table.
+
+File format (UTF-8, a byte-order mark is accepted):
+
+    xdr_id,account,service,time,quantity,amount
+
+- The first line is the header: exactly these six column names (any order,
+  case and surrounding spaces ignored).  Any other column is rejected, so a
+  column the import would silently drop (say `currency`) never goes unnoticed.
+- xdr_id: the source system's id, 1-64 characters, unique.  Ids already in
+  the store are skipped and counted ("already imported"), never errors, so
+  importing the same file twice adds nothing.  The same id twice in one file
+  is an error.
+- account: the account's numeric id, or its email address (compared without
+  regard to case; it must belong to exactly one account).
+- service: 1-60 characters.
+- time: ISO 8601 date-time.  With an offset (`Z`, `+02:00`) it is taken as
+  given; without one it is wall-clock time in the billing time zone (the
+  store's `timezone` setting), like `--now`.  Stored as UTC.
+- quantity: a plain decimal, >= 0, at most 3 decimal places.
+- amount: a plain decimal in the account's currency, at most 4 decimal
+  places (rated usage is often sub-cent; invoice lines round the per-service
+  sum half-up to the currency's minor unit).  Negative amounts (credit
+  records) are allowed.
+  "Plain decimal": optional '-', digits, optional '.' and digits; no
+  exponent, no NaN/Infinity, no thousands separators, at most 12 integer digits.
+- Blank lines are ignored; every other line must have exactly six fields.
+
+Modes: atomic (default) imports the whole file or nothing; with
+`skip_bad=True` the good rows are imported (committed per batch) and the bad
+ones written to FILE.rejects.csv (original fields + a `reason` column).
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from .store.bulk import insert_rows
+from .store.models import Account, Xdr, database
+
+COLUMNS = ("xdr_id", "account", "service", "time", "quantity", "amount")
+MAX_ID = 64
+MAX_SERVICE = 60
+QUANTITY_PLACES = 3
+AMOUNT_PLACES = 4  # store.fields.MONEY_SCALE
+BATCH = 10_000
+KEEP_ERRORS = 1000  # errors kept for the report; counts are always exact
+
+_NUMBER = re.compile(r"(-?)([0-9]{1,12})(?:\.([0-9]{1,4}))?")
+_LOOSE_NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
+
+
+class ImportFileError(Exception):
+    """The file as a whole cannot be imported (missing, empty, bad header)."""
+
+    def __init__(self, field_name: str, reason: str):
+        super().__init__(f"{field_name}: {reason}")
+        self.field = field_name
+        self.reason = reason
+
+
+class _RowError(Exception):
+    def __init__(self, field_name: str, reason: str):
+        self.field = field_name
+        self.reason = reason
+
+
+@dataclass
+class RowError:
+    line: int
+    field: str
+    reason: str
+
+    def as_dict(self) -> dict:
+        return {"line": self.line, "field": self.field, "reason": self.reason}
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.field}: {self.reason}"
+
+
+@dataclass
+class ImportResult:
+    path: Path
+    skip_bad: bool = False
+    rows: int = 0  # data rows read (blank lines not counted)
+    imported: int = 0
+    existing: int = 0  # skipped: xdr_id already in the store
+    rejected: int = 0
+    errors: list[RowError] = field(default_factory=list)  # the first KEEP_ERRORS
+    rejects_path: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def errors_truncated(self) -> bool:
+        return self.rejected > len(self.errors)
+
+    @property
+    def committed(self) -> bool:
+        return self.skip_bad or self.rejected == 0
+
+    def as_dict(self) -> dict:
+        return {
+            "file": str(self.path), "mode": "skip_bad" if self.skip_bad else "atomic",
+            "rows": self.rows, "imported": self.imported if self.committed else 0,
+            "already_imported": self.existing, "rejected": self.rejected,
+            "errors": [e.as_dict() for e in self.errors], "errors_truncated": self.errors_truncated,
+            "rejects_file": str(self.rejects_path) if self.rejects_path else None,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def rejects_path_for(path: Path) -> Path:
+    """FILE.csv -> FILE.rejects.csv beside it."""
+    stem = path.name[:-4] if path.name.lower().endswith(".csv") else path.name
+    return path.with_name(stem + ".rejects.csv")
+
+
+# --------------------------------------------------------------------------
+# Field parsing: cheap checks first, a precise message only for bad values.
+
+_POW10 = [10 ** n for n in range(8)]
+
+
+def _scaled(text: str, places: int, name: str, *, negative: bool) -> int:
+    """A plain decimal as an integer count of 10**-places units."""
+    m = _NUMBER.fullmatch(text)
+    if m is None:
+        raise _RowError(name, _number_reason(text, places))
+    sign, whole, frac = m.groups()
+    if frac is None:
+        value = int(whole) * _POW10[places]
+    else:
+        n = len(frac)
+        if n > places:
+            raise _RowError(name, _number_reason(text, places))
+        value = int(whole + frac) * _POW10[places - n]
+    if sign:
+        if not negative and value:
+            raise _RowError(name, f"{text!r} is negative")
+        value = -value
+    return value
+
+
+def _number_reason(text: str, places: int) -> str:
+    if not text:
+        return "is empty"
+    if text.lower().lstrip("+-") in ("nan", "snan", "inf", "infinity"):
+        return f"{text!r} is not a number"
+    plain = re.fullmatch(r"-?([0-9]+)(?:\.([0-9]+))?", text)
+    if plain:
+        if len(plain.group(1)) > 12:
+            return f"{text!r} is too large (at most 12 digits before the decimal point)"
+        return f"{text!r} has more than {places} decimal places"
+    if _LOOSE_NUMBER.fullmatch(text):
+        return (f"{text!r} is not a plain decimal (write digits with an optional '-' and '.': "
+                "no '+', exponent, bare point or separators)")
+    return f"{text!r} is not a number"
+
+
+def _account_map() -> dict[str, int | None]:
+    """Account id (as text) and lower-cased email -> id; None: ambiguous email."""
+    out: dict[str, int | None] = {}
+    emails: dict[str, int | None] = {}
+    for acc_id, email in Account.select(Account.id, Account.email).tuples():
+        out[str(acc_id)] = acc_id
+        key = (email or "").strip().lower()
+        if key:
+            emails[key] = None if key in emails else acc_id
+    for key, value in emails.items():
+        out.setdefault(key, value)
+    return out
+
+
+_UTC_ZONES = {"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu",
+              "GMT", "Etc/GMT", "Etc/GMT+0", "Etc/GMT-0", "Etc/GMT0", "GMT0", "GMT+0", "GMT-0", "Etc/Greenwich"}
+
+
+def _time_parser(tz: ZoneInfo | dt.tzinfo | None) -> Callable[[str], dt.datetime]:
+    utc = dt.timezone.utc
+    local_is_utc = tz is None or tz is utc or getattr(tz, "key", None) in _UTC_ZONES
+    fromiso = dt.datetime.fromisoformat
+
+    def parse(text: str) -> dt.datetime:
+        try:
+            value = fromiso(text)
+            if value.tzinfo is not None:
+                return value.astimezone(utc).replace(tzinfo=None)
+            if local_is_utc:
+                return value
+            return value.replace(tzinfo=tz).astimezone(utc).replace(tzinfo=None)
+        except (ValueError, OverflowError):
+            raise _RowError("time", f"{text!r} is not an ISO 8601 date-time" if text else "is empty") from None
+
+    return parse
+
+
+# --------------------------------------------------------------------------
+# Reading: binary lines decoded one by one, so a bad byte names its line.
+
+def _decoded_lines(handle, bad_lines: set[int]):
+    n = 0
+    for raw in handle:
+        n += 1
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            bad_lines.add(n)
+            text = raw.decode("utf-8", "replace")
+        if n == 1 and text.startswith("\ufeff"):
+            text = text[1:]
+        yield text
+
+
+def _header_order(header: list[str]) -> list[int]:
+    names = [h.strip().lower() for h in header]
+    unknown = [n for n in names if n not in COLUMNS]
+    missing = [c for c in COLUMNS if c not in names]
+    expected = ",".join(COLUMNS)
+    if missing and len(unknown) == len(names):
+        raise ImportFileError("header", f"line 1 must be the header {expected}; found {','.join(header)[:80]!r}")
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ImportFileError("header", f"column {dup[0]!r} appears twice")
+    if unknown:
+        raise ImportFileError("header", f"unknown column(s) {', '.join(map(repr, unknown))}: "
+                                        f"the header must be exactly {expected}")
+    if missing:
+        raise ImportFileError("header", f"missing column(s) {', '.join(missing)}: the header must be {expected}")
+    return [names.index(c) for c in COLUMNS]
+
+
+# --------------------------------------------------------------------------
+
+class _Rollback(Exception):
+    pass
+
+
+class _Importer:
+    def __init__(self, path: Path, skip_bad: bool, tz, progress, batch_size: int, keep_errors: int):
+        self.path = path
+        self.skip_bad = skip_bad
+        self.progress = progress
+        self.batch_size = batch_size
+        self.keep_errors = keep_errors
+        self.result = ImportResult(path=path, skip_bad=skip_bad)
+        self.parse_time = _time_parser(tz)
+        self.accounts = _account_map()
+        self.start_max = 0
+        self.header: list[str] = []
+        self.rejects_tmp: Path | None = None
+        self._rejects_file = None
+        self._rejects_writer = None
+        self.rejected_ids: dict[str, int] = {}  # ids of rejected rows: later copies are duplicates too
+        self.batch: list[tuple] = []
+        self.batch_lines: list[int] = []
+        self.batch_raw: list[list[str]] = []
+        self.batch_ids: dict[str, int] = {}
+
+    # -- errors and rejects -------------------------------------------------
+    def reject(self, line: int, field_name: str, reason: str, raw: list[str] | None, xid: str | None = None):
+        res = self.result
+        res.rejected += 1
+        if len(res.errors) < self.keep_errors:
+            res.errors.append(RowError(line, field_name, reason))
+        if xid and xid not in self.rejected_ids:
+            self.rejected_ids[xid] = line
+        if self._rejects_writer is not None:
+            self._rejects_writer.writerow([*(raw or []), f"line {line}: {field_name}: {reason}"])
+
+    def open_rejects(self) -> None:
+        """Opened before anything is written, so an unwritable directory fails early."""
+        self.rejects_tmp = rejects_path_for(self.path).with_suffix(".csv.tmp")
+        try:
+            self._rejects_file = open(self.rejects_tmp, "w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise ImportFileError("rejects", f"cannot write {self.rejects_tmp}: {exc.strerror or exc}") from None
+        self._rejects_writer = csv.writer(self._rejects_file)
+        self._rejects_writer.writerow([*self.header, "reason"])
+
+    def finish_rejects(self, ok: bool) -> None:
+        if self._rejects_file is None:
+            return
+        self._rejects_file.close()
+        final = rejects_path_for(self.path)
+        if ok and self.result.rejected:
+            os.replace(self.rejects_tmp, final)
+            self.result.rejects_path = final
+            return
+        self.rejects_tmp.unlink(missing_ok=True)
+        if ok and final.exists():
+            final.unlink()  # a rejects file always describes the last run
+
+    # -- the batch ----------------------------------------------------------
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        found = _existing_ids(list(self.batch_ids))
+        rows = self.batch
+        if found:
+            keep = []
+            for rec, line, raw in zip(self.batch, self.batch_lines, self.batch_raw):
+                row_id = found.get(rec[0])
+                if row_id is None:
+                    keep.append(rec)
+                elif row_id > self.start_max:  # inserted by this run: an earlier line had it
+                    self.reject(line, "xdr_id", f"duplicate xdr_id {rec[0]!r}: an earlier line of this file has it",
+                                raw)
+                else:
+                    self.result.existing += 1
+            rows = keep
+        if self.skip_bad:
+            with database.atomic():
+                insert_rows(Xdr, list(COLUMNS), rows)
+        else:
+            insert_rows(Xdr, list(COLUMNS), rows)
+        self.result.imported += len(rows)
+        self.batch, self.batch_lines, self.batch_raw, self.batch_ids = [], [], [], {}
+
+    # -- the file -----------------------------------------------------------
+    def run(self) -> ImportResult:
+        started = time.perf_counter()
+        try:
+            size = self.path.stat().st_size
+            handle = open(self.path, "rb")
+        except FileNotFoundError:
+            raise ImportFileError("file", f"{self.path} does not exist") from None
+        except IsADirectoryError:
+            raise ImportFileError("file", f"{self.path} is a directory") from None
+        except OSError as exc:
+            raise ImportFileError("file", f"{self.path}: {exc.strerror or exc}") from None
+        ok = False
+        try:
+            with handle:
+                bad_lines: set[int] = set()
+                reader = csv.reader(_decoded_lines(handle, bad_lines), strict=True)
+                self.read_header(reader, bad_lines)
+                if self.skip_bad:
+                    self.open_rejects()
+                    self.start_max = _max_xdr_id()
+                    self.read_rows(reader, bad_lines, handle, size)
+                    self.flush()
+                else:
+                    try:
+                        with database.atomic():
+                            self.start_max = _max_xdr_id()
+                            self.read_rows(reader, bad_lines, handle, size)
+                            self.flush()
+                            if self.result.rejected:
+                                raise _Rollback()
+                    except _Rollback:
+                        self.result.imported = 0  # rolled back: nothing was written
+                ok = True
+        finally:
+            self.finish_rejects(ok)
+        if self.progress:
+            self.progress(size, size)
+        self.result.seconds = time.perf_counter() - started
+        return self.result
+
+    def read_header(self, reader, bad_lines: set[int]) -> None:
+        try:
+            header = next(reader, None)
+            while header == []:  # leading blank lines
+                header = next(reader, None)
+        except csv.Error as exc:
+            raise ImportFileError("header", f"line {reader.line_num}: not valid CSV: {exc}") from None
+        if bad_lines and min(bad_lines) <= reader.line_num:
+            raise ImportFileError("file", f"is not UTF-8 text (line {min(bad_lines)} has invalid bytes); "
+                                          "save it as UTF-8")
+        if header is None or header == []:
+            raise ImportFileError("file", f"{self.path.name} is empty: expected the header {','.join(COLUMNS)}")
+        self.order = _header_order(header)
+        self.header = [h.strip() for h in header]
+
+    def read_rows(self, reader, bad_lines: set[int], handle, size: int) -> None:
+        res = self.result
+        ncols = len(COLUMNS)
+        canonical = self.order == list(range(ncols))
+        order = self.order
+        accounts = self.accounts
+        parse_time = self.parse_time
+        scaled = _scaled
+        batch_size = self.batch_size
+        progress = self.progress
+        last_end = reader.line_num
+        it = iter(reader)
+        while True:
+            try:
+                row = next(it)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                line = last_end + 1
+                last_end = reader.line_num
+                res.rows += 1
+                self.reject(line, "row", f"not valid CSV: {exc}", [""] * ncols)
+                continue
+            line = last_end + 1
+            last_end = reader.line_num
+            if not row:
+                continue  # a blank line
+            res.rows += 1
+            if bad_lines and (line in bad_lines or (last_end > line and any(
+                    n in bad_lines for n in range(line + 1, last_end + 1)))):
+                self.reject(line, "row", "is not valid UTF-8 text", row)
+                continue
+            if len(row) != ncols:
+                self.reject(line, "row", f"has {len(row)} fields, expected {ncols} ({','.join(COLUMNS)})", row)
+                continue
+            if canonical:
+                xid, acc, service, when, qty, amount = row
+            else:
+                xid, acc, service, when, qty, amount = (row[i] for i in order)
+            xid = xid.strip()
+            try:
+                if not xid:
+                    raise _RowError("xdr_id", "is empty")
+                if len(xid) > MAX_ID:
+                    raise _RowError("xdr_id", f"is longer than {MAX_ID} characters")
+                first = self.batch_ids.get(xid) or self.rejected_ids.get(xid)
+                if first is not None:
+                    raise _RowError("xdr_id", f"duplicate xdr_id {xid!r} (first on line {first})")
+                acc = acc.strip()
+                account_id = accounts.get(acc)
+                if account_id is None:
+                    account_id = accounts.get(acc.lower()) if "@" in acc else None
+                    if account_id is None:
+                        raise _RowError("account", _account_reason(acc, accounts))
+                service = service.strip()
+                if not service:
+                    raise _RowError("service", "is empty")
+                if len(service) > MAX_SERVICE:
+                    raise _RowError("service", f"is longer than {MAX_SERVICE} characters")
+                moment = parse_time(when.strip())
+                q = scaled(qty.strip(), QUANTITY_PLACES, "quantity", negative=False)
+                a = scaled(amount.strip(), AMOUNT_PLACES, "amount", negative=True)
+            except _RowError as exc:
+                self.reject(line, exc.field, exc.reason, row, xid if exc.field != "xdr_id" else None)
+                continue
+            self.batch_ids[xid] = line
+            self.batch.append((xid, account_id, service, moment, q, a))
+            self.batch_lines.append(line)
+            self.batch_raw.append(row)
+            if len(self.batch) >= batch_size:
+                self.flush()
+                if progress:
+                    progress(handle.tell(), size)
+
+
+def _account_reason(text: str, accounts: dict) -> str:
+    if not text:
+        return "is empty"
+    if "@" in text:
+        if text.lower() in accounts:  # present with None: more than one account has it
+            return f"email {text!r} belongs to more than one account: use the account id"
+        return f"no account has the email {text!r}"
+    if text.isdigit():
+        return f"account {text} does not exist"
+    return f"{text!r} is neither an account id nor an account email"
+
+
+def _existing_ids(ids: list[str]) -> dict[str, int]:
+    """xdr_id -> row id of those already stored: one IN query per 5,000 ids.
+
+    Plain SQL on purpose: building a 10,000-value IN list through the query
+    builder costs more than the lookup itself.
+    """
+    db = database.obj
+    table = Xdr._meta.table_name
+    found: dict[str, int] = {}
+    for start in range(0, len(ids), 5000):
+        chunk = ids[start:start + 5000]
+        marks = ", ".join([db.param] * len(chunk))
+        cursor = db.execute_sql(f'SELECT "xdr_id", "id" FROM "{table}" WHERE "xdr_id" IN ({marks})', chunk)
+        found.update(cursor.fetchall())
+    return found
+
+
+def _max_xdr_id() -> int:
+    from peewee import fn
+    return Xdr.select(fn.MAX(Xdr.id)).scalar() or 0
+
+
+def import_xdrs(path: str | Path, *, skip_bad: bool = False, tz=None,
+                progress: Callable[[int, int], None] | None = None,
+                batch_size: int = BATCH, keep_errors: int = KEEP_ERRORS) -> ImportResult:
+    """Import an xDR CSV file; see the module docstring for the format.
+
+    Atomic by default: if any row is bad nothing is written and the result
+    lists the errors (`result.committed` is False).  With skip_bad the good
+    rows are imported and the bad ones go to FILE.rejects.csv.  Raises
+    ImportFileError when the file itself is unusable (nothing written).
+    """
+    if tz is None:
+        from .store.settings import load_settings
+        tz = load_settings().tz
+    return _Importer(Path(path), skip_bad, tz, progress, batch_size, keep_errors).run()
