@@ -87,7 +87,8 @@ def cmd_find(env: Env, args) -> int:
         return EXIT_OK
     env.print(table(
         [[r.number, r.account.name[:32], r.customer_class.name, S.label(S.INVOICE_STATUSES, r.status),
-          format_money(r.total, r.currency), r.issue_date.isoformat(),
+          format_money(r.total, r.currency),
+          f"closes {r.issue_date}" if r.status == S.OPEN else r.issue_date.isoformat(),
           _deadline_text(env, r)] for r in rows],
         ["Number", "Account", "Class", "Status", "Total", "Issued", "Deadline"], right={4}))
     if args.counts:
