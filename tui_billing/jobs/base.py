@@ -1,0 +1,134 @@
+"""What every job shares: results, the log line format, stop checks, row claims."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import secrets
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..store.models import Invoice, database
+
+Log = Callable[..., None]  # log(job, **fields)
+
+
+@dataclass
+class JobResult:
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+    def merge(self, other: "JobResult") -> None:
+        self.done += other.done
+        self.failed += other.failed
+        self.skipped += other.skipped
+
+
+def null_log(job: str, **fields) -> None:
+    pass
+
+
+def stopped(stop) -> bool:
+    return stop is not None and stop.is_set()
+
+
+# --------------------------------------------------------------------------
+# One greppable line per action:
+#   2026-11-22T03:00:00Z job=auto_approve invoice=INV-2026-000123 action=approved
+
+_PLAIN = re.compile(r"[A-Za-z0-9_.:/@<>+\-,()#]+")
+
+
+def _value(value) -> str:
+    if isinstance(value, dt.datetime):
+        value = value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = " ".join(str(value).split())  # never a line break inside a line
+    if text and _PLAIN.fullmatch(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def format_line(at: dt.datetime, job: str, fields: dict) -> str:
+    parts = [at.strftime("%Y-%m-%dT%H:%M:%SZ"), f"job={job}"]
+    parts += [f"{key}={_value(value)}" for key, value in fields.items() if value is not None]
+    return " ".join(parts)
+
+
+class JobLog:
+    """Writes format_line() lines to a stream (stderr) or hands them to `write`."""
+
+    def __init__(self, clock, stream=None, write: Callable[[str], None] | None = None):
+        self.clock = clock
+        self.stream = stream
+        self.write = write
+        self._lock = threading.Lock()
+
+    def __call__(self, job: str, **fields) -> None:
+        line = format_line(self.clock.now(), job, fields)
+        with self._lock:
+            if self.write is not None:
+                self.write(line)
+                return
+            stream = self.stream or sys.stderr
+            try:
+                stream.write(line + "\n")
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+
+
+# --------------------------------------------------------------------------
+# Row claims: a job that takes a batch of invoices marks them with its name
+# so a second caller does not do the same (expensive) work meanwhile.  The
+# claim is only an optimisation: every transition is guarded by itself.
+
+CLAIM_LEASE = dt.timedelta(minutes=10)
+
+
+def claimant(prefix: str = "") -> str:
+    host = socket.gethostname().split(".")[0][:20]
+    return f"{prefix}{host}:{os.getpid()}:{secrets.token_hex(4)}"[:64]
+
+
+def real_now() -> dt.datetime:
+    """Leases and heartbeats follow the real clock, never --now."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+def claim_invoices(holder: str, cond, order, limit: int, exclude=()) -> list[int]:
+    """Claim up to `limit` invoices matching `cond` that nobody else holds."""
+    now = real_now()
+    free = (Invoice.claimed_by.is_null() | (Invoice.claimed_until < now) | (Invoice.claimed_by == holder))
+    where = cond & free
+    if exclude:
+        where &= Invoice.id.not_in(list(exclude))
+    with database.atomic():
+        ids = [r.id for r in Invoice.select(Invoice.id).where(where).order_by(*order).limit(limit)]
+        if not ids:
+            return []
+        (Invoice.update(claimed_by=holder, claimed_until=now + CLAIM_LEASE)
+         .where(Invoice.id.in_(ids) & free).execute())
+        mine = {r.id for r in Invoice.select(Invoice.id)
+                .where(Invoice.id.in_(ids) & (Invoice.claimed_by == holder))}
+    return [i for i in ids if i in mine]
+
+
+def release_invoices(holder: str, ids) -> None:
+    ids = list(ids)
+    for start in range(0, len(ids), 500):
+        (Invoice.update(claimed_by=None, claimed_until=None)
+         .where(Invoice.id.in_(ids[start:start + 500]) & (Invoice.claimed_by == holder)).execute())
+
+
+def release_all_claims() -> int:
+    """At loop start (the loop lock is held): claims left by a dead loop."""
+    return (Invoice.update(claimed_by=None, claimed_until=None)
+            .where(Invoice.claimed_by.is_null(False)).execute())
+
+
+def number_of(invoice_id: int) -> str:
+    return Invoice.select(Invoice.number).where(Invoice.id == invoice_id).scalar() or str(invoice_id)

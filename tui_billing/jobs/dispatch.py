@@ -1,0 +1,115 @@
+"""Dispatch jobs: approved invoice -> email queued + sent status; outbox delivery."""
+from __future__ import annotations
+
+from .. import mail
+from .. import statuses as S
+from .. import workflow
+from ..store.models import Invoice, OutboxMessage, database
+from ..store.settings import load_settings
+from .base import JobResult, Log, claim_invoices, claimant, null_log, number_of, release_invoices, stopped
+
+
+def dispatch_approved(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch: int = 50) -> JobResult:
+    """For each approved invoice: render the PDF of its current revision (the
+    final one, without the review watermark), then in ONE transaction queue
+    its email (insert-or-ignore on (invoice, revision)) and mark it sent
+    (workflow.mark_sent: PAID from the balance, or UNPAID with a payment
+    waiting).  A crash before the commit leaves the invoice approved with no
+    email queued; after it, both are done: never one without the other.
+    """
+    log = log or null_log
+    res = JobResult()
+    holder = claimant("dispatch:")
+    settings = load_settings()
+    failed: set[int] = set()
+    while not stopped(stop):
+        ids = claim_invoices(holder, Invoice.status == S.APPROVED,
+                             (Invoice.approved_at, Invoice.id), batch, failed)
+        if not ids:
+            break
+        try:
+            for inv_id in ids:
+                if stopped(stop):
+                    break
+                try:
+                    outcome = dispatch_one(ctx, inv_id, settings)
+                except workflow.Refused as exc:
+                    res.skipped += 1
+                    log("dispatch_approved", invoice=exc.number, action="skipped", reason=exc.reason)
+                    continue
+                except Exception as exc:  # one bad invoice never blocks the others
+                    failed.add(inv_id)
+                    res.failed += 1
+                    log("dispatch_approved", invoice=number_of(inv_id), action="failed",
+                        reason=f"{type(exc).__name__}: {exc}")
+                    continue
+                if outcome is None:
+                    res.skipped += 1
+                    continue
+                inv, msg = outcome
+                res.done += 1
+                log("dispatch_approved", invoice=inv.number, action="queued", status=inv.status,
+                    revision=inv.sent_revision, message=msg.message_id, to=msg.recipient,
+                    mail=msg.status if msg.status != mail.QUEUED else None)
+        finally:
+            release_invoices(holder, ids)
+    return res
+
+
+def dispatch_one(ctx: workflow.Ctx, inv_id: int, settings) -> tuple[Invoice, OutboxMessage] | None:
+    from .. import documents
+
+    inv = Invoice.get_or_none(Invoice.id == inv_id)
+    if inv is None or inv.status != S.APPROVED:
+        return None  # someone else dispatched it meanwhile
+    revision = inv.revision
+    # Approved invoices cannot change (adjust and reissue refuse them), so the
+    # PDF rendered here outside the transaction is the one of this revision.
+    documents.store_pdf(inv, now=ctx.clock.now())
+    with database.atomic():
+        query = Invoice.select().where(Invoice.id == inv_id)
+        inv = (query.for_update() if database.obj.for_update else query).first()
+        if inv is None or inv.status != S.APPROVED:
+            return None
+        if inv.revision != revision:
+            raise workflow.Refused(inv.number, f"changed to revision {inv.revision} while its PDF was rendered")
+        queued = mail.queue_invoice(ctx, inv, settings)  # 1. queue (idempotent)
+        inv = workflow.mark_sent(ctx, inv_id, revision)  # 2. approved -> paid / unpaid
+        if queued.message.status == mail.QUEUED:  # say what to do now that the payment exists
+            from ..store.models import Account
+
+            body = mail.invoice_body(inv, Account.get_by_id(inv.account_id), settings,
+                                     paid=inv.status == S.PAID)
+            (OutboxMessage.update(body=body)
+             .where((OutboxMessage.id == queued.message.id) & (OutboxMessage.status == mail.QUEUED)).execute())
+        Invoice.update(claimed_by=None, claimed_until=None).where(Invoice.id == inv_id).execute()
+    msg = OutboxMessage.get_by_id(queued.message.id)
+    return inv, msg
+
+
+def deliver_outbox(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, transport=None,
+                   policy: mail.RetryPolicy | None = None, batch: int = 200) -> JobResult:
+    """Send queued messages whose next attempt is due, batch after batch.
+
+    `transport` defaults to the one configured ([mail] / TUI_BILLING_SMTP_*).
+    A transient failure puts the message back with exponential backoff; after
+    policy.max_attempts it is failed (listed by `outbox --failed`).  When the
+    server is unreachable the run ends: the rest waits for the next run.
+    """
+    log = log or null_log
+    if transport is None:
+        from ..config import AppConfig
+
+        cfg = AppConfig.load()
+        transport = mail.transport_from_config(cfg.mail)
+        policy = policy or mail.RetryPolicy.from_config(cfg.mail)
+    res = JobResult()
+    while not stopped(stop):
+        r = mail.deliver_due(ctx, transport, policy=policy, limit=batch, stop=stop, log=log)
+        res.done += len(r.sent)
+        res.failed += len(r.failed) + len(r.uncertain) + len(r.retrying)
+        res.skipped += r.skipped
+        handled = len(r.sent) + len(r.failed) + len(r.uncertain) + len(r.retrying) + r.skipped
+        if r.stopped_early or handled < batch or not (r.sent or r.failed or r.retrying):
+            break
+    return res

@@ -1,0 +1,202 @@
+"""One job loop per store: a JobLock row with the holder and a heartbeat.
+
+The holder is "host|pid|process start|random|pid namespace".  A second loop is refused
+while the holder's heartbeat is fresh, unless the holder is a process on this
+host that no longer exists (killed: no need to wait for the heartbeat to go
+stale).  A heartbeat older than STALE_AFTER (a hung loop, or a loop on
+another host that died) can be taken over.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import socket
+import threading
+from dataclasses import dataclass
+
+from ..store.models import JobLock, database
+from .base import real_now
+
+LOCK_NAME = "jobs"
+STALE_AFTER = dt.timedelta(minutes=2)
+HEARTBEAT_EVERY = 15.0  # seconds
+
+
+def _proc_start(pid: int) -> str:
+    """The process's start time in clock ticks since boot (Linux), or ''."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read().decode("ascii", "replace")
+    except OSError:
+        return ""
+    fields = data.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else ""
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read().decode("ascii", "replace")
+    except OSError:
+        return ""
+    fields = data.rsplit(")", 1)[-1].split()
+    return fields[0] if fields else ""
+
+
+def _host() -> str:
+    return socket.gethostname()
+
+
+def _pid_namespace() -> str:
+    """Containers sharing a host name can still have separate pid spaces."""
+    try:
+        return os.readlink("/proc/self/ns/pid").replace("|", "_")
+    except OSError:
+        return ""
+
+
+def make_holder() -> str:
+    pid = os.getpid()
+    return f"{_host()}|{pid}|{_proc_start(pid)}|{secrets.token_hex(6)}|{_pid_namespace()}"[:200]
+
+
+@dataclass(frozen=True)
+class Holder:
+    host: str
+    pid: int | None
+    start: str
+    pidns: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> "Holder":
+        parts = text.split("|")
+        pid = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+        return cls(parts[0], pid, parts[2] if len(parts) > 2 else "", parts[4] if len(parts) > 4 else "")
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on {self.host}" if self.pid else self.host
+
+    def dead(self) -> bool:
+        """True only when we can tell for sure: same host and pid space, process gone."""
+        if self.host != _host() or not self.pid or self.pidns != _pid_namespace():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False  # someone else's live process
+        if _proc_state(self.pid) in ("Z", "X"):
+            return True  # killed, not yet reaped
+        start = _proc_start(self.pid)
+        return bool(self.start and start and start != self.start)  # pid reused
+
+
+class LoopBusy(Exception):
+    def __init__(self, holder: str, heartbeat_at: dt.datetime):
+        self.holder = Holder.parse(holder)
+        self.heartbeat_at = heartbeat_at
+        age = max(int((real_now() - heartbeat_at).total_seconds()), 0)
+        super().__init__(
+            f"another job loop is already running on this store ({self.holder.describe()}, "
+            f"last heartbeat {age} s ago); stop it first, or use --wait to wait for it")
+
+
+class LoopLock:
+    def __init__(self, name: str = LOCK_NAME, stale_after: dt.timedelta = STALE_AFTER):
+        self.name = name
+        self.stale_after = stale_after
+        self.holder = make_holder()
+        self.held = False
+        self.took_over: str | None = None  # the previous holder, when taken over
+
+    def try_acquire(self) -> None:
+        """Take the lock or raise LoopBusy."""
+        now = real_now()
+        with database.atomic():
+            row = JobLock.get_or_none(JobLock.name == self.name)
+            if row is None:
+                JobLock.insert(name=self.name, holder=self.holder, heartbeat_at=now).on_conflict_ignore().execute()
+            elif row.holder != self.holder:
+                stale = row.heartbeat_at < now - self.stale_after
+                if not (stale or Holder.parse(row.holder).dead()):
+                    raise LoopBusy(row.holder, row.heartbeat_at)
+                n = (JobLock.update(holder=self.holder, heartbeat_at=now)
+                     .where((JobLock.name == self.name) & (JobLock.holder == row.holder)).execute())
+                if n == 1:
+                    self.took_over = row.holder
+            row = JobLock.get_or_none(JobLock.name == self.name)
+            if row is None or row.holder != self.holder:
+                raise LoopBusy(row.holder if row else "?", row.heartbeat_at if row else now)
+        self.held = True
+
+    def acquire(self, *, wait: bool = False, stop=None, on_wait=None, poll: float = 1.0) -> bool:
+        """Take the lock; with wait, poll until it is free (False if stopped)."""
+        told = False
+        while True:
+            try:
+                self.try_acquire()
+                return True
+            except LoopBusy as exc:
+                if not wait:
+                    raise
+                if not told and on_wait is not None:
+                    on_wait(exc)
+                    told = True
+            if stop is not None:
+                if stop.wait(poll):
+                    return False
+            else:  # pragma: no cover
+                threading.Event().wait(poll)
+
+    def heartbeat(self) -> bool:
+        """Refresh the heartbeat; False if another loop took the lock over."""
+        n = (JobLock.update(heartbeat_at=real_now())
+             .where((JobLock.name == self.name) & (JobLock.holder == self.holder)).execute())
+        self.held = n == 1
+        return self.held
+
+    def release(self) -> None:
+        if self.held:
+            JobLock.delete().where((JobLock.name == self.name) & (JobLock.holder == self.holder)).execute()
+            self.held = False
+
+
+def current_holder(name: str = LOCK_NAME) -> tuple[Holder, dt.datetime] | None:
+    row = JobLock.get_or_none(JobLock.name == name)
+    return (Holder.parse(row.holder), row.heartbeat_at) if row else None
+
+
+class Heartbeat(threading.Thread):
+    """Refreshes the lock every HEARTBEAT_EVERY seconds; sets `lost` if taken over."""
+
+    def __init__(self, lock: LoopLock, lost: threading.Event, log=None, every: float = HEARTBEAT_EVERY):
+        super().__init__(name="tui-billing-jobs-heartbeat", daemon=True)
+        self.lock, self.lost, self.log, self.every = lock, lost, log, every
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.done.wait(self.every):
+                try:
+                    ok = self.lock.heartbeat()
+                except Exception as exc:  # a busy database: try again next beat
+                    if self.log:
+                        self.log("loop", action="heartbeat_failed", reason=f"{type(exc).__name__}: {exc}")
+                    continue
+                if not ok:
+                    self.lost.set()
+                    if self.log:
+                        self.log("loop", action="lock_lost", reason="another loop took the job lock over")
+                    return
+        finally:
+            if database.obj is not None:
+                try:
+                    database.obj.close()  # this thread's connection
+                except Exception:
+                    pass
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=10)

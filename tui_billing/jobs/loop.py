@@ -1,0 +1,190 @@
+"""The job loop: every job on its own interval (schedule), one loop per store."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .. import mail
+from ..config import ConfigError
+from ..workflow import Ctx
+from .base import JobLog, JobResult, release_all_claims
+from .dispatch import deliver_outbox, dispatch_approved
+from .lock import Heartbeat, LoopBusy, LoopLock
+from .postpay import close_postpay, expire_payments
+from .review import auto_approve_due, notify_admins, reissue_offpeak
+
+DEFAULT_INTERVAL = 60.0  # seconds: "within minutes of approval"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    fn: Callable[..., JobResult]
+    help: str
+
+
+# In the order one pass runs them: what one job produces, the next consumes
+# in the same pass (a closed postpay invoice of an "immediately" class is
+# approved, then dispatched, then its email delivered).
+JOBS: dict[str, JobSpec] = {s.name: s for s in (
+    JobSpec("close_postpay", close_postpay, "close open postpay invoices on day 2 of the next period"),
+    JobSpec("auto_approve", auto_approve_due, "approve invoices whose hold for review ran out"),
+    JobSpec("reissue_offpeak", reissue_offpeak, "complete reissues in the off-peak window"),
+    JobSpec("dispatch_approved", dispatch_approved, "queue the email of approved invoices and mark them sent"),
+    JobSpec("expire_payments", expire_payments, "expire payments past their due date (invoice overdue)"),
+    JobSpec("notify_admins", notify_admins, "email admins a digest of invoices newly waiting for review"),
+    JobSpec("deliver_outbox", deliver_outbox, "send queued emails (retries with backoff)"),
+)}
+
+
+def intervals(config_jobs: dict | None) -> dict[str, float | None]:
+    """Seconds between runs per job ([jobs] table); 0 or "off" disables one."""
+    result: dict[str, float | None] = {name: DEFAULT_INTERVAL for name in JOBS}
+    for name, value in (config_jobs or {}).items():
+        if name not in JOBS:
+            raise ConfigError(f"jobs.{name}: not a job; known: {', '.join(JOBS)}")
+        if isinstance(value, str) and value.strip().lower() in ("off", "false", "no"):
+            result[name] = None
+            continue
+        if isinstance(value, bool):
+            raise ConfigError(f"jobs.{name}: {value!r} is not a number of seconds")
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"jobs.{name}: {value!r} is not a number of seconds") from None
+        if seconds < 0 or seconds != seconds or seconds > 7 * 86400:
+            raise ConfigError(f"jobs.{name}: {value!r} must be between 0 (off) and 604800 seconds")
+        result[name] = seconds or None
+    return result
+
+
+class _Halt:
+    """Stop when the caller says so or when the loop lost its lock."""
+
+    def __init__(self, *events: threading.Event):
+        self.events = events
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
+
+    def wait(self, timeout: float) -> bool:
+        step = 0.2
+        waited = 0.0
+        while not self.is_set() and waited < timeout:
+            self.events[0].wait(min(step, timeout - waited))
+            waited += step
+        return self.is_set()
+
+
+@dataclass
+class LoopSummary:
+    runs: int = 0
+    done: int = 0
+    failed: int = 0
+    errors: int = 0  # a job that raised
+    lost_lock: bool = False
+    stopped: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed or self.errors or self.lost_lock)
+
+
+class Runner:
+    """Runs one job with its own actor ("job:<name>") and logs what happened."""
+
+    def __init__(self, env, halt: _Halt, log: JobLog, transport, policy):
+        self.env, self.halt, self.log = env, halt, log
+        self.transport, self.policy = transport, policy
+        self.summary = LoopSummary()
+
+    def run(self, name: str) -> None:
+        if self.halt.is_set():
+            return
+        spec = JOBS[name]
+        ctx = Ctx(clock=self.env.ctx.clock, actor=f"job:{name}")
+        kwargs = {"stop": self.halt, "log": self.log}
+        if name == "deliver_outbox":
+            kwargs.update(transport=self.transport, policy=self.policy)
+        self.summary.runs += 1
+        try:
+            result = spec.fn(ctx, **kwargs)
+        except Exception as exc:  # the loop survives any one job's failure
+            self.summary.errors += 1
+            self.log(name, action="error", reason=f"{type(exc).__name__}: {exc}")
+            return
+        self.summary.done += result.done
+        self.summary.failed += result.failed
+
+
+def run_loop(env, stop_event: threading.Event, *, once: bool = False, wait: bool = True,
+             only: list[str] | None = None, log: JobLog | Callable[[str], None] | None = None,
+             heartbeat_every: float | None = None) -> LoopSummary:
+    """The job loop, headless (`tui-billing jobs run`) or in the console.
+
+    Runs every job once at start, then each on its interval, until
+    `stop_event` is set; the item in hand is finished first.  `once` runs
+    every job once and returns (cron).  Only one loop runs per store: with
+    `wait` (the console's default) it waits for the running one to stop;
+    without, LoopBusy is raised.  `log` is a JobLog, or a callable that
+    receives each line (the console's log panel); default: stderr.
+    """
+    if not isinstance(log, JobLog):
+        log = JobLog(env.ctx.clock, write=log) if callable(log) else JobLog(env.ctx.clock)
+    every = intervals(getattr(env.config, "jobs", {}))
+    names = [n for n in JOBS if (only is None or n in only) and every[n] is not None]
+    if only:
+        unknown = [n for n in only if n not in JOBS]
+        if unknown:
+            raise ConfigError(f"--job: {unknown[0]!r} is not a job; known: {', '.join(JOBS)}")
+    mail_cfg = getattr(env.config, "mail", {}) or {}
+    transport = mail.transport_from_config(mail_cfg)
+    policy = mail.RetryPolicy.from_config(mail_cfg)
+
+    lost = threading.Event()
+    halt = _Halt(stop_event, lost)
+    lock = LoopLock()
+    summary = LoopSummary()
+    if not lock.acquire(wait=wait, stop=stop_event,
+                        on_wait=lambda exc: log("loop", action="waiting", reason=str(exc))):
+        summary.stopped = True
+        return summary
+    beat = Heartbeat(lock, lost, log, **({"every": heartbeat_every} if heartbeat_every else {}))
+    beat.start()
+    runner = Runner(env, halt, log, transport, policy)
+    try:
+        if lock.took_over:
+            log("loop", action="took_over", previous=lock.took_over)
+        requeued = mail.recover_interrupted()  # no other sender runs: we hold the lock
+        released = release_all_claims()
+        log("loop", action="started", mode="once" if once else "loop", holder=lock.holder,
+            transport=transport.describe(), jobs=",".join(names),
+            requeued=requeued or None, released_claims=released or None)
+        for name in names:  # the first pass: everything, in order
+            runner.run(name)
+        if not once:
+            import schedule
+
+            scheduler = schedule.Scheduler()
+            for name in names:
+                scheduler.every(every[name]).seconds.do(runner.run, name)
+            while not halt.is_set():
+                scheduler.run_pending()
+                idle = scheduler.idle_seconds
+                halt.wait(min(max(idle if idle is not None else 1.0, 0.05), 1.0))
+    finally:
+        summary = runner.summary
+        summary.lost_lock = lost.is_set()
+        summary.stopped = stop_event.is_set()
+        beat.stop()
+        try:
+            lock.release()
+        except Exception as exc:  # the database went away: the heartbeat goes stale
+            log("loop", action="release_failed", reason=f"{type(exc).__name__}: {exc}")
+        log("loop", action="lock_lost" if summary.lost_lock else "stopped" if summary.stopped else "finished",
+            done=summary.done, failed=summary.failed, errors=summary.errors or None)
+    return summary
+
+
+__all__ = ["JOBS", "LoopBusy", "LoopSummary", "run_loop", "intervals", "DEFAULT_INTERVAL"]

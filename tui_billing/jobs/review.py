@@ -1,0 +1,158 @@
+"""Review jobs: auto-approve at the deadline, off-peak reissue, admin digest."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import statuses as S
+from .. import workflow
+from ..offpeak import in_window
+from ..money import format_money
+from ..store.models import Account, AuditEvent, Invoice, database
+from ..store.settings import load_settings
+from .base import JobResult, Log, claim_invoices, claimant, null_log, release_invoices, stopped
+
+
+def auto_approve_due(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch: int = 500) -> JobResult:
+    """Approve invoices under review whose review_deadline <= now.
+
+    Rejected invoices are never selected (they wait for their reissue); an
+    invoice an admin approved, adjusted or rejected meanwhile is skipped.
+    Each batch is one guarded transaction (workflow.auto_approve_due).
+    """
+    log = log or null_log
+    res = JobResult()
+    while not stopped(stop):
+        ids = workflow.due_for_auto_approval(ctx, batch)
+        if not ids:
+            break
+        r = workflow.approve_many(ctx, ids, action="auto_approve", due_only=True)
+        for number in r.done:
+            log("auto_approve", invoice=number, action="approved")
+        for number, reason in r.failed:  # only races: someone acted on it meanwhile
+            log("auto_approve", invoice=number, action="skipped", reason=reason)
+        res.done += len(r.done)
+        res.skipped += len(r.failed)
+        if len(ids) < batch or not r.done:
+            break
+    return res
+
+
+def reissue_offpeak(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch: int = 50) -> JobResult:
+    """Complete reissues that are due.
+
+    Off-peak requests (reissue_after <= now) only while the off-peak window
+    is open (local time); "now" requests left rejected (the process asking
+    died before completing them) at any time.  One transaction per invoice,
+    so a stop or a crash loses nothing: the rest is done next time.
+    """
+    log = log or null_log
+    res = JobResult()
+    start, end = load_settings().offpeak
+    holder = claimant("reissue:")
+    failed: set[int] = set()
+    while not stopped(stop):
+        window = in_window(ctx.clock.local(), start, end)
+        cond = (Invoice.status == S.REJECTED) & (Invoice.reissue_after <= ctx.clock.now())
+        if not window:
+            cond &= Invoice.reissue_mode == "now"
+        ids = claim_invoices(holder, cond, (Invoice.reissue_after, Invoice.id), batch, failed)
+        if not ids:
+            break
+        try:
+            for inv_id in ids:
+                if stopped(stop):
+                    break
+                try:
+                    mode = Invoice.select(Invoice.reissue_mode).where(Invoice.id == inv_id).scalar()
+                    if mode != "now" and not in_window(ctx.clock.local(), start, end):
+                        continue  # the window closed meanwhile: these wait for the next one
+                    inv = workflow.complete_reissue(ctx, inv_id)
+                except workflow.Refused as exc:
+                    res.skipped += 1
+                    log("reissue_offpeak", invoice=exc.number, action="skipped", reason=exc.reason)
+                    continue
+                except Exception as exc:  # one bad invoice never blocks the others
+                    failed.add(inv_id)
+                    res.failed += 1
+                    log("reissue_offpeak", invoice=_number(inv_id), action="failed",
+                        reason=f"{type(exc).__name__}: {exc}")
+                    continue
+                res.done += 1
+                log("reissue_offpeak", invoice=inv.number, action="reissued", mode=mode,
+                    revision=inv.revision, total=format_money(inv.total, inv.currency))
+        finally:
+            release_invoices(holder, ids)
+    return res
+
+
+def _number(inv_id: int) -> str:
+    return Invoice.select(Invoice.number).where(Invoice.id == inv_id).scalar() or str(inv_id)
+
+
+# --------------------------------------------------------------------------
+# Notifications
+
+def notify_admins(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch: int = 500) -> JobResult:
+    """One digest email to the admin address listing invoices newly waiting
+    for review (under review, notified_at NULL); then notified_at is set.
+    Both in one transaction: an invoice is in exactly one digest."""
+    from .. import mail
+
+    log = log or null_log
+    res = JobResult()
+    settings = load_settings()
+    while not stopped(stop):
+        with database.atomic():
+            rows = list(Invoice.select(Invoice, Account)
+                        .join(Account, on=(Invoice.account == Account.id))
+                        .where((Invoice.status == S.UNDER_REVIEW) & Invoice.notified_at.is_null())
+                        .order_by(Invoice.review_deadline, Invoice.id).limit(batch))
+            if not rows:
+                break
+            ids = [r.id for r in rows]
+            n = (Invoice.update(notified_at=ctx.clock.now())
+                 .where(Invoice.id.in_(ids) & Invoice.notified_at.is_null()
+                        & (Invoice.status == S.UNDER_REVIEW)).execute())
+            if n != len(ids):  # another notifier raced us (no row locks): undo, retry next time
+                raise RuntimeError("notify_admins: invoices changed meanwhile; retrying next run")
+            queued = mail.queue_digest(ctx, rows, settings)
+        res.done += len(rows)
+        log("notify_admins", action="digest_queued", invoices=len(rows), to=queued.message.recipient,
+            message=queued.message.message_id, status=queued.message.status)
+        if len(rows) < batch:
+            break
+    return res
+
+
+@dataclass(frozen=True)
+class ReviewNotice:
+    """What the console polls for its toast."""
+    waiting: int  # invoices under review now
+    new: int  # invoices that entered review since `cursor` (and still wait)
+    newest: str | None  # number of the newest of those
+    unnotified: int  # under review and not yet in an admin digest
+    cursor: int  # pass back to the next call
+
+
+ENTER_REVIEW_ACTIONS = ("generate", "close", "reissue")
+
+
+def review_notice(cursor: int | None = None) -> ReviewNotice:
+    """Cheap poll: how many invoices wait for review, how many are new since
+    the last call.  The first call (cursor None) sets the baseline (new=0)."""
+    waiting = Invoice.select().where(Invoice.status == S.UNDER_REVIEW).count()
+    unnotified = Invoice.select().where((Invoice.status == S.UNDER_REVIEW)
+                                        & Invoice.notified_at.is_null()).count()
+    top = AuditEvent.select(AuditEvent.id).order_by(AuditEvent.id.desc()).limit(1).scalar() or 0
+    if cursor is None:
+        return ReviewNotice(waiting, 0, None, unnotified, top)
+    rows = list(AuditEvent.select(AuditEvent.invoice, AuditEvent.number)
+                .join(Invoice, on=(AuditEvent.invoice == Invoice.id))
+                .where((AuditEvent.id > cursor) & (AuditEvent.id <= top)
+                       & AuditEvent.action.in_(ENTER_REVIEW_ACTIONS)
+                       & (AuditEvent.after_status == S.UNDER_REVIEW)
+                       & (Invoice.status == S.UNDER_REVIEW))
+                .order_by(AuditEvent.id).tuples())
+    invoices = {inv_id: number for inv_id, number in rows}
+    newest = rows[-1][1] if rows else None
+    return ReviewNotice(waiting, len(invoices), newest, unnotified, top)
