@@ -1,0 +1,520 @@
+"""The console driven with Textual's Pilot at 80x24 against a real SQLite
+store (no mocks): find, detail tabs, approve, adjust, reissue."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from textual.widgets import Input, Select, Static, TabbedContent
+
+from tui_billing import statuses as S
+from tui_billing.screens.adjust import AdjustModal
+from tui_billing.screens.confirm import ConfirmModal
+from tui_billing.screens.detail import InvoiceDetailScreen
+from tui_billing.screens.finder import FinderScreen
+from tui_billing.screens.queue import QueueScreen
+from tui_billing.screens.reissue import ReissueModal
+from tui_billing.screens.summary import SummaryModal
+from tui_billing.store.models import AuditEvent, Correction, Invoice, TaxLine
+from tui_billing.widgets.invoice_table import InvoiceTable
+
+from .conftest_console import console_env, console_template, make_app, settle  # noqa: F401
+
+
+def run(coro):
+    import asyncio
+
+    return asyncio.run(coro)
+
+
+async def move_to(pilot, table: InvoiceTable, predicate, limit: int = 200):
+    """Move the cursor down to the next row satisfying predicate."""
+    for _ in range(limit):
+        row = table.current_row()
+        if row is not None and predicate(row):
+            return row
+        await pilot.press("down")
+    raise AssertionError("no such row")
+
+
+# ---------------------------------------------------------------------------
+
+def test_queue_is_first_screen_sorted_by_deadline(console_env):
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            assert isinstance(app.screen, QueueScreen)
+            table = app.screen.query_one(InvoiceTable)
+            rows = [table.items[k] for k in table.order]
+            assert rows and {r.status for r in rows} <= {S.UNDER_REVIEW, S.REJECTED}
+            deadlines = [r.review_deadline for r in rows]
+            assert deadlines == sorted(deadlines)
+            expected = Invoice.select().where(Invoice.status.in_([S.UNDER_REVIEW, S.REJECTED])).count()
+            assert len(rows) == min(expected, 100)
+            counts = str(app.screen.query_one("#counts", Static).render())
+            assert f"Under review {Invoice.select().where(Invoice.status == S.UNDER_REVIEW).count()}" in counts
+    run(scenario())
+
+
+def test_find_filter_open_detail_visit_every_tab(console_env):
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.press("f3")
+            await settle(pilot)
+            screen = app.screen
+            assert isinstance(screen, FinderScreen)
+            # No account-type column (seed 001), but the filter exists.
+            table = screen.query_one(InvoiceTable)
+            assert "account_type" not in {c.key for c in table.specs}
+            screen.query_one("#f-status", Select).value = S.PAID
+            await settle(pilot)
+            screen.query_one("#f-type", Select).value = "business"
+            await settle(pilot)
+            rows = [table.items[k] for k in table.order]
+            assert rows and all(r.status == S.PAID and r.account_type == "business" for r in rows)
+            # Enter opens the detail of the row under the cursor.
+            table.focus()
+            number = table.current_row().number
+            await pilot.press("enter")
+            await settle(pilot)
+            detail = app.screen
+            assert isinstance(detail, InvoiceDetailScreen)
+            assert detail.detail.invoice.number == number
+            head = str(detail.query_one("#detail-head", Static).render())
+            for label in ("Invoice number", "Account", "Total", "Payment model", "Status", "From", "To",
+                          "Review deadline", "Revision"):
+                assert label in head
+            assert "External total" not in head  # ERP integration is off
+            tabs = detail.query_one(TabbedContent)
+            panes = [p.id for p in tabs.query("TabPane")]
+            has_taxes = has_tax_lines(detail.detail.invoice.id)
+            assert ("tab-taxes" in panes) == has_taxes
+            assert panes[:4] == ["tab-charges", "tab-subscriptions", "tab-payments", "tab-corrections"]
+            assert panes[-1] == "tab-audit"
+            visited = []
+            for i in range(len(panes)):
+                if i:
+                    await pilot.press("n")
+                    await pilot.pause()
+                visited.append(tabs.active)
+                for table_in_tab in detail.query_one(f"#{tabs.active}").query("DataTable"):
+                    # Tables inside tab panes get a real height (a known Textual sizing trap).
+                    assert table_in_tab.size.height >= min(table_in_tab.row_count + 1, 5), tabs.active
+            assert visited == panes
+            # A paid invoice is closed: its payments are listed.
+            assert detail.query_one("#payments-table").row_count >= 1
+            await pilot.press("escape")
+            await pilot.pause()
+            assert isinstance(app.screen, FinderScreen)
+    run(scenario())
+
+
+def has_tax_lines(invoice_id: int) -> bool:
+    return TaxLine.select().where(TaxLine.invoice == invoice_id).exists()
+
+
+def test_taxes_tab_absent_and_payments_hidden_for_open_postpay(console_env):
+    no_tax = (Invoice.select().where(Invoice.id.not_in(TaxLine.select(TaxLine.invoice)))
+              .order_by(Invoice.id).first())
+    open_postpay = (Invoice.select().where((Invoice.status == S.OPEN) & (Invoice.payment_model == "postpay"))
+                    .order_by(Invoice.id).first())
+    assert no_tax is not None and open_postpay is not None
+
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            app.open_invoice(no_tax.id)
+            await settle(pilot)
+            panes = [p.id for p in app.screen.query("TabPane")]
+            assert "tab-taxes" not in panes and "tab-charges" in panes
+            await pilot.press("escape")
+            await pilot.pause()
+            app.open_invoice(open_postpay.number)
+            await settle(pilot)
+            detail = app.screen
+            assert not detail.query("#payments-table")
+            note = str(detail.query_one("#payments-note", Static).render())
+            assert note.startswith("Payments appear once the invoice is closed")
+            head = str(detail.query_one("#detail-head", Static).render())
+            assert "Open" in head and "Postpay" in head
+    run(scenario())
+
+
+def test_queue_mark_three_and_approve(console_env):
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            table = app.screen.query_one(InvoiceTable)
+            marked = []
+            for _ in range(3):
+                row = await move_to(pilot, table, lambda r: r.status == S.UNDER_REVIEW)
+                await pilot.press("space")
+                marked.append(row.id)
+            assert table.selection.ids == set(marked)
+            await pilot.press("a")
+            await settle(pilot)
+            assert isinstance(app.screen, ConfirmModal)
+            body = str(app.screen.query_one(".dialog-body", Static).render())
+            assert "Approve 3 invoices" in body and "Totals:" in body
+            await pilot.press("y")
+            await settle(pilot)
+            assert isinstance(app.screen, SummaryModal)
+            assert len(app.screen.result.done) == 3 and not app.screen.result.failed
+            await pilot.press("escape")
+            await pilot.pause()
+            # Approved invoices leave the queue: their rows are removed in place.
+            for invoice_id in marked:
+                assert str(invoice_id) not in table.items
+            assert not table.selection
+    run(scenario())
+    approved = list(Invoice.select().where(Invoice.status == S.APPROVED, Invoice.approved_by == "alice"))
+    assert len(approved) == 3
+    for inv in approved:
+        assert AuditEvent.select().where((AuditEvent.invoice == inv.id) & (AuditEvent.action == "approve")
+                                         & (AuditEvent.actor == "alice")).exists()
+
+
+def test_approve_refusal_listed_in_summary(console_env):
+    """A rejected invoice in the batch is reported with its reason; the rest are approved."""
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            table = app.screen.query_one(InvoiceTable)
+            await move_to(pilot, table, lambda r: r.status == S.REJECTED)
+            await pilot.press("space")
+            await pilot.press("home")
+            await move_to(pilot, table, lambda r: r.status == S.UNDER_REVIEW)
+            await pilot.press("space")
+            await pilot.press("a")
+            await settle(pilot)
+            await pilot.press("y")
+            await settle(pilot)
+            summary = app.screen
+            assert isinstance(summary, SummaryModal)
+            assert len(summary.result.done) == 1
+            [(number, reason)] = summary.result.failed
+            assert "rejected" in reason
+            assert "reissue it before approving it" in str(summary.query_one("#summary-body", Static).render())
+    run(scenario())
+
+
+def test_adjust_refuses_bad_amounts_then_applies_a_good_one(console_env):
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            table = app.screen.query_one(InvoiceTable)
+            row = await move_to(pilot, table, lambda r: r.status == S.UNDER_REVIEW and r.currency == "EUR")
+            corrections_before = Correction.select().count()
+            await pilot.press("j")
+            await settle(pilot)
+            modal = app.screen
+            assert isinstance(modal, AdjustModal)
+            amount = modal.query_one("#adj-amount", Input)
+            error = modal.query_one("#adj-amount-error", Static)
+            for bad, words in (("0", "greater than zero"), ("-5", "greater than zero"),
+                               ("abc", "not a number"), ("1.234", "at most 2 decimal places")):
+                amount.value = ""
+                await pilot.pause()
+                amount.focus()
+                await pilot.press(*bad)
+                await pilot.pause()
+                assert words in str(error.render()), (bad, str(error.render()))
+                assert amount.has_class("-invalid")
+                await pilot.press("ctrl+s")  # refused in the modal: nothing written
+                await settle(pilot)
+                assert app.screen is modal
+                assert Correction.select().count() == corrections_before
+            # Escape cancels: nothing written.
+            await pilot.press("escape")
+            await settle(pilot)
+            assert not isinstance(app.screen, AdjustModal)
+            assert Correction.select().count() == corrections_before
+            # A good one: a charge of 12.50 with a description.
+            await pilot.press("j")
+            await settle(pilot)
+            modal = app.screen
+            await pilot.press("down")  # nothing: focus is on the amount
+            modal.query_one("#kind-charge").value = True
+            await pilot.pause()
+            modal.query_one("#adj-amount", Input).focus()
+            await pilot.press(*"12.50")
+            await pilot.pause()
+            expected = row.total + Decimal("12.50")
+            assert f"{expected:,.2f} EUR" in str(modal.query_one("#adj-new-total", Static).render())
+            await pilot.press("tab")
+            await pilot.press(*"On-site support")
+            await pilot.press("enter")
+            await settle(pilot)
+            assert not isinstance(app.screen, AdjustModal)
+            # The row's total cell shows the new total.
+            cell = table.get_cell(str(row.id), "total")
+            assert cell.plain == f"{expected:,.2f} EUR"
+    run(scenario())
+    corr = Correction.select().order_by(Correction.id.desc()).first()
+    assert corr.kind == "manual_charge" and corr.amount == Decimal("12.50") and corr.description == "On-site support"
+    inv = Invoice.get_by_id(corr.invoice_id)
+    assert inv.status == S.UNDER_REVIEW
+    assert AuditEvent.select().where((AuditEvent.invoice == inv.id) & (AuditEvent.action == "adjust")).exists()
+
+
+def test_adjust_from_detail_updates_total_shown(console_env):
+    inv = (Invoice.select().where((Invoice.status == S.UNDER_REVIEW) & (Invoice.currency == "EUR"))
+           .order_by(Invoice.id).first())
+
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            app.open_invoice(inv.id)
+            await settle(pilot)
+            await pilot.press("j")
+            await settle(pilot)
+            await pilot.press(*"1.00")
+            await pilot.press("tab")
+            await pilot.press(*"Goodwill")
+            await pilot.press("ctrl+s")
+            await settle(pilot)
+            detail = app.screen
+            assert isinstance(detail, InvoiceDetailScreen)
+            head = str(detail.query_one("#detail-head", Static).render())
+            assert f"{inv.total - Decimal('1.00'):,.2f} EUR" in head
+            assert detail.detail.corrections[-1].description == "Goodwill"
+    run(scenario())
+
+
+def test_reissue_off_peak_marks_rejected(console_env):
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            table = app.screen.query_one(InvoiceTable)
+            row = await move_to(pilot, table, lambda r: r.status == S.UNDER_REVIEW)
+            await pilot.press("r")
+            await settle(pilot)
+            modal = app.screen
+            assert isinstance(modal, ReissueModal)
+            assert "opens" in modal.window_text  # when the off-peak window opens, local time
+            assert modal.mode() == "off_peak"
+            await pilot.press("ctrl+s")
+            await settle(pilot)
+            assert isinstance(app.screen, SummaryModal)
+            await pilot.press("escape")
+            await pilot.pause()
+            # The row stays in the queue, its state cell now says it awaits reissue.
+            assert table.items[str(row.id)].status == S.REJECTED
+            assert "reissue off-peak" in table.get_cell(str(row.id), "review").plain
+            return row.id
+
+    invoice_id = run(scenario())
+    inv = Invoice.get_by_id(invoice_id)
+    assert inv.status == S.REJECTED and inv.reissue_mode == "off_peak"
+    assert AuditEvent.select().where((AuditEvent.invoice == invoice_id)
+                                     & (AuditEvent.action == "request_reissue")).exists()
+
+
+def test_select_all_matching_is_a_query(console_env):
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            screen = app.screen
+            screen.query_one("#f-status", Select).value = S.UNDER_REVIEW
+            await settle(pilot)
+            table = screen.query_one(InvoiceTable)
+            await pilot.press("M")
+            sel = table.selection
+            assert sel.all_matching and not sel.ids  # no row ids loaded into the selection
+            await pilot.press("space")  # unmark the first row
+            targets = sel.snapshot()
+            ids = targets.resolve()
+            expected = Invoice.select().where(Invoice.status == S.UNDER_REVIEW).count()
+            assert len(ids) == expected - 1
+            counts = str(screen.query_one("#counts", Static).render())
+            assert f"all {expected - 1} matching marked" in counts
+    run(scenario())
+
+
+def test_help_and_theme_and_modes(console_env):
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.press("f1")
+            await pilot.pause()
+            assert app.screen.__class__.__name__ == "HelpScreen"
+            await pilot.press("escape")
+            theme = app.theme
+            await pilot.press("f9")
+            assert app.theme != theme
+            await pilot.press("f4")
+            await settle(pilot)
+            assert app.screen.__class__.__name__ == "ClassesScreen"
+            await pilot.press("f2")
+            await settle(pilot)
+            assert isinstance(app.screen, QueueScreen)
+    run(scenario())
+
+
+def test_classes_warning_live_and_save(console_env):
+    from tui_billing.store.models import CustomerClass
+
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.press("f4")
+            await settle(pilot)
+            screen = app.screen
+            table = screen.query_one("#classes-table")
+            table.move_cursor(row=table.order.index("Small Business"))
+            await pilot.pause()
+            # Seed 000: switching review on with 5 hold days keeps Net 14 for the customer only at Net 19.
+            screen.query_one("#class-send", Select).value = "after_review"
+            screen.query_one("#class-hold", Input).value = "5"
+            await pilot.pause()
+            warning = str(screen.query_one("#class-warning", Static).render())
+            assert "set Net 19 days" in warning
+            screen.query_one("#class-net", Input).value = "19"
+            await pilot.pause()
+            assert str(screen.query_one("#class-warning", Static).render()) == ""
+            await pilot.press("ctrl+s")
+            await settle(pilot)
+    run(scenario())
+    cls = CustomerClass.get(CustomerClass.name == "Small Business")
+    assert (cls.send_mode, cls.hold_days, cls.net_days) == ("after_review", 5, 19)
+
+
+def test_jobs_flag_starts_the_loop_or_says_why_not(console_env):
+    async def scenario():
+        app = make_app(console_env, jobs=True)
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            await settle(pilot)
+            messages = [n.message for n in app._notifications]
+            try:
+                import tui_billing.jobs as jobs  # noqa: F401
+                has_loop = hasattr(jobs, "run_loop")
+            except ImportError:
+                has_loop = False
+            if has_loop:
+                assert any("Job loop started" in m for m in messages)
+                assert [w for w in app.workers if w.group == "jobs"]
+            else:
+                assert any("not available" in m for m in messages)
+            app.stop_jobs.set()
+    run(scenario())
+
+
+def test_command_palette_lists_actions_and_runs_them(console_env):
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.press("ctrl+p")
+            await pilot.pause()
+            await pilot.press(*"Find invoices")
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await settle(pilot)
+            assert isinstance(app.screen, FinderScreen)
+    run(scenario())
+
+
+def test_keys_can_be_remapped_by_binding_id(console_env):
+    async def scenario():
+        app = make_app(console_env, keymap={"list.approve": "ctrl+o"})
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            table = app.screen.query_one(InvoiceTable)
+            await move_to(pilot, table, lambda r: r.status == S.UNDER_REVIEW)
+            await pilot.press("a")  # no longer approve
+            await settle(pilot)
+            assert not isinstance(app.screen, ConfirmModal)
+            await pilot.press("ctrl+o")
+            await settle(pilot)
+            assert isinstance(app.screen, ConfirmModal)
+            sections = dict(app.key_sections())
+            assert ("^o", "Approve") in sections["Review queue and finder"]
+    run(scenario())
+
+
+def test_next_page_loads_when_the_cursor_nears_the_end(console_env):
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.press("f3")
+            await settle(pilot)
+            screen = app.screen
+            table = screen.query_one(InvoiceTable)
+            assert table.row_count == 100 and screen.has_more
+            table.focus()
+            await pilot.press("end")
+            await settle(pilot)
+            assert table.row_count == 200
+            numbers = [table.items[k].number for k in table.order]
+            assert len(set(numbers)) == 200  # keyset pages never repeat a row
+            for _ in range(3):
+                await pilot.press("end")
+                await settle(pilot)
+            assert table.row_count == Invoice.select().count() == 300 and not screen.has_more
+    run(scenario())
+
+
+@pytest.mark.parametrize("sort,descending", [("deadline", None), ("deadline", True), ("issue_date", None),
+                                             ("issue_date", False), ("total", None)])
+def test_pager_merges_statuses_in_exactly_the_query_order(console_env, sort, descending):
+    from tui_billing.store import queries
+    from tui_billing.widgets.pager import Pager
+
+    filters = queries.make_filters(status=[S.UNDER_REVIEW, S.REJECTED, S.APPROVED])
+    pager = Pager(filters, sort, descending, limit=7)
+    got = []
+    while pager.has_more:
+        page = pager.next_page()
+        assert len(page) <= 7
+        got += [r.id for r in page]
+    expected = [r.id for r in queries.page(filters, sort=sort, descending=descending, limit=5000)]
+    assert got == expected and len(got) > 7
+
+
+def test_rows_changed_elsewhere_are_refreshed_by_the_poll(console_env):
+    """Another admin (or the job loop) approves an invoice: the queue drops its row."""
+    from tui_billing import workflow
+
+    async def scenario():
+        app = make_app(console_env, poll_seconds=3600)  # polled by hand below
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            table = app.screen.query_one(InvoiceTable)
+            row = await move_to(pilot, table, lambda r: r.status == S.UNDER_REVIEW)
+            other = workflow.Ctx(clock=app.ctx.clock, actor="bob")
+            workflow.approve_many(other, [row.id])
+            app.poll_waiting()
+            await settle(pilot)
+            assert str(row.id) not in table.items
+    run(scenario())
+
+
+def test_erp_integration_shows_external_total_and_approval_date(console_env):
+    from tui_billing.store.settings import save_setting
+
+    save_setting("erp_integration", "on")
+    paid = Invoice.select().where(Invoice.status == S.PAID).order_by(Invoice.id).first()
+
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            app.open_invoice(paid.id)
+            await settle(pilot)
+            head = str(app.screen.query_one("#detail-head", Static).render())
+            assert "External total" in head and "Approval date" in head
+            assert "Closed · Paid" in head or paid.payment_model != "postpay"
+    run(scenario())

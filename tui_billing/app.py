@@ -1,0 +1,245 @@
+"""The Textual console: modes (queue F2, finder F3, classes F4), app-wide keys,
+the command palette, notifications and the optional in-console job loop.
+
+Thin on purpose: screens live in screens/, reusable widgets in widgets/, and
+every rule in the domain modules they call.
+"""
+from __future__ import annotations
+
+import threading
+import tomllib
+from collections import deque
+from pathlib import Path
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+
+from .screens.palette import BillingCommands
+from .screens.queue import QueueScreen
+from .screens.support import db_session, error_text, post
+
+THEMES = ("textual-dark", "textual-light")
+CHANGE_LOG = 500  # remembered change batches (screens refresh rows changed elsewhere)
+
+
+class BillingApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "tui-billing"
+    MODES = {"queue": QueueScreen, "finder": lambda: _finder()(), "classes": lambda: _classes()()}
+    DEFAULT_MODE = "queue"
+    COMMANDS = App.COMMANDS | {BillingCommands}
+    BINDINGS = [
+        Binding("f1,question_mark", "help", "Help", id="app.help"),
+        Binding("f2", "switch_mode('queue')", "Review queue", id="app.queue", show=False),
+        Binding("f3", "switch_mode('finder')", "Find invoices", id="app.finder", show=False),
+        Binding("f4", "switch_mode('classes')", "Customer classes", id="app.classes", show=False),
+        Binding("f8", "job_log", "Job loop log", id="app.job_log", show=False),
+        Binding("f9,ctrl+t", "toggle_theme", "Light/dark theme", id="app.theme", show=False),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", show=False, priority=True),
+    ]
+
+    def __init__(self, env, *, jobs: bool = False, poll_seconds: float = 30, keymap: dict | None = None):
+        super().__init__()
+        self.env = env
+        self.ctx = env.ctx
+        self.jobs = jobs
+        self.poll_seconds = poll_seconds
+        self.change_seq = 0
+        self._changes: list[tuple[int, frozenset]] = []
+        self.stop_jobs = threading.Event()
+        self.job_lines: deque[str] = deque(maxlen=500)
+        self._waiting_baseline: tuple[int, int] | None = None
+        self.keymap = dict(keymap or {})
+        theme = getattr(getattr(env, "config", None), "theme", None)
+        self._initial_theme = theme if theme in self.available_themes else THEMES[0]
+        self.sub_title = self.ctx.actor + (
+            f" · --now {self.ctx.clock.local():%Y-%m-%d %H:%M}" if self.ctx.clock.fixed else "")
+
+    def on_mount(self) -> None:
+        self.theme = self._initial_theme
+        if self.keymap:
+            self.set_keymap(self.keymap)
+        if self.poll_seconds:
+            self.poll_waiting()  # baseline
+            self.set_interval(self.poll_seconds, self.poll_waiting)
+        if self.jobs:
+            self.start_jobs()
+
+    # -- navigation -------------------------------------------------------------------
+    def open_invoice(self, ref: int | str) -> None:
+        from .screens.detail import InvoiceDetailScreen
+
+        self.push_screen(InvoiceDetailScreen(ref))
+
+    def action_toggle_theme(self) -> None:
+        self.theme = THEMES[1] if self.theme == THEMES[0] else THEMES[0]
+
+    def action_help(self) -> None:
+        from .screens.help import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.key_sections()))
+
+    def key_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        from .screens.adjust import AdjustModal
+        from .screens.classes import ClassesScreen
+        from .screens.detail import InvoiceDetailScreen
+        from .screens.finder import FinderScreen
+        from .screens.invoice_list import InvoiceListScreen
+        from .widgets.filter_bar import FilterBar
+        from .widgets.invoice_table import InvoiceTable
+
+        def keys(*bindings) -> list[tuple[str, str]]:
+            out = []
+            for b in bindings:
+                key = self.keymap.get(b.id, b.key) if b.id else b.key
+                shown = " ".join(self.get_key_display(Binding(k.strip(), b.action)) for k in key.split(","))
+                out.append((shown, b.description))
+            return out
+
+        palette = Binding("ctrl+p", "command_palette", "Command palette: every action by name")
+        return [
+            ("Everywhere", keys(*self.BINDINGS, palette)),
+            ("Review queue and finder", keys(*InvoiceTable.BINDINGS, *InvoiceListScreen.BINDINGS,
+                                             Binding("enter", "open", "Open the invoice"),
+                                             Binding("pagedown", "more", "Next rows (pages load as you go)"))),
+            ("Filter bar", keys(Binding("tab", "next", "Next filter"), *FilterBar.BINDINGS)),
+            ("Finder", keys(*FinderScreen.BINDINGS)),
+            ("Invoice detail", keys(*InvoiceDetailScreen.BINDINGS)),
+            ("Dialogs", keys(*AdjustModal.BINDINGS, Binding("tab", "next", "Next field"))),
+            ("Customer classes", keys(*ClassesScreen.BINDINGS)),
+        ]
+
+    # -- what changed (screens refresh only those rows) -----------------------------
+    def note_changed(self, ids) -> None:
+        self.change_seq += 1
+        self._changes.append((self.change_seq, frozenset(ids)))
+        del self._changes[:-CHANGE_LOG]
+
+    def changes_since(self, seq: int) -> set[int]:
+        out: set[int] = set()
+        for s, ids in self._changes:
+            if s > seq:
+                out |= ids
+        return out
+
+    # -- notifications: invoices newly waiting for review; rows changed elsewhere ----
+    @work(thread=True, exclusive=True, group="poll")
+    def poll_waiting(self) -> None:
+        """Every ~30 s: toast when invoices newly wait for review, and refresh
+        rows changed by someone else (another admin, the job loop)."""
+        from peewee import fn
+
+        from . import statuses as S
+        from .store.models import AuditEvent, Invoice
+
+        with db_session():
+            try:
+                top = (Invoice.select(fn.MAX(Invoice.id)).scalar() or 0,
+                       AuditEvent.select(fn.MAX(AuditEvent.id)).scalar() or 0)
+                base = self._waiting_baseline
+                if base is None:
+                    self._waiting_baseline = top
+                    return
+                new = (Invoice.select().where((Invoice.id > base[0]) & (Invoice.status == S.UNDER_REVIEW))
+                       .count())
+                events = (AuditEvent.select(AuditEvent.invoice, AuditEvent.before_status, AuditEvent.after_status)
+                          .where((AuditEvent.id > base[1]) & (AuditEvent.id <= top[1])
+                                 & AuditEvent.invoice.is_null(False))
+                          .order_by(AuditEvent.id).limit(CHANGE_LOG * 10).tuples())
+                changed, back = set(), 0
+                for invoice_id, before, after in events:
+                    changed.add(invoice_id)
+                    if after == S.UNDER_REVIEW and before != S.UNDER_REVIEW and invoice_id <= base[0]:
+                        back += 1
+            except Exception:
+                return
+        self._waiting_baseline = top
+        if changed:
+            post(self, self.changed_elsewhere, changed)
+        if new + back:
+            words = f"{new + back:,} invoice{'s' if new + back != 1 else ''} newly wait for review"
+            post(self, self.notify, f"{words} (F2 queue, F5 refresh)", title="Review queue", timeout=10)
+
+    def changed_elsewhere(self, ids: set[int]) -> None:
+        """Screens refresh those of their rows now (the active one) or when shown again."""
+        self.note_changed(ids)
+        sync = getattr(self.screen, "sync_changes", None)
+        if sync is not None:
+            sync()
+
+    # -- the job loop inside the console (--jobs) ----------------------------------------
+    def start_jobs(self) -> None:
+        try:
+            from .jobs import run_loop
+        except ImportError:
+            self.notify("The job loop (tui_billing.jobs) is not available in this build; "
+                        "run `tui-billing jobs run` beside the console.", title="--jobs",
+                        severity="warning", timeout=15)
+            return
+        self.notify("Job loop started in the console.", title="--jobs")
+        self._jobs_worker(run_loop)
+
+    @work(thread=True, group="jobs")
+    def _jobs_worker(self, run_loop) -> None:
+        with db_session():
+            try:
+                run_loop(self.env, self.stop_jobs, log=self._job_line)
+            except Exception as exc:
+                post(self, self.notify, f"The job loop stopped: {error_text(exc)}", title="--jobs",
+                     severity="error", timeout=30)
+
+    def _job_line(self, line: str) -> None:
+        """A line of the job loop's log (from its thread): kept for F8; errors become toasts."""
+        self.job_lines.append(line)
+        if "action=error" in line:
+            post(self, self.notify, line, title="Job loop", severity="error", timeout=15)
+
+    def action_job_log(self) -> None:
+        from .screens.pdf_preview import PdfTextModal
+
+        text = "\n".join(self.job_lines) if self.job_lines else (
+            "The job loop runs in the console with --jobs." if not self.jobs else "Nothing logged yet.")
+        self.push_screen(PdfTextModal("Job loop log (latest last)", text))
+
+    async def action_quit(self) -> None:
+        self.stop_jobs.set()
+        self.exit()
+
+    def on_unmount(self) -> None:
+        self.stop_jobs.set()
+
+
+def _finder():  # screens other than the first are imported when first shown
+    from .screens.finder import FinderScreen
+    return FinderScreen
+
+
+def _classes():
+    from .screens.classes import ClassesScreen
+    return ClassesScreen
+
+
+def load_keymap(env) -> dict[str, str]:
+    """`[keys]` of the config file: binding id -> key(s), e.g. "list.approve" = "ctrl+a"."""
+    from .config import config_path
+
+    args = getattr(env, "args", None)
+    path = Path(args.config) if getattr(args, "config", None) else config_path()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return {}
+    keys = data.get("keys", {})
+    return {str(k): str(v) for k, v in keys.items()} if isinstance(keys, dict) else {}
+
+
+def run(env, jobs: bool = False) -> int:
+    app = BillingApp(env, jobs=jobs, keymap=load_keymap(env))
+    try:
+        app.run()
+    finally:
+        app.stop_jobs.set()
+    return app.return_code or 0

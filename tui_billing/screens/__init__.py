@@ -1,0 +1,1 @@
+"""Console screens: review queue, finder, invoice detail, customer classes, modals."""

@@ -1,0 +1,320 @@
+"""Approve, adjust, reissue, download, PDF text: the flows every screen that
+shows invoices shares.  Each flow resolves its targets and runs the domain
+call in a thread worker; results come back with call_from_thread, progress
+with messages, so the UI never waits on the store.
+
+A screen using InvoiceActions implements:
+  action_targets() -> Targets | None   what a bulk action applies to
+  current_invoice_id() -> int | None   the invoice under the cursor
+  loaded_ids() -> set[int]             rows it shows (to refresh after a change)
+  after_change(ids, fresh)             repaint what changed
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.message import Message
+
+from .. import workflow
+from ..widgets.fmt import plural, span, totals_line
+from ..widgets.progress_panel import ProgressPanel
+from ..widgets.rows import fresh_rows
+from ..widgets.selection import Targets
+from .support import db_session, error_text, post
+
+VERBS = {  # verb -> (progress label, done words, title)
+    "approve": ("Approving", "approved", "Approve"),
+    "reissue": ("Reissuing", "reissued", "Reissue"),
+    "download": ("Downloading", "downloaded", "Download"),
+}
+REFRESH_LIMIT = 5000  # loaded rows refreshed in place after an action
+
+
+class Progressed(Message):
+    def __init__(self, done: int, total: int):
+        super().__init__()
+        self.done = done
+        self.total = total
+
+
+class InvoiceActions:
+    """Mixin for Screen subclasses."""
+
+    # -- what the screen provides ----------------------------------------------
+    def action_targets(self) -> Targets | None:  # pragma: no cover - overridden
+        return None
+
+    def current_invoice_id(self) -> int | None:  # pragma: no cover - overridden
+        return None
+
+    def loaded_ids(self) -> set[int]:
+        return set()
+
+    def after_change(self, ids: list[int], fresh: dict) -> None:  # pragma: no cover
+        pass
+
+    # -- helpers ----------------------------------------------------------------
+    def _panel(self) -> ProgressPanel | None:
+        try:
+            return self.query_one(ProgressPanel)
+        except Exception:
+            return None
+
+    def bulk_running(self) -> bool:
+        return any(w.group == "bulk" and w.is_running for w in self.workers)
+
+    def on_progressed(self, message: Progressed) -> None:
+        panel = self._panel()
+        if panel is not None:
+            panel.advance_to(message.done, message.total)
+
+    # -- actions (bound to keys by the screens) ----------------------------------
+    def action_approve(self) -> None:
+        self._start("approve")
+
+    def action_reissue(self) -> None:
+        self._start("reissue")
+
+    def action_download(self) -> None:
+        self._start("download")
+
+    def _start(self, verb: str) -> None:
+        if self.bulk_running():
+            self.notify("A bulk action is still running; wait for its summary.", severity="warning")
+            return
+        targets = self.action_targets()
+        if targets is None:
+            self.notify(f"Nothing to {verb}: no invoice under the cursor or marked.", severity="warning")
+            return
+        self._prepare(verb, targets)
+
+    @work(thread=True, exclusive=True, group="prepare")
+    def _prepare(self, verb: str, targets: Targets) -> None:
+        from ..offpeak import next_window_start
+        from ..store.models import Invoice
+        from ..store.settings import load_settings
+
+        clock = self.app.ctx.clock
+        with db_session():
+            try:
+                ids = targets.resolve()
+                count, sums = targets.totals(ids) if verb == "approve" else (len(ids), {})
+                numbers = [n for (n,) in Invoice.select(Invoice.number).where(Invoice.id.in_(ids[:3]))
+                           .order_by(Invoice.id).tuples()] if ids else []
+                window = None
+                if verb == "reissue":
+                    start, end = load_settings().offpeak
+                    window = next_window_start(clock, start, end)
+            except Exception as exc:
+                post(self.app, self.notify, error_text(exc), title=f"{verb} failed", severity="error")
+                return
+        post(self.app, self._ask, verb, ids, count, sums, numbers, window)
+
+    def _ask(self, verb: str, ids: list[int], count: int, sums: dict, numbers: list[str],
+             window: dt.datetime | None) -> None:
+        from .confirm import ConfirmModal
+        from .download import DownloadModal
+        from .reissue import ReissueModal
+
+        if not ids:
+            self.notify(f"Nothing to {verb}: no invoice matches.", severity="warning")
+            return
+        clock = self.app.ctx.clock
+        if verb == "approve":
+            body = Text()
+            body.append(f"Approve {plural(len(ids), 'invoice')}?\n", style="bold")
+            body.append(", ".join(numbers) + (" …" if len(ids) > len(numbers) else "") + "\n")
+            body.append("Totals: ")
+            body.append(totals_line(sums), style="bold")
+            body.append("\nApproved invoices are sent to the customers within minutes.")
+            self.app.push_screen(ConfirmModal("Approve", body, "Approve"),
+                                 lambda ok: ok and self._launch("approve", ids, None))
+        elif verb == "reissue":
+            local = clock.local(window)
+            wait = int((window - clock.now()).total_seconds())
+            when = f"opens {local:%a %d %b %H:%M}" + (f" (in {span(wait)})" if wait > 0 else " (open now)")
+            self.app.push_screen(ReissueModal(len(ids), numbers, when),
+                                 lambda mode: mode and self._launch("reissue", ids, mode))
+        elif verb == "download":
+            self.app.push_screen(DownloadModal(len(ids), clock.local()),
+                                 lambda choice: choice and self._launch("download", ids, choice))
+
+    def _launch(self, verb: str, ids: list[int], option) -> None:
+        label, _, _ = VERBS[verb]
+        panel = self._panel()
+        if panel is not None:
+            panel.start(f"{label} {plural(len(ids), 'invoice')}", len(ids))
+        self._run(verb, ids, option, frozenset(self.loaded_ids()))
+
+    @work(thread=True, exclusive=True, group="bulk")
+    def _run(self, verb: str, ids: list[int], option, loaded: frozenset) -> None:
+        last = [0]
+
+        def progress(done: int, total: int) -> None:
+            if done == total or done - last[0] >= max(total // 100, 1):
+                last[0] = done
+                self.post_message(Progressed(done, total))
+
+        notes: list[str] = []
+        with db_session():
+            try:
+                if verb == "approve":
+                    result = workflow.approve_many(self.app.ctx, ids, progress=progress)
+                elif verb == "reissue":
+                    result = workflow.reissue_many(self.app.ctx, ids, option, progress=progress)
+                    if option == "off_peak" and result.done:
+                        notes.append("They are stored as Rejected until the off-peak window.")
+                else:
+                    result, notes = self._download(ids, option, progress)
+            except Exception as exc:  # the store failed mid-way: report, never crash
+                result = workflow.BulkResult(failed=[("—", error_text(exc))])
+            changed = [i for i in ids if i in loaded][:REFRESH_LIMIT]
+            try:
+                fresh = fresh_rows(changed) if verb != "download" else {}
+            except Exception:
+                fresh = {}
+        post(self.app, self._finished, verb, ids, result, fresh, notes)
+
+    def _download(self, ids: list[int], option: tuple[Path, Path | None], progress):
+        from .. import documents, pdf
+        from ..store.models import Invoice
+
+        directory, merged = option
+        result = workflow.BulkResult()
+        items: list[tuple[str, bytes]] = []
+        notes: list[str] = []
+        directory.mkdir(parents=True, exist_ok=True)
+        for i, invoice_id in enumerate(ids, 1):
+            inv = Invoice.get_or_none(Invoice.id == invoice_id)
+            if inv is None:
+                result.failed.append((str(invoice_id), "does not exist"))
+            else:
+                try:
+                    data = documents.current_pdf(inv)
+                    pdf.write_pdfs([(inv.number, data)], directory)
+                    if merged:
+                        items.append((inv.number, data))
+                    result.done.append(inv.number)
+                except Exception as exc:  # one bad invoice never blocks the batch
+                    result.failed.append((inv.number, f"PDF could not be written: {error_text(exc)}"))
+            progress(i, len(ids))
+        notes.append(f"Files in {directory}")
+        if merged and items:
+            try:
+                notes.append(f"Merged: {pdf.merge_pdfs(items, merged)}")
+            except Exception as exc:
+                result.failed.append((merged.name, f"merged PDF could not be written: {error_text(exc)}"))
+        return result, notes
+
+    def _finished(self, verb: str, ids: list[int], result: workflow.BulkResult, fresh: dict,
+                  notes: list[str]) -> None:
+        from .summary import SummaryModal
+
+        panel = self._panel()
+        if panel is not None:
+            panel.finish()
+        _, done_words, title = VERBS[verb]
+        if verb != "download":
+            self.app.note_changed(ids)
+            self.after_change(ids, fresh)
+        clear = getattr(self, "action_unmark", None)
+        if clear is not None:  # the batch is done: its marks go (failures stay listed in the summary)
+            clear()
+        message = f"{plural(len(result.done), 'invoice')} {done_words}"
+        if result.failed:
+            message += f"; {len(result.failed):,} failed"
+        self.notify(message, title=f"{title} finished", severity="warning" if result.failed else "information")
+        self.app.push_screen(SummaryModal(f"{title}: {message}", result, notes))
+
+    # -- adjust (one invoice) -------------------------------------------------------
+    def action_adjust(self) -> None:
+        invoice_id = self.current_invoice_id()
+        if invoice_id is None:
+            self.notify("Nothing to adjust: no invoice under the cursor.", severity="warning")
+            return
+        self._prepare_adjust(invoice_id)
+
+    @work(thread=True, exclusive=True, group="prepare")
+    def _prepare_adjust(self, invoice_id: int) -> None:
+        from ..store.models import Account, Invoice
+        from .adjust import AdjustTarget
+
+        with db_session():
+            try:
+                inv = (Invoice.select(Invoice, Account).join(Account, on=(Invoice.account == Account.id))
+                       .where(Invoice.id == invoice_id).first())
+                if inv is None:
+                    raise workflow.NotFound(str(invoice_id), "does not exist")
+                target = AdjustTarget(inv.id, inv.number, inv.account.name, inv.currency, inv.total, inv.status)
+                # The domain's own sentence when this status cannot change.
+                refusal = workflow.CHANGE_REFUSALS.get(inv.status)
+            except Exception as exc:
+                post(self.app, self.notify, error_text(exc), title="Adjust", severity="error")
+                return
+        if refusal:
+            post(self.app, self.notify, f"{target.number} {refusal}", title="Adjust", severity="warning")
+            return
+        post(self.app, self._ask_adjust, target)
+
+    def _ask_adjust(self, target) -> None:
+        from .adjust import AdjustModal
+
+        self.app.push_screen(AdjustModal(target), self._adjusted)
+
+    def _adjusted(self, done) -> None:
+        if done is None:
+            return
+        from ..money import format_money
+
+        self.app.note_changed([done.id])
+        self.notify(f"{done.number}: manual {done.kind} of {format_money(done.amount, done.currency)}; "
+                    f"total now {format_money(done.total, done.currency)} (revision {done.revision})",
+                    title="Adjusted")
+        self.refresh_invoices([done.id])
+
+    # -- refresh rows that changed elsewhere ----------------------------------------
+    def refresh_invoices(self, ids) -> None:
+        ids = [i for i in ids if i in self.loaded_ids()]
+        if ids:
+            self._refresh_worker(ids[:REFRESH_LIMIT])
+
+    @work(thread=True, group="refresh")
+    def _refresh_worker(self, ids: list[int]) -> None:
+        with db_session():
+            try:
+                fresh = fresh_rows(ids)
+            except Exception as exc:
+                post(self.app, self.notify, error_text(exc), severity="error")
+                return
+        post(self.app, self.after_change, ids, fresh)
+
+    # -- PDF text preview -------------------------------------------------------------
+    def action_pdf_text(self) -> None:
+        invoice_id = self.current_invoice_id()
+        if invoice_id is None:
+            self.notify("No invoice under the cursor.", severity="warning")
+            return
+        self._load_pdf_text(invoice_id)
+
+    @work(thread=True, exclusive=True, group="pdf")
+    def _load_pdf_text(self, invoice_id: int) -> None:
+        from .. import documents, pdf
+        from ..store.models import Invoice
+
+        with db_session():
+            try:
+                inv = Invoice.get_by_id(invoice_id)
+                text = pdf.pdf_text(documents.current_pdf(inv))
+                title = f"{inv.number} · revision {inv.revision} · PDF text"
+            except Exception as exc:
+                post(self.app, self.notify, error_text(exc), title="PDF text", severity="error")
+                return
+        post(self.app, self._show_pdf_text, title, text)
+
+    def _show_pdf_text(self, title: str, text: str) -> None:
+        from .pdf_preview import PdfTextModal
+
+        self.app.push_screen(PdfTextModal(title, text))

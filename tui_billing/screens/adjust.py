@@ -1,0 +1,226 @@
+"""Adjust an invoice under review: one manual credit or manual charge.
+
+Validated as typed with Textual Validators that call the domain
+(money.parse_amount, workflow.validate_adjustment); the new total is shown
+live; Escape cancels and nothing is written.  The adjustment itself runs in a
+thread worker and the domain's refusal (e.g. a credit larger than the total)
+is shown in the dialog, which stays open.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.validation import ValidationResult, Validator
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
+
+from .. import statuses as S
+from .. import workflow
+from ..money import MoneyError, format_debt_change, format_money, parse_amount
+from .support import db_session, error_text, post
+
+
+@dataclass(frozen=True)
+class AdjustTarget:
+    id: int
+    number: str
+    account: str
+    currency: str
+    total: Decimal
+    status: str
+
+
+@dataclass(frozen=True)
+class AdjustDone:
+    id: int
+    number: str
+    kind: str
+    amount: Decimal
+    currency: str
+    total: Decimal
+    revision: int
+
+
+class AmountValidator(Validator):
+    """Positive, at most the currency's decimals, within the sanity bound."""
+
+    def __init__(self, currency: str):
+        super().__init__()
+        self.currency = currency
+
+    def validate(self, value: str) -> ValidationResult:
+        try:
+            amount = parse_amount(value, self.currency)
+            workflow.validate_adjustment("credit", amount, "-", self.currency)
+        except MoneyError as exc:
+            return self.failure(str(exc), value)
+        except workflow.BadInput as exc:
+            return self.failure(exc.reason, value)
+        return self.success()
+
+
+class DescriptionValidator(Validator):
+    def validate(self, value: str) -> ValidationResult:
+        try:
+            workflow.validate_adjustment("credit", Decimal(1), value)
+        except workflow.BadInput as exc:
+            return self.failure(exc.reason, value)
+        return self.success()
+
+
+class AdjustModal(ModalScreen[AdjustDone | None]):
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="modal.cancel"),
+        Binding("ctrl+s", "submit", "Adjust", id="modal.submit"),
+    ]
+
+    def __init__(self, target: AdjustTarget):
+        super().__init__()
+        self.target = target
+        self.saving = False
+
+    def compose(self) -> ComposeResult:
+        t = self.target
+        with Vertical(classes="dialog", id="adjust-dialog"):
+            yield Static(f"Adjust {t.number}", classes="dialog-title")
+            yield Static(Text(f"{t.account} · {S.label(S.INVOICE_STATUSES, t.status)} · "
+                              f"total {format_money(t.total, t.currency)}"), classes="dialog-body")
+            with Horizontal(classes="form-row"):
+                yield Label("Type", classes="form-label")
+                with RadioSet(id="adj-kind"):
+                    yield RadioButton("Manual credit", value=True, id="kind-credit")
+                    yield RadioButton("Manual charge", id="kind-charge")
+            with Horizontal(classes="form-row"):
+                yield Label(f"Amount ({t.currency})", classes="form-label")
+                yield Input(placeholder="e.g. 25.00", id="adj-amount", compact=True,
+                            validators=[AmountValidator(t.currency)], validate_on=["changed", "submitted"])
+            yield Static("", id="adj-amount-error", classes="form-error")
+            with Horizontal(classes="form-row"):
+                yield Label("Description", classes="form-label")
+                yield Input(placeholder="what it is for (required)", id="adj-description", compact=True,
+                            max_length=300, validators=[DescriptionValidator()],
+                            validate_on=["changed", "submitted"])
+            yield Static("", id="adj-description-error", classes="form-error")
+            with Horizontal(classes="form-row"):
+                yield Label("New total", classes="form-label")
+                yield Static(format_money(t.total, t.currency), id="adj-new-total")
+            yield Static("", id="adj-error", classes="form-error")
+            with Horizontal(classes="buttons"):
+                yield Button("Adjust  ^s", variant="primary", id="ok", compact=True)
+                yield Button("Cancel  esc", id="cancel", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#adj-amount", Input).focus()
+
+    # -- live state -------------------------------------------------------------
+    def kind(self) -> str:
+        pressed = self.query_one("#adj-kind", RadioSet).pressed_button
+        return "charge" if pressed is not None and pressed.id == "kind-charge" else "credit"
+
+    def amount(self) -> Decimal | None:
+        try:
+            return parse_amount(self.query_one("#adj-amount", Input).value, self.target.currency)
+        except MoneyError:
+            return None
+
+    def _show(self, input_id: str, result: ValidationResult | None, show_empty: bool = False) -> bool:
+        widget = self.query_one(f"#{input_id}", Input)
+        error = self.query_one(f"#{input_id}-error", Static)
+        ok = result is None or result.is_valid
+        if not widget.value and not show_empty:
+            error.update("")
+            widget.set_class(False, "-invalid")
+            return ok
+        error.update("" if ok else "✗ " + "; ".join(result.failure_descriptions))
+        widget.set_class(not ok, "-invalid")
+        return ok
+
+    def _new_total(self) -> None:
+        t = self.target
+        label = self.query_one("#adj-new-total", Static)
+        amount = self.amount()
+        if amount is None:
+            label.update(format_money(t.total, t.currency))
+            return
+        signed = -amount if self.kind() == "credit" else amount
+        text = Text(format_money(t.total + signed, t.currency), style="bold")
+        text.append(f"   ({format_debt_change(signed, t.currency)})", style="red" if signed < 0 else "green")
+        label.update(text)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.query_one("#adj-error", Static).update("")
+        self._show(event.input.id, event.validation_result)
+        self._new_total()
+
+    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
+        event.stop()
+        self._new_total()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if event.input.id == "adj-amount":
+            self.query_one("#adj-description", Input).focus()
+        else:
+            self.action_submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "ok":
+            self.action_submit()
+        else:
+            self.action_cancel()
+
+    # -- submit -----------------------------------------------------------------
+    def action_submit(self) -> None:
+        if self.saving:
+            return
+        amount_input = self.query_one("#adj-amount", Input)
+        desc_input = self.query_one("#adj-description", Input)
+        ok_amount = self._show("adj-amount", amount_input.validate(amount_input.value), show_empty=True)
+        ok_desc = self._show("adj-description", desc_input.validate(desc_input.value), show_empty=True)
+        if not (ok_amount and ok_desc):
+            (amount_input if not ok_amount else desc_input).focus()
+            return
+        self.saving = True
+        self.query_one("#ok", Button).disabled = True
+        self.query_one("#adj-error", Static).update("adjusting…")
+        self._adjust(self.kind(), self.amount(), desc_input.value)
+
+    @work(thread=True, exclusive=True, group="adjust")
+    def _adjust(self, kind: str, amount: Decimal, description: str) -> None:
+        t = self.target
+        with db_session():
+            try:
+                inv = workflow.adjust(self.app.ctx, t.id, kind, amount, description)
+            except workflow.BadInput as exc:
+                post(self.app, self._refused, exc.field, exc.reason)
+                return
+            except workflow.Refused as exc:
+                post(self.app, self._refused, None, str(exc))
+                return
+            except Exception as exc:  # the store failed: say so, keep the dialog
+                post(self.app, self._refused, None, error_text(exc))
+                return
+        done = AdjustDone(inv.id, inv.number, kind, amount, inv.currency, inv.total, inv.revision)
+        post(self.app, self.dismiss, done)
+
+    def _refused(self, field: str | None, reason: str) -> None:
+        self.saving = False
+        self.query_one("#ok", Button).disabled = False
+        self.query_one("#adj-error", Static).update("")
+        if field in ("amount", "description"):
+            self.query_one(f"#adj-{field}-error", Static).update(f"✗ {reason}")
+            self.query_one(f"#adj-{field}", Input).set_class(True, "-invalid")
+        else:
+            self.query_one("#adj-error", Static).update(f"✗ {reason}")
+
+    def action_cancel(self) -> None:
+        if not self.saving:
+            self.dismiss(None)

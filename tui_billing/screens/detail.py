@@ -1,0 +1,278 @@
+"""One invoice: the header group of seed 001 and its tables in tabs
+(Charges, Subscriptions, Payments, Corrections, Taxes — only when it has
+taxes — and Audit), with approve / adjust / reissue / download / PDF text."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+
+from .. import statuses as S
+from ..money import format_amount, format_debt_change, format_money
+from ..widgets.fit_table import Col, FitTable
+from ..widgets.fmt import STATUS_STYLES, local_time, reissue_words, time_left
+from ..widgets.progress_panel import ProgressPanel
+from ..widgets.selection import Targets
+from .actions import InvoiceActions
+from .support import db_session, error_text, post
+
+LABEL = 16  # label column width in the header group
+VALUE = 26  # left value width before the right-hand label
+
+CHARGE_COLUMNS = [Col("pos", "#", 3, "right"), Col("description", "Description"),
+                  Col("quantity", "Quantity", 12, "right"), Col("discount", "Discount", 11, "right"),
+                  Col("amount", "Amount", 13, "right")]
+SUBSCRIPTION_COLUMNS = [Col("id", "ID", 7, "right"), Col("name", "Name"), Col("status", "Status", 26)]
+PAYMENT_COLUMNS = [Col("id", "ID", 6, "right"), Col("description", "Description"),
+                   Col("created", "Created at", 10), Col("due", "Due date", 10),
+                   Col("status", "Status", 19), Col("amount", "Amount", 12, "right")]
+CORRECTION_COLUMNS = [Col("pos", "#", 3, "right"), Col("description", "Description"),
+                      Col("debt", "Current Debt Changed", 20, "right"), Col("approved", "Approved at", 16)]
+TAX_COLUMNS = [Col("pos", "#", 3, "right"), Col("name", "Name", 22), Col("description", "Description"),
+               Col("amount", "Amount", 13, "right")]
+AUDIT_COLUMNS = [Col("at", "When", 16), Col("actor", "Who", 12), Col("action", "What", 15),
+                 Col("change", "Change")]
+
+
+class DetailTable(FitTable):
+    """A read-only table of one invoice's lines (cells prepared by the screen)."""
+
+    def __init__(self, columns, rows: list[dict], **kwargs):
+        super().__init__(columns, **kwargs)
+        for i, row in enumerate(rows):
+            self.items[str(i)] = row
+            self.order.append(str(i))
+
+    def render_cells(self, item: dict, cols, wide: bool) -> list:
+        return [item.get(c.key, "") for c in cols]
+
+
+def _r(text: str) -> Text:
+    return Text(text, justify="right")
+
+
+def _t(text: str) -> Text:
+    """User text: never markup, cut with an ellipsis when the column is narrow."""
+    return Text(text, no_wrap=True, overflow="ellipsis")
+
+
+class InvoiceDetailScreen(InvoiceActions, Screen):
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="detail.back"),
+        Binding("a", "approve", "Approve", id="detail.approve"),
+        Binding("j", "adjust", "Adjust", id="detail.adjust"),
+        Binding("r", "reissue", "Reissue", id="detail.reissue"),
+        Binding("d", "download", "Download", id="detail.download"),
+        Binding("p", "pdf_text", "PDF text", id="detail.pdf"),
+        Binding("n", "next_tab", "Next tab", id="detail.next_tab"),
+        Binding("f5", "reload", "Refresh", id="detail.refresh", show=False),
+    ]
+
+    def __init__(self, ref: int | str):
+        super().__init__()
+        self.ref = ref
+        self.detail = None
+        self.erp = False
+        self.seen_changes = 0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("loading…", id="detail-head")
+        yield Container(id="detail-body")
+        yield ProgressPanel(id="progress")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.title = "Invoice"
+        self.seen_changes = self.app.change_seq
+        self.action_reload()
+
+    def on_screen_resume(self) -> None:
+        self.sync_changes()
+
+    def sync_changes(self) -> None:
+        changed = self.app.changes_since(self.seen_changes)
+        self.seen_changes = self.app.change_seq
+        if self.detail is not None and self.detail.invoice.id in changed:
+            self.action_reload()
+
+    def action_reload(self) -> None:
+        self._load(self.ref)
+
+    @work(thread=True, exclusive=True, group="detail")
+    def _load(self, ref) -> None:
+        from ..store.detail import load_detail
+        from ..store.settings import load_settings
+
+        with db_session():
+            try:
+                detail = load_detail(ref)
+                erp = load_settings().erp_integration
+            except Exception as exc:
+                post(self.app, self._failed, error_text(exc))
+                return
+        post(self.app, self._show, detail, erp)
+
+    def _failed(self, reason: str) -> None:
+        self.query_one("#detail-head", Static).update(Text(f"✗ {reason}", style="bold red"))
+
+    async def _show(self, detail, erp: bool) -> None:
+        self.detail = detail
+        self.erp = erp
+        inv = detail.invoice
+        self.ref = inv.id
+        self.title = f"Invoice {inv.number}"
+        self.query_one("#detail-head", Static).update(self.head_text())
+        body = self.query_one("#detail-body", Container)
+        active = None
+        for tabs in body.query(TabbedContent):
+            active = tabs.active
+        panes = self.panes()
+        ids = [p.id for p in panes]
+        await body.remove_children()
+        tabs = TabbedContent(id="detail-tabs", initial=active if active in ids else "")
+        for pane in panes:
+            tabs.compose_add_child(pane)
+        await body.mount(tabs)
+
+    # -- header group ---------------------------------------------------------------
+    def head_text(self) -> Text:
+        d, clock = self.detail, self.app.ctx.clock
+        inv = d.invoice
+        cur = inv.currency
+        text = Text(no_wrap=True, overflow="ellipsis")
+
+        def pair(l1, v1, l2=None, v2=None):
+            text.append(f"{l1:<{LABEL}}", style="bold")
+            v1 = v1 if isinstance(v1, Text) else Text(str(v1))
+            if l2 is None:
+                text.append_text(v1)
+            else:
+                v1.truncate(VALUE, overflow="ellipsis", pad=True)
+                text.append_text(v1)
+                text.append(f"{l2:<{LABEL - 1}}", style="bold")
+                text.append_text(v2 if isinstance(v2, Text) else Text(str(v2)))
+            text.append("\n")
+
+        pair("Invoice number", inv.number, "Revision", str(inv.revision))
+        pair("Account", f"{inv.account.name} ({inv.customer_class.name}, "
+                        f"{S.label(S.ACCOUNT_TYPES, inv.account.account_type).lower()})")
+        pair("Total", Text(format_money(inv.total, cur), style="bold"),
+             "Payment model", S.label(S.PAYMENT_MODELS, inv.payment_model))
+        pair("Status", self.status_words())
+        if self.erp:
+            ext = (format_money(inv.external_total, inv.external_currency or cur)
+                   if inv.external_total is not None else "—")
+            pair("External total", ext, "Approval date", local_time(clock, inv.approved_at))
+        pair("From", inv.period_from.isoformat(), "To", inv.period_to.isoformat())
+        issued = inv.issue_date.isoformat() if inv.status != S.OPEN else f"— (closes {inv.issue_date})"
+        pair("Issue date", issued, "Due date", inv.due_date.isoformat() if inv.due_date else "—")
+        deadline = "—"
+        if inv.review_deadline is not None and inv.status in (S.UNDER_REVIEW, S.REJECTED):
+            left = time_left(inv.review_deadline, clock.now())
+            deadline = f"{local_time(clock, inv.review_deadline)} ({left if 'overdue' in left else left + ' left'})"
+        pair("Review deadline", deadline)
+        text.rstrip()
+        return text
+
+    def status_words(self) -> Text:
+        inv = self.detail.invoice
+        clock = self.app.ctx.clock
+        label = S.label(S.INVOICE_STATUSES, inv.status)
+        text = Text()
+        if inv.payment_model == "postpay":
+            # Seed 001: a postpay invoice is Open while its period runs, then Closed.
+            if inv.status == S.OPEN:
+                return Text("Open", style=STATUS_STYLES[S.OPEN])
+            text.append("Closed · ")
+        text.append(label, style=STATUS_STYLES.get(inv.status, ""))
+        if inv.status == S.REJECTED:
+            text.append(" — " + reissue_words(clock, inv.reissue_mode, inv.reissue_after, wide=True))
+        return text
+
+    # -- tabs -------------------------------------------------------------------------
+    def panes(self) -> list[TabPane]:
+        d, clock = self.detail, self.app.ctx.clock
+        cur = d.invoice.currency
+        panes = [
+            TabPane(f"Charges {len(d.charges)}", DetailTable(CHARGE_COLUMNS, [
+                {"pos": _r(str(c.position)), "description": _t(c.description),
+                 "quantity": _r(f"{c.quantity:,.3f}"), "discount": _r(format_amount(c.discount, cur)),
+                 "amount": _r(format_amount(c.amount, cur))} for c in d.charges], id="charges-table"),
+                id="tab-charges"),
+            TabPane(f"Subscriptions {len(d.subscriptions)}", DetailTable(SUBSCRIPTION_COLUMNS, [
+                {"id": _r(str(s.id)), "name": _t(s.name),
+                 "status": Text(S.label(S.SUBSCRIPTION_STATUSES, s.status))} for s in d.subscriptions],
+                id="subscriptions-table"), id="tab-subscriptions"),
+        ]
+        if d.closed:
+            payments = DetailTable(PAYMENT_COLUMNS, [
+                {"id": _r(str(p.id)), "description": _t(p.description),
+                 "created": local_time(clock, p.created_at, "%Y-%m-%d"),
+                 "due": p.due_date.isoformat() if p.due_date else "—",
+                 "status": Text(S.label(S.PAYMENT_STATUSES, p.status)),
+                 "amount": _r(format_amount(p.amount, cur))} for p in d.payments], id="payments-table")
+            panes.append(TabPane(f"Payments {len(d.payments)}", payments, id="tab-payments"))
+        else:
+            panes.append(TabPane("Payments", Static(d.payments_note, id="payments-note", classes="note"),
+                                 id="tab-payments"))
+        panes.append(TabPane(f"Corrections {len(d.corrections)}", DetailTable(CORRECTION_COLUMNS, [
+            {"pos": _r(str(c.position)), "description": _t(c.description),
+             "debt": Text(format_debt_change(c.amount, cur), justify="right",
+                          style="red" if c.amount < 0 else "green"),
+             "approved": local_time(clock, c.approved_at)} for c in d.corrections], id="corrections-table"),
+            id="tab-corrections"))
+        if d.taxes:  # seed 001: the Taxes table exists only when there is a tax
+            panes.append(TabPane(f"Taxes {len(d.taxes)}", DetailTable(TAX_COLUMNS, [
+                {"pos": _r(str(t.position)), "name": _t(t.name), "description": _t(t.description),
+                 "amount": _r(format_amount(t.amount, cur))} for t in d.taxes], id="taxes-table"),
+                id="tab-taxes"))
+        panes.append(TabPane("Audit", DetailTable(AUDIT_COLUMNS, [
+            {"at": local_time(clock, a.at), "actor": Text(a.actor), "action": Text(a.action),
+             "change": _t(self.audit_change(a, cur))} for a in d.audit], id="audit-table"),
+            id="tab-audit"))
+        return panes
+
+    @staticmethod
+    def audit_change(a, cur: str) -> str:
+        parts = []
+        if a.before_status != a.after_status and (a.before_status or a.after_status):
+            parts.append(f"{S.label(S.INVOICE_STATUSES, a.before_status or '—')} → "
+                         f"{S.label(S.INVOICE_STATUSES, a.after_status or '—')}")
+        if a.before_total is not None and a.after_total is not None and a.before_total != a.after_total:
+            parts.append(f"{format_amount(a.before_total, cur)} → {format_amount(a.after_total, cur)}")
+        return " · ".join(parts) or "—"
+
+    def action_next_tab(self) -> None:
+        for tabs in self.query(TabbedContent):
+            ids = [p.id for p in tabs.query(TabPane)]
+            if ids:
+                i = ids.index(tabs.active) if tabs.active in ids else -1
+                tabs.active = ids[(i + 1) % len(ids)]
+
+    def action_back(self) -> None:
+        self.dismiss()
+
+    # -- InvoiceActions -------------------------------------------------------------------
+    def current_invoice_id(self) -> int | None:
+        return self.detail.invoice.id if self.detail else None
+
+    def action_targets(self) -> Targets | None:
+        invoice_id = self.current_invoice_id()
+        return Targets.one(invoice_id) if invoice_id is not None else None
+
+    def loaded_ids(self) -> set[int]:
+        invoice_id = self.current_invoice_id()
+        return {invoice_id} if invoice_id is not None else set()
+
+    def after_change(self, ids, fresh) -> None:
+        self.seen_changes = self.app.change_seq
+        self.action_reload()
+
+    def refresh_invoices(self, ids) -> None:
+        if set(ids) & self.loaded_ids():
+            self.action_reload()

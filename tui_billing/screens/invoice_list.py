@@ -1,0 +1,295 @@
+"""What the review queue and the finder share: the filter bar, counts per
+status, a keyset-paged invoice table with marks, and the invoice actions.
+
+Nothing is loaded in the UI thread: the first page (and the counts) of a
+filter and every next page come from thread workers; pages are appended as
+the cursor nears the last loaded row, so only the pages looked at are ever
+in memory.
+"""
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+
+from .. import statuses as S
+from ..widgets.filter_bar import FilterBar
+from ..widgets.invoice_table import InvoiceTable
+from ..widgets.pager import Pager
+from ..widgets.progress_panel import ProgressPanel
+from ..widgets.rows import InvoiceRow
+from ..widgets.selection import Targets
+from ..widgets.status_counts import StatusCounts
+from .actions import InvoiceActions
+from .support import db_session, error_text, post
+
+PAGE = 100
+SORT_WORDS = {"issue_date": "issue date", "number": "number", "total": "total", "deadline": "review deadline"}
+
+
+class InvoiceListScreen(InvoiceActions, Screen):
+    STATUSES: list[str] = list(S.INVOICE_STATUSES)  # the status select's options
+    BASE_STATUSES: tuple[str, ...] = ()  # applied when the status select is blank
+    COLUMNS: list = []
+    SORT = "issue_date"
+    DESCENDING: bool | None = None
+    STATUS_PROMPT = "Any status"
+
+    BINDINGS = [
+        Binding("slash", "focus_filter", "Filter", id="list.filter"),
+        Binding("a", "approve", "Approve", id="list.approve"),
+        Binding("j", "adjust", "Adjust", id="list.adjust"),
+        Binding("r", "reissue", "Reissue", id="list.reissue"),
+        Binding("d", "download", "Download", id="list.download"),
+        Binding("p", "pdf_text", "PDF text", id="list.pdf", show=False),
+        Binding("m", "mark_page", "Mark page", id="list.mark_page", show=False),
+        Binding("M", "mark_matching", "Mark all matching", id="list.mark_all", show=False),
+        Binding("u", "unmark", "Unmark all", id="list.unmark", show=False),
+        Binding("f5", "reload", "Refresh", id="list.refresh", show=False),
+    ]
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.sort = self.SORT
+        self.descending = self.DESCENDING
+        self.filters = None  # queries.Filters of the rows shown (set by the worker)
+        self.generation = 0
+        self.pager: Pager | None = None  # used by one worker at a time
+        self.has_more = False
+        self.loading_more = False
+        self.seen_changes = 0
+
+    # -- layout -------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield FilterBar(self.STATUSES, status_prompt=self.STATUS_PROMPT, id="filters")
+        yield StatusCounts(self.STATUSES, id="counts")
+        yield InvoiceTable(self.COLUMNS, self.app.ctx.clock, queue=self.QUEUE, id="invoices")
+        yield ProgressPanel(id="progress")
+        yield Footer(compact=True, show_command_palette=False)
+
+    QUEUE = False
+
+    @property
+    def table(self) -> InvoiceTable:
+        return self.query_one("#invoices", InvoiceTable)
+
+    @property
+    def counts(self) -> StatusCounts:
+        return self.query_one("#counts", StatusCounts)
+
+    def on_mount(self) -> None:
+        self.seen_changes = self.app.change_seq
+        self.counts.set_sort(self.sort_words())
+        self._load_classes()
+        self.reload()
+        self.table.focus()
+        self.set_interval(60, self.table.tick)
+
+    def sort_words(self) -> str:
+        desc = self.descending
+        if desc is None:
+            from ..store.queries import SORTS
+            desc = SORTS[self.sort][1]
+        return f"by {SORT_WORDS[self.sort]} {'▼' if desc else '▲'}"
+
+    # -- loading ------------------------------------------------------------------------
+    def reload(self, raw: dict | None = None) -> None:
+        raw = raw if raw is not None else self.query_one(FilterBar).values()
+        self.generation += 1
+        self.loading_more = False
+        self._load_first(self.generation, raw, self.sort, self.descending)
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    @work(thread=True, exclusive=True, group="first")
+    def _load_first(self, generation: int, raw: dict, sort: str, descending: bool | None) -> None:
+        from ..store import queries
+
+        with db_session():
+            try:
+                status = raw.get("status") or (list(self.BASE_STATUSES) or None)
+                filters = queries.make_filters(
+                    status=status, account_type=raw.get("account_type"), customer=raw.get("customer"),
+                    customer_class=raw.get("customer_class"), number=raw.get("number"),
+                    date_from=raw.get("date_from"), date_to=raw.get("date_to"))
+            except queries.FilterError as exc:
+                post(self.app, self._filter_error, generation, exc.field, str(exc).split(": ", 1)[-1])
+                return
+            try:
+                pager = Pager(filters, sort, descending, PAGE)
+                rows = pager.next_page()
+            except Exception as exc:
+                post(self.app, self.notify, error_text(exc), title="Loading invoices", severity="error")
+                return
+            post(self.app, self._show_first, generation, filters, rows, pager)
+            try:
+                counts = queries.counts_by_status(filters)
+            except Exception as exc:
+                post(self.app, self.notify, error_text(exc), title="Counting invoices", severity="error")
+                return
+            post(self.app, self._show_counts, generation, filters, counts)
+
+    def _filter_error(self, generation: int, field: str, reason: str) -> None:
+        if generation == self.generation:
+            self.query_one(FilterBar).show_error(field, reason)
+
+    def _show_first(self, generation: int, filters, rows: list[InvoiceRow], pager: Pager) -> None:
+        if generation != self.generation:
+            return
+        self.query_one(FilterBar).show_error(None, None)
+        if filters != self.filters:
+            self.table.selection.clear()
+        self.filters = filters
+        self.pager = pager
+        self.has_more = pager.has_more
+        self.table.set_rows(rows)
+        self._paint_marked()
+        self.post_message(InvoiceTable.NearEnd())  # short page: fetch more if the cursor is near the end
+
+    def _show_counts(self, generation: int, filters, counts: dict) -> None:
+        if generation != self.generation:
+            return
+        self.counts.set_counts(counts, filters.statuses)
+        self._paint_marked()
+
+    def on_invoice_table_near_end(self, message: InvoiceTable.NearEnd) -> None:
+        message.stop()
+        table = self.table
+        if not self.has_more or self.loading_more or self.pager is None:
+            return
+        if table.row_count and table.cursor_row < table.row_count - 25:
+            return
+        self.loading_more = True
+        self._load_more(self.generation, self.pager)
+
+    @work(thread=True, exclusive=True, group="more")
+    def _load_more(self, generation: int, pager: Pager) -> None:
+        with db_session():
+            try:
+                rows = pager.next_page()
+            except Exception as exc:
+                post(self.app, self.notify, error_text(exc), title="Loading invoices", severity="error")
+                post(self.app, setattr, self, "loading_more", False)
+                return
+        post(self.app, self._show_more, generation, rows, pager.has_more)
+
+    def _show_more(self, generation: int, rows: list[InvoiceRow], more: bool) -> None:
+        if generation != self.generation:
+            return
+        self.loading_more = False
+        self.has_more = more
+        self.table.append_rows(rows)
+
+    def _reload_counts(self) -> None:
+        if self.filters is not None:
+            self._counts_only(self.generation, self.filters)
+
+    @work(thread=True, exclusive=True, group="counts")
+    def _counts_only(self, generation: int, filters) -> None:
+        from ..store import queries
+
+        with db_session():
+            try:
+                counts = queries.counts_by_status(filters)
+            except Exception:
+                return
+        post(self.app, self._show_counts, generation, filters, counts)
+
+    @work(thread=True, exclusive=True, group="classes")
+    def _load_classes(self) -> None:
+        from ..store.models import CustomerClass
+
+        with db_session():
+            try:
+                names = [n for (n,) in CustomerClass.select(CustomerClass.name)
+                         .order_by(CustomerClass.name).tuples()]
+            except Exception:
+                return
+        post(self.app, self.query_one(FilterBar).set_classes, names)
+
+    # -- filter bar -----------------------------------------------------------------------
+    def on_filter_bar_changed(self, message: FilterBar.Changed) -> None:
+        self.reload(message.raw)
+        if message.submitted:
+            self.table.focus()
+
+    def on_filter_bar_done(self, message: FilterBar.Done) -> None:
+        self.table.focus()
+
+    def action_focus_filter(self) -> None:
+        self.query_one(FilterBar).focus_first()
+
+    # -- marks ------------------------------------------------------------------------------
+    def _paint_marked(self) -> None:
+        sel = self.table.selection
+        if sel.all_matching:
+            n = sel.count(self.counts.matching())
+            words = f"all {n:,} matching marked" if n is not None else "all matching marked"
+        elif sel.ids:
+            words = f"{len(sel.ids):,} marked"
+        else:
+            words = ""
+        self.counts.set_marked(words)
+
+    def on_invoice_table_marks_changed(self, message: InvoiceTable.MarksChanged) -> None:
+        self._paint_marked()
+
+    def action_mark_page(self) -> None:
+        self.table.mark_loaded()
+
+    def action_mark_matching(self) -> None:
+        if self.filters is None:
+            return
+        self.table.selection.mark_all_matching(self.filters)
+        self.table.repaint_marks()
+
+    def action_unmark(self) -> None:
+        self.table.selection.clear()
+        self.table.repaint_marks()
+
+    # -- InvoiceActions --------------------------------------------------------------------------
+    def action_targets(self) -> Targets | None:
+        sel = self.table.selection
+        if sel:
+            return sel.snapshot()
+        invoice_id = self.current_invoice_id()
+        return Targets.one(invoice_id) if invoice_id is not None else None
+
+    def current_invoice_id(self) -> int | None:
+        row = self.table.current_row()
+        return row.id if row else None
+
+    def loaded_ids(self) -> set[int]:
+        return set(self.table.loaded_ids())
+
+    def keeps(self, row: InvoiceRow) -> bool:
+        statuses = self.filters.statuses if self.filters is not None else ()
+        return not statuses or row.status in statuses
+
+    def after_change(self, ids: list[int], fresh: dict) -> None:
+        self.table.refresh_rows(fresh, self.keeps)
+        self.seen_changes = self.app.change_seq
+        self._paint_marked()
+        self._reload_counts()
+
+    def on_screen_resume(self) -> None:
+        self.sync_changes()
+
+    def sync_changes(self) -> None:
+        """Refresh the loaded rows that changed since this screen last looked."""
+        changed = self.app.changes_since(self.seen_changes)
+        self.seen_changes = self.app.change_seq
+        if changed:
+            self.refresh_invoices(changed)
+            self._reload_counts()
+
+    # -- open ------------------------------------------------------------------------------------------
+    def on_data_table_row_selected(self, event) -> None:
+        event.stop()
+        row = self.table.items.get(event.row_key.value)
+        if row is not None:
+            self.app.open_invoice(row.id)

@@ -1,0 +1,1 @@
+"""Reusable console pieces: invoice table with multi-select, filter bar, badges."""

@@ -1,0 +1,181 @@
+"""A DataTable whose columns fit the terminal: fixed columns keep their width,
+one flexible column takes what is left, and columns marked `min_table` appear
+only when the table is at least that wide (80 columns never scroll sideways).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+
+@dataclass(frozen=True)
+class Col:
+    key: str
+    label: str
+    width: int = 0  # 0: the flexible column
+    justify: str = "left"
+    min_table: int = 0  # shown only when the table is at least this wide
+    max_table: int = 0  # shown only when the table is narrower than this
+    wide_width: int = 0  # width when the table is wide (>= WIDE), if different
+
+
+WIDE = 110  # a table this wide shows the extra columns
+
+
+class FitTable(DataTable):
+    """Rows are (key, item); `render_cells(item, columns, wide)` makes the cells."""
+
+    DEFAULT_CSS = """
+    FitTable { height: 1fr; }
+    """
+
+    def __init__(self, columns: list[Col], render_cells: Callable | None = None, *,
+                 min_flex: int = 8, **kwargs):
+        kwargs.setdefault("cursor_type", "row")
+        kwargs.setdefault("zebra_stripes", False)
+        super().__init__(**kwargs)
+        self.specs = list(columns)
+        self._render_cells = render_cells
+        self.min_flex = min_flex
+        self.items: dict[str, object] = {}
+        self.order: list[str] = []
+        self._layout: tuple | None = None  # (visible column keys, widths)
+        self._built = False
+
+    # -- layout ---------------------------------------------------------------
+    def _available(self) -> int:
+        width = self.size.width
+        return max(width - self.styles.scrollbar_size_vertical, 0)
+
+    def _compute_layout(self, width: int) -> tuple[tuple[str, ...], tuple[int, ...], bool]:
+        wide = width >= WIDE
+        visible = [c for c in self.specs if (not c.min_table or width >= c.min_table)
+                   and (not c.max_table or width < c.max_table)]
+        pad = 2 * self.cell_padding
+        fixed = sum((c.wide_width if wide and c.wide_width else c.width) + pad
+                    for c in visible if c.width)
+        flex_cols = [c for c in visible if not c.width]
+        flex = max(self.min_flex, (width - fixed) // max(len(flex_cols), 1) - pad) if flex_cols else 0
+        widths = tuple((c.wide_width if wide and c.wide_width else c.width) or flex for c in visible)
+        return tuple(c.key for c in visible), widths, wide
+
+    @property
+    def wide(self) -> bool:
+        return bool(self._layout and self._layout[2])
+
+    def visible_specs(self) -> list[Col]:
+        if not self._layout:
+            return []
+        keys = set(self._layout[0])
+        return [c for c in self.specs if c.key in keys]
+
+    def on_resize(self) -> None:
+        self.relayout()
+
+    def relayout(self) -> None:
+        width = self._available()
+        if width <= 0:
+            return
+        layout = self._compute_layout(width)
+        if layout == self._layout and self._built:
+            return
+        old = self._layout
+        self._layout = layout
+        if old is not None and self._built and old[0] == layout[0] and old[2] == layout[2]:
+            # Same columns: only widths changed (the flexible one).
+            for key, w in zip(layout[0], layout[1]):
+                self.columns[key].width = w
+            self._clear_caches()
+            self._require_update_dimensions = True
+            self.refresh(layout=True)
+            return
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        cursor = self.cursor_row
+        self.clear(columns=True)
+        for col, width in zip(self.visible_specs(), self._layout[1]):
+            label = Text(col.label, justify=col.justify)
+            self.add_column(label, width=width, key=col.key)
+        self._built = True
+        wide = self.wide
+        cols = self.visible_specs()
+        self.add_rows_keyed((key, self._cells(self.items[key], cols, wide)) for key in self.order)
+        if self.row_count:
+            self.move_cursor(row=min(cursor, self.row_count - 1), animate=False, scroll=True)
+
+    def add_rows_keyed(self, rows: Iterable[tuple[str, list]]) -> None:
+        for key, cells in rows:
+            self.add_row(*cells, key=key)
+
+    def _cells(self, item, cols: list[Col], wide: bool) -> list:
+        if self._render_cells is not None:
+            return self._render_cells(item, cols, wide)
+        return self.render_cells(item, cols, wide)
+
+    def render_cells(self, item, cols: list[Col], wide: bool) -> list:
+        return [item.get(c.key, "") for c in cols]
+
+    # -- content --------------------------------------------------------------
+    def set_items(self, items: Iterable[tuple[str, object]]) -> None:
+        self.items = {}
+        self.order = []
+        self.clear()
+        self.append_items(items)
+
+    def append_items(self, items: Iterable[tuple[str, object]]) -> None:
+        new = []
+        for key, item in items:
+            if key in self.items:
+                continue
+            self.items[key] = item
+            self.order.append(key)
+            new.append(key)
+        if not self._built:
+            self.relayout()
+            return
+        cols, wide = self.visible_specs(), self.wide
+        self.add_rows_keyed((key, self._cells(self.items[key], cols, wide)) for key in new)
+
+    def update_item(self, key: str, item) -> None:
+        """Replace one row's item; repaint only the cells that changed."""
+        if key not in self.items:
+            return
+        old = self.items[key]
+        self.items[key] = item
+        if not self._built:
+            return
+        cols, wide = self.visible_specs(), self.wide
+        before = self._cells(old, cols, wide)
+        after = self._cells(item, cols, wide)
+        for col, a, b in zip(cols, before, after):
+            if _plain(a) != _plain(b) or _style(a) != _style(b):
+                self.update_cell(key, col.key, b)
+
+    def remove_item(self, key: str) -> None:
+        if key not in self.items:
+            return
+        del self.items[key]
+        self.order.remove(key)
+        if self._built:
+            self.remove_row(key)
+
+    def current_key(self) -> str | None:
+        if not self.row_count or not self._built:
+            return None
+        try:
+            row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        except Exception:
+            return None
+        return row_key.value
+
+
+def _plain(cell) -> str:
+    return cell.plain if isinstance(cell, Text) else str(cell)
+
+
+def _style(cell) -> str:
+    return str(cell.style) if isinstance(cell, Text) else ""

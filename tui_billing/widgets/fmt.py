@@ -1,0 +1,121 @@
+"""How the console writes times, states and money (presentation only).
+
+Pure functions: no database, no Textual; the clock comes from workflow.Ctx.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from rich.text import Text
+
+from .. import statuses as S
+from ..config import Clock
+from ..money import format_amount, format_money
+
+# Styles that read on both the light and the dark theme (ANSI names follow
+# the theme's ANSI palette).
+STATUS_STYLES = {
+    S.OPEN: "blue",
+    S.UNDER_REVIEW: "bold yellow",
+    S.REJECTED: "bold magenta",
+    S.APPROVED: "cyan",
+    S.UNPAID: "",
+    S.PAID: "green",
+    S.OVERDUE: "bold red",
+}
+
+
+def span(seconds: int) -> str:
+    """4d 3h, 5h 20m, 2h, 12m — the largest two units, no zero tail."""
+    seconds = abs(int(seconds))
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes = rest // 60
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    return f"{minutes}m" if minutes else "<1m"
+
+
+def time_left(deadline: dt.datetime | None, now: dt.datetime) -> str:
+    """'4d 3h' until auto-approval, or 'overdue 2h' once the hold ran out."""
+    if deadline is None:
+        return "—"
+    seconds = int((deadline - now).total_seconds())
+    if seconds < 0:
+        return f"overdue {span(seconds)}"
+    return span(seconds)
+
+
+def local_time(clock: Clock, moment: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    if moment is None:
+        return "—"
+    return clock.local(moment).strftime(fmt)
+
+
+def when_short(clock: Clock, moment: dt.datetime) -> str:
+    """01:00 when within the next 24 hours, else 'Sat 21 Nov 01:00'."""
+    local, now = clock.local(moment), clock.local()
+    if dt.timedelta(0) <= local - now < dt.timedelta(hours=24):
+        return local.strftime("%H:%M")
+    return local.strftime("%a %d %b %H:%M")
+
+
+def status_text(status: str) -> Text:
+    return Text(S.label(S.INVOICE_STATUSES, status), style=STATUS_STYLES.get(status, ""))
+
+
+def reissue_words(clock: Clock, mode: str | None, after: dt.datetime | None, *, wide: bool) -> str:
+    """A rejected invoice: 'awaiting reissue (off-peak, from 01:00)'."""
+    if mode == "off_peak":
+        if after is not None and after > clock.now():
+            at = when_short(clock, after)
+            return f"awaiting reissue (off-peak, from {at})" if wide else f"reissue off-peak {at}"
+        return "awaiting reissue (off-peak, due now)" if wide else "reissue off-peak, due"
+    return "awaiting reissue (now)" if wide else "reissue now"
+
+
+def review_state(row, clock: Clock, *, wide: bool) -> Text:
+    """The queue's state cell: time left, overdue, or awaiting reissue."""
+    if row.status == S.REJECTED:
+        return Text(reissue_words(clock, row.reissue_mode, row.reissue_after, wide=wide),
+                    style=STATUS_STYLES[S.REJECTED])
+    if row.status == S.UNDER_REVIEW:
+        left = time_left(row.review_deadline, clock.now())
+        overdue = left.startswith("overdue")
+        if wide:
+            return Text("Under review", style=STATUS_STYLES[S.UNDER_REVIEW])
+        return Text(left if overdue else f"{left} left", style="bold red" if overdue else "")
+    return status_text(row.status)
+
+
+def left_cell(row, clock: Clock) -> Text:
+    if row.status != S.UNDER_REVIEW:
+        return Text("—", style="dim")
+    left = time_left(row.review_deadline, clock.now())
+    return Text(left, style="bold red" if left.startswith("overdue") else "")
+
+
+def money_cell(amount: Decimal | None, currency: str) -> Text:
+    if amount is None:
+        return Text("—", justify="right")
+    return Text(format_money(amount, currency), justify="right")
+
+
+def amount_cell(amount: Decimal | None, currency: str) -> Text:
+    if amount is None:
+        return Text("—", justify="right")
+    return Text(format_amount(amount, currency), justify="right")
+
+
+def totals_line(sums: dict[str, Decimal]) -> str:
+    """'1,234.50 EUR + 99.00 USD' — one sum per currency, never mixed."""
+    if not sums:
+        return "nothing"
+    return " + ".join(format_money(v, k) for k, v in sorted(sums.items()))
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")

@@ -1,0 +1,168 @@
+"""The invoice list of the queue and the finder: keyset pages appended as the
+cursor nears the end, a mark column for multi-select, cells refreshed in place."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
+
+from .. import statuses as S
+from ..config import Clock
+from .fit_table import Col, FitTable
+from .fmt import left_cell, money_cell, review_state, status_text
+from .rows import InvoiceRow
+from .selection import Selection
+
+MARK = "✓"
+NEAR_END = 25  # rows before the end at which the next page is fetched
+
+# 80 columns: one "Review" cell (time left, or awaiting reissue); wide: a
+# "Left" column and the full state ("awaiting reissue (off-peak, from 01:00)").
+QUEUE_COLUMNS = [
+    Col("mark", MARK, 1),
+    Col("number", "Number", 15),
+    Col("account", "Account", 0),
+    Col("class", "Class", 16, min_table=140),
+    Col("total", "Total", 16, justify="right"),
+    Col("review", "Review", 22, max_table=110),
+    Col("left", "Time left", 11, min_table=110),
+    Col("state", "Status", 40, min_table=110),
+]
+FINDER_COLUMNS = [
+    Col("mark", MARK, 1),
+    Col("number", "Number", 15),
+    Col("account", "Account", 0),
+    Col("class", "Class", 16, min_table=110),
+    Col("status", "Status", 12),
+    Col("total", "Total", 16, justify="right"),
+    Col("issued", "Issued", 10),
+    Col("due", "Due", 10, min_table=110),
+]
+
+
+class InvoiceTable(FitTable):
+    BINDINGS = [
+        Binding("space", "toggle_mark", "Mark", id="list.mark"),
+        Binding("home", "first_row", "First row", show=False),
+        Binding("end", "last_row", "Last loaded row (loads the next page)", show=False),
+    ]
+
+    class NearEnd(Message):
+        """The cursor is close to the last loaded row: time for the next page."""
+
+    class MarksChanged(Message):
+        pass
+
+    def __init__(self, columns: list[Col], clock: Clock, *, queue: bool = False, **kwargs):
+        self.clock = clock
+        self.queue = queue
+        self.selection = Selection()
+        super().__init__(columns, **kwargs)
+
+    # -- cells ----------------------------------------------------------------
+    def render_cells(self, row: InvoiceRow, cols: list[Col], wide: bool) -> list:
+        cells = []
+        for c in cols:
+            k = c.key
+            if k == "mark":
+                cells.append(Text(MARK, style="bold green") if self.selection.is_marked(row.id) else Text(" "))
+            elif k == "number":
+                cells.append(Text(row.number))
+            elif k == "account":
+                cells.append(Text(row.account, no_wrap=True, overflow="ellipsis"))
+            elif k == "class":
+                cells.append(Text(row.customer_class, no_wrap=True, overflow="ellipsis"))
+            elif k == "status":
+                cells.append(status_text(row.status))
+            elif k == "total":
+                cells.append(money_cell(row.total, row.currency))
+            elif k == "issued":
+                cells.append(Text(row.issue_date.isoformat() if row.issue_date and row.status != S.OPEN else "—"))
+            elif k == "due":
+                cells.append(Text(row.due_date.isoformat() if row.due_date else "—"))
+            elif k == "left":
+                cells.append(left_cell(row, self.clock))
+            elif k == "review":
+                cells.append(review_state(row, self.clock, wide=False))
+            elif k == "state":
+                cells.append(review_state(row, self.clock, wide=True))
+            else:
+                cells.append("")
+        return cells
+
+    # -- rows -----------------------------------------------------------------
+    def set_rows(self, rows: list[InvoiceRow]) -> None:
+        self.set_items((str(r.id), r) for r in rows)
+
+    def append_rows(self, rows: list[InvoiceRow]) -> None:
+        self.append_items((str(r.id), r) for r in rows)
+
+    def loaded_ids(self) -> list[int]:
+        return [int(k) for k in self.order]
+
+    def current_row(self) -> InvoiceRow | None:
+        key = self.current_key()
+        return self.items.get(key) if key else None
+
+    def refresh_rows(self, fresh: dict[int, InvoiceRow | None], keep) -> tuple[int, int]:
+        """Apply fresh rows: update changed cells, drop rows that left the list."""
+        updated = removed = 0
+        for invoice_id, row in fresh.items():
+            key = str(invoice_id)
+            if key not in self.items:
+                continue
+            if row is None or not keep(row):
+                self.remove_item(key)
+                self.selection.forget([invoice_id])
+                removed += 1
+            else:
+                self.update_item(key, row)
+                updated += 1
+        return updated, removed
+
+    def tick(self) -> None:
+        """Time passed: repaint the time-left cells that changed."""
+        for key in self.order:
+            row = self.items[key]
+            if row.status in (S.UNDER_REVIEW, S.REJECTED):
+                self.update_item(key, row)
+
+    # -- marks ----------------------------------------------------------------
+    def _repaint_mark(self, key: str) -> None:
+        if self._built and "mark" in self._layout[0]:
+            row = self.items[key]
+            cell = Text(MARK, style="bold green") if self.selection.is_marked(row.id) else Text(" ")
+            self.update_cell(key, "mark", cell)
+
+    def repaint_marks(self) -> None:
+        for key in self.order:
+            self._repaint_mark(key)
+        self.post_message(self.MarksChanged())
+
+    def action_toggle_mark(self) -> None:
+        key = self.current_key()
+        if key is None:
+            return
+        self.selection.toggle(int(key))
+        self._repaint_mark(key)
+        self.post_message(self.MarksChanged())
+        if self.cursor_row < self.row_count - 1:
+            self.move_cursor(row=self.cursor_row + 1)
+
+    def mark_loaded(self) -> None:
+        self.selection.mark(self.loaded_ids())
+        self.repaint_marks()
+
+    # -- paging ---------------------------------------------------------------
+    def action_first_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0)
+
+    def action_last_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
+
+    def watch_cursor_coordinate(self, old, new) -> None:
+        super().watch_cursor_coordinate(old, new)
+        if self.row_count and new.row >= self.row_count - NEAR_END:
+            self.post_message(self.NearEnd())

@@ -1,0 +1,52 @@
+"""Plain rows for tables: built in worker threads from store objects, so the
+UI thread never touches a lazy foreign key (no database I/O off the workers)."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+@dataclass(frozen=True)
+class InvoiceRow:
+    id: int
+    number: str
+    account: str
+    account_type: str
+    customer_class: str
+    status: str
+    total: Decimal
+    currency: str
+    issue_date: dt.date | None
+    due_date: dt.date | None
+    review_deadline: dt.datetime | None
+    reissue_mode: str | None
+    reissue_after: dt.datetime | None
+    revision: int
+    payment_model: str
+
+    @classmethod
+    def of(cls, inv) -> "InvoiceRow":
+        """From an Invoice selected with its Account and CustomerClass joined."""
+        return cls(
+            id=inv.id, number=inv.number, account=inv.account.name,
+            account_type=inv.account.account_type, customer_class=inv.customer_class.name,
+            status=inv.status, total=inv.total, currency=inv.currency,
+            issue_date=inv.issue_date, due_date=inv.due_date, review_deadline=inv.review_deadline,
+            reissue_mode=inv.reissue_mode, reissue_after=inv.reissue_after, revision=inv.revision,
+            payment_model=inv.payment_model,
+        )
+
+
+def fresh_rows(ids) -> dict[int, InvoiceRow | None]:
+    """Current rows for these ids (None: gone). Call inside a worker."""
+    from ..store import queries
+    from ..store.models import Invoice
+
+    ids = list(ids)
+    out: dict[int, InvoiceRow | None] = {i: None for i in ids}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        for inv in queries.base_query(queries.Filters()).where(Invoice.id.in_(chunk)):
+            out[inv.id] = InvoiceRow.of(inv)
+    return out
