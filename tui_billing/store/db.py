@@ -76,7 +76,12 @@ def apply_migrations(db: Database | None = None) -> list[str]:
     """Apply pending schema migrations; return the names applied."""
     db = db or database.obj
     runner = Runner(db, str(MIGRATIONS_DIR))
-    return runner.up()
+    applied = runner.up()
+    if applied:
+        # A migration that rebuilds a table (SQLite's ALTER path) drops its
+        # planner statistics; without them a finder page sorts the whole table.
+        db.execute_sql("ANALYZE")
+    return applied
 
 
 def pending_migrations(db: Database | None = None) -> list[str]:
