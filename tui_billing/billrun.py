@@ -144,7 +144,8 @@ def _run_chunk(ctx: Ctx, ids: list[int], result: BillRunResult, classes: dict, f
         if not pending:
             return to_close
         first = reserve("invoice", len(pending))
-        for seq, (account, calc) in enumerate(pending, first):
+        risks = _assess(pending, p_from, p_to)
+        for seq, ((account, calc), (risk_score, risk_flags)) in enumerate(zip(pending, risks), first):
             cls = classes.get(account.customer_class_id)
             if cls is None:
                 cls = classes[account.customer_class_id] = CustomerClass.get_by_id(account.customer_class_id)
@@ -154,13 +155,31 @@ def _run_chunk(ctx: Ctx, ids: list[int], result: BillRunResult, classes: dict, f
                 customer_class=cls.id, kind="regular", payment_model=account.payment_model,
                 currency=account.currency, period_from=p_from, period_to=p_to,
                 closed_at=fields["generated_at"] if account.payment_model == "postpay" else None,
-                revision=1, **fields, **calc.totals())
+                revision=1, risk_score=risk_score, risk_flags=risk_flags, **fields, **calc.totals())
             billing.write_lines(inv.id, calc)
             workflow.write_audit(ctx, "generate", inv, None, (inv.status, inv.total),
                                  period=f"{p_from:%Y-%m}", revision=1, charges=len(calc.charges))
             result.created.append(inv.id)
             result.count(inv.status)
     return to_close
+
+
+def _assess(pending: list[tuple[Account, billing.Calculation]], p_from: dt.date, p_to: dt.date
+            ) -> list[tuple[int, str]]:
+    """Risk score and stored flags of each invoice about to be created: one
+    history query and one subscription query for the whole chunk."""
+    from . import risk
+    from .store import risk_store
+
+    cfg = risk_store.settings()
+    histories = risk_store.load_histories([a.id for a, _ in pending], p_from, cfg.history)
+    subs = risk_store.load_subscriptions(c.subscription_id for _, calc in pending for c in calc.charges)
+    out = []
+    for account, calc in pending:
+        facts = risk_store.facts_from_calc(account.currency, p_from, p_to, calc, subs)
+        score, flags = risk.assess_scored(facts, histories[account.id], cfg)
+        out.append((score, risk.dumps_flags(flags)))
+    return out
 
 
 def close_open_invoice(ctx: Ctx, inv_id: int) -> Invoice:

@@ -102,6 +102,13 @@ DEFAULT_SETTINGS: dict[str, str] = {
     "seller_name": "Northwind Telecom Ltd",
     "seller_address": "1 Exchange Square\nLondon EC2A 2BR\nVAT GB 123 4567 89",
     "timezone": "",
+    # Risk review (tui_billing/risk.py): total_spike/total_drop when the total
+    # is more than this factor above/below the account's recent average;
+    # large_correction above this share of the total before corrections;
+    # tax_ratio when the tax share differs by more than these percentage points.
+    "risk_total_factor": "3",
+    "risk_correction_share": "0.25",
+    "risk_tax_tolerance": "2",
 }
 
 
@@ -141,7 +148,21 @@ VALIDATORS = {
     "offpeak_end": lambda v: parse_hhmm("offpeak_end", v) and v,
     "erp_integration": lambda v: "on" if parse_switch("erp_integration", v) else "off",
     "timezone": lambda v: (zone(v) and v) if v else v,
+    "risk_total_factor": lambda v: _risk_setting("risk_total_factor", v),
+    "risk_correction_share": lambda v: _risk_setting("risk_correction_share", v),
+    "risk_tax_tolerance": lambda v: _risk_setting("risk_tax_tolerance", v),
 }
+
+
+def _risk_setting(key: str, value: str) -> str:
+    from .risk import RiskSettings, RiskSettingsError
+
+    args = {"risk_total_factor": "3", "risk_correction_share": "0.25", "risk_tax_tolerance": "2", key: value}
+    try:
+        RiskSettings.parse(args["risk_total_factor"], args["risk_correction_share"], args["risk_tax_tolerance"])
+    except RiskSettingsError as exc:
+        raise ConfigError(str(exc)) from None
+    return value.strip()
 
 
 @dataclass(frozen=True)
@@ -167,6 +188,21 @@ class StoreSettings:
     @property
     def tz(self) -> ZoneInfo:
         return zone(self["timezone"])
+
+    @property
+    def risk(self):
+        """risk.RiskSettings; a bad stored value falls back to its default."""
+        from .risk import RiskSettings, RiskSettingsError
+
+        values = [self[k] for k in ("risk_total_factor", "risk_correction_share", "risk_tax_tolerance")]
+        defaults = [DEFAULT_SETTINGS[k] for k in ("risk_total_factor", "risk_correction_share",
+                                                  "risk_tax_tolerance")]
+        for i in range(len(values)):
+            try:
+                RiskSettings.parse(*(values[j] if j == i else defaults[j] for j in range(len(values))))
+            except RiskSettingsError:
+                values[i] = defaults[i]
+        return RiskSettings.parse(*values)
 
 
 def validate_setting(key: str, value: str) -> str:

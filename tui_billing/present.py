@@ -11,6 +11,7 @@ from decimal import Decimal
 from . import statuses as S
 from .config import Clock
 from .money import format_amount, format_debt_change, format_money
+from .risk import parse_flags
 
 
 def iso_time(clock: Clock, moment: dt.datetime | None) -> str | None:
@@ -52,11 +53,76 @@ def invoice_dict(inv, clock: Clock, *, erp: bool = False) -> dict:
         "approved_at": iso_time(clock, inv.approved_at),
         "reissue": ({"mode": inv.reissue_mode, "after": iso_time(clock, inv.reissue_after)}
                     if inv.status == S.REJECTED else None),
+        "risk_score": getattr(inv, "risk_score", 0) or 0,
+        "flags": [f.as_dict() for f in parse_flags(getattr(inv, "risk_flags", ""))],
     }
     if erp:
         data["external_total"] = amount_str(inv.external_total, inv.external_currency or inv.currency)
         data["external_currency"] = inv.external_currency
     return data
+
+
+def changes_dict(diff, currency: str) -> dict | None:
+    """A revision diff (revisions.RevisionDiff) as JSON: lines and totals."""
+    if diff is None:
+        return None
+
+    def line(state):
+        if state is None:
+            return None
+        d = {"description": state.description, "amount": amount_str(state.amount, currency)}
+        if state.service or state.quantity is not None:
+            d.update(service=state.service, discount=amount_str(state.discount, currency),
+                     quantity=None if state.quantity is None else str(state.quantity))
+        return d
+
+    def changes(items):
+        return [{"change": c.change, "description": c.description, "service": c.service or None,
+                 "fields": list(c.fields), "before": line(c.before), "after": line(c.after),
+                 "delta": amount_str(c.delta, currency)} for c in items]
+
+    return {
+        "from_revision": diff.from_revision, "to_revision": diff.to_revision,
+        "charges": changes(diff.charges), "taxes": changes(diff.taxes), "corrections": changes(diff.corrections),
+        "totals": {name: {"before": amount_str(b, currency), "after": amount_str(a, currency),
+                          "delta": amount_str(a - b, currency)} for name, (b, a) in diff.totals.items()},
+    }
+
+
+def signed_amount(value: Decimal, currency: str) -> str:
+    """'+12.00' / '-3.50' / '0.00' — a change, always with its sign."""
+    text = format_amount(abs(value), currency)
+    return f"+{text}" if value > 0 else (f"-{text}" if value < 0 else text)
+
+
+def changes_text(diff, currency: str) -> list[str]:
+    """Plain-text lines of a revision diff (show, and anything that prints one)."""
+    if diff is None:
+        return []
+    out = [f"Changes since revision {diff.from_revision} (last reviewed) -> revision {diff.to_revision}"]
+    rows = []
+    for section, items in (("charge", diff.charges), ("tax", diff.taxes), ("correction", diff.corrections)):
+        for c in items:
+            before = format_amount(c.before.net, currency) if c.before else "—"
+            after = format_amount(c.after.net, currency) if c.after else "—"
+            what = c.change + (f" ({', '.join(c.fields)})" if c.fields else "")
+            if section != "charge":
+                what = f"{section} {what}"
+            name = c.description if not c.service or c.description.startswith(c.service) else \
+                f"{c.description} [{c.service}]"
+            rows.append([what, name, before, after, signed_amount(c.delta, currency)])
+    if rows:
+        out.append(table(rows, ["Change", "Line", "Before", "After", "Delta"], right={2, 3, 4}))
+    else:
+        out.append("No line changed.")
+    t_before, t_after = diff.totals["total"]
+    out.append(f"Total {format_money(t_before, currency)} -> {format_money(t_after, currency)} "
+               f"({signed_amount(t_after - t_before, currency)})")
+    return out
+
+
+def flags_text(flags) -> list[str]:
+    return [f"{f.code:<22} {f.reason}" for f in flags]
 
 
 def dumps(doc) -> str:

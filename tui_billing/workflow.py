@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 
+from . import revisions
 from . import statuses as S
 from .config import Clock, os_user
 from .money import MAX_ADJUSTMENT, format_money, quantize
@@ -211,6 +212,7 @@ def close_postpay(ctx: Ctx, ref: str | int) -> Invoice:
         changes["closed_at"] = ctx.clock.now()
         _save_guarded(inv, S.OPEN, inv.revision, **changes)
         InvoicePdf.delete().where(InvoicePdf.invoice == inv.id).execute()
+        _assess(inv)  # issued now: risk flags of what the admins will review
         write_audit(ctx, "close", inv, before, _state(inv),
                     review_deadline=inv.review_deadline, due_date=inv.due_date)
     return inv
@@ -391,6 +393,7 @@ def adjust(ctx: Ctx, ref: str | int, kind: str, amount: Decimal, description: st
         position = (Correction.select(Correction.position).where(Correction.invoice == inv.id)
                     .order_by(Correction.position.desc()).scalar() or 0) + 1
         revision = inv.revision
+        revisions.take(ctx, inv, "adjust")  # the lines as they were, for the diff
         _save_guarded(inv, S.UNDER_REVIEW, revision,
                       total=inv.total + signed, outstanding=inv.outstanding + signed,
                       correction_total=inv.correction_total + signed, revision=revision + 1)
@@ -399,6 +402,7 @@ def adjust(ctx: Ctx, ref: str | int, kind: str, amount: Decimal, description: st
                           approved_at=ctx.clock.now(), revision=inv.revision)
         write_audit(ctx, "adjust", inv, before, _state(inv), kind=correction_kind,
                     amount=str(signed), description=text, revision=inv.revision)
+        _assess(inv)
         _after_change(inv)
     return inv
 
@@ -444,6 +448,7 @@ def complete_reissue(ctx: Ctx, ref: str | int) -> Invoice:
                           "only a rejected invoice awaits reissue")
         before = _state(inv)
         revision = inv.revision
+        revisions.take(ctx, inv, "reissue")  # the lines as they were, for the diff
         totals = billing.recalculate(inv)  # rewrites charge and tax lines
         cls = CustomerClass.get_by_id(inv.customer_class_id)
         # The hold restarts: admins get the full review period again.
@@ -452,6 +457,7 @@ def complete_reissue(ctx: Ctx, ref: str | int) -> Invoice:
                       reissue_mode=None, reissue_after=None, review_deadline=deadline,
                       notified_at=None, **totals)
         write_audit(ctx, "reissue", inv, before, _state(inv), revision=inv.revision)
+        _assess(inv)
         _after_change(inv)
     return inv
 
@@ -532,6 +538,13 @@ def expire_payment(ctx: Ctx, payment_id: int) -> Payment | None:
         write_audit(ctx, "expire_payment", inv, before, _state(inv), payment=pay.id,
                     due_date=pay.due_date)
     return pay
+
+
+def _assess(inv: Invoice) -> None:
+    """Risk flags and score of the invoice's new revision (same transaction)."""
+    from .store import risk_store
+
+    risk_store.assess_invoice(inv)
 
 
 def _after_change(inv: Invoice) -> None:

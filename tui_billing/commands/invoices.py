@@ -8,7 +8,8 @@ from pathlib import Path
 from .. import statuses as S
 from .. import workflow
 from ..money import format_debt_change, format_money
-from ..present import dumps, invoice_dict, iso_time, table
+from ..present import changes_dict, changes_text, dumps, flags_text, invoice_dict, iso_time, table
+from ..risk import compact
 from ..store.models import Invoice
 from ..store.settings import load_settings
 from .common import (
@@ -21,7 +22,8 @@ def register(sub) -> None:
     add_global_options(p)
     add_filters(p)
     p.add_argument("--flagged", action="store_true", help="only invoices with risk flags")
-    p.add_argument("--sort", default="issue_date", choices=["issue_date", "number", "total", "deadline"])
+    p.add_argument("--sort", default="issue_date", choices=["issue_date", "number", "total", "deadline", "risk"],
+                   help="risk: highest risk score first, then the nearest review deadline")
     p.add_argument("--asc", action="store_true", help="ascending order")
     p.add_argument("--limit", type=int, default=50, help="at most N invoices (default 50, max 5000)")
     p.add_argument("--counts", action="store_true", help="also print counts per status")
@@ -62,6 +64,15 @@ def register(sub) -> None:
     add_json(p)
     p.set_defaults(handler=cmd_reissue)
 
+    p = sub.add_parser("assess", help="recompute risk flags (after an upgrade or a change of the risk settings)")
+    add_global_options(p)
+    p.add_argument("numbers", nargs="*", metavar="NUMBER")
+    p.add_argument("--all", action="store_true",
+                   help="every invoice matching the filters (default status: under_review,rejected)")
+    add_filters(p)
+    add_json(p)
+    p.set_defaults(handler=cmd_assess)
+
     p = sub.add_parser("download", help="write invoice PDFs to a directory")
     add_global_options(p)
     p.add_argument("numbers", nargs="+", metavar="NUMBER")
@@ -89,8 +100,8 @@ def cmd_find(env: Env, args) -> int:
         [[r.number, r.account.name[:32], r.customer_class.name, S.label(S.INVOICE_STATUSES, r.status),
           format_money(r.total, r.currency),
           f"closes {r.issue_date}" if r.status == S.OPEN else r.issue_date.isoformat(),
-          _deadline_text(env, r)] for r in rows],
-        ["Number", "Account", "Class", "Status", "Total", "Issued", "Deadline"], right={4}))
+          _deadline_text(env, r), str(r.risk_score or ""), compact(r.flags, 28)] for r in rows],
+        ["Number", "Account", "Class", "Status", "Total", "Issued", "Deadline", "Risk", "Flags"], right={4, 7}))
     if args.counts:
         counts = queries.counts_by_status(f)
         env.print("\n" + "  ".join(f"{S.INVOICE_STATUSES[k]}: {v:,}" for k, v in counts.items()))
@@ -136,6 +147,7 @@ def cmd_show(env: Env, args) -> int:
                          "amount": str(t.amount.quantize(_q(cur)))} for t in d.taxes]
         doc["audit"] = [{"at": iso_time(env.clock, a.at), "actor": a.actor, "action": a.action,
                          "before_status": a.before_status, "after_status": a.after_status} for a in d.audit]
+        doc["changes_since_review"] = changes_dict(d.changes, cur)
         env.print(dumps(doc))
         return EXIT_OK
     from ..present import status_text
@@ -158,6 +170,13 @@ def cmd_show(env: Env, args) -> int:
         f"Due date        {inv.due_date or '—'}",
         f"Review deadline {env.clock.local(inv.review_deadline).strftime('%Y-%m-%d %H:%M') if inv.review_deadline else '—'}",
         f"Revision        {inv.revision}",
+        f"Risk score      {inv.risk_score or 0}" + ("" if d.flags else " (no flags)"),
+    ]
+    if d.flags:
+        lines += ["", "Risk flags", *("  " + text for text in flags_text(d.flags))]
+    if d.changes is not None:
+        lines += ["", *changes_text(d.changes, cur)]
+    lines += [
         "",
         "Charges",
         table([[str(c.position), c.description, f"{c.quantity:,.3f}", _m(c.discount, cur), _m(c.amount, cur)]
@@ -281,6 +300,28 @@ def cmd_reissue(env: Env, args) -> int:
         if not env.json:
             env.print(f"reissue runs in the off-peak window opening {extra['window_opens']}")
     return report_bulk(env, "reissue " + ("done" if mode == "now" else "requested"), result, extra)
+
+
+def cmd_assess(env: Env, args) -> int:
+    from ..store import queries, risk_store
+
+    if args.all and args.numbers:
+        raise UsageError("NUMBER", "give invoice numbers or --all, not both")
+    if not args.all and not args.numbers:
+        raise UsageError("NUMBER", "give invoice numbers, or --all with filters")
+    if args.all:
+        f = filters_from(args)
+        if not f.statuses:
+            f = f.with_(statuses=(S.UNDER_REVIEW, S.REJECTED))
+        ids = [r.id for r in queries.ids_matching(f).order_by(Invoice.id)]
+    else:
+        ids = _existing_refs(args.numbers)
+    counts = risk_store.assess_many(ids, progress=env.progress("assess"))
+    if env.json:
+        env.print(dumps(counts))
+    else:
+        env.print(f"assessed: {counts['assessed']:,} invoices, {counts['flagged']:,} flagged")
+    return EXIT_OK
 
 
 def cmd_download(env: Env, args) -> int:

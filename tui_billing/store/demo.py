@@ -2,10 +2,19 @@
 
 Same seed + same --now -> the same data.  Invoices are built with the real
 calculation (billing.calculate) from synthetic usage, so every total equals
-the sum of its lines; the latest period's invoices under review also have the
-xDRs behind them stored, so a reissue recalculates to the same usage.
+the sum of its lines; the invoices under review and the open ones also have
+the xDRs behind them stored, so a reissue or closing recalculates to the same
+usage.
 Written in batches with executemany: a million invoices fit in memory-flat
 batches of BATCH invoices.
+
+Risk review: each account's usage is stable month to month (within ±25 % of
+its own level), so normal invoices raise no flags; about `anomalies` (1 %) of
+the invoices that have three earlier ones get a planted anomaly (a spike, a
+zero total, missing usage, a fee for an inactive subscription, a new service,
+an unusual tax, a large correction).  Every invoice's flags are computed with
+the same pure `risk.assess` as the bill run, from the account's history kept
+in memory.
 """
 from __future__ import annotations
 
@@ -14,15 +23,17 @@ import itertools
 import json
 import random
 import sys
+from collections import deque
 from decimal import Decimal
 
+from .. import risk
 from .. import statuses as S
 from ..billing import DiscountRule, PeriodData, Recurring, TaxRate, Usage, calculate
 from ..money import quantize
 from .bulk import dbv, insert_rows, next_id, sync_sequence
 from .models import (
-    Account, AuditEvent, ChargeLine, Correction, CustomerClass, Discount, Invoice, Payment,
-    Subscription, TaxLine, TaxRule, Xdr, database,
+    Account, AuditEvent, ChargeLine, Correction, CustomerClass, Discount, Invoice, InvoiceSnapshot,
+    Payment, Subscription, TaxLine, TaxRule, Xdr, database,
 )
 from .settings import format_number, load_settings, reserve
 
@@ -70,8 +81,15 @@ def _month_end(start: dt.date) -> dt.date:
     return _month_start(start, -1) - dt.timedelta(days=1)
 
 
-def build(ctx, *, invoices: int = 2000, seed: int = 1, quiet: bool = False) -> dict[str, int]:
+def build(ctx, *, invoices: int = 2000, seed: int = 1, quiet: bool = False, anomalies: float = 0.01,
+          planted: list | None = None) -> dict[str, int]:
+    """Fill the store; `planted` (if given) receives (invoice number, flag code)
+    for every planted anomaly."""
     rng = random.Random(seed)
+    # Separate streams: the seed's main stream (statuses, corrections…) is
+    # the same whatever the usage levels and anomalies draw.
+    usage_rng = random.Random(f"{seed}:usage")
+    plant_rng = random.Random(f"{seed}:anomalies")
     progress = _Progress(invoices, quiet)
     today = ctx.clock.today()
     now = ctx.clock.now()
@@ -86,7 +104,14 @@ def build(ctx, *, invoices: int = 2000, seed: int = 1, quiet: bool = False) -> d
     settings = load_settings()
 
     stats = {"invoices": 0, "accounts": len(accounts), "subscriptions": sum(len(v) for v in subs.values()),
-             "xdrs": 0, "charge lines": 0, "payments": 0, "corrections": 0}
+             "xdrs": 0, "charge lines": 0, "payments": 0, "corrections": 0, "flagged": 0}
+    risk_cfg = settings.risk
+    history: dict[int, deque] = {}
+    sub_facts = {s["id"]: risk.SubscriptionFact(s["id"], s["name"], s["status"], s["active_from"])
+                 for v in subs.values() for s in v}
+    # Plants go to invoices with three earlier ones, four times as often in
+    # the two newest periods (where the review queue is): ~`anomalies` overall.
+    plant_p = {True: 4 * anomalies, False: anomalies}
     inv_id = next_id(Invoice)
     with database.atomic():
         first_seq = reserve("invoice", invoices)
@@ -101,10 +126,19 @@ def build(ctx, *, invoices: int = 2000, seed: int = 1, quiet: bool = False) -> d
         period_to = _month_end(period_from)
         cls = classes[account["class"]]
         status = _status_for(rng, back, cls, account)
-        data = _period_data(rng, account, period_from, period_to, subs, discounts, taxes)
+        data = _period_data(rng, usage_rng, account, period_from, period_to, subs, discounts, taxes)
+        past = history.setdefault(account["id"], deque(maxlen=risk_cfg.history))
+        plant = None
+        if status != S.OPEN and len(past) >= 3 and plant_rng.random() < plant_p[back <= 1]:
+            data, plant = _plant(plant_rng, account, data, status, subs, past)
         calc = calculate(data)
-        batch.add_invoice(rng, inv_id, first_seq + i, settings.number_format, account, cls, status,
-                          period_from, period_to, data, calc, now, today, stats, back)
+        facts = batch.add_invoice(rng, inv_id, first_seq + i, settings.number_format, account, cls, status,
+                                  period_from, period_to, data, calc, now, today, stats, back,
+                                  past, risk_cfg, sub_facts, plant)
+        if facts is not None:  # issued: the next months compare with it
+            past.appendleft(risk.PastInvoice.of(facts))
+        if plant and planted is not None:
+            planted.append((batch.last_number, plant))
         inv_id += 1
         if len(batch.invoices) >= BATCH:
             batch.flush(stats)
@@ -176,7 +210,7 @@ def _accounts(rng: random.Random, n: int, classes: list[dict]) -> list[dict]:
                      dbv(Account.balance, balance), model, address))
         out.append({"id": acc_id, "name": name, "currency": currency, "class": cls_index,
                     "type": kind, "model": model, "balance": balance,
-                    "usage_scale": Decimal(rng.choice([1, 2, 5, 10, 50])),
+                    "usage_scale": Decimal(rng.choice([1, 2, 5, 10, 50])), "usage_base": {},
                     "services": rng.sample(range(len(SERVICES)), rng.randint(1, 3))})
     insert_rows(Account, ["id", "name", "email", "account_type", "customer_class", "currency", "balance",
                           "payment_model", "address"], rows)
@@ -199,7 +233,8 @@ def _subscriptions(rng: random.Random, accounts: list[dict]) -> dict[int, list[d
             fee_d = quantize(Decimal(fee) * (150 if acc["currency"] == "JPY" else 1), acc["currency"])
             rows.append((sub_id, acc["id"], name, service, status, dbv(Subscription.fee, fee_d),
                          dt.date(2024, 1 + rng.randint(0, 11), 1)))
-            out[acc["id"]].append({"id": sub_id, "name": name, "service": service, "status": status, "fee": fee_d})
+            out[acc["id"]].append({"id": sub_id, "name": name, "service": service, "status": status, "fee": fee_d,
+                                   "active_from": rows[-1][-1]})
             sub_id += 1
     insert_rows(Subscription, ["id", "account", "name", "service", "status", "fee", "active_from"], rows)
     sync_sequence(Subscription)
@@ -242,12 +277,18 @@ def _status_for(rng: random.Random, back: int, cls: dict, account: dict) -> str:
     return rng.choices([S.PAID, S.UNPAID, S.OVERDUE], weights=[85, 5, 10] if back > 2 else [60, 30, 10])[0]
 
 
-def _period_data(rng, account, period_from, period_to, subs, discounts, taxes) -> PeriodData:
+def _period_data(rng, usage_rng, account, period_from, period_to, subs, discounts, taxes) -> PeriodData:
     usage = []
     for idx in account["services"]:
         name, _unit, price = SERVICES[idx]
-        qty = (Decimal(rng.randint(50, 5000)) * account["usage_scale"] / Decimal(rng.choice([1, 4, 8])))
-        qty = qty.quantize(Decimal("0.001"))
+        base = account["usage_base"].get(idx)
+        if base is None:  # the account's own level for this service, drawn once
+            base = account["usage_base"][idx] = (Decimal(usage_rng.randint(50, 5000)) * account["usage_scale"]
+                                                 / Decimal(usage_rng.choice([1, 4, 8])))
+        # Month to month within ±25 % of that level.  The two main-stream
+        # draws are kept so the seed still gives the same statuses.
+        rng.randint(50, 5000), rng.choice([1, 4, 8])
+        qty = (base * Decimal(usage_rng.randint(75, 125)) / 100).quantize(Decimal("0.001"))
         amount = quantize(qty * price * (150 if account["currency"] == "JPY" else 1), account["currency"])
         usage.append(Usage(name, qty, amount, 3))
     recurring = [Recurring(s["id"], s["name"], s["service"], s["fee"]) for s in subs[account["id"]]
@@ -264,15 +305,90 @@ INVOICE_COLUMNS = [
     "subtotal", "discount_total", "tax_total", "correction_total", "total", "outstanding",
     "external_total", "external_currency", "approved_at", "approved_by", "closed_at", "revision",
     "reissue_mode", "reissue_requested_at", "reissue_after", "sent_at", "sent_revision",
+    "risk_score", "risk_flags",
 ]
+
+
+def _snapshot_lines(calc) -> str:
+    from ..revisions import LineState, Snapshot
+
+    return Snapshot(1, tuple(LineState(c.description, c.amount, c.service, c.quantity, c.discount)
+                             for c in calc.charges),
+                    tuple(LineState(t.name, t.amount) for t in calc.taxes)).lines_json()
+
+
+PLANTS = ("total_spike", "zero_total", "missing_usage", "inactive_subscription", "new_service", "tax_ratio",
+          "large_correction")
+
+
+def _plant(rng: random.Random, account: dict, data: PeriodData, status: str, subs: dict, past) -> tuple:
+    """One deliberate anomaly in this period's data: (data, expected flag code).
+    Kinds that do not apply to the account are skipped for the next one."""
+    from dataclasses import replace
+
+    first = rng.randrange(len(PLANTS))
+    cur = data.currency
+    for kind in PLANTS[first:] + PLANTS[:first]:
+        if kind == "total_spike":
+            # A rating error: usage so large the total lands at 4-5x the average.
+            with_usage, without = calculate(data).total(), calculate(replace(data, usage=())).total()
+            usage_part = with_usage - without
+            average = sum(p.total for p in past) / len(past)
+            if usage_part <= 0 or average <= 0:
+                continue
+            k = (average * Decimal(rng.randint(40, 50)) / 10 - without) / usage_part
+            if k <= 1:
+                continue
+            usage = tuple(Usage(u.service, (u.quantity * k).quantize(Decimal("0.001")), quantize(u.amount * k, cur),
+                                u.records) for u in data.usage)
+            return replace(data, usage=usage), kind
+        if kind == "zero_total":  # usage not rated, fees missing
+            return replace(data, usage=tuple(Usage(u.service, u.quantity, Decimal(0), u.records)
+                                             for u in data.usage), recurring=()), kind
+        if kind == "missing_usage":
+            if sum(p.has_usage for p in past) < 2 or not data.usage:
+                continue
+            return replace(data, usage=()), kind
+        if kind == "inactive_subscription":
+            idle = [s for s in subs[account["id"]] if s["status"] not in _BILLABLE]
+            if not idle:
+                continue
+            s = rng.choice(idle)
+            return replace(data, recurring=data.recurring + (Recurring(s["id"], s["name"], s["service"], s["fee"]),)), kind
+        if kind == "new_service":
+            known = set().union(*(p.services for p in past))
+            fresh = [svc for svc in SERVICES if svc[0] not in known]
+            if not fresh:
+                continue
+            name, _unit, price = rng.choice(fresh)
+            # Modest (10-30 % of the usual total): the new service is the news, not the amount.
+            average = sum(p.total for p in past) / len(past)
+            amount = quantize(average * Decimal(rng.randint(10, 30)) / 100, cur)
+            if amount <= 0:
+                continue
+            qty = (amount / (price * (150 if cur == "JPY" else 1))).quantize(Decimal("0.001"))
+            return replace(data, usage=data.usage + (Usage(name, qty, amount, 3),)), kind
+        if kind == "tax_ratio":  # VAT dropped, or charged to an account without it
+            if any(t.percent >= 5 for t in data.taxes):
+                return replace(data, taxes=()), kind
+            return replace(data, taxes=data.taxes + (TaxRate("VAT", Decimal(20), "Value added tax 20 %"),)), kind
+        if kind == "large_correction":
+            if status != S.UNDER_REVIEW or calculate(data).total() <= 0:
+                continue
+            return data, kind
+    return data, None
 
 
 class _Batch:
     def __init__(self):
         self.invoices, self.charges, self.taxes, self.corrections, self.payments, self.xdrs = [], [], [], [], [], []
+        self.snapshots: list[tuple] = []
+        self.last_number = ""
 
     def add_invoice(self, rng, inv_id, seq, fmt, account, cls, status, period_from, period_to, data, calc,
-                    now, today, stats, back):
+                    now, today, stats, back, history=(), risk_cfg=risk.DEFAULT_SETTINGS, sub_facts=None,
+                    plant=None) -> risk.InvoiceFacts | None:
+        """Queue one invoice; return its risk facts (None for an open one)."""
         cur = account["currency"]
         close_day = period_to + dt.timedelta(days=2)  # seed 001: closed on the second day of the next period
         issue_date = close_day if status == S.OPEN else min(period_to + dt.timedelta(days=1), today)
@@ -286,23 +402,57 @@ class _Batch:
             generated = review_deadline - dt.timedelta(days=cls["hold_days"])
             issue_date = generated.date()
         corrections = Decimal(0)
+        signed_list: list[Decimal] = []
         revision = 1
+        base = calc.total()
         if status == S.UNDER_REVIEW and rng.random() < 0.12:
-            for pos in range(1, rng.randint(1, 2) + 1):
+            for _ in range(rng.randint(1, 2)):
                 credit = rng.random() < 0.6
                 amount = quantize(Decimal(rng.randint(500, 25_000)) / 100 * (150 if cur == "JPY" else 1), cur)
+                # A routine correction stays small next to the invoice (4-12 %
+                # of it at most); large ones are planted anomalies.
+                cap = Decimal(4 + int(amount * 100) % 9) / 100
+                amount = min(amount, quantize(base * cap, cur))
                 if credit and calc.total(corrections) - amount < 0:
                     credit = False
-                signed = -amount if credit else amount
-                corrections += signed
-                revision += 1
                 desc = rng.choice(["Promotional credit: spring campaign", "Goodwill credit for outage 12 May",
                                    "On-site support visit (4 h)", "Porting fee", "Service credit per SLA"]) \
                     if credit else rng.choice(["On-site support visit (4 h)", "Hardware replacement",
                                                "Porting fee", "Professional services: PBX set-up"])
-                self.corrections.append((inv_id, pos, "manual_credit" if credit else "manual_charge", desc,
-                                         dbv(Correction.amount, signed), "demo", generated, revision))
+                if amount <= 0:
+                    continue
+                signed = -amount if credit else amount
+                self._correction(inv_id, len(signed_list) + 1, signed, desc, generated, revision + 1)
+                signed_list.append(signed)
+                corrections += signed
+                revision += 1
+        if plant == "large_correction":
+            signed = -quantize(base / 2, cur)
+            self._correction(inv_id, len(signed_list) + 1, signed, "Goodwill credit: disputed roaming charges",
+                             generated, revision + 1)
+            signed_list.append(signed)
+            corrections += signed
+            revision += 1
         total = calc.total(corrections)
+        facts = None
+        risk_score, risk_flags = 0, ""
+        if status != S.OPEN:  # an open invoice is a draft: assessed when it closes
+            facts = risk.InvoiceFacts(
+                cur, period_from, period_to, total, calc.subtotal, calc.discount_total, calc.tax_total,
+                corrections, tuple(risk.ChargeFact(c.service, c.description, c.amount, c.discount,
+                                                   c.subscription_id) for c in calc.charges),
+                tuple(signed_list), sub_facts)
+            flags = risk.assess(facts, history, risk_cfg)
+            if flags:
+                risk_score, risk_flags = risk.score(flags), risk.dumps_flags(flags)
+                stats["flagged"] += 1
+        if signed_list:
+            # The revision as generated, before its corrections: the detail
+            # screen shows what the adjustments changed since.
+            self.snapshots.append((
+                inv_id, 1, generated, "adjust", dbv(Invoice.subtotal, calc.subtotal),
+                dbv(Invoice.subtotal, calc.discount_total), dbv(Invoice.subtotal, calc.tax_total), 0,
+                dbv(Invoice.subtotal, calc.total()), _snapshot_lines(calc)))
         approved_at = generated + dt.timedelta(days=rng.randint(0, max(cls["hold_days"], 1))) \
             if status in (S.APPROVED, *S.SENT_STATUSES) and generated else None
         if approved_at and approved_at > now:
@@ -323,7 +473,8 @@ class _Batch:
             approved_at, ("auto:send-immediately" if cls["send_mode"] == "immediately" else "demo")
             if approved_at else None, generated if account["model"] == "postpay" and status != S.OPEN else None,
             revision, reissue, now - dt.timedelta(hours=1) if reissue else None, reissue_after,
-            approved_at if sent else None, revision if sent else None))
+            approved_at if sent else None, revision if sent else None, risk_score, risk_flags))
+        self.last_number = self.invoices[-1][1]
         for c in calc.charges:
             self.charges.append((inv_id, c.position, c.description, c.service, c.subscription_id,
                                  dbv(ChargeLine.quantity, c.quantity), dbv(ChargeLine.discount, c.discount),
@@ -332,8 +483,14 @@ class _Batch:
             self.taxes.append((inv_id, t.position, t.name, t.description, dbv(TaxLine.amount, t.amount)))
         if sent:
             self._payment(rng, inv_id, status, total, issue_date, approved_at, cls, account)
-        if status in (S.UNDER_REVIEW, S.REJECTED):
+        if status in (S.UNDER_REVIEW, S.REJECTED, S.OPEN):
+            # Open ones too: closing them (bill run) recalculates the same usage.
             self._xdrs(rng, inv_id, account, data, period_from)
+        return facts
+
+    def _correction(self, inv_id, pos, signed, desc, at, revision):
+        self.corrections.append((inv_id, pos, "manual_credit" if signed < 0 else "manual_charge", desc,
+                                 dbv(Correction.amount, signed), "demo", at, revision))
 
     def _payment(self, rng, inv_id, status, total, issue_date, created, cls, account):
         due = issue_date + dt.timedelta(days=cls["net_days"])
@@ -379,6 +536,9 @@ class _Batch:
             insert_rows(Payment, ["invoice", "description", "created_at", "due_date", "status", "amount"],
                         self.payments)
             insert_rows(Xdr, ["xdr_id", "account", "service", "time", "quantity", "amount"], self.xdrs)
+            insert_rows(InvoiceSnapshot, ["invoice", "revision", "taken_at", "action", "subtotal",
+                                          "discount_total", "tax_total", "correction_total", "total", "lines"],
+                        self.snapshots)
         stats["invoices"] += len(self.invoices)
         stats["charge lines"] += len(self.charges)
         stats["payments"] += len(self.payments)

@@ -1,9 +1,11 @@
 """Everything about one invoice: the header and each table of seed 001."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import statuses as S
+from ..revisions import RevisionDiff, since_review
+from ..risk import Flag, parse_flags
 from .models import (
     Account, AuditEvent, ChargeLine, Correction, CustomerClass, Invoice, Payment,
     Subscription, TaxLine,
@@ -19,6 +21,14 @@ class InvoiceDetail:
     corrections: list[Correction]
     taxes: list[TaxLine]
     audit: list[AuditEvent]
+    # Risk review: the flags with their reasons (heaviest first), and what
+    # changed since the revision last reviewed (None: nothing changed).
+    flags: list[Flag] = field(default_factory=list)
+    changes: RevisionDiff | None = None
+
+    @property
+    def risk_score(self) -> int:
+        return self.invoice.risk_score or 0
 
     @property
     def closed(self) -> bool:
@@ -47,12 +57,16 @@ def load_detail(ref: int | str) -> InvoiceDetail:
     charges = list(ChargeLine.select().where(ChargeLine.invoice == inv.id).order_by(ChargeLine.position))
     sub_ids = sorted({c.subscription_id for c in charges if c.subscription_id})
     subscriptions = list(Subscription.select().where(Subscription.id.in_(sub_ids)).order_by(Subscription.id)) if sub_ids else []
+    corrections = list(Correction.select().where(Correction.invoice == inv.id).order_by(Correction.position))
+    taxes = list(TaxLine.select().where(TaxLine.invoice == inv.id).order_by(TaxLine.position))
     return InvoiceDetail(
         invoice=inv,
         charges=charges,
         subscriptions=subscriptions,
         payments=list(Payment.select().where(Payment.invoice == inv.id).order_by(Payment.id)),
-        corrections=list(Correction.select().where(Correction.invoice == inv.id).order_by(Correction.position)),
-        taxes=list(TaxLine.select().where(TaxLine.invoice == inv.id).order_by(TaxLine.position)),
+        corrections=corrections,
+        taxes=taxes,
         audit=list(AuditEvent.select().where(AuditEvent.invoice == inv.id).order_by(AuditEvent.id)),
+        flags=parse_flags(inv.risk_flags),
+        changes=since_review(inv, charges, taxes, corrections),
     )

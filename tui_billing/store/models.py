@@ -131,6 +131,8 @@ class Invoice(BaseModel):
     notified_at = DateTimeField(null=True)  # admins told it waits for review
     claimed_by = CharField(max_length=64, null=True)  # job-loop row claim
     claimed_until = DateTimeField(null=True)
+    risk_score = IntegerField(default=0)  # risk review: sum of the flags' weights (risk.py)
+    risk_flags = TextField(default="")  # JSON list of {code, reason}; "" when none
 
     class Meta:
         indexes = (
@@ -142,6 +144,14 @@ class Invoice(BaseModel):
             (("status", "reissue_after"), False),
             (("total", "id"), False),
         )
+
+
+# The risk-ordered queue (queries.page sort="risk"): score high to low, then
+# the nearest deadline, then id — per status, and over every status.
+Invoice.add_index(Invoice.index(Invoice.status, Invoice.risk_score.desc(), Invoice.review_deadline, Invoice.id,
+                                name="invoice_status_risk_order"))
+Invoice.add_index(Invoice.index(Invoice.risk_score.desc(), Invoice.review_deadline, Invoice.id,
+                                name="invoice_risk_order"))
 
 
 class ChargeLine(BaseModel):
@@ -226,7 +236,7 @@ class OutboxMessage(BaseModel):
     recipient = CharField(max_length=254)
     subject = CharField(max_length=300)
     body = TextField(default="")
-    status = CharField(max_length=12, default="queued")  # queued|sending|sent|failed
+    status = CharField(max_length=12, default="queued")  # queued|sending|uncertain|sent|failed
     attempts = IntegerField(default=0)
     next_attempt_at = DateTimeField(null=True)
     last_error = TextField(default="")
@@ -247,8 +257,28 @@ class JobLock(BaseModel):
     heartbeat_at = DateTimeField()
 
 
+class InvoiceSnapshot(BaseModel):
+    """An invoice's lines and totals as they were at one revision (revisions.py):
+    taken before an adjust or reissue changes them, so the detail screen can
+    show what changed since the revision last reviewed."""
+    id = AutoField()
+    invoice = ForeignKeyField(Invoice, backref="snapshots", on_delete="CASCADE")
+    revision = IntegerField()
+    taken_at = DateTimeField()
+    action = CharField(max_length=40)  # the change about to be made: adjust | reissue | ...
+    subtotal = MoneyField(default=0)
+    discount_total = MoneyField(default=0)
+    tax_total = MoneyField(default=0)
+    correction_total = MoneyField(default=0)
+    total = MoneyField(default=0)
+    lines = TextField(default="")  # JSON: {"charges": [...], "taxes": [...], "corrections": [...]}
+
+    class Meta:
+        indexes = ((("invoice", "revision"), True),)
+
+
 ALL_MODELS = [
     Setting, Sequence, CustomerClass, Account, Subscription, Discount, TaxRule,
     Xdr, Invoice, ChargeLine, TaxLine, Correction, Payment, InvoicePdf,
-    AuditEvent, OutboxMessage, JobLock,
+    AuditEvent, OutboxMessage, JobLock, InvoiceSnapshot,
 ]

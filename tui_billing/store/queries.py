@@ -19,6 +19,9 @@ SORTS = {  # name -> (column, default descending?)
     "number": (Invoice.number, False),
     "total": (Invoice.total, True),
     "deadline": (Invoice.review_deadline, False),
+    # Risk review queue: highest score first, then the nearest deadline
+    # (no deadline last), then id; keyset on all three (see page()).
+    "risk": (Invoice.risk_score, True),
 }
 MAX_LIMIT = 5000
 
@@ -98,12 +101,15 @@ def _where(f: Filters):
 
 # What a results page shows (finder, queue, find --json): fewer columns than
 # the whole row keeps a page of 100 at a few milliseconds on a million rows.
-PAGE_COLUMNS = (
+INVOICE_PAGE_COLUMNS = (
     Invoice.id, Invoice.number, Invoice.account, Invoice.customer_class, Invoice.kind,
     Invoice.payment_model, Invoice.status, Invoice.currency, Invoice.period_from, Invoice.period_to,
     Invoice.issue_date, Invoice.due_date, Invoice.review_deadline, Invoice.total, Invoice.outstanding,
     Invoice.external_total, Invoice.external_currency, Invoice.approved_at, Invoice.revision,
-    Invoice.reissue_mode, Invoice.reissue_after,
+    Invoice.reissue_mode, Invoice.reissue_after, Invoice.risk_score, Invoice.risk_flags,
+)
+_N = len(INVOICE_PAGE_COLUMNS)  # then the joined account (3 columns) and class (2)
+PAGE_COLUMNS = INVOICE_PAGE_COLUMNS + (
     Account.id, Account.name, Account.account_type, CustomerClass.id, CustomerClass.name,
 )
 
@@ -143,7 +149,7 @@ class InvoiceRow:
     joined models each cost ~5 ms, these cost ~0.1 ms (see bench_store.py).
     Read-only: to change an invoice, call workflow with its id.
     """
-    __slots__ = tuple(c.name for c in PAGE_COLUMNS[:21]) + ("account", "customer_class")
+    __slots__ = tuple(c.name for c in INVOICE_PAGE_COLUMNS) + ("account", "customer_class")
 
     @property
     def account_id(self):
@@ -152,6 +158,12 @@ class InvoiceRow:
     @property
     def customer_class_id(self):
         return self.customer_class.id
+
+    @property
+    def flags(self):
+        """The risk flags (risk.Flag, heaviest first) stored on the invoice."""
+        from ..risk import parse_flags
+        return parse_flags(self.risk_flags)
 
 
 def _converter(field):
@@ -172,7 +184,7 @@ def _converter(field):
     return None
 
 
-_CONVERTERS = [(c.name, _converter(c)) for c in PAGE_COLUMNS[:21]]
+_CONVERTERS = [(c.name, _converter(c)) for c in INVOICE_PAGE_COLUMNS]
 
 
 def _rows(query) -> list[InvoiceRow]:
@@ -182,8 +194,8 @@ def _rows(query) -> list[InvoiceRow]:
         row = InvoiceRow()
         for (name, conv), value in zip(_CONVERTERS, values):
             setattr(row, name, conv(value) if conv else value)
-        row.account = Ref(values[21], values[22], values[23])
-        row.customer_class = Ref(values[24], values[25])
+        row.account = Ref(values[_N], values[_N + 1], values[_N + 2])
+        row.customer_class = Ref(values[_N + 3], values[_N + 4])
         out.append(row)
     return out
 
@@ -200,6 +212,8 @@ def page(f: Filters, *, sort: str = "issue_date", descending: bool | None = None
     query = base_query(f)
     if sort == "deadline":  # only invoices with a deadline sort by it
         query = query.where(Invoice.review_deadline.is_null(False))
+    if sort == "risk":
+        return _risk_page(f, desc, after, limit)
     if after is not None:
         if desc:
             query = query.where((column < after.value) | ((column == after.value) & (Invoice.id < after.id)))
@@ -209,7 +223,60 @@ def page(f: Filters, *, sort: str = "issue_date", descending: bool | None = None
     return _rows(query.order_by(*order).limit(limit))
 
 
+def _risk_page(f: Filters, desc: bool, after: PageKey | None, limit: int) -> list[InvoiceRow]:
+    """risk_score DESC, review_deadline ASC (no deadline last), id ASC — or all reversed.
+
+    Read as index range scans, not one big sort: per status asked for (the
+    queue: under review, rejected; else over every status) one stream of rows
+    with a deadline and one of rows without, each in the order of
+    (status,) risk_score DESC, review_deadline, id; the streams' pages are
+    merged here.  The key's value is (risk_score, review_deadline).
+    """
+    score, deadline, id_ = Invoice.risk_score, Invoice.review_deadline, Invoice.id
+    base = base_query(f.with_(statuses=()))
+    order = (score.desc(), deadline.asc(), id_.asc()) if desc else (score.asc(), deadline.desc(), id_.desc())
+    rows: list[InvoiceRow] = []
+    for status in (f.statuses or (None,)):
+        for dated in (True, False):
+            query = base.where(deadline.is_null(not dated))
+            if status is not None:
+                if not dated and not Invoice.select(Invoice.id).where(
+                        (Invoice.status == status) & deadline.is_null()).limit(1).exists():
+                    # Nothing to read (the usual case in the queue: every invoice under
+                    # review has a deadline); skipping it spares the planner a long
+                    # walk of the undated rows of every other status.
+                    continue
+                query = query.where(Invoice.status == status)
+            if after is not None:
+                query = query.where(_risk_after(after, desc, dated))
+            rows += _rows(query.order_by(*order).limit(limit))
+    rows.sort(key=_risk_key, reverse=not desc)
+    return rows[:limit]
+
+
+def _risk_key(row) -> tuple:
+    return (-row.risk_score, row.review_deadline is None, row.review_deadline or dt.datetime.min, row.id)
+
+
+def _risk_after(after: PageKey, desc: bool, dated: bool):
+    """Rows of one stream (with a deadline or without) that come after the key."""
+    score, deadline, id_ = Invoice.risk_score, Invoice.review_deadline, Invoice.id
+    s, d = after.value
+    if desc:  # score desc; within a score: dated rows (deadline asc, id asc), then undated (id asc)
+        if dated:
+            return (score < s) if d is None else (
+                (score < s) | ((score == s) & ((deadline > d) | ((deadline == d) & (id_ > after.id)))))
+        return ((score < s) | ((score == s) & (id_ > after.id))) if d is None else (score <= s)
+    # the exact reverse: score asc; within a score: undated (id desc), then dated (deadline desc, id desc)
+    if dated:
+        return (score >= s) if d is None else (
+            (score > s) | ((score == s) & ((deadline < d) | ((deadline == d) & (id_ < after.id)))))
+    return ((score > s) | ((score == s) & (id_ < after.id))) if d is None else (score > s)
+
+
 def key_of(inv: Invoice | InvoiceRow, sort: str) -> PageKey:
+    if sort == "risk":
+        return PageKey((inv.risk_score, inv.review_deadline), inv.id)
     column, _ = SORTS[sort]
     return PageKey(getattr(inv, column.name), inv.id)
 
