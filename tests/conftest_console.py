@@ -47,7 +47,9 @@ def console_env(console_template, tmp_path):
     url = "sqlite:///" + str(path)
     store_db.connect(url)
     args = argparse.Namespace(config=str(tmp_path / "no-config.toml"), jobs=False, db=url, now=None)
-    env = Env(args=args, config=AppConfig(), ctx=console_ctx(), db_url=url)
+    # Mail from a console started with jobs goes to a maildir of the test, never the user's.
+    config = AppConfig(mail={"transport": "maildir", "maildir": str(tmp_path / "maildir")})
+    env = Env(args=args, config=config, ctx=console_ctx(), db_url=url)
     yield env
     store_db.close()
 

@@ -45,6 +45,8 @@ def test_queue_is_first_screen_sorted_by_deadline(console_env):
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
             assert isinstance(app.screen, QueueScreen)
+            await pilot.press("s")  # risk first is the default (issue #7); s: by review deadline
+            await settle(pilot)
             table = app.screen.query_one(InvoiceTable)
             rows = [table.items[k] for k in table.order]
             assert rows and {r.status for r in rows} <= {S.UNDER_REVIEW, S.REJECTED}
@@ -309,7 +311,9 @@ def test_reissue_off_peak_marks_rejected(console_env):
             await pilot.pause()
             # The row stays in the queue, its state cell now says it awaits reissue.
             assert table.items[str(row.id)].status == S.REJECTED
-            assert "reissue off-peak" in table.get_cell(str(row.id), "review").plain
+            # (80 columns: "reissue 01:00"; "reissue off-peak 01:00" where it fits)
+            assert table.get_cell(str(row.id), "review").plain.startswith("reissue ")
+            assert table.get_cell(str(row.id), "review").plain != "reissue now"
             return row.id
 
     invoice_id = run(scenario())
@@ -391,24 +395,25 @@ def test_classes_warning_live_and_save(console_env):
     assert (cls.send_mode, cls.hold_days, cls.net_days) == ("after_review", 5, 19)
 
 
-def test_jobs_flag_starts_the_loop_or_says_why_not(console_env):
+def test_jobs_flag_starts_the_loop_and_it_dispatches(console_env, tmp_path):
+    approved = Invoice.select().where(Invoice.status == S.APPROVED).count()
+    assert approved, "the demo store should hold approved invoices to dispatch"
+
     async def scenario():
         app = make_app(console_env, jobs=True)
         async with app.run_test(size=(80, 24), notifications=True) as pilot:
             await settle(pilot)
             messages = [n.message for n in app._notifications]
-            try:
-                import tui_billing.jobs as jobs  # noqa: F401
-                has_loop = hasattr(jobs, "run_loop")
-            except ImportError:
-                has_loop = False
-            if has_loop:
-                assert any("Job loop started" in m for m in messages)
-                assert [w for w in app.workers if w.group == "jobs"]
-            else:
-                assert any("not available" in m for m in messages)
+            assert any("Job loop started" in m for m in messages)
+            assert [w for w in app.workers if w.group == "jobs"]
+            for _ in range(200):  # the first pass dispatches every approved invoice
+                if not Invoice.select().where(Invoice.status == S.APPROVED).count():
+                    break
+                await pilot.pause(0.05)
             app.stop_jobs.set()
     run(scenario())
+    assert Invoice.select().where(Invoice.status == S.APPROVED).count() == 0
+    assert list((tmp_path / "maildir" / "new").iterdir()), "mail went to the test's maildir"
 
 
 def test_command_palette_lists_actions_and_runs_them(console_env):
@@ -518,3 +523,196 @@ def test_erp_integration_shows_external_total_and_approval_date(console_env):
             assert "External total" in head and "Approval date" in head
             assert "Closed · Paid" in head or paid.payment_model != "postpay"
     run(scenario())
+
+
+# -- risk review (issue #7) ---------------------------------------------------
+
+def flag_invoices(scores: dict[int, list[str]]) -> None:
+    """Give invoices risk flags (codes; reasons made up) as the bill run would."""
+    from tui_billing.risk import Flag, dumps_flags, score
+
+    for invoice_id, codes in scores.items():
+        flags = [Flag(code, f"reason of {code} on invoice {invoice_id}") for code in codes]
+        Invoice.update(risk_score=score(flags), risk_flags=dumps_flags(flags)).where(
+            Invoice.id == invoice_id).execute()
+
+
+def queue_ids(status=(S.UNDER_REVIEW,)) -> list[int]:
+    """Queue invoices, latest deadline first (the ones the deadline sort shows last)."""
+    return [i.id for i in Invoice.select(Invoice.id).where(Invoice.status.in_(list(status)))
+            .order_by(Invoice.review_deadline.desc(), Invoice.id)]
+
+
+def test_queue_is_sorted_by_risk_then_deadline_and_s_switches(console_env):
+    ids = queue_ids()
+    # Late deadlines: by deadline alone they would come last.
+    flag_invoices({ids[0]: ["total_spike"], ids[1]: ["negative_total", "tax_ratio"], ids[2]: ["new_service"]})
+
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            screen = app.screen
+            assert screen.sort == "risk"
+            table = screen.query_one(InvoiceTable)
+            rows = [table.items[k] for k in table.order]
+            assert [r.id for r in rows[:3]] == [ids[1], ids[0], ids[2]]
+            assert [r.risk_score for r in rows[:3]] == [70, 40, 10]
+            scores = [r.risk_score for r in rows]
+            assert scores == sorted(scores, reverse=True)
+            unflagged = [r.review_deadline for r in rows if not r.risk_score]
+            assert unflagged == sorted(unflagged)
+            # The compact Flags column fits at 80 columns.
+            assert table.get_cell(str(ids[1]), "flags").plain == "negative +1"
+            assert table.get_cell(str(ids[0]), "flags").plain == "spike"
+            assert "by risk" in str(screen.query_one("#counts", Static).render())
+            # s: back to the review deadline order, and again to risk.
+            await pilot.press("s")
+            await settle(pilot)
+            rows = [table.items[k] for k in table.order]
+            deadlines = [r.review_deadline for r in rows]
+            assert screen.sort == "deadline" and deadlines == sorted(deadlines)
+            assert "by review deadline" in str(screen.query_one("#counts", Static).render())
+            await pilot.press("s")
+            await settle(pilot)
+            assert table.order[0] == str(ids[1])
+    run(scenario())
+
+
+def test_flagged_only_in_queue_and_finder(console_env):
+    under_review = queue_ids()
+    paid = [i.id for i in Invoice.select(Invoice.id).where(Invoice.status == S.PAID).order_by(Invoice.id)]
+    flag_invoices({under_review[3]: ["zero_total"], under_review[5]: ["large_correction"],
+                   paid[0]: ["total_drop"]})
+    flagged = {i.id for i in Invoice.select(Invoice.id).where(Invoice.risk_score > 0)}
+    in_queue = {i for i in flagged if Invoice.get_by_id(i).status in (S.UNDER_REVIEW, S.REJECTED)}
+    assert {under_review[3], under_review[5]} <= in_queue
+
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            table = app.screen.query_one(InvoiceTable)
+            everything = len(table.order)
+            await pilot.press("f")
+            await settle(pilot)
+            rows = [table.items[k] for k in table.order]
+            assert {r.id for r in rows} == in_queue and all(r.risk_score > 0 for r in rows)
+            counts = str(app.screen.query_one("#counts", Static).render())
+            assert "flagged only" in counts
+            assert f"Under review {len([r for r in rows if r.status == S.UNDER_REVIEW])}" in counts
+            await pilot.press("f")  # again: every invoice
+            await settle(pilot)
+            assert len(table.order) == everything
+            # The finder has the toggle too (and a risk sort, k).
+            await pilot.press("f3")
+            await settle(pilot)
+            finder = app.screen
+            assert isinstance(finder, FinderScreen)
+            await pilot.press("f")
+            await settle(pilot)
+            table = finder.query_one(InvoiceTable)
+            assert {table.items[k].id for k in table.order} == flagged
+            await pilot.press("k")
+            await settle(pilot)
+            scores = [table.items[k].risk_score for k in table.order]
+            assert scores == sorted(scores, reverse=True)
+    run(scenario())
+
+
+def test_detail_lists_flags_in_full_and_changes_since_review(console_env):
+    from tui_billing import workflow
+    from tui_billing.risk import Flag, dumps_flags
+
+    from .conftest_console import console_ctx
+
+    inv = (Invoice.select().where((Invoice.status == S.UNDER_REVIEW) & (Invoice.currency == "EUR")
+                                  & (Invoice.revision == 1)).order_by(Invoice.id).first())
+    plain = (Invoice.select().where((Invoice.status == S.UNDER_REVIEW) & (Invoice.risk_score == 0)
+                                    & (Invoice.id != inv.id)).order_by(Invoice.id).first())
+    reasons = ["total 12,400.00 EUR is 9.8x the last 3 invoices' average 1,265.10",
+               "first time billed: roaming (120.00 EUR); not on the last 3 invoices"]
+    before = Invoice.get_by_id(inv.id).total
+    workflow.adjust(console_ctx(), inv.id, "charge", Decimal("12.50"), "On-site support")
+    after = Invoice.get_by_id(inv.id).total
+    # (after the adjust: it assesses the invoice again)
+    Invoice.update(risk_score=50, risk_flags=dumps_flags(
+        [Flag("total_spike", reasons[0]), Flag("new_service", reasons[1])])).where(Invoice.id == inv.id).execute()
+    assert after == before + Decimal("12.50")
+
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            app.open_invoice(inv.id)
+            await settle(pilot)
+            detail = app.screen
+            flags = detail.query_one("#detail-flags", Static)
+            # Each reason in full (wrapped at 80 columns, never cut), with the score.
+            shown = " ".join(" ".join(strip.text.rstrip() for strip in flags.render_lines(
+                flags.region.reset_offset)).split())
+            assert "Flags (50)" in shown
+            for reason in reasons:
+                assert reason in shown, (reason, shown)
+            assert [f.reason for f in detail.detail.flags] == reasons
+            # Changes: the added correction line and the total, before and after.
+            tabs = detail.query_one(TabbedContent)
+            panes = [p.id for p in tabs.query("TabPane")]
+            assert panes.index("tab-changes") == len(panes) - 2  # just before Audit
+            tabs.active = "tab-changes"
+            await settle(pilot)
+            table = detail.query_one("#changes-table")
+            cells = [[table.get_cell_at((r, c)) for c in range(len(table.columns))] for r in range(table.row_count)]
+            plain_rows = [[c.plain if hasattr(c, "plain") else str(c) for c in row] for row in cells]
+            added = [r for r in plain_rows if r[0] == "correction added"]
+            assert added and "On-site support" in added[0][1] and added[0][4] == "+12.50"
+            total = [r for r in plain_rows if r[1] == "Total"]
+            assert total == [["total", "Total", f"{before:,.2f}", f"{after:,.2f}", "+12.50"]]
+            head = str(detail.query_one("#changes-head", Static).render())
+            assert "Revision 1 (last reviewed) → revision 2" in head and f"{after:,.2f} EUR" in head
+            # v: this revision is reviewed; the next diff starts from it.
+            await pilot.press("v")
+            await settle(pilot)
+            assert detail.detail.changes is None
+            note = str(detail.query_one("#changes-note", Static).render())
+            assert note == "No changes since the revision last reviewed."
+            # An invoice without flags says so.
+            await pilot.press("escape")
+            await pilot.pause()
+            app.open_invoice(plain.id)
+            await settle(pilot)
+            assert "No flags" in str(app.screen.query_one("#detail-flags", Static).render())
+    run(scenario())
+    assert AuditEvent.select().where((AuditEvent.invoice == inv.id)
+                                     & (AuditEvent.action == "mark_reviewed")).exists()
+
+
+@pytest.mark.parametrize("descending", [None, False])
+def test_pager_pages_the_risk_sort_in_exactly_the_query_order(console_env, descending):
+    from tui_billing.store import queries
+    from tui_billing.widgets.pager import Pager
+
+    ids = queue_ids((S.UNDER_REVIEW, S.REJECTED))
+    flag_invoices({i: ["tax_ratio"] if n % 3 else ["total_spike", "tax_ratio"] for n, i in enumerate(ids[:11])})
+    filters = queries.make_filters(status=[S.UNDER_REVIEW, S.REJECTED])
+    pager = Pager(filters, "risk", descending, limit=4)
+    got = []
+    while pager.has_more:
+        got += [r.id for r in pager.next_page()]
+    expected = [r.id for r in queries.page(filters, sort="risk", descending=descending, limit=5000)]
+    assert got == expected and len(got) == len(ids)
+
+
+def test_readme_lists_every_binding_id():
+    """Operators remap keys by id ([keys] in the config file): the README's
+    list must name every id the console has, and no id it lacks."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    source = "".join(p.read_text(encoding="utf-8") for p in (root / "tui_billing").rglob("*.py"))
+    ids = set(re.findall(r'id="([a-z_]+\.[a-z_]+)"', source))
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("**Remapping keys.**"):readme.index("## Usage and the bill run")]
+    listed = set(re.findall(r"`([a-z_]+\.[a-z_]+)`", section))
+    assert ids and ids == listed

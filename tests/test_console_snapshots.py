@@ -72,3 +72,10 @@ def test_snapshot_classes_80x24(snap_compare, console_env):
 
 def test_snapshot_help_80x24(snap_compare, console_env):
     assert snap_compare(make_app(console_env), terminal_size=(80, 24), run_before=press("f1"))
+
+
+def test_snapshot_detail_changes_tab_80x24(snap_compare, console_env):
+    """Flags section and the Changes tab (this invoice was reissued/adjusted since its review)."""
+    inv = detail_invoice()
+    assert snap_compare(make_app(console_env), terminal_size=(80, 24),
+                        run_before=open_detail(inv.id, "n", "n", "n", "n", "n"))

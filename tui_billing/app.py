@@ -105,6 +105,7 @@ class BillingApp(App):
             ("Review queue and finder", keys(*InvoiceTable.BINDINGS, *InvoiceListScreen.BINDINGS,
                                              Binding("enter", "open", "Open the invoice"),
                                              Binding("pagedown", "more", "Next rows (pages load as you go)"))),
+            ("Review queue", keys(*QueueScreen.BINDINGS)),
             ("Filter bar", keys(Binding("tab", "next", "Next filter"), *FilterBar.BINDINGS)),
             ("Finder", keys(*FinderScreen.BINDINGS)),
             ("Invoice detail", keys(*InvoiceDetailScreen.BINDINGS)),

@@ -23,8 +23,9 @@ Exactly-once, precisely:
   second one.
 - SMTP: a server delivers a message only after it has received the final
   "<CRLF>.<CRLF>" of DATA.  Everything up to that point is retried freely (a
-  crash leaves the row "sending"; the next loop puts it back in the queue and
-  the server has discarded the half-sent transaction).  Just before the final
+  crash leaves the row "sending"; a loop puts it back in the queue once its
+  sender is known to be dead or its lease ran out — see recover_interrupted —
+  and the server has discarded the half-sent transaction).  Just before the final
   dot the row is committed as "uncertain"; after the server's reply it is
   committed as "sent" (or back to queued/failed if the server refused it).  A
   crash or a dropped connection between those two commits leaves the row
@@ -633,10 +634,43 @@ def _log_fields(msg: OutboxMessage) -> dict:
     return {"invoice": number, "message": msg.message_id, "kind": msg.kind, "outbox": msg.id}
 
 
-def _claim(msg_id: int, now: dt.datetime) -> int | None:
-    """queued -> sending, attempts + 1; returns the new attempts (the claim token)."""
+# A row in "sending" records who sends it and until when: `last_error` holds
+# CLAIM_MARK + the sender (the job loop's holder "host|pid|start|random|pidns")
+# and `next_attempt_at` the end of the lease (real UTC clock; while a row is
+# sending, its next attempt is meaningless).  recover_interrupted() puts a
+# row back in the queue only when its sender is known to be dead or its lease
+# ran out; even then the attempts token keeps a sender that was merely slow
+# from completing (ClaimLost before the final ".").
+SEND_LEASE = dt.timedelta(minutes=5)
+CLAIM_MARK = "sending, claimed by "
+
+
+def sender_id() -> str:
+    """This process as a sender (the same form as a job loop's holder)."""
+    from .jobs.lock import make_holder
+
+    global _SENDER
+    if _SENDER is None or _SENDER[0] != os.getpid():
+        _SENDER = (os.getpid(), make_holder())
+    return _SENDER[1]
+
+
+_SENDER: tuple[int, str] | None = None
+
+
+def _real_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+def _claim(msg_id: int, now: dt.datetime, holder: str | None = None) -> int | None:
+    """queued -> sending, attempts + 1, sender and lease recorded; returns the
+    new attempts (the claim token).  The conditional UPDATE is the claim: of
+    several loops exactly one moves the row."""
+    holder = holder or sender_id()
     with database.atomic():
-        n = (OutboxMessage.update(status=SENDING, attempts=OutboxMessage.attempts + 1)
+        n = (OutboxMessage.update(status=SENDING, attempts=OutboxMessage.attempts + 1,
+                                  next_attempt_at=_real_now() + SEND_LEASE,
+                                  last_error=(CLAIM_MARK + holder)[:2000])
              .where((OutboxMessage.id == msg_id) & (OutboxMessage.status == QUEUED)
                     & (OutboxMessage.next_attempt_at <= now))
              .execute())
@@ -654,8 +688,13 @@ def _move(msg_id: int, token: int, from_status: tuple[str, ...], **changes) -> b
 
 
 def deliver_due(ctx, transport, *, policy: RetryPolicy | None = None, limit: int = 200,
-                stop=None, log: Callable[..., None] | None = None, job: str = "deliver_outbox") -> DeliveryResult:
-    """Send queued messages whose next attempt is due (next_attempt_at <= now)."""
+                stop=None, log: Callable[..., None] | None = None, job: str = "deliver_outbox",
+                holder: str | None = None) -> DeliveryResult:
+    """Send queued messages whose next attempt is due (next_attempt_at <= now).
+
+    Several senders (job loops on a PostgreSQL store) may run this at once:
+    each message is claimed (queued -> sending) by exactly one of them.
+    `holder` names this sender on its claims (default: this process)."""
     from .store.settings import load_settings
 
     policy = policy or RetryPolicy()
@@ -672,7 +711,7 @@ def deliver_due(ctx, transport, *, policy: RetryPolicy | None = None, limit: int
                 result.stopped_early = True
                 break
             now = ctx.clock.now()
-            token = _claim(msg_id, now)
+            token = _claim(msg_id, now, holder)
             if token is None:
                 result.skipped += 1  # someone else took it, or it is no longer due
                 continue
@@ -739,12 +778,57 @@ def _point_of_no_return(msg_id: int, token: int) -> None:
         raise ClaimLost()
 
 
-def recover_interrupted() -> int:
+def claim_holder(msg: OutboxMessage) -> str | None:
+    """Who claimed a "sending" row (None: not recorded, e.g. an older version)."""
+    text = msg.last_error or ""
+    if msg.status != SENDING or not text.startswith(CLAIM_MARK):
+        return None
+    return text[len(CLAIM_MARK):].splitlines()[0] if len(text) > len(CLAIM_MARK) else None
+
+
+def interrupted_reason(msg: OutboxMessage, now: dt.datetime | None = None) -> str | None:
+    """Why a "sending" row may go back to the queue, or None while its sender
+    may still be working on it."""
+    from .jobs.lock import Holder
+
+    holder = claim_holder(msg)
+    if holder is None:
+        return "sender not recorded"
+    if Holder.parse(holder).dead():
+        return "sender is gone"
+    if msg.next_attempt_at is None or msg.next_attempt_at < (now or _real_now()):
+        return "lease expired"
+    return None
+
+
+def recover_interrupted(*, exclusive: bool = False, now: dt.datetime | None = None) -> int:
     """After a crash: rows left 'sending' were never handed over (SMTP: no
-    final "."; Maildir: delivery is idempotent), so they go back to the queue.
-    Call only while holding the job-loop lock (no other sender is running)."""
-    return (OutboxMessage.update(status=QUEUED)
-            .where(OutboxMessage.status == SENDING).execute())
+    final "."; Maildir: delivery is idempotent), so they go back to the queue,
+    due at once (at `now`, the caller's clock; default: when it was queued).
+
+    exclusive=True (a SQLite job loop holding the store's only loop lock: no
+    other sender can run) requeues every 'sending' row.  Otherwise (several
+    loops on PostgreSQL) only rows whose sender is dead (a process of this
+    host that no longer exists), whose sender is not recorded, or whose lease
+    (SEND_LEASE) ran out; a row another live loop is sending is left alone.
+    Each row moves with a guarded UPDATE (same status and attempts), so a
+    sender that finishes meanwhile wins; a slow sender whose row was requeued
+    and claimed again finds its token stale and stops before the final ".".
+    """
+    moved = 0
+    rows = list(OutboxMessage.select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.attempts,
+                                     OutboxMessage.next_attempt_at, OutboxMessage.last_error,
+                                     OutboxMessage.created_at)
+                .where(OutboxMessage.status == SENDING))
+    for msg in rows:
+        reason = "the job loop holds the store" if exclusive else interrupted_reason(msg)
+        if reason is None:
+            continue
+        moved += (OutboxMessage.update(status=QUEUED, next_attempt_at=now or msg.created_at,
+                                       last_error=f"requeued after an interrupted delivery ({reason})")
+                  .where((OutboxMessage.id == msg.id) & (OutboxMessage.status == SENDING)
+                         & (OutboxMessage.attempts == msg.attempts)).execute())
+    return moved
 
 
 # --------------------------------------------------------------------------

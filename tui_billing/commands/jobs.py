@@ -23,11 +23,13 @@ def register(sub) -> None:
         "run", help="run the job loop until SIGTERM/SIGINT (or once, for cron)",
         description="Every job runs at start, then every minute (per-job intervals: [jobs] in the config "
                     "file, in seconds; 0 disables one).  One greppable line per action goes to stderr.  "
-                    "SIGTERM or SIGINT finishes the item in hand and exits 0.  One loop per store: a "
-                    "second one exits 1 (or waits with --wait).")
+                    "SIGTERM or SIGINT finishes the item in hand and exits 0.  SQLite: one loop per "
+                    "store, a second one exits 1 (or waits with --wait).  PostgreSQL: several loops (on "
+                    "any hosts) share the work; each item is claimed by one of them.")
     add_global_options(r)
     r.add_argument("--once", action="store_true", help="run every job once and exit (cron); exit 1 if any item failed")
-    r.add_argument("--wait", action="store_true", help="if another loop runs on this store, wait for it to stop")
+    r.add_argument("--wait", action="store_true", help="SQLite: if another loop runs on this store, wait for it to stop "
+                        "(PostgreSQL loops never wait: they share the work)")
     r.add_argument("--job", action="append", choices=list(JOBS), metavar="NAME",
                    help=f"run only this job (repeatable): {', '.join(JOBS)}")
     r.set_defaults(handler=cmd_jobs_run)

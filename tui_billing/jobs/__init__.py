@@ -8,6 +8,18 @@ idempotent (running it twice does nothing the second time), safe with a
 second caller (every change is a guarded transition in its own
 transaction), and stoppable between items (`stop.is_set()`).
 
+SQLite: one loop per store (LoopLock).  PostgreSQL: several loops share the
+work (LoopRegistration); each job claims its items so none is done twice:
+
+    close_postpay      per invoice: FOR UPDATE SKIP LOCKED in the item's transaction
+    auto_approve       per batch: UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)
+    reissue_offpeak    per batch: claimed_by/claimed_until lease, chosen with SKIP LOCKED
+    dispatch_approved  per batch: claimed_by/claimed_until lease, chosen with SKIP LOCKED
+    expire_payments    per payment: FOR UPDATE SKIP LOCKED in the item's transaction
+    notify_admins      per digest: the invoices' rows with SKIP LOCKED, notified_at set
+                       in the transaction that queues the digest
+    deliver_outbox     per message: queued -> sending (conditional UPDATE), sender + lease
+
 For the console: `review_notice(cursor)` (toast: invoices newly waiting for
 review) and `mail.failed_messages()` (deliveries an operator must look at).
 """
@@ -15,8 +27,8 @@ from __future__ import annotations
 
 from .base import JobLog, JobResult, format_line
 from .dispatch import deliver_outbox, dispatch_approved
-from .lock import LoopBusy, LoopLock, current_holder
-from .loop import DEFAULT_INTERVAL, JOBS, LoopSummary, intervals, run_loop
+from .lock import LoopBusy, LoopLock, LoopRegistration, current_holder, loop_lock, running_loops
+from .loop import DEFAULT_INTERVAL, DEFAULT_SLICE, JOBS, LoopSummary, intervals, run_loop, run_slice
 from .postpay import close_postpay, closing_day, expire_payments
 from .review import ReviewNotice, auto_approve_due, notify_admins, reissue_offpeak, review_notice
 
@@ -29,8 +41,9 @@ def failed_messages(limit: int = 200):
 
 
 __all__ = [
-    "JOBS", "DEFAULT_INTERVAL", "JobLog", "JobResult", "LoopBusy", "LoopLock", "LoopSummary", "ReviewNotice",
+    "JOBS", "DEFAULT_INTERVAL", "DEFAULT_SLICE", "JobLog", "JobResult", "LoopBusy", "LoopLock",
+    "LoopRegistration", "LoopSummary", "ReviewNotice",
     "auto_approve_due", "close_postpay", "closing_day", "current_holder", "deliver_outbox", "dispatch_approved",
-    "expire_payments", "failed_messages", "format_line", "intervals", "notify_admins", "reissue_offpeak",
-    "review_notice", "run_loop",
+    "expire_payments", "failed_messages", "format_line", "intervals", "loop_lock", "notify_admins",
+    "reissue_offpeak", "review_notice", "run_loop", "run_slice", "running_loops",
 ]

@@ -83,15 +83,33 @@ class JobLog:
 
 # --------------------------------------------------------------------------
 # Row claims: a job that takes a batch of invoices marks them with its name
-# so a second caller does not do the same (expensive) work meanwhile.  The
-# claim is only an optimisation: every transition is guarded by itself.
+# so a second caller (another loop on a PostgreSQL store) does not do the same
+# (expensive) work meanwhile.  On PostgreSQL the batch is chosen with
+# SELECT … FOR UPDATE SKIP LOCKED, so two loops claiming at the same moment
+# take different rows instead of one of them finding "nothing to do".  The
+# claim is a lease (CLAIM_LEASE): a loop that dies leaves claims that expire.
+# Correctness never depends on it: every transition is guarded by itself.
 
 CLAIM_LEASE = dt.timedelta(minutes=10)
 
 
+def shared_store() -> bool:
+    """True on PostgreSQL (row locks: several loops share the work), False on SQLite."""
+    return bool(getattr(database.obj, "for_update", False))
+
+
+def skip_locked(query):
+    """`query` FOR UPDATE SKIP LOCKED where the database has row locks (PostgreSQL)."""
+    return query.for_update(skip_locked=True) if shared_store() else query
+
+
+def _short_host() -> str:
+    return socket.gethostname().split(".")[0][:20].replace(":", "_")
+
+
 def claimant(prefix: str = "") -> str:
-    host = socket.gethostname().split(".")[0][:20]
-    return f"{prefix}{host}:{os.getpid()}:{secrets.token_hex(4)}"[:64]
+    """"<prefix><host>:<pid>:<random>" (prefix ends with ':')."""
+    return f"{prefix}{_short_host()}:{os.getpid()}:{secrets.token_hex(4)}"[:64]
 
 
 def real_now() -> dt.datetime:
@@ -107,7 +125,9 @@ def claim_invoices(holder: str, cond, order, limit: int, exclude=()) -> list[int
     if exclude:
         where &= Invoice.id.not_in(list(exclude))
     with database.atomic():
-        ids = [r.id for r in Invoice.select(Invoice.id).where(where).order_by(*order).limit(limit)]
+        # PostgreSQL: rows another loop is claiming right now are skipped (it
+        # gets them); once its claim commits they no longer match `free`.
+        ids = [r.id for r in skip_locked(Invoice.select(Invoice.id).where(where).order_by(*order).limit(limit))]
         if not ids:
             return []
         (Invoice.update(claimed_by=holder, claimed_until=now + CLAIM_LEASE)
@@ -125,9 +145,38 @@ def release_invoices(holder: str, ids) -> None:
 
 
 def release_all_claims() -> int:
-    """At loop start (the loop lock is held): claims left by a dead loop."""
+    """At loop start on SQLite (the loop lock is held: no other loop runs):
+    claims left by a dead loop."""
     return (Invoice.update(claimed_by=None, claimed_until=None)
             .where(Invoice.claimed_by.is_null(False)).execute())
+
+
+def _claim_owner_dead(claim: str) -> bool:
+    """A claim "<prefix>:<host>:<pid>:<random>" made by a process of this host that is gone."""
+    parts = claim.split(":")
+    if len(parts) < 4 or parts[-3] != _short_host() or not parts[-2].isdigit():
+        return False
+    try:
+        os.kill(int(parts[-2]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
+
+
+def release_dead_claims() -> int:
+    """At loop start on PostgreSQL (other loops may be running): only the
+    claims of processes of this host that no longer exist.  Claims of loops
+    elsewhere are left to expire (CLAIM_LEASE)."""
+    holders = [c for (c,) in Invoice.select(Invoice.claimed_by).distinct()
+               .where(Invoice.claimed_by.is_null(False)).tuples()]
+    released = 0
+    for claim in holders:
+        if _claim_owner_dead(claim):
+            released += (Invoice.update(claimed_by=None, claimed_until=None)
+                         .where(Invoice.claimed_by == claim).execute())
+    return released
 
 
 def number_of(invoice_id: int) -> str:

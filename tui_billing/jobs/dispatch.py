@@ -16,6 +16,10 @@ def dispatch_approved(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, b
     (workflow.mark_sent: PAID from the balance, or UNPAID with a payment
     waiting).  A crash before the commit leaves the invoice approved with no
     email queued; after it, both are done: never one without the other.
+
+    Invoices are claimed in batches (claim_invoices: claimed_by lease, chosen
+    with SKIP LOCKED on PostgreSQL), so several loops dispatch different
+    invoices; the guarded transition would refuse a second dispatch anyway.
     """
     log = log or null_log
     res = JobResult()
@@ -88,8 +92,12 @@ def dispatch_one(ctx: workflow.Ctx, inv_id: int, settings) -> tuple[Invoice, Out
 
 
 def deliver_outbox(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, transport=None,
-                   policy: mail.RetryPolicy | None = None, batch: int = 200) -> JobResult:
+                   policy: mail.RetryPolicy | None = None, batch: int = 200, holder: str | None = None) -> JobResult:
     """Send queued messages whose next attempt is due, batch after batch.
+
+    Each message is claimed (queued -> sending, a conditional UPDATE) before
+    it is sent, so several loops deliver different messages; `holder` (the
+    loop's) is recorded on the claim for crash recovery.
 
     `transport` defaults to the one configured ([mail] / TUI_BILLING_SMTP_*).
     A transient failure puts the message back with exponential backoff; after
@@ -105,7 +113,7 @@ def deliver_outbox(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, tran
         policy = policy or mail.RetryPolicy.from_config(cfg.mail)
     res = JobResult()
     while not stopped(stop):
-        r = mail.deliver_due(ctx, transport, policy=policy, limit=batch, stop=stop, log=log)
+        r = mail.deliver_due(ctx, transport, policy=policy, limit=batch, stop=stop, log=log, holder=holder)
         res.done += len(r.sent)
         res.failed += len(r.failed) + len(r.uncertain) + len(r.retrying)
         res.skipped += r.skipped

@@ -1,4 +1,12 @@
-"""One job loop per store: a JobLock row with the holder and a heartbeat.
+"""Job loops and the store: who runs, with a heartbeat (JobLock rows).
+
+SQLite (LoopLock): one job loop per store.  SQLite has no row locks, so two
+loops could not split the work; the second one is refused (or waits).
+
+PostgreSQL (LoopRegistration): several loops at once, on any hosts.  Each
+registers its own JobLock row ("jobs:<random>") and refreshes it; the jobs
+claim every item they work on (FOR UPDATE SKIP LOCKED, claimed_by leases,
+queued -> sending), so the loops split the work and no item is done twice.
 
 The holder is "host|pid|process start|random|pid namespace".  A second loop is refused
 while the holder's heartbeat is fresh, unless the holder is a process on this
@@ -104,6 +112,9 @@ class LoopBusy(Exception):
 
 
 class LoopLock:
+    """SQLite: the one job loop of the store (a second one is refused or waits)."""
+    exclusive = True
+
     def __init__(self, name: str = LOCK_NAME, stale_after: dt.timedelta = STALE_AFTER):
         self.name = name
         self.stale_after = stale_after
@@ -163,6 +174,75 @@ class LoopLock:
             self.held = False
 
 
+class LoopRegistration:
+    """PostgreSQL: one of several job loops sharing the store.
+
+    Never refuses.  Registers its own JobLock row (name "jobs:<random>") and
+    keeps it fresh; on start it removes the registrations of loops that are
+    gone (a process of this host that no longer exists, or a heartbeat older
+    than STALE_AFTER).  Only bookkeeping: what keeps two loops from doing the
+    same item are the claims each job makes on its rows.
+    """
+    exclusive = False
+
+    def __init__(self, stale_after: dt.timedelta = STALE_AFTER):
+        self.stale_after = stale_after
+        self.holder = make_holder()
+        self.name = f"{LOCK_NAME}:{secrets.token_hex(8)}"
+        self.held = False
+        self.took_over: str | None = None  # the exclusive lock has no meaning here
+        self.reaped: list[str] = []  # registrations of dead loops removed at start
+
+    def try_acquire(self) -> None:
+        now = real_now()
+        with database.atomic():
+            for row in JobLock.select().where(JobLock.name.startswith(LOCK_NAME + ":")):
+                if row.heartbeat_at < now - self.stale_after or Holder.parse(row.holder).dead():
+                    n = (JobLock.delete()
+                         .where((JobLock.name == row.name) & (JobLock.holder == row.holder)).execute())
+                    if n:
+                        self.reaped.append(row.holder)
+            JobLock.insert(name=self.name, holder=self.holder, heartbeat_at=now).execute()
+        self.held = True
+
+    def acquire(self, *, wait: bool = False, stop=None, on_wait=None, poll: float = 1.0) -> bool:
+        self.try_acquire()
+        return True
+
+    def heartbeat(self) -> bool:
+        """Refresh the registration; re-register if another loop took this one
+        for dead (it hung longer than STALE_AFTER).  Never lost: the items in
+        hand are protected by their own claims."""
+        now = real_now()
+        n = (JobLock.update(heartbeat_at=now)
+             .where((JobLock.name == self.name) & (JobLock.holder == self.holder)).execute())
+        if n != 1:
+            JobLock.insert(name=self.name, holder=self.holder, heartbeat_at=now).on_conflict_ignore().execute()
+        self.held = True
+        return True
+
+    def release(self) -> None:
+        if self.held:
+            JobLock.delete().where((JobLock.name == self.name) & (JobLock.holder == self.holder)).execute()
+            self.held = False
+
+
+def loop_lock(shared: bool | None = None) -> LoopLock | LoopRegistration:
+    """The right guard for the store: LoopLock on SQLite, LoopRegistration on PostgreSQL."""
+    if shared is None:
+        from .base import shared_store
+
+        shared = shared_store()
+    return LoopRegistration() if shared else LoopLock()
+
+
+def running_loops() -> list[tuple[Holder, dt.datetime]]:
+    """Every registered loop (SQLite: at most one), oldest heartbeat first."""
+    rows = (JobLock.select().where((JobLock.name == LOCK_NAME) | JobLock.name.startswith(LOCK_NAME + ":"))
+            .order_by(JobLock.heartbeat_at))
+    return [(Holder.parse(r.holder), r.heartbeat_at) for r in rows]
+
+
 def current_holder(name: str = LOCK_NAME) -> tuple[Holder, dt.datetime] | None:
     row = JobLock.get_or_none(JobLock.name == name)
     return (Holder.parse(row.holder), row.heartbeat_at) if row else None
@@ -171,7 +251,7 @@ def current_holder(name: str = LOCK_NAME) -> tuple[Holder, dt.datetime] | None:
 class Heartbeat(threading.Thread):
     """Refreshes the lock every HEARTBEAT_EVERY seconds; sets `lost` if taken over."""
 
-    def __init__(self, lock: LoopLock, lost: threading.Event, log=None, every: float = HEARTBEAT_EVERY):
+    def __init__(self, lock: LoopLock | LoopRegistration, lost: threading.Event, log=None, every: float = HEARTBEAT_EVERY):
         super().__init__(name="tui-billing-jobs-heartbeat", daemon=True)
         self.lock, self.lost, self.log, self.every = lock, lost, log, every
         self.done = threading.Event()

@@ -1,20 +1,28 @@
-"""The job loop: every job on its own interval (schedule), one loop per store."""
+"""The job loop: every job on its own interval (schedule).
+
+SQLite: one loop per store (LoopLock; a second one is refused or waits).
+PostgreSQL: any number of loops, on any hosts (LoopRegistration); every job
+claims the rows it works on, so the loops split the work.
+"""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import mail
 from ..config import ConfigError
 from ..workflow import Ctx
-from .base import JobLog, JobResult, release_all_claims
+from .base import JobLog, JobResult, release_all_claims, release_dead_claims, shared_store
 from .dispatch import deliver_outbox, dispatch_approved
-from .lock import Heartbeat, LoopBusy, LoopLock
+from .lock import Heartbeat, LoopBusy, LoopLock, LoopRegistration, loop_lock
 from .postpay import close_postpay, expire_payments
 from .review import auto_approve_due, notify_admins, reissue_offpeak
 
 DEFAULT_INTERVAL = 60.0  # seconds: "within minutes of approval"
+DEFAULT_SLICE = 60.0  # seconds one job may run before the others get their turn (loop mode)
+SLICE_KEY = "max_run_seconds"  # [jobs] max_run_seconds = N
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,8 @@ def intervals(config_jobs: dict | None) -> dict[str, float | None]:
     """Seconds between runs per job ([jobs] table); 0 or "off" disables one."""
     result: dict[str, float | None] = {name: DEFAULT_INTERVAL for name in JOBS}
     for name, value in (config_jobs or {}).items():
+        if name == SLICE_KEY:
+            continue
         if name not in JOBS:
             raise ConfigError(f"jobs.{name}: not a job; known: {', '.join(JOBS)}")
         if isinstance(value, str) and value.strip().lower() in ("off", "false", "no"):
@@ -57,6 +67,40 @@ def intervals(config_jobs: dict | None) -> dict[str, float | None]:
             raise ConfigError(f"jobs.{name}: {value!r} must be between 0 (off) and 604800 seconds")
         result[name] = seconds or None
     return result
+
+
+def run_slice(config_jobs: dict | None) -> float:
+    """[jobs] max_run_seconds: how long one run of a job may take in loop mode
+    before it stops between items and lets the other jobs run (it continues
+    right after them).  Keeps mail flowing while a large batch is dispatched."""
+    value = (config_jobs or {}).get(SLICE_KEY, DEFAULT_SLICE)
+    if isinstance(value, bool):
+        raise ConfigError(f"jobs.{SLICE_KEY}: {value!r} is not a number of seconds")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"jobs.{SLICE_KEY}: {value!r} is not a number of seconds") from None
+    if not (0.1 <= seconds <= 86400):
+        raise ConfigError(f"jobs.{SLICE_KEY}: {value!r} must be between 0.1 and 86400 seconds")
+    return seconds
+
+
+class _Slice:
+    """A job's stop signal: the loop's halt, or its time slice ran out."""
+
+    def __init__(self, halt: "_Halt", seconds: float | None):
+        self.halt = halt
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+
+    @property
+    def expired(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def is_set(self) -> bool:
+        return self.halt.is_set() or self.expired
+
+    def wait(self, timeout: float) -> bool:
+        return self.halt.wait(timeout) or self.expired
 
 
 class _Halt:
@@ -94,21 +138,31 @@ class LoopSummary:
 class Runner:
     """Runs one job with its own actor ("job:<name>") and logs what happened."""
 
-    def __init__(self, env, halt: _Halt, log: JobLog, transport, policy):
+    def __init__(self, env, halt: _Halt, log: JobLog, transport, policy, *, holder: str | None = None,
+                 shared: bool = False, slice_seconds: float | None = None):
         self.env, self.halt, self.log = env, halt, log
         self.transport, self.policy = transport, policy
+        self.holder, self.shared, self.slice_seconds = holder, shared, slice_seconds
         self.summary = LoopSummary()
+        self.unfinished: list[str] = []  # jobs whose slice ran out with work left
 
     def run(self, name: str) -> None:
         if self.halt.is_set():
             return
         spec = JOBS[name]
         ctx = Ctx(clock=self.env.ctx.clock, actor=f"job:{name}")
-        kwargs = {"stop": self.halt, "log": self.log}
+        stop = _Slice(self.halt, self.slice_seconds)
+        kwargs = {"stop": stop, "log": self.log}
         if name == "deliver_outbox":
-            kwargs.update(transport=self.transport, policy=self.policy)
+            kwargs.update(transport=self.transport, policy=self.policy, holder=self.holder)
         self.summary.runs += 1
         try:
+            if name == "deliver_outbox" and self.shared:
+                # Several loops: messages a dead loop left "sending" go back to
+                # the queue (its lease ran out, or its process is gone).
+                requeued = mail.recover_interrupted(now=ctx.clock.now())
+                if requeued:
+                    self.log(name, action="requeued", messages=requeued, reason="sender gone or lease expired")
             result = spec.fn(ctx, **kwargs)
         except Exception as exc:  # the loop survives any one job's failure
             self.summary.errors += 1
@@ -116,6 +170,12 @@ class Runner:
             return
         self.summary.done += result.done
         self.summary.failed += result.failed
+        if stop.expired and not self.halt.is_set() and name not in self.unfinished:
+            self.unfinished.append(name)
+
+    def take_unfinished(self) -> list[str]:
+        names, self.unfinished = self.unfinished, []
+        return names
 
 
 def run_loop(env, stop_event: threading.Event, *, once: bool = False, wait: bool = True,
@@ -138,13 +198,17 @@ def run_loop(env, stop_event: threading.Event, *, once: bool = False, wait: bool
         unknown = [n for n in only if n not in JOBS]
         if unknown:
             raise ConfigError(f"--job: {unknown[0]!r} is not a job; known: {', '.join(JOBS)}")
+    slice_seconds = run_slice(getattr(env.config, "jobs", {}))  # validated in both modes
+    if once:
+        slice_seconds = None  # --once: every job runs to the end of its work
     mail_cfg = getattr(env.config, "mail", {}) or {}
     transport = mail.transport_from_config(mail_cfg)
     policy = mail.RetryPolicy.from_config(mail_cfg)
 
     lost = threading.Event()
     halt = _Halt(stop_event, lost)
-    lock = LoopLock()
+    shared = shared_store()
+    lock = loop_lock(shared)
     summary = LoopSummary()
     if not lock.acquire(wait=wait, stop=stop_event,
                         on_wait=lambda exc: log("loop", action="waiting", reason=str(exc))):
@@ -152,13 +216,23 @@ def run_loop(env, stop_event: threading.Event, *, once: bool = False, wait: bool
         return summary
     beat = Heartbeat(lock, lost, log, **({"every": heartbeat_every} if heartbeat_every else {}))
     beat.start()
-    runner = Runner(env, halt, log, transport, policy)
+    runner = Runner(env, halt, log, transport, policy, holder=lock.holder, shared=shared,
+                    slice_seconds=slice_seconds)
     try:
         if lock.took_over:
             log("loop", action="took_over", previous=lock.took_over)
-        requeued = mail.recover_interrupted()  # no other sender runs: we hold the lock
-        released = release_all_claims()
+        for previous in getattr(lock, "reaped", ()):
+            log("loop", action="removed_dead_loop", previous=previous)
+        if shared:
+            # Other loops may be running: only what dead ones left behind.
+            requeued = mail.recover_interrupted(now=env.ctx.clock.now())
+            released = release_dead_claims()
+        else:
+            # SQLite: we hold the store's only loop lock, no other sender runs.
+            requeued = mail.recover_interrupted(exclusive=True, now=env.ctx.clock.now())
+            released = release_all_claims()
         log("loop", action="started", mode="once" if once else "loop", holder=lock.holder,
+            store="shared" if shared else "exclusive",
             transport=transport.describe(), jobs=",".join(names),
             requeued=requeued or None, released_claims=released or None)
         for name in names:  # the first pass: everything, in order
@@ -171,6 +245,11 @@ def run_loop(env, stop_event: threading.Event, *, once: bool = False, wait: bool
                 scheduler.every(every[name]).seconds.do(runner.run, name)
             while not halt.is_set():
                 scheduler.run_pending()
+                again = runner.take_unfinished()
+                for name in again:  # work left when its slice ran out: continue now
+                    runner.run(name)
+                if again:
+                    continue
                 idle = scheduler.idle_seconds
                 halt.wait(min(max(idle if idle is not None else 1.0, 0.05), 1.0))
     finally:
@@ -187,4 +266,5 @@ def run_loop(env, stop_event: threading.Event, *, once: bool = False, wait: bool
     return summary
 
 
-__all__ = ["JOBS", "LoopBusy", "LoopSummary", "run_loop", "intervals", "DEFAULT_INTERVAL"]
+__all__ = ["JOBS", "LoopBusy", "LoopLock", "LoopRegistration", "LoopSummary", "run_loop", "intervals",
+           "run_slice", "DEFAULT_INTERVAL", "DEFAULT_SLICE"]

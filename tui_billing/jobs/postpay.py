@@ -6,10 +6,23 @@ import datetime as dt
 from .. import statuses as S
 from .. import workflow
 from ..money import format_money
-from ..store.models import Invoice, Payment
-from .base import JobResult, Log, null_log, number_of, stopped
+from ..store.models import Invoice, Payment, database
+from .base import JobResult, Log, null_log, number_of, shared_store, skip_locked, stopped
 
 CLOSE_ON_DAY = 2  # seed 001: "closed on the second day of the next billing period"
+
+
+def _claimed(query) -> bool:
+    """PostgreSQL, inside the item's transaction: lock the item's row unless
+    another loop holds it (SKIP LOCKED); False: another loop has it, or it no
+    longer qualifies.  SQLite (one loop): always True."""
+    if not shared_store():
+        return True
+    return skip_locked(query).first() is not None
+
+
+class _Taken(Exception):
+    """The item is another loop's (or no longer qualifies): skip it quietly."""
 
 
 def closing_day(period_to: dt.date) -> dt.date:
@@ -24,7 +37,9 @@ def close_postpay(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch
 
     Closing recalculates the invoice from the period's usage first (the same
     function as the bill run, billrun.close_open_invoice), in the same
-    transaction as workflow.close_postpay.
+    transaction as workflow.close_postpay.  On PostgreSQL that transaction
+    first claims the invoice (FOR UPDATE SKIP LOCKED): several loops close
+    different invoices.
     """
     try:
         from ..billrun import close_open_invoice as close_one
@@ -43,11 +58,20 @@ def close_postpay(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch
         ids = [r.id for r in query.order_by(Invoice.period_to, Invoice.id).limit(batch)]
         if not ids:
             break
+        progressed = False
         for inv_id in ids:
             if stopped(stop):
                 break
             try:
-                inv = close_one(ctx, inv_id)
+                with database.atomic():
+                    if not _claimed(Invoice.select(Invoice.id).where(
+                            (Invoice.id == inv_id) & (Invoice.status == S.OPEN))):
+                        raise _Taken()
+                    inv = close_one(ctx, inv_id)
+            except _Taken:
+                failed.add(inv_id)  # another loop closes it: do not look at it again in this run
+                res.skipped += 1
+                continue
             except workflow.Refused as exc:
                 res.skipped += 1
                 log("close_postpay", invoice=exc.number, action="skipped", reason=exc.reason)
@@ -58,15 +82,20 @@ def close_postpay(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch
                 log("close_postpay", invoice=number_of(inv_id), action="failed",
                     reason=f"{type(exc).__name__}: {exc}")
                 continue
+            progressed = True
             res.done += 1
             log("close_postpay", invoice=inv.number, action="closed", status=inv.status,
                 total=format_money(inv.total, inv.currency), due=inv.due_date)
+        if not progressed and len(ids) < batch:
+            break
     return res
 
 
 def expire_payments(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch: int = 500) -> JobResult:
     """Payments waiting_for_payment past their due date -> expired; the
-    invoice (unpaid) -> overdue.  One transaction per payment."""
+    invoice (unpaid) -> overdue.  One transaction per payment; on PostgreSQL
+    it first claims the payment (FOR UPDATE SKIP LOCKED), so several loops
+    expire different payments."""
     log = log or null_log
     res = JobResult()
     today = ctx.clock.today()
@@ -84,7 +113,15 @@ def expire_payments(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, bat
             if stopped(stop):
                 break
             try:
-                pay = workflow.expire_payment(ctx, row.id)
+                with database.atomic():
+                    if not _claimed(Payment.select(Payment.id).where(
+                            (Payment.id == row.id) & (Payment.status == "waiting_for_payment"))):
+                        raise _Taken()
+                    pay = workflow.expire_payment(ctx, row.id)
+            except _Taken:
+                failed.add(row.id)  # another loop expires it
+                res.skipped += 1
+                continue
             except Exception as exc:
                 failed.add(row.id)
                 res.failed += 1

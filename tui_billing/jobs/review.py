@@ -9,7 +9,7 @@ from ..offpeak import in_window
 from ..money import format_money
 from ..store.models import Account, AuditEvent, Invoice, database
 from ..store.settings import load_settings
-from .base import JobResult, Log, claim_invoices, claimant, null_log, release_invoices, stopped
+from .base import JobResult, Log, claim_invoices, claimant, null_log, release_invoices, shared_store, skip_locked, stopped
 
 
 def auto_approve_due(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch: int = 500) -> JobResult:
@@ -17,10 +17,21 @@ def auto_approve_due(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, ba
 
     Rejected invoices are never selected (they wait for their reissue); an
     invoice an admin approved, adjusted or rejected meanwhile is skipped.
-    Each batch is one guarded transaction (workflow.auto_approve_due).
+    Each batch is one guarded transaction.  On PostgreSQL the batch is
+    claimed with FOR UPDATE SKIP LOCKED (workflow.auto_approve_due), so
+    several loops approve different invoices and none twice.
     """
     log = log or null_log
     res = JobResult()
+    if shared_store():
+        while not stopped(stop):
+            r = workflow.auto_approve_due(ctx, limit=batch)
+            for number in r.done:
+                log("auto_approve", invoice=number, action="approved")
+            res.done += len(r.done)
+            if len(r.done) < batch:
+                break
+        return res
     while not stopped(stop):
         ids = workflow.due_for_auto_approval(ctx, batch)
         if not ids:
@@ -95,7 +106,9 @@ def _number(inv_id: int) -> str:
 def notify_admins(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch: int = 500) -> JobResult:
     """One digest email to the admin address listing invoices newly waiting
     for review (under review, notified_at NULL); then notified_at is set.
-    Both in one transaction: an invoice is in exactly one digest."""
+    Both in one transaction: an invoice is in exactly one digest.  On
+    PostgreSQL the invoices are claimed with FOR UPDATE SKIP LOCKED, so two
+    loops never list the same invoice (each sends a digest of others)."""
     from .. import mail
 
     log = log or null_log
@@ -103,13 +116,16 @@ def notify_admins(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch
     settings = load_settings()
     while not stopped(stop):
         with database.atomic():
+            order = (Invoice.review_deadline, Invoice.id)
+            ids = [r.id for r in skip_locked(
+                Invoice.select(Invoice.id)
+                .where((Invoice.status == S.UNDER_REVIEW) & Invoice.notified_at.is_null())
+                .order_by(*order).limit(batch))]
+            if not ids:
+                break
             rows = list(Invoice.select(Invoice, Account)
                         .join(Account, on=(Invoice.account == Account.id))
-                        .where((Invoice.status == S.UNDER_REVIEW) & Invoice.notified_at.is_null())
-                        .order_by(Invoice.review_deadline, Invoice.id).limit(batch))
-            if not rows:
-                break
-            ids = [r.id for r in rows]
+                        .where(Invoice.id.in_(ids)).order_by(*order))
             n = (Invoice.update(notified_at=ctx.clock.now())
                  .where(Invoice.id.in_(ids) & Invoice.notified_at.is_null()
                         & (Invoice.status == S.UNDER_REVIEW)).execute())

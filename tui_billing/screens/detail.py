@@ -1,8 +1,10 @@
-"""One invoice: the header group of seed 001 and its tables in tabs
-(Charges, Subscriptions, Payments, Corrections, Taxes — only when it has
-taxes — and Audit), with approve / adjust / reissue / download / PDF text."""
+"""One invoice: the header group of seed 001, its risk flags in full, and its
+tables in tabs (Charges, Subscriptions, Payments, Corrections, Taxes — only
+when it has taxes —, Changes since the revision last reviewed, and Audit),
+with approve / adjust / reissue / download / PDF text / mark reviewed."""
 from __future__ import annotations
 
+from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -34,6 +36,13 @@ CORRECTION_COLUMNS = [Col("pos", "#", 3, "right"), Col("description", "Descripti
                       Col("debt", "Current Debt Changed", 20, "right"), Col("approved", "Approved at", 16)]
 TAX_COLUMNS = [Col("pos", "#", 3, "right"), Col("name", "Name", 22), Col("description", "Description"),
                Col("amount", "Amount", 13, "right")]
+CHANGE_COLUMNS = [Col("change", "Change", 16), Col("line", "Line"),
+                  Col("before", "Before", 11, "right", wide_width=14),
+                  Col("after", "After", 11, "right", wide_width=14),
+                  Col("delta", "Delta", 11, "right", wide_width=14)]
+TOTAL_LABELS = {"subtotal": "Subtotal", "discount_total": "Discounts", "tax_total": "Taxes",
+                "correction_total": "Corrections", "total": "Total"}
+NO_CHANGES = "No changes since the revision last reviewed."
 AUDIT_COLUMNS = [Col("at", "When", 16), Col("actor", "Who", 12), Col("action", "What", 15),
                  Col("change", "Change")]
 
@@ -69,6 +78,8 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
         Binding("d", "download", "Download", id="detail.download"),
         Binding("p", "pdf_text", "PDF text", id="detail.pdf"),
         Binding("n", "next_tab", "Next tab", id="detail.next_tab"),
+        Binding("v", "mark_reviewed", "Mark revision reviewed (the next Changes start here)",
+                id="detail.reviewed", show=False),
         Binding("f5", "reload", "Refresh", id="detail.refresh", show=False),
     ]
 
@@ -82,6 +93,7 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("loading…", id="detail-head")
+        yield Static("", id="detail-flags")
         yield Container(id="detail-body")
         yield ProgressPanel(id="progress")
         yield Footer(compact=True, show_command_palette=False)
@@ -127,6 +139,7 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
         self.ref = inv.id
         self.title = f"Invoice {inv.number}"
         self.query_one("#detail-head", Static).update(self.head_text())
+        self.query_one("#detail-flags", Static).update(self.flags_view())
         body = self.query_one("#detail-body", Container)
         active = None
         for tabs in body.query(TabbedContent):
@@ -178,6 +191,24 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
         pair("Review deadline", deadline)
         text.rstrip()
         return text
+
+    def flags_view(self) -> Table | Text:
+        """Each risk flag's reason in full (wrapped), or "No flags"."""
+        d = self.detail
+        if not d.flags:
+            text = Text(f"{'Flags':<{LABEL}}", style="bold")
+            text.append("No flags", style="dim")
+            return text
+        grid = Table.grid()
+        grid.add_column(width=LABEL, no_wrap=True)
+        grid.add_column(ratio=1)
+        for i, flag in enumerate(d.flags):
+            label = Text(f"Flags ({d.risk_score})" if i == 0 else "", style="bold")
+            reason = Text("• ", style="bold red" if flag.weight >= 40 else "yellow")
+            reason.append(flag.short, style="bold")
+            reason.append(f": {flag.reason}")
+            grid.add_row(label, reason)
+        return grid
 
     def status_words(self) -> Text:
         inv = self.detail.invoice
@@ -231,11 +262,77 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
                 {"pos": _r(str(t.position)), "name": _t(t.name), "description": _t(t.description),
                  "amount": _r(format_amount(t.amount, cur))} for t in d.taxes], id="taxes-table"),
                 id="tab-taxes"))
+        panes.append(self.changes_pane())
         panes.append(TabPane("Audit", DetailTable(AUDIT_COLUMNS, [
             {"at": local_time(clock, a.at), "actor": Text(a.actor), "action": Text(a.action),
              "change": _t(self.audit_change(a, cur))} for a in d.audit], id="audit-table"),
             id="tab-audit"))
         return panes
+
+    def changes_pane(self) -> TabPane:
+        """What changed between the revision last reviewed and now: per line and in total."""
+        from ..present import signed_amount
+
+        diff, cur = self.detail.changes, self.detail.invoice.currency
+        if diff is None:
+            return TabPane("Changes", Static(NO_CHANGES, id="changes-note", classes="note"), id="tab-changes")
+
+        def amount(state) -> Text:
+            return _r(format_amount(state.net, cur) if state is not None else "—")
+
+        def delta(value) -> Text:
+            return Text(signed_amount(value, cur), justify="right",
+                        style="" if not value else ("red" if value < 0 else "green"))
+
+        rows = []
+        for section, items in (("", diff.charges), ("tax ", diff.taxes), ("correction ", diff.corrections)):
+            for c in items:
+                name = c.description if not c.service or c.description.startswith(c.service) else \
+                    f"{c.description} [{c.service}]"
+                if c.fields:
+                    name += f" ({', '.join(c.fields)})"
+                rows.append({"change": Text(section + c.change), "line": _t(name),
+                             "before": amount(c.before), "after": amount(c.after), "delta": delta(c.delta)})
+        for key, label in TOTAL_LABELS.items():
+            before, after = diff.totals.get(key, (None, None))
+            if before is None or (before == after and key != "total"):
+                continue
+            style = "bold" if key == "total" else ""
+            rows.append({"change": Text("total" if key == "total" else "", style=style),
+                         "line": Text(label, style=style),
+                         "before": Text(format_amount(before, cur), justify="right", style=style),
+                         "after": Text(format_amount(after, cur), justify="right", style=style),
+                         "delta": delta(after - before)})
+        n = len(diff.charges) + len(diff.taxes) + len(diff.corrections)
+        head = Text(f"Revision {diff.from_revision} (last reviewed) → revision {diff.to_revision}: total ")
+        head.append(f"{format_money(diff.total_before, cur)} → {format_money(diff.total_after, cur)}", style="bold")
+        head.append(f" ({signed_amount(diff.total_delta, cur)})")
+        return TabPane(f"Changes {n}", Static(head, id="changes-head"),
+                       DetailTable(CHANGE_COLUMNS, rows, id="changes-table"), id="tab-changes")
+
+    def action_mark_reviewed(self) -> None:
+        if self.detail is None:
+            return
+        self._mark_reviewed(self.detail.invoice.id)
+
+    @work(thread=True, exclusive=True, group="reviewed")
+    def _mark_reviewed(self, invoice_id: int) -> None:
+        from ..revisions import mark_reviewed
+
+        with db_session():
+            try:
+                inv = mark_reviewed(self.app.ctx, invoice_id)
+            except Exception as exc:
+                post(self.app, self.notify, error_text(exc), title="Mark reviewed", severity="warning")
+                return
+        post(self.app, self._reviewed, invoice_id, inv.number, inv.revision)
+
+    def _reviewed(self, invoice_id: int, number: str, revision: int) -> None:
+        self.notify(f"{number}: revision {revision} marked reviewed; Changes start from it.",
+                    title="Mark reviewed")
+        self.app.note_changed({invoice_id})
+        self.seen_changes = self.app.change_seq
+        self.action_reload()
 
     @staticmethod
     def audit_change(a, cur: str) -> str:

@@ -1,5 +1,5 @@
 """The invoice finder: every invoice, filtered, sorted by issue date, number
-or total (keys i, n, t; again to reverse)."""
+total or risk (keys i, n, t, k; again to reverse); `f`: flagged only."""
 from __future__ import annotations
 
 from textual.binding import Binding
@@ -17,6 +17,9 @@ class FinderScreen(InvoiceListScreen):
         Binding("i", "sort('issue_date')", "Sort by issue date", id="finder.sort_issue_date", group=SORT_KEYS),
         Binding("n", "sort('number')", "Sort by number", id="finder.sort_number", group=SORT_KEYS),
         Binding("t", "sort('total')", "Sort by total", id="finder.sort_total", group=SORT_KEYS),
+        Binding("k", "sort('risk')", "Sort by risk", id="finder.sort_risk", group=SORT_KEYS),
+        # as in the queue, but not in the footer (80 columns: the sort keys go first)
+        Binding("f", "toggle_flagged", "Flagged", id="list.flagged", show=False),
     ]
 
     def action_sort(self, sort: str) -> None:

@@ -26,7 +26,8 @@ from .actions import InvoiceActions
 from .support import db_session, error_text, post
 
 PAGE = 100
-SORT_WORDS = {"issue_date": "issue date", "number": "number", "total": "total", "deadline": "review deadline"}
+SORT_WORDS = {"issue_date": "issue date", "number": "number", "total": "total", "deadline": "review deadline",
+              "risk": "risk, then deadline"}
 
 
 class InvoiceListScreen(InvoiceActions, Screen):
@@ -47,6 +48,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
         Binding("m", "mark_page", "Mark page", id="list.mark_page", show=False),
         Binding("M", "mark_matching", "Mark all matching", id="list.mark_all", show=False),
         Binding("u", "unmark", "Unmark all", id="list.unmark", show=False),
+        Binding("f", "toggle_flagged", "Flagged", id="list.flagged", tooltip="Flagged invoices only (again: all)"),
         Binding("f5", "reload", "Refresh", id="list.refresh", show=False),
     ]
 
@@ -60,6 +62,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
         self.has_more = False
         self.loading_more = False
         self.seen_changes = 0
+        self.flagged = False  # "flagged only": invoices with a risk flag (Filters.flagged)
 
     # -- layout -------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -93,11 +96,18 @@ class InvoiceListScreen(InvoiceActions, Screen):
         if desc is None:
             from ..store.queries import SORTS
             desc = SORTS[self.sort][1]
-        return f"by {SORT_WORDS[self.sort]} {'▼' if desc else '▲'}"
+        words = f"by {SORT_WORDS[self.sort]} {'▼' if desc else '▲'}"
+        return words + (" · flagged only" if self.flagged else "")
+
+    def action_toggle_flagged(self) -> None:
+        """Only invoices with a risk flag, or all again."""
+        self.flagged = not self.flagged
+        self.counts.set_sort(self.sort_words())
+        self.reload()
 
     # -- loading ------------------------------------------------------------------------
     def reload(self, raw: dict | None = None) -> None:
-        raw = raw if raw is not None else self.query_one(FilterBar).values()
+        raw = dict(raw if raw is not None else self.query_one(FilterBar).values(), flagged=self.flagged)
         self.generation += 1
         self.loading_more = False
         self._load_first(self.generation, raw, self.sort, self.descending)
@@ -115,7 +125,8 @@ class InvoiceListScreen(InvoiceActions, Screen):
                 filters = queries.make_filters(
                     status=status, account_type=raw.get("account_type"), customer=raw.get("customer"),
                     customer_class=raw.get("customer_class"), number=raw.get("number"),
-                    date_from=raw.get("date_from"), date_to=raw.get("date_to"))
+                    date_from=raw.get("date_from"), date_to=raw.get("date_to"),
+                    flagged=bool(raw.get("flagged")))
             except queries.FilterError as exc:
                 post(self.app, self._filter_error, generation, exc.field, str(exc).split(": ", 1)[-1])
                 return
@@ -268,7 +279,8 @@ class InvoiceListScreen(InvoiceActions, Screen):
 
     def keeps(self, row: InvoiceRow) -> bool:
         statuses = self.filters.statuses if self.filters is not None else ()
-        return not statuses or row.status in statuses
+        flagged = self.filters is not None and self.filters.flagged
+        return (not statuses or row.status in statuses) and (not flagged or row.risk_score > 0)
 
     def after_change(self, ids: list[int], fresh: dict) -> None:
         self.table.refresh_rows(fresh, self.keeps)

@@ -7,7 +7,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 # (title, help, where: "app" or the screen action name, argument)
 COMMANDS = [
-    ("Review queue", "Invoices under review and rejected, by review deadline (F2)", "app", "mode:queue"),
+    ("Review queue", "Invoices under review and rejected, riskiest first (F2)", "app", "mode:queue"),
     ("Find invoices", "Filter every invoice by status, account type, customer… (F3)", "app", "mode:finder"),
     ("Customer classes", "Send mode, hold-for-review days, Net days (F4)", "app", "mode:classes"),
     ("Approve", "Approve the marked invoices (or the one under the cursor)", "screen", "approve"),
@@ -19,10 +19,16 @@ COMMANDS = [
     ("Mark all matching", "Mark every invoice matching the filter (kept as a query)", "screen", "mark_matching"),
     ("Unmark all", "Clear the marks", "screen", "unmark"),
     ("Filter", "Focus the filter bar (/)", "screen", "focus_filter"),
+    ("Flagged only", "Only invoices with a risk flag; again for all (f)", "screen", "toggle_flagged"),
+    ("Sort by risk / deadline", "Review queue: risk score then deadline, or deadline only (s)", "screen",
+     "toggle_sort"),
+    ("Sort by risk", "Finder: highest risk score first (k)", "screen", "sort:risk"),
     ("Sort by issue date", "Finder: newest first; again to reverse", "screen", "sort:issue_date"),
     ("Sort by number", "Finder", "screen", "sort:number"),
     ("Sort by total", "Finder: largest first", "screen", "sort:total"),
     ("Next tab", "Invoice detail: the next table", "screen", "next_tab"),
+    ("Mark revision reviewed", "Invoice detail: the Changes tab starts from this revision (v)", "screen",
+     "mark_reviewed"),
     ("Refresh", "Reload what this screen shows (F5)", "screen", "reload"),
     ("Save class", "Customer classes: save the form (Ctrl+S)", "screen", "save"),
     ("Toggle light/dark theme", "F9", "app", "toggle_theme"),

@@ -1,7 +1,10 @@
 """The review queue (the first screen): invoices under review and rejected
-ones awaiting reissue, by review deadline, with the time left until
-auto-approval."""
+ones awaiting reissue, riskiest first (risk score, then review deadline),
+with their flags and the time left until auto-approval.  `s` switches to
+the review-deadline order and back; `f` shows flagged invoices only."""
 from __future__ import annotations
+
+from textual.binding import Binding
 
 from .. import statuses as S
 from ..widgets.invoice_table import QUEUE_COLUMNS
@@ -14,5 +17,14 @@ class QueueScreen(InvoiceListScreen):
     BASE_STATUSES = (S.UNDER_REVIEW, S.REJECTED)
     STATUS_PROMPT = "Review + rejected"
     COLUMNS = QUEUE_COLUMNS
-    SORT = "deadline"
+    SORT = "risk"  # risk score high to low, then the nearest deadline (queries.page merges the statuses)
     QUEUE = True
+    BINDINGS = [
+        Binding("s", "toggle_sort", "Sort: risk / deadline", id="queue.sort", show=False),
+    ]
+
+    def action_toggle_sort(self) -> None:
+        """Risk first (the default) or review deadline first."""
+        self.sort, self.descending = ("deadline" if self.sort == "risk" else "risk"), None
+        self.counts.set_sort(self.sort_words())
+        self.reload()

@@ -77,18 +77,50 @@ def reissue_words(clock: Clock, mode: str | None, after: dt.datetime | None, *, 
     return "awaiting reissue (now)" if wide else "reissue now"
 
 
-def review_state(row, clock: Clock, *, wide: bool) -> Text:
-    """The queue's state cell: time left, overdue, or awaiting reissue."""
+def reissue_short(clock: Clock, mode: str | None, after: dt.datetime | None) -> str:
+    """A rejected invoice in a narrow cell: 'reissue 01:00', 'reissue now'."""
+    if mode == "off_peak":
+        if after is not None and after > clock.now():
+            local, now = clock.local(after), clock.local()
+            at = local.strftime("%H:%M") if local - now < dt.timedelta(hours=24) else local.strftime("%a %H:%M")
+            return f"reissue {at}"
+        return "reissue due"
+    return "reissue now"
+
+
+def review_state(row, clock: Clock, *, wide: bool, width: int | None = None) -> Text:
+    """The queue's state cell: time left, overdue, or awaiting reissue.
+
+    `width`: the narrow cell's width; shorter words when the usual ones do
+    not fit (80 columns: 'reissue 01:00', 'overdue 12h')."""
     if row.status == S.REJECTED:
-        return Text(reissue_words(clock, row.reissue_mode, row.reissue_after, wide=wide),
-                    style=STATUS_STYLES[S.REJECTED])
+        words = reissue_words(clock, row.reissue_mode, row.reissue_after, wide=wide)
+        if not wide and width is not None and len(words) > width:
+            words = reissue_short(clock, row.reissue_mode, row.reissue_after)
+        return Text(words, style=STATUS_STYLES[S.REJECTED])
     if row.status == S.UNDER_REVIEW:
         left = time_left(row.review_deadline, clock.now())
         overdue = left.startswith("overdue")
         if wide:
             return Text("Under review", style=STATUS_STYLES[S.UNDER_REVIEW])
-        return Text(left if overdue else f"{left} left", style="bold red" if overdue else "")
+        words = left if overdue else f"{left} left"
+        if width is not None and len(words) > width:
+            words = " ".join(words.split(" ")[:2]) if overdue else left  # 'overdue 12h', '12h 30m'
+        return Text(words, style="bold red" if overdue else "")
     return status_text(row.status)
+
+
+def flags_cell(row, width: int | None = None) -> Text:
+    """'spike, tax' (risk.compact), or a dim dot when the invoice has no flags."""
+    from ..risk import compact
+
+    flags = getattr(row, "flags", ())
+    if not flags:
+        return Text("·", style="dim")
+    # one flag: its word cut with an ellipsis by the cell; several: risk.compact ("spike +1")
+    words = flags[0].short if len(flags) == 1 else compact(flags, width)
+    return Text(words, style="bold red" if row.risk_score >= 40 else "yellow",
+                no_wrap=True, overflow="ellipsis")
 
 
 def left_cell(row, clock: Clock) -> Text:

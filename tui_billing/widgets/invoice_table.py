@@ -9,24 +9,27 @@ from textual.message import Message
 from .. import statuses as S
 from ..config import Clock
 from .fit_table import Col, FitTable
-from .fmt import left_cell, money_cell, review_state, status_text
+from .fmt import flags_cell, left_cell, money_cell, review_state, status_text
 from .rows import InvoiceRow
 from .selection import Selection
 
 MARK = "✓"
 NEAR_END = 25  # rows before the end at which the next page is fetched
 
-# 80 columns: one "Review" cell (time left, or awaiting reissue); wide: a
-# "Left" column and the full state ("awaiting reissue (off-peak, from 01:00)").
+# 80 columns: one "Review" cell (time left, or awaiting reissue) and a compact
+# "Flags" cell (risk.compact); wide: a "Left" column and the full state
+# ("awaiting reissue (off-peak, from 01:00)").
+QUEUE_WIDE = 130
 QUEUE_COLUMNS = [
     Col("mark", MARK, 1),
     Col("number", "Number", 15),
     Col("account", "Account", 0),
-    Col("class", "Class", 16, min_table=140),
-    Col("total", "Total", 16, justify="right"),
-    Col("review", "Review", 22, max_table=110),
-    Col("left", "Time left", 11, min_table=110),
-    Col("state", "Status", 40, min_table=110),
+    Col("class", "Class", 16, min_table=150),
+    Col("total", "Total", 14, justify="right", wide_width=16),
+    Col("flags", "Flags", 11, wide_width=16),
+    Col("review", "Review", 14, max_table=QUEUE_WIDE),
+    Col("left", "Time left", 11, min_table=QUEUE_WIDE),
+    Col("state", "Status", 40, min_table=QUEUE_WIDE),
 ]
 FINDER_COLUMNS = [
     Col("mark", MARK, 1),
@@ -37,6 +40,7 @@ FINDER_COLUMNS = [
     Col("total", "Total", 16, justify="right"),
     Col("issued", "Issued", 10),
     Col("due", "Due", 10, min_table=110),
+    Col("flags", "Flags", 10, min_table=130, wide_width=16),
 ]
 
 
@@ -83,12 +87,20 @@ class InvoiceTable(FitTable):
             elif k == "left":
                 cells.append(left_cell(row, self.clock))
             elif k == "review":
-                cells.append(review_state(row, self.clock, wide=False))
+                cells.append(review_state(row, self.clock, wide=False, width=self.width_of(c)))
+            elif k == "flags":
+                cells.append(flags_cell(row, self.width_of(c)))
             elif k == "state":
                 cells.append(review_state(row, self.clock, wide=True))
             else:
                 cells.append("")
         return cells
+
+    def width_of(self, col: Col) -> int:
+        """The column's width in the current layout."""
+        if self._layout and col.key in self._layout[0]:
+            return self._layout[1][self._layout[0].index(col.key)]
+        return col.wide_width if self.wide and col.wide_width else col.width
 
     # -- rows -----------------------------------------------------------------
     def set_rows(self, rows: list[InvoiceRow]) -> None:

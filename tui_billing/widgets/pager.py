@@ -6,6 +6,9 @@ sorted by deadline or issue date pages each status on its own index
 one query over both statuses would sort every matching row for each page,
 while per-status pages stay a few milliseconds.  At most one page per status
 is buffered; the page order is exactly queries.page's order.
+
+The risk sort (score, then deadline) is merged per status inside
+queries.page itself: it is paged as one stream here, keyed by queries.key_of.
 """
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
+from ..risk import parse_flags
+
 
 @dataclass(frozen=True)
 class InvoiceRow:
@@ -24,6 +26,12 @@ class InvoiceRow:
     reissue_after: dt.datetime | None
     revision: int
     payment_model: str
+    risk_score: int = 0  # risk review: the sum of the flags' weights
+    flags: tuple = ()  # risk.Flag, heaviest first
+
+    @property
+    def flagged(self) -> bool:
+        return self.risk_score > 0 or bool(self.flags)
 
     @classmethod
     def of(cls, inv) -> "InvoiceRow":
@@ -35,6 +43,8 @@ class InvoiceRow:
             issue_date=inv.issue_date, due_date=inv.due_date, review_deadline=inv.review_deadline,
             reissue_mode=inv.reissue_mode, reissue_after=inv.reissue_after, revision=inv.revision,
             payment_model=inv.payment_model,
+            risk_score=getattr(inv, "risk_score", 0) or 0,
+            flags=tuple(parse_flags(getattr(inv, "risk_flags", None))),
         )
 
 
