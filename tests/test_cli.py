@@ -172,3 +172,17 @@ def test_cli_and_store_do_not_import_textual():
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_demo_off_peak_requests_wait_for_the_next_window(demo_store, ctx):
+    """Demo rejected invoices look like real requests: an off-peak one waits
+    for the next opening of the store's window, a "now" one is due at once."""
+    from tui_billing.offpeak import next_window_start
+    from tui_billing.store.settings import load_settings
+
+    rejected = list(Invoice.select().where(Invoice.status == S.REJECTED))
+    assert {i.reissue_mode for i in rejected} == {"off_peak", "now"}
+    window = next_window_start(ctx.clock, *load_settings().offpeak)
+    for inv in rejected:
+        expected = window if inv.reissue_mode == "off_peak" else ctx.clock.now()
+        assert inv.reissue_after == expected, inv.number

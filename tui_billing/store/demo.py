@@ -30,6 +30,7 @@ from .. import risk
 from .. import statuses as S
 from ..billing import DiscountRule, PeriodData, Recurring, TaxRate, Usage, calculate
 from ..money import quantize
+from ..offpeak import next_window_start
 from .bulk import dbv, insert_rows, next_id, sync_sequence
 from .models import (
     Account, AuditEvent, ChargeLine, Correction, CustomerClass, Discount, Invoice, InvoiceSnapshot,
@@ -120,7 +121,7 @@ def build(ctx, *, invoices: int = 2000, seed: int = 1, quiet: bool = False, anom
     skip = months * len(accounts) - invoices
     plan = ((back, acc) for back in range(months - 1, -1, -1) for acc in accounts)
     plan = itertools.islice(plan, skip, None)
-    batch = _Batch()
+    batch = _Batch(offpeak_at=next_window_start(ctx.clock, *settings.offpeak))
     for i, (back, account) in enumerate(plan):
         period_from = _month_start(today, back)
         period_to = _month_end(period_from)
@@ -380,7 +381,10 @@ def _plant(rng: random.Random, account: dict, data: PeriodData, status: str, sub
 
 
 class _Batch:
-    def __init__(self):
+    def __init__(self, offpeak_at: dt.datetime | None = None):
+        # When the store's off-peak window next opens: off-peak reissue
+        # requests wait for it (as workflow.request_reissue would set them).
+        self.offpeak_at = offpeak_at
         self.invoices, self.charges, self.taxes, self.corrections, self.payments, self.xdrs = [], [], [], [], [], []
         self.snapshots: list[tuple] = []
         self.last_number = ""
@@ -460,8 +464,7 @@ class _Batch:
         sent = status in S.SENT_STATUSES
         outstanding = Decimal(0) if status == S.PAID else total
         reissue = ("off_peak" if rng.random() < 0.7 else "now") if status == S.REJECTED else None
-        reissue_after = (now + dt.timedelta(hours=rng.randint(1, 20))) if reissue == "off_peak" else \
-            (now if reissue else None)
+        reissue_after = (self.offpeak_at or now) if reissue == "off_peak" else (now if reissue else None)
         self.invoices.append((
             inv_id, format_number(fmt, seq, issue_date), account["id"], cls["id"], "regular",
             account["model"], status, cur, period_from, period_to, generated, issue_date,
