@@ -54,30 +54,37 @@ def pg_template(pg_cluster):
 _pg_counter = iter(range(1, 10**6))
 
 
-@pytest.fixture
-def store_url(request, backend, tmp_path):
-    """A real, migrated, empty store: a SQLite file in tmp, or a fresh PostgreSQL database."""
-    if backend == "sqlite":
-        url = "sqlite:///" + str(tmp_path / "store.db")
-    else:
-        cluster = request.getfixturevalue("pg_cluster")
-        template = request.getfixturevalue("pg_template")
-        name = f"t{next(_pg_counter)}"
-        import psycopg2
+def new_pg_database(cluster, template: str, name: str) -> str:
+    """A fresh database `name` copied from the migrated template; its URL."""
+    import psycopg2
 
-        conn = psycopg2.connect(cluster.url())
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-        conn.close()
-        url = cluster.url(name)
-    store_db.connect(url)
+    conn = psycopg2.connect(cluster.url())
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    conn.close()
+    return cluster.url(name)
+
+
+def opened(url: str):
+    """Fixture body: the store at `url` open (settings defaulted) for the test."""
     from tui_billing.store.settings import ensure_defaults
 
+    store_db.connect(url)
     ensure_defaults()
     yield url
     store_db.close()
+
+
+@pytest.fixture
+def store_url(request, backend, tmp_path):
+    if backend == "sqlite":
+        url = "sqlite:///" + str(tmp_path / "store.db")
+    else:
+        url = new_pg_database(request.getfixturevalue("pg_cluster"), request.getfixturevalue("pg_template"),
+                              f"t{next(_pg_counter)}")
+    yield from opened(url)
 
 
 @pytest.fixture

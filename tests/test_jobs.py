@@ -18,7 +18,7 @@ from tui_billing.jobs.base import format_line
 from tui_billing.jobs.lock import LoopBusy, LoopLock
 from tui_billing.store import db as store_db
 from tui_billing.store.models import AuditEvent, Invoice, JobLock, OutboxMessage, Payment, Subscription
-from tui_billing.store.settings import ensure_defaults
+from tests.conftest import opened
 from tests.test_jobs_support import (
     NOW, SmtpServer, at, cli_env, ctx_at, make_account, make_approved, make_class, make_invoice, payments_of, reload,
     run_cli, spawn, terminated, wait_for,
@@ -48,11 +48,7 @@ def isolated(monkeypatch, tmp_path):
 
 @pytest.fixture
 def sqlite_store(tmp_path):
-    url = "sqlite:///" + str(tmp_path / "jobs.db")
-    store_db.connect(url)
-    ensure_defaults()
-    yield url
-    store_db.close()
+    yield from opened("sqlite:///" + str(tmp_path / "jobs.db"))
 
 
 def review_class(hold_days=5, net_days=26):

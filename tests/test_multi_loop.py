@@ -29,7 +29,7 @@ from tui_billing.config import AppConfig
 from tui_billing.jobs.lock import LoopBusy, LoopLock, LoopRegistration, _pid_namespace, loop_lock, running_loops
 from tui_billing.store import db as store_db
 from tui_billing.store.models import AuditEvent, Invoice, JobLock, OutboxMessage, Payment, Subscription
-from tui_billing.store.settings import ensure_defaults
+from tests.conftest import new_pg_database, opened
 from tests.test_jobs_support import (
     NOW, at, cli_env, ctx_at, make_account, make_approved, make_class, make_invoice, reload, spawn, terminated,
     wait_for,
@@ -41,29 +41,12 @@ _names = itertools.count(1)
 @pytest.fixture
 def pg_url(pg_cluster, pg_template):
     """A fresh migrated PostgreSQL database (like conftest's store_url, PostgreSQL only)."""
-    import psycopg2
-
-    name = f"ml{os.getpid()}_{next(_names)}"
-    conn = psycopg2.connect(pg_cluster.url())
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    conn.close()
-    url = pg_cluster.url(name)
-    store_db.connect(url)
-    ensure_defaults()
-    yield url
-    store_db.close()
+    yield from opened(new_pg_database(pg_cluster, pg_template, f"ml{os.getpid()}_{next(_names)}"))
 
 
 @pytest.fixture
 def sqlite_url(tmp_path):
-    url = "sqlite:///" + str(tmp_path / "store.db")
-    store_db.connect(url)
-    ensure_defaults()
-    yield url
-    store_db.close()
+    yield from opened("sqlite:///" + str(tmp_path / "store.db"))
 
 
 def review_class():

@@ -57,16 +57,21 @@ def intervals(config_jobs: dict | None) -> dict[str, float | None]:
         if isinstance(value, str) and value.strip().lower() in ("off", "false", "no"):
             result[name] = None
             continue
-        if isinstance(value, bool):
-            raise ConfigError(f"jobs.{name}: {value!r} is not a number of seconds")
-        try:
-            seconds = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"jobs.{name}: {value!r} is not a number of seconds") from None
+        seconds = _seconds(name, value)
         if seconds < 0 or seconds != seconds or seconds > 7 * 86400:
             raise ConfigError(f"jobs.{name}: {value!r} must be between 0 (off) and 604800 seconds")
         result[name] = seconds or None
     return result
+
+
+def _seconds(key: str, value) -> float:
+    """A [jobs] value as seconds, or a ConfigError naming the key."""
+    if isinstance(value, bool):  # TOML true/false is not a duration
+        raise ConfigError(f"jobs.{key}: {value!r} is not a number of seconds")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"jobs.{key}: {value!r} is not a number of seconds") from None
 
 
 def run_slice(config_jobs: dict | None) -> float:
@@ -74,12 +79,7 @@ def run_slice(config_jobs: dict | None) -> float:
     before it stops between items and lets the other jobs run (it continues
     right after them).  Keeps mail flowing while a large batch is dispatched."""
     value = (config_jobs or {}).get(SLICE_KEY, DEFAULT_SLICE)
-    if isinstance(value, bool):
-        raise ConfigError(f"jobs.{SLICE_KEY}: {value!r} is not a number of seconds")
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"jobs.{SLICE_KEY}: {value!r} is not a number of seconds") from None
+    seconds = _seconds(SLICE_KEY, value)
     if not (0.1 <= seconds <= 86400):
         raise ConfigError(f"jobs.{SLICE_KEY}: {value!r} must be between 0.1 and 86400 seconds")
     return seconds
