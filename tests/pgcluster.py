@@ -49,8 +49,11 @@ class Cluster:
     def start(self) -> "Cluster":
         if self.as_postgres:
             shutil.chown(self.root, "postgres")
+        # C.UTF-8: code-point order like C, and LOWER() knows non-ASCII
+        # letters (the customer search); plain C where that locale is missing.
+        locale = "C.UTF-8" if _has_locale("C.utf8") else "C"
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
-                  "-E", "UTF8", "--locale=C", "--no-sync")
+                  "-E", "UTF8", f"--locale={locale}", "--no-sync")
         opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100")
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"),
@@ -82,3 +85,14 @@ class Cluster:
                 time.sleep(0.2)
         conn.close()
         return self.url(name)
+
+
+def _has_locale(name: str) -> bool:
+    """Is locale `name` installed ("C.utf8" matches C.UTF-8 and C.utf8)?"""
+    def norm(text: str) -> str:
+        return text.strip().lower().replace("-", "")
+    try:
+        out = subprocess.run(["locale", "-a"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return norm(name) in {norm(line) for line in out.splitlines()}

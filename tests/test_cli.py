@@ -42,6 +42,29 @@ def test_find_filters_account_type_and_class(demo_store, cli):
     assert rows and all(r["account_type"] == "residential" and r["customer_class"] == "Residential" for r in rows)
 
 
+def test_find_account_type_returns_exactly_that_type(demo_store, cli):
+    from tui_billing.store.models import Account
+
+    expected = {i.number for i in Invoice.select().join(Account).where(Account.account_type == "business")}
+    code, out, _ = cli("find", "--account-type", "business", "--limit", "1000", "--json")
+    assert code == 0
+    assert {r["number"] for r in json.loads(out)["invoices"]} == expected
+
+
+@pytest.mark.parametrize("typed", ["ōsaka", "ŌSAKA", "Ōsaka", "zoë", "ZOË ŁUKASIEWICZ"])
+def test_find_customer_ignores_case_of_non_ascii_letters(store_url, cli, typed):
+    """SQLite's LOWER() leaves Ō and Ł alone: the search must not."""
+    osaka = F.account("Ōsaka Trading KK")
+    zoe = F.account("Zoë Łukasiewicz")
+    other = F.account("Acme GmbH")
+    numbers = {a.name: F.invoice(acc=a).number for a in (osaka, zoe, other)}
+    code, out, _ = cli("find", "--customer", typed, "--json")
+    assert code == 0
+    found = {r["number"] for r in json.loads(out)["invoices"]}
+    want = osaka.name if typed.lower().startswith("ō") else zoe.name
+    assert found == {numbers[want]}
+
+
 def test_show_json_has_all_tables(demo_store, cli):
     inv = Invoice.select().where(Invoice.status == S.PAID).first()
     code, out, _ = cli("show", inv.number, "--json")

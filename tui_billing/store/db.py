@@ -48,6 +48,7 @@ def connect(url: str | None = None, *, migrate: bool = True) -> Database:
         # IMMEDIATE: a writer takes the lock when its transaction begins, so
         # two racing transitions queue instead of failing on lock upgrade.
         db = SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE")
+        _add_functions(db)
     elif url.startswith(("postgres://", "postgresql://")):
         try:
             db = db_url.connect(url)
@@ -55,6 +56,7 @@ def connect(url: str | None = None, *, migrate: bool = True) -> Database:
             raise StoreError(f"--db: cannot open {url}: {exc}") from exc
     elif url.startswith("sqlite:"):
         db = db_url.connect(url, pragmas=SQLITE_PRAGMAS)
+        _add_functions(db)
     else:
         raise StoreError(f"--db: {url!r} is not a sqlite:/// or postgresql:// URL")
     database.initialize(db)
@@ -65,6 +67,16 @@ def connect(url: str | None = None, *, migrate: bool = True) -> Database:
     if migrate:
         apply_migrations(db)
     return db
+
+
+def _lower(text):
+    return None if text is None else str(text).lower()
+
+
+def _add_functions(db: SqliteDatabase) -> None:
+    """SQL functions SQLite lacks, on every connection: tb_lower(text) is
+    Unicode lower case for searches (SQLite's LOWER() is ASCII only)."""
+    db.register_function(_lower, "tb_lower", 1, deterministic=True)
 
 
 def is_sqlite(db: Database | None = None) -> bool:

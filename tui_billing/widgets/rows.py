@@ -51,12 +51,9 @@ class InvoiceRow:
 def fresh_rows(ids) -> dict[int, InvoiceRow | None]:
     """Current rows for these ids (None: gone). Call inside a worker."""
     from ..store import queries
-    from ..store.models import Invoice
 
     ids = list(ids)
     out: dict[int, InvoiceRow | None] = {i: None for i in ids}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        for inv in queries.base_query(queries.Filters()).where(Invoice.id.in_(chunk)):
-            out[inv.id] = InvoiceRow.of(inv)
+    for row in queries.rows_by_id(ids):
+        out[row.id] = InvoiceRow.of(row)
     return out
