@@ -68,10 +68,15 @@ async def settle(pilot, rounds: int = 100) -> None:
     def busy():
         return [w for w in app.workers if w.group != "jobs" and w.is_running]
 
+    from textual.worker import WorkerCancelled
+
     for _ in range(rounds):
         workers = busy()
         if workers:
-            await app.workers.wait_for_complete(workers)
+            try:
+                await app.workers.wait_for_complete(workers)
+            except WorkerCancelled:  # an exclusive worker replaced by a newer one: wait for that
+                pass
         await pilot.pause()
         if not busy():
             await pilot.pause()

@@ -56,8 +56,12 @@ class Cluster:
                   "-E", "UTF8", f"--locale={locale}", "--no-sync")
         opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100")
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"),
-                  "-o", opts, "-w", "-t", "60", "start")
+        try:
+            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"),
+                      "-o", opts, "-w", "-t", "60", "start")
+        except BaseException:  # half started: never leave a postmaster behind
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:

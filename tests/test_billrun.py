@@ -247,3 +247,18 @@ def test_bill_run_on_the_demo_store_closes_every_open_invoice(cli, demo_store):
     numbers = [i["number"] for i in doc["invoices"]]
     assert len(set(numbers)) == len(numbers) and all(n.startswith("INV-2027-") for n in numbers)
     assert {i["issue_date"] for i in doc["invoices"]} == {"2027-01-03"}
+
+
+def test_a_number_that_exists_fails_that_account_only(cli, world):
+    """A number_format changed back and forth can give an existing number: that
+    account is reported, the others are invoiced, the run does not abort."""
+    save_setting("number_format", "INV-2026-{seq:06d}")
+    Invoice.create(number="INV-2026-000002", account=world["e"], customer_class=world["e"].customer_class_id,
+                   status=S.PAID, currency="EUR", period_from=dt.date(2026, 9, 1), period_to=dt.date(2026, 9, 30),
+                   issue_date=dt.date(2026, 10, 1))
+    code, out, err = cli("--now", NOW, "bill-run", "--period", "2026-10", "--json")
+    assert code == 1
+    doc = json.loads(out)
+    assert (doc["created"], doc["failed"]) == (1, 1)  # Alpha created; Bravo would get 000002
+    [failure] = doc["failures"]
+    assert "INV-2026-000002 already exists" in failure["reason"]

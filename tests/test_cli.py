@@ -134,6 +134,9 @@ def test_adjust_and_reissue_via_cli(store_url, cli):
     (["--now", "yesterday", "approve", "{n}"], "now"),
     (["reissue", "{n}"], "usage"),
     (["settings", "number_format", "INV-{year}"], "number_format"),
+    (["settings", "number_format", "INV-{seq:>99999999}"], "number_format"),
+    (["settings", "number_format", "X" * 60 + "{seq}"], "number_format"),
+    (["adjust", "{n}", "--credit", "1E+1", "--description", "x"], "credit"),
     (["settings", "offpeak_start", "25:00"], "offpeak_start"),
 ])
 def test_bad_input_exit_2_names_field_writes_nothing(store_url, cli, args, field):
@@ -159,6 +162,26 @@ def test_refused_adjust_exits_1(store_url, cli):
     code, _, err = cli("adjust", inv.number, "--charge", "5", "--description", "x")
     assert code == 1 and "is approved" in err
     assert Correction.select().count() == 0
+
+
+@pytest.mark.parametrize("start,args,warning", [
+    # Review switched on while the Net term is lowered: the customer's 30 days would shrink to 9.
+    (("immediately", 0, 30), ["--send-mode", "after_review", "--hold-days", "5", "--net-days", "14"],
+     "to keep Net 30 for the customer, set Net 35 days (now Net 14)"),
+    # A longer hold on a class already under review: 21 days to pay would become 19.
+    (("after_review", 5, 26), ["--hold-days", "7"], "to keep Net 21 for the customer, set Net 28 days (now Net 26)"),
+    (("after_review", 5, 26), ["--hold-days", "7", "--net-days", "28"], None),
+    (("after_review", 5, 26), ["--hold-days", "3"], None),  # a shorter hold gives the customer more time
+    (("immediately", 0, 21), ["--send-mode", "after_review", "--hold-days", "5", "--net-days", "26"], None),
+])
+def test_class_change_that_shortens_the_time_to_pay_warns(store_url, cli, start, args, warning):
+    F.customer_class("Enterprise", *start)
+    code, _, err = cli("class", "Enterprise", *args)
+    assert code == 0
+    if warning:
+        assert warning in err, err
+    else:
+        assert "warning" not in err, err
 
 
 def test_class_warning_net_days(store_url, cli):
@@ -209,3 +232,20 @@ def test_demo_off_peak_requests_wait_for_the_next_window(demo_store, ctx):
     for inv in rejected:
         expected = window if inv.reissue_mode == "off_peak" else ctx.clock.now()
         assert inv.reissue_after == expected, inv.number
+
+
+def test_argparse_errors_still_print_the_json_error_document(store_url, cli):
+    inv = F.invoice()
+    code, out, err = cli("adjust", inv.number, "--credit", "5", "--json")  # no --description
+    assert code == 2
+    doc = json.loads(out)
+    assert doc["error"]["field"] == "usage" and "--description" in doc["error"]["message"]
+
+
+def test_bad_now_does_not_create_a_store(tmp_path, capsys):
+    from tui_billing.cli import main
+
+    path = tmp_path / "new.db"
+    assert main(["--db", f"sqlite:///{path}", "--now", "yesterday", "find"]) == 2
+    assert "error: now:" in capsys.readouterr().err
+    assert not path.exists()

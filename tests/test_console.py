@@ -27,6 +27,11 @@ def run(coro):
     return asyncio.run(coro)
 
 
+def text_of(widget) -> str:
+    """What a widget shows on screen, whitespace folded."""
+    return " ".join(" ".join(s.text.rstrip() for s in widget.render_lines(widget.region.reset_offset)).split())
+
+
 async def move_to(pilot, table: InvoiceTable, predicate, limit: int = 200):
     """Move the cursor down to the next row satisfying predicate."""
     for _ in range(limit):
@@ -647,10 +652,8 @@ def test_detail_lists_flags_in_full_and_changes_since_review(console_env):
             app.open_invoice(inv.id)
             await settle(pilot)
             detail = app.screen
-            flags = detail.query_one("#detail-flags", Static)
             # Each reason in full (wrapped at 80 columns, never cut), with the score.
-            shown = " ".join(" ".join(strip.text.rstrip() for strip in flags.render_lines(
-                flags.region.reset_offset)).split())
+            shown = text_of(detail.query_one("#detail-flags", Static))
             assert "Flags (50)" in shown
             for reason in reasons:
                 assert reason in shown, (reason, shown)
@@ -658,7 +661,8 @@ def test_detail_lists_flags_in_full_and_changes_since_review(console_env):
             # Changes: the added correction line and the total, before and after.
             tabs = detail.query_one(TabbedContent)
             panes = [p.id for p in tabs.query("TabPane")]
-            assert panes.index("tab-changes") == len(panes) - 2  # just before Audit
+            assert panes.index("tab-changes") == panes.index("tab-audit") - 1  # just before Audit
+            assert panes[-1] == "tab-flags"
             tabs.active = "tab-changes"
             await settle(pilot)
             table = detail.query_one("#changes-table")
@@ -716,3 +720,78 @@ def test_readme_lists_every_binding_id():
     section = readme[readme.index("**Remapping keys.**"):readme.index("## Usage and the bill run")]
     listed = set(re.findall(r"`([a-z_]+\.[a-z_]+)`", section))
     assert ids and ids == listed
+
+
+def test_failed_email_is_announced_and_retried_from_the_outbox_screen(console_env, tmp_path):
+    from textual.widgets import DataTable
+
+    from tui_billing import jobs, mail, workflow
+    from tui_billing.screens.outbox import OutboxModal
+    from tui_billing.store.models import Account, OutboxMessage
+
+    ctx = console_env.ctx
+    inv = Invoice.select().where(Invoice.status == S.UNDER_REVIEW).order_by(Invoice.id).first()
+    account = Account.get_by_id(inv.account_id)
+    good_email = account.email
+    Account.update(email="Billing <a@b.example>, c@d.example").where(Account.id == account.id).execute()
+    workflow.approve(ctx, inv.id)
+    jobs.dispatch_approved(ctx)
+    jobs.deliver_outbox(ctx, transport=mail.MaildirTransport(tmp_path / "maildir"))
+    [msg] = OutboxMessage.select().where(OutboxMessage.invoice == inv.id)
+    assert msg.status == mail.FAILED
+
+    async def scenario():
+        app = make_app(console_env, poll_seconds=3600)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)  # the first poll ran on mount
+            toasts = [n.message for n in app._notifications]
+            assert any("1 failed" in t and "F7" in t for t in toasts), toasts
+            await pilot.press("f7")
+            await settle(pilot)
+            assert isinstance(app.screen, OutboxModal)
+            table = app.screen.query_one(DataTable)
+            assert table.row_count == 1
+            assert inv.number in str(table.get_row_at(0))
+            await pilot.press("r")  # the address is still bad: refused, nothing changes
+            await settle(pilot)
+            assert OutboxMessage.get_by_id(msg.id).status == mail.FAILED
+            assert any("still invalid" in n.message for n in app._notifications)
+            Account.update(email=good_email).where(Account.id == account.id).execute()
+            await pilot.press("r")
+            await settle(pilot)
+            assert OutboxMessage.get_by_id(msg.id).status == mail.QUEUED
+            assert AuditEvent.select().where((AuditEvent.action == "mail_retry")
+                                             & (AuditEvent.invoice == inv.id)).count() == 1
+            assert app.screen.query_one(DataTable).row_count == 0
+            await pilot.press("escape")
+            assert not isinstance(app.screen, OutboxModal)
+    run(scenario())
+
+
+def test_many_flags_header_stays_small_and_the_flags_tab_has_them_all(console_env):
+    from tui_billing.risk import Flag, dumps_flags
+
+    inv = Invoice.select().where(Invoice.status == S.UNDER_REVIEW).order_by(Invoice.id).first()
+    codes = ["negative_total", "total_spike", "inactive_subscription", "missing_usage", "tax_ratio"]
+    reasons = [f"reason number {i} for {code}, long enough to wrap at eighty columns of a terminal"
+               for i, code in enumerate(codes)]
+    Invoice.update(risk_score=170, risk_flags=dumps_flags(
+        [Flag(c, r) for c, r in zip(codes, reasons)])).where(Invoice.id == inv.id).execute()
+
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            app.open_invoice(inv.id)
+            await settle(pilot)
+            detail = app.screen
+            head = text_of(detail.query_one("#detail-flags", Static))
+            assert "Flags (170)" in head and reasons[0] in head and reasons[1] in head
+            assert reasons[4] not in head and "3 more" in head
+            tabs = detail.query_one(TabbedContent)
+            tabs.active = "tab-flags"
+            await settle(pilot)
+            full = text_of(detail.query_one("#flags-full", Static))
+            for reason in reasons:
+                assert reason in full, (reason, full)
+    run(scenario())

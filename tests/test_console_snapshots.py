@@ -1,7 +1,9 @@
-"""Snapshots of each screen (pytest-textual-snapshot) at 80x24, and the queue
-and the detail at 120x40.  Deterministic: fixed clock, demo seed 1.
+"""Snapshots of each screen and dialog (pytest-textual-snapshot) at 80x24 and
+120x40.  Deterministic: fixed clock, demo seed 1.
 Regenerate after an intended change with --snapshot-update."""
 from __future__ import annotations
+
+import pytest
 
 from tui_billing import statuses as S
 from tui_billing.store.models import Correction, Invoice, TaxLine
@@ -37,45 +39,72 @@ def press(*keys: str):
     return run_before
 
 
-def test_snapshot_queue_80x24(snap_compare, console_env):
-    assert snap_compare(make_app(console_env), terminal_size=(80, 24), run_before=press("space", "space"))
+SIZES = pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 
 
-def test_snapshot_queue_120x40(snap_compare, console_env):
-    assert snap_compare(make_app(console_env), terminal_size=(120, 40), run_before=press("space"))
+@SIZES
+def test_snapshot_queue(snap_compare, console_env, size):
+    assert snap_compare(make_app(console_env), terminal_size=size, run_before=press("space", "down", "space"))
 
 
-def test_snapshot_finder_80x24(snap_compare, console_env):
-    assert snap_compare(make_app(console_env), terminal_size=(80, 24), run_before=press("f3"))
+@SIZES
+def test_snapshot_finder(snap_compare, console_env, size):
+    assert snap_compare(make_app(console_env), terminal_size=size, run_before=press("f3"))
 
 
-def test_snapshot_detail_80x24(snap_compare, console_env):
+@SIZES
+def test_snapshot_detail(snap_compare, console_env, size):
     inv = detail_invoice()
-    assert snap_compare(make_app(console_env), terminal_size=(80, 24), run_before=open_detail(inv.id))
+    assert snap_compare(make_app(console_env), terminal_size=size, run_before=open_detail(inv.id))
 
 
-def test_snapshot_detail_corrections_tab_120x40(snap_compare, console_env):
+@SIZES
+def test_snapshot_detail_corrections_tab(snap_compare, console_env, size):
     inv = detail_invoice()
-    assert snap_compare(make_app(console_env), terminal_size=(120, 40),
-                        run_before=open_detail(inv.id, "n", "n", "n"))
+    assert snap_compare(make_app(console_env), terminal_size=size, run_before=open_detail(inv.id, "n", "n", "n"))
 
 
-def test_snapshot_adjust_modal_80x24(snap_compare, console_env):
+@SIZES
+def test_snapshot_detail_changes_tab(snap_compare, console_env, size):
+    """Flags section and the Changes tab (this invoice was reissued/adjusted since its review)."""
     inv = detail_invoice()
-    assert snap_compare(make_app(console_env), terminal_size=(80, 24),
+    assert snap_compare(make_app(console_env), terminal_size=size,
+                        run_before=open_detail(inv.id, "n", "n", "n", "n", "n"))
+
+
+@SIZES
+def test_snapshot_adjust_modal(snap_compare, console_env, size):
+    inv = detail_invoice()
+    assert snap_compare(make_app(console_env), terminal_size=size,
                         run_before=open_detail(inv.id, "j", *"12.5x", "backspace", "tab", *"Porting fee"))
 
 
-def test_snapshot_classes_80x24(snap_compare, console_env):
-    assert snap_compare(make_app(console_env), terminal_size=(80, 24), run_before=press("f4", "down"))
+@SIZES
+def test_snapshot_reissue_modal(snap_compare, console_env, size):
+    assert snap_compare(make_app(console_env), terminal_size=size, run_before=press("space", "down", "space", "r"))
 
 
-def test_snapshot_help_80x24(snap_compare, console_env):
-    assert snap_compare(make_app(console_env), terminal_size=(80, 24), run_before=press("f1"))
+@SIZES
+def test_snapshot_approve_confirm(snap_compare, console_env, size):
+    assert snap_compare(make_app(console_env), terminal_size=size, run_before=press("M", "a"))
 
 
-def test_snapshot_detail_changes_tab_80x24(snap_compare, console_env):
-    """Flags section and the Changes tab (this invoice was reissued/adjusted since its review)."""
-    inv = detail_invoice()
-    assert snap_compare(make_app(console_env), terminal_size=(80, 24),
-                        run_before=open_detail(inv.id, "n", "n", "n", "n", "n"))
+@SIZES
+def test_snapshot_download_modal(snap_compare, console_env, size, monkeypatch):
+    monkeypatch.chdir("/")  # the dialog proposes ./invoices: the same path on every machine
+    assert snap_compare(make_app(console_env), terminal_size=size, run_before=press("d"))
+
+
+@SIZES
+def test_snapshot_classes(snap_compare, console_env, size):
+    assert snap_compare(make_app(console_env), terminal_size=size, run_before=press("f4", "down"))
+
+
+@SIZES
+def test_snapshot_help(snap_compare, console_env, size):
+    assert snap_compare(make_app(console_env), terminal_size=size, run_before=press("f1"))
+
+
+@SIZES
+def test_snapshot_outbox(snap_compare, console_env, size):
+    assert snap_compare(make_app(console_env), terminal_size=size, run_before=press("f7"))

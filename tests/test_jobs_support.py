@@ -58,8 +58,11 @@ class Inbox:
     def __init__(self):
         self.received: list[Received] = []
         self.lock = threading.Lock()
+        self.refusal: str | None = None  # e.g. "451 4.3.0 busy": refuse every message with it
 
     async def handle_DATA(self, server, session, envelope):
+        if self.refusal:
+            return self.refusal
         raw = envelope.original_content or envelope.content
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         with self.lock:

@@ -179,27 +179,54 @@ def test_smtp_down_messages_wait_with_backoff_then_go_out(store_url):
     assert all(reload(i).status in (S.PAID, S.UNPAID) for i in invoices)
 
 
+def test_a_long_outage_never_fails_mail(store_url):
+    """Six hours without a server, one run a minute: every message is still
+    queued (an outage says nothing about a message), and all go out after."""
+    server = SmtpServer()  # nothing listens yet
+    make_approved(3)
+    jobs.dispatch_approved(ctx_at(NOW))
+    policy = mail.RetryPolicy(max_attempts=3, base_seconds=60, cap_seconds=3600)
+    for minute in range(0, 6 * 60, 1):
+        jobs.deliver_outbox(ctx_at(NOW + dt.timedelta(minutes=minute)), transport=server.transport(), policy=policy)
+    rows = list(OutboxMessage.select())
+    assert {m.status for m in rows} == {mail.QUEUED}
+    assert max(m.attempts for m in rows) > policy.max_attempts  # tried on, past the limit
+    assert all(m.next_attempt_at <= NOW + dt.timedelta(hours=7) for m in rows)  # capped backoff
+    server.start()
+    try:
+        jobs.deliver_outbox(ctx_at(NOW + dt.timedelta(hours=7)), transport=server.transport(), policy=policy)
+        assert {m.status for m in OutboxMessage.select()} == {mail.SENT}
+        assert len(server.inbox.messages()) == 3
+    finally:
+        server.stop()
+
+
 def test_after_max_attempts_failed_and_listed(store_url, cli):
-    server = SmtpServer()
+    server = SmtpServer().start()
+    server.inbox.refusal = "451 4.3.0 mailbox busy, try later"  # the server answers: it counts
     make_approved(1)
     jobs.dispatch_approved(ctx_at(NOW))
     policy = mail.RetryPolicy(max_attempts=3, base_seconds=10, cap_seconds=60)
     t = NOW
-    for _ in range(3):
-        jobs.deliver_outbox(ctx_at(t), transport=server.transport(), policy=policy)
-        t += dt.timedelta(minutes=5)
+    try:
+        for _ in range(3):
+            jobs.deliver_outbox(ctx_at(t), transport=server.transport(), policy=policy)
+            t += dt.timedelta(minutes=5)
+    finally:
+        server.stop()
     [row] = OutboxMessage.select()
     assert row.status == mail.FAILED and row.attempts == 3
     code, out, _ = cli("outbox", "--failed", "--json")
     assert code == 0
     doc = json.loads(out)
     assert [m["id"] for m in doc["messages"]] == [row.id]
-    assert doc["messages"][0]["status"] == "failed" and "cannot connect" in doc["messages"][0]["last_error"]
+    assert doc["messages"][0]["status"] == "failed" and "451" in doc["messages"][0]["last_error"]
     code, out, _ = cli("outbox", "--failed")
     assert code == 0 and "failed" in out and str(row.id) in out
+    assert server.inbox.messages() == []
 
-    # The operator retries once the server is back: delivered.
-    server.start()
+    # The operator retries once the server accepts again: delivered.
+    server = SmtpServer(server.port).start()
     try:
         code, out, _ = cli("--now", "2026-11-20T12:00:00Z", "outbox", "--retry", str(row.id))
         assert code == 0 and "requeued: 1 done" in out

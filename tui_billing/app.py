@@ -34,6 +34,7 @@ class BillingApp(App):
         Binding("f2", "switch_mode('queue')", "Review queue", id="app.queue", show=False),
         Binding("f3", "switch_mode('finder')", "Find invoices", id="app.finder", show=False),
         Binding("f4", "switch_mode('classes')", "Customer classes", id="app.classes", show=False),
+        Binding("f7", "outbox", "Email problems (outbox)", id="app.outbox", show=False),
         Binding("f8", "job_log", "Job loop log", id="app.job_log", show=False),
         Binding("f9,ctrl+t", "toggle_theme", "Light/dark theme", id="app.theme", show=False),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", show=False, priority=True),
@@ -50,6 +51,7 @@ class BillingApp(App):
         self.stop_jobs = threading.Event()
         self.job_lines: deque[str] = deque(maxlen=500)
         self._waiting_baseline: tuple[int, int] | None = None
+        self._mail_problems: int | None = None  # failed + uncertain emails at the last poll
         self.keymap = dict(keymap or {})
         theme = getattr(getattr(env, "config", None), "theme", None)
         self._initial_theme = theme if theme in self.available_themes else THEMES[0]
@@ -96,8 +98,10 @@ class BillingApp(App):
             for b in bindings:
                 key = self.keymap.get(b.id, b.key) if b.id else b.key
                 shown = " ".join(self.get_key_display(Binding(k.strip(), b.action)) for k in key.split(","))
-                out.append((shown, b.description))
+                out.append((shown, b.tooltip or b.description))  # the tooltip says it in full
             return out
+
+        from .screens.outbox import OutboxModal
 
         palette = Binding("ctrl+p", "command_palette", "Command palette: every action by name")
         return [
@@ -111,6 +115,7 @@ class BillingApp(App):
             ("Invoice detail", keys(*InvoiceDetailScreen.BINDINGS)),
             ("Dialogs", keys(*AdjustModal.BINDINGS, Binding("tab", "next", "Next field"))),
             ("Customer classes", keys(*ClassesScreen.BINDINGS)),
+            ("Email problems (F7)", keys(*OutboxModal.BINDINGS)),
         ]
 
     # -- what changed (screens refresh only those rows) -----------------------------
@@ -133,11 +138,19 @@ class BillingApp(App):
         rows changed by someone else (another admin, the job loop)."""
         from peewee import fn
 
+        from . import mail
         from . import statuses as S
         from .store.models import AuditEvent, Invoice
 
         with db_session():
             try:
+                counts = mail.counts()
+                problems = counts[mail.FAILED] + counts[mail.UNCERTAIN]
+                if problems and problems > (self._mail_problems or 0):
+                    words = (f"{counts[mail.FAILED]:,} failed, {counts[mail.UNCERTAIN]:,} uncertain: "
+                             "F7 shows them with the reason")
+                    post(self, self.notify, words, title="Email needs attention", severity="warning", timeout=15)
+                self._mail_problems = problems
                 top = (Invoice.select(fn.MAX(Invoice.id)).scalar() or 0,
                        AuditEvent.select(fn.MAX(AuditEvent.id)).scalar() or 0)
                 base = self._waiting_baseline
@@ -197,6 +210,12 @@ class BillingApp(App):
         self.job_lines.append(line)
         if "action=error" in line:
             post(self, self.notify, line, title="Job loop", severity="error", timeout=15)
+
+    def action_outbox(self) -> None:
+        from .screens.outbox import OutboxModal
+
+        if not isinstance(self.screen, OutboxModal):
+            self.push_screen(OutboxModal())
 
     def action_job_log(self) -> None:
         from .screens.pdf_preview import PdfTextModal

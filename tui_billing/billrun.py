@@ -145,13 +145,22 @@ def _run_chunk(ctx: Ctx, ids: list[int], result: BillRunResult, classes: dict, f
             return to_close
         first = reserve("invoice", len(pending))
         risks = _assess(pending, p_from, p_to)
-        for seq, ((account, calc), (risk_score, risk_flags)) in enumerate(zip(pending, risks), first):
+        issue_date = ctx.clock.today()
+        numbers = [format_number(fmt, seq, issue_date) for seq in range(first, first + len(pending))]
+        # A changed number_format can give a number that exists already
+        # (A1{seq} then A{seq}): that account fails, the rest are created.
+        taken = {n for (n,) in Invoice.select(Invoice.number).where(Invoice.number.in_(numbers)).tuples()}
+        for number, (account, calc), (risk_score, risk_flags) in zip(numbers, pending, risks):
+            if number in taken:
+                result.failed.append((f"account {account.id} ({account.name})",
+                                      f"invoice number {number} already exists: check number_format"))
+                continue
             cls = classes.get(account.customer_class_id)
             if cls is None:
                 cls = classes[account.customer_class_id] = CustomerClass.get_by_id(account.customer_class_id)
             fields = workflow.issue_fields(ctx, cls, "regular")
             inv = Invoice.create(
-                number=format_number(fmt, seq, fields["issue_date"]), account=account.id,
+                number=number, account=account.id,
                 customer_class=cls.id, kind="regular", payment_model=account.payment_model,
                 currency=account.currency, period_from=p_from, period_to=p_to,
                 closed_at=fields["generated_at"] if account.payment_model == "postpay" else None,

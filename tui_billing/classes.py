@@ -16,24 +16,37 @@ class ClassError(ValueError):
         self.reason = reason
 
 
-def net_days_warning(send_mode: str, hold_days: int, net_days: int, base_net_days: int | None = None) -> str | None:
-    """The console's warning, or None.
-
-    Without a known base term we can only check the obvious: Net days no
-    longer than the hold leave the customer no time at all.  With the base
-    term (what the class gave before review was switched on) we say exactly
-    what Net should be.
-    """
+def net_days_warning(send_mode: str, hold_days: int, net_days: int) -> str | None:
+    """The warning for a class on its own, or None: Net days no longer than
+    the hold leave the customer no time to pay at all.  (What Net should be
+    when a change shortens the customer's time: change_warning.)"""
     if send_mode != "after_review" or hold_days <= 0:
         return None
-    if base_net_days is not None and net_days < base_net_days + hold_days:
-        return (f"review holds invoices {hold_days} days: to keep Net {base_net_days} for the customer, "
-                f"set Net {base_net_days + hold_days} days (now Net {net_days})")
     if net_days <= hold_days:
         return (f"Net {net_days} days does not include the {hold_days} hold-for-review days: "
                 f"customers would have {max(net_days - hold_days, 0)} days to pay; "
                 f"extend Net days by {hold_days} (e.g. Net 21 + {hold_days} = Net {21 + hold_days})")
     return None
+
+
+def days_to_pay(send_mode: str, hold_days: int, net_days: int) -> int:
+    """Days the customer has to pay once the invoice reaches them: the Net
+    term counts from the issue date, and review holds the invoice first."""
+    return net_days - (hold_days if send_mode == "after_review" else 0)
+
+
+def change_warning(before: tuple[str, int, int] | None, after: tuple[str, int, int]) -> str | None:
+    """The warning for changing a class from `before` to `after` (send mode,
+    hold days, Net days): review switched on or its hold lengthened must not
+    shorten the customer's time to pay — seed 000: Net 21 with 5 hold days
+    becomes Net 26.  Falls back to the check of the class on its own."""
+    send_mode, hold_days, net_days = after
+    if before is not None and send_mode == "after_review":
+        kept = days_to_pay(*before)
+        if days_to_pay(*after) < kept:
+            return (f"review holds invoices {hold_days} days: to keep Net {kept} for the customer, "
+                    f"set Net {kept + hold_days} days (now Net {net_days})")
+    return net_days_warning(send_mode, hold_days, net_days)
 
 
 def validate(send_mode: str, hold_days: int, net_days: int) -> None:
@@ -60,7 +73,6 @@ def save_class(ctx, name: str, *, send_mode=None, hold_days=None, net_days=None,
             raise ClassError("name", f"no customer class named {name!r} (use --create)")
         before = None if cls is None else (cls.send_mode, cls.hold_days, cls.net_days)
         cls = cls or CustomerClass(name=name)
-        old_mode, old_hold, old_net = before or ("immediately", 0, 30)
         cls.send_mode = send_mode if send_mode is not None else cls.send_mode or "immediately"
         cls.hold_days = hold_days if hold_days is not None else (cls.hold_days or 0)
         cls.net_days = net_days if net_days is not None else (cls.net_days if cls.net_days is not None else 30)
@@ -68,10 +80,7 @@ def save_class(ctx, name: str, *, send_mode=None, hold_days=None, net_days=None,
         cls.save()
         write_audit(ctx, "class_change", None, None, None, customer_class=name, before=before,
                     after=(cls.send_mode, cls.hold_days, cls.net_days))
-    # Review just switched on with the Net term unchanged: that term was the base.
-    base = old_net if (old_mode != "after_review" and cls.send_mode == "after_review"
-                       and net_days is None) else None
-    return net_days_warning(cls.send_mode, cls.hold_days, cls.net_days, base)
+    return change_warning(before, (cls.send_mode, cls.hold_days, cls.net_days))
 
 
 def class_rows(name: str | None = None) -> list[dict]:

@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         with common.open_env(args) as env:
             return handler(env, args)
     except UsageError as exc:
+        if args is None:  # argparse refused the line: does it still ask for JSON?
+            words = sys.argv[1:] if argv is None else argv
+            args = argparse.Namespace(json="--json" in words)
         return _fail(args, exc.field, exc.reason)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import os
+import re
 import string
 import tomllib
 from dataclasses import dataclass, field
@@ -112,17 +113,37 @@ DEFAULT_SETTINGS: dict[str, str] = {
 }
 
 
+NUMBER_MAX = 64  # Invoice.number's column width
+_NUMBER_SPEC = re.compile(r"0?[1-9]?d?")  # "", "d", "06d", "4": zero-padded widths only
+
+
 def validate_number_format(fmt: str) -> str:
-    fields = {name for _, name, _, _ in string.Formatter().parse(fmt) if name}
+    try:
+        parts = list(string.Formatter().parse(fmt))
+    except ValueError as exc:
+        raise ConfigError(f"number_format: {exc}") from None
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if conversion or not _NUMBER_SPEC.fullmatch(spec or ""):
+            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ConfigError(f"number_format: {shown} is not allowed; use a width like "
+                              "{seq:06d} (zero-padded, at most 9 digits)")
+    fields = {name for _, name, _, _ in parts if name}
     unknown = fields - {"year", "month", "seq"}
     if unknown:
         raise ConfigError(f"number_format: unknown field {{{sorted(unknown)[0]}}}; use year, month, seq")
     if "seq" not in fields:
         raise ConfigError("number_format: must contain {seq} so numbers are unique")
     try:
-        fmt.format(year=2026, month=1, seq=1)
+        longest = fmt.format(year=2026, month=12, seq=10**12 - 1)
     except (ValueError, IndexError, KeyError) as exc:
         raise ConfigError(f"number_format: {exc}") from None
+    if len(longest) > NUMBER_MAX:
+        raise ConfigError(f"number_format: numbers could be {len(longest)} characters long; "
+                          f"at most {NUMBER_MAX}")
+    if not fmt.format(year=2026, month=1, seq=1).strip():
+        raise ConfigError("number_format: gives an empty number")
     return fmt
 
 

@@ -3,11 +3,22 @@ PDF (and the one last sent to the customer), nothing older."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
 
 from .store.models import (
     Account, ChargeLine, Correction, CustomerClass, Invoice, InvoicePdf, TaxLine, database,
 )
 from .store.settings import load_settings
+
+
+def draft_note(inv: Invoice) -> str:
+    """The DRAFT mark a PDF of this invoice carries now ("" once issued)."""
+    from . import statuses as S
+
+    if inv.status in (S.UNDER_REVIEW, S.REJECTED, S.OPEN):
+        return f"DRAFT — {S.label(S.INVOICE_STATUSES, inv.status).lower()}, not yet issued"
+    return ""
 
 
 def build_document(inv: Invoice):
@@ -24,9 +35,7 @@ def build_document(inv: Invoice):
                   for t in TaxLine.select().where(TaxLine.invoice == inv.id).order_by(TaxLine.position))
     corrections = tuple(pdf.CorrectionRow(c.position, c.description, c.amount, c.approved_at)
                         for c in Correction.select().where(Correction.invoice == inv.id).order_by(Correction.position))
-    note = ""
-    if inv.status in (S.UNDER_REVIEW, S.REJECTED, S.OPEN):
-        note = f"DRAFT — {S.label(S.INVOICE_STATUSES, inv.status).lower()}, not yet issued"
+    note = draft_note(inv)
     return pdf.InvoiceDocument(
         number=inv.number, currency=inv.currency,
         seller=pdf.Party(settings["seller_name"], seller_lines),
@@ -44,12 +53,14 @@ def store_pdf(inv: Invoice, now: dt.datetime | None = None) -> bytes:
     """Render the current revision and keep it; prune all but current and sent."""
     from . import pdf
 
-    data = pdf.render_invoice(build_document(inv))
+    document = build_document(inv)
+    data = pdf.render_invoice(document)
     now = now or dt.datetime.utcnow().replace(microsecond=0)
+    note = document.status_note
     with database.atomic():
-        (InvoicePdf.insert(invoice=inv.id, revision=inv.revision, data=data, created_at=now)
+        (InvoicePdf.insert(invoice=inv.id, revision=inv.revision, data=data, created_at=now, note=note)
          .on_conflict(conflict_target=[InvoicePdf.invoice, InvoicePdf.revision],
-                      update={InvoicePdf.data: data, InvoicePdf.created_at: now})
+                      update={InvoicePdf.data: data, InvoicePdf.created_at: now, InvoicePdf.note: note})
          .execute())
         keep = [inv.revision] + ([inv.sent_revision] if inv.sent_revision else [])
         InvoicePdf.delete().where((InvoicePdf.invoice == inv.id) & InvoicePdf.revision.not_in(keep)).execute()
@@ -57,9 +68,79 @@ def store_pdf(inv: Invoice, now: dt.datetime | None = None) -> bytes:
 
 
 def current_pdf(inv: Invoice) -> bytes:
-    """The PDF of the invoice's current revision, rendered now if missing."""
-    row = (InvoicePdf.select(InvoicePdf.data)
+    """The PDF of the invoice's current revision, rendered now if missing or
+    if its DRAFT mark no longer fits the status (rendered under review, then
+    approved or rejected: the same revision, a different document)."""
+    row = (InvoicePdf.select(InvoicePdf.data, InvoicePdf.note)
            .where((InvoicePdf.invoice == inv.id) & (InvoicePdf.revision == inv.revision)).first())
-    if row is not None:
+    if row is not None and row.note == draft_note(inv):
         return bytes(row.data)
     return store_pdf(inv)
+
+
+class DownloadTargetError(ValueError):
+    """The target directory or merged file cannot be used (bad input: nothing written)."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+def check_download_target(directory: Path, merged: Path | None) -> None:
+    """Refuse a target that cannot work before any file is written."""
+    if directory.exists() and not directory.is_dir():
+        raise DownloadTargetError("to", f"{directory} is not a directory")
+    if merged is not None:
+        if merged.suffix.lower() != ".pdf":
+            raise DownloadTargetError("merge", f"{merged} should end in .pdf")
+        if merged.exists() and not merged.is_file():
+            raise DownloadTargetError("merge", f"{merged} exists and is not a file")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DownloadTargetError("to", f"cannot create {directory}: {exc.strerror or exc}") from exc
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise DownloadTargetError("to", f"{directory} is not writable")
+
+
+def download_many(ids, directory: Path, merged: Path | None = None, progress=None):
+    """Write the current PDF of each invoice into `directory` (one file each,
+    safe names) and, with `merged`, one PDF of them all with an outline.
+    One invoice that cannot be rendered or written never stops the others:
+    it is listed in the result's `failed`.  Returns (BulkResult, files, merged
+    path or None)."""
+    from . import pdf
+    from .workflow import BulkResult
+
+    check_download_target(directory, merged)
+    result = BulkResult()
+    files: list[Path] = []
+    items: list[tuple[str, bytes]] = []
+    ids = list(ids)
+    for i, invoice_id in enumerate(ids, 1):
+        inv = Invoice.get_or_none(Invoice.id == invoice_id)
+        if inv is None:
+            result.failed.append((str(invoice_id), "does not exist"))
+        else:
+            try:
+                data = current_pdf(inv)
+                files += pdf.write_pdfs([(inv.number, data)], directory)
+                items.append((inv.number, data))
+                result.done.append(inv.number)
+            except Exception as exc:  # one bad invoice never blocks the batch
+                result.failed.append((inv.number, f"PDF not written: {_reason(exc)}"))
+        if progress is not None:
+            progress(i, len(ids))
+    merged_path = None
+    if merged is not None and items:
+        try:
+            merged_path = pdf.merge_pdfs(items, merged)
+        except Exception as exc:
+            result.failed.append((merged.name, f"merged PDF not written: {_reason(exc)}"))
+    return result, files, merged_path
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__

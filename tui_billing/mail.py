@@ -735,8 +735,12 @@ def deliver_due(ctx, transport, *, policy: RetryPolicy | None = None, limit: int
             except (AddressError, DeliveryError) as exc:
                 permanent = isinstance(exc, AddressError) or exc.permanent
                 reason = f"invalid address: {exc}" if isinstance(exc, AddressError) else exc.reason
+                # The server being down says nothing about this message: it is
+                # retried (at the capped backoff) however long the outage lasts,
+                # never failed for it.  max_attempts counts the server's answers.
+                outage = isinstance(exc, DeliveryError) and exc.connection and not permanent
                 # From "uncertain" too: a refusal after the final "." is a definite answer.
-                if permanent or token >= policy.max_attempts:
+                if permanent or (token >= policy.max_attempts and not outage):
                     _move(msg_id, token, (SENDING, UNCERTAIN), status=FAILED, last_error=reason[:2000])
                     result.failed.append(msg_id)
                     log(job, **fields, action="failed", attempts=token, to=msg.recipient, reason=reason)

@@ -6,7 +6,8 @@ currency's minor unit exactly.
 """
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+import re
+from decimal import ROUND_HALF_UP, Decimal
 
 # ISO 4217 minor units for the currencies we bill in; anything else: 2.
 MINOR_UNITS = {
@@ -22,6 +23,19 @@ ZERO = Decimal("0")
 
 class MoneyError(ValueError):
     """An amount that cannot be accepted; the message names the reason."""
+
+
+# What a person may type: ASCII digits, one optional '-' and '.'.  Decimal()
+# alone would also take '1E+3', 'Infinity' and Arabic-Indic or full-width digits.
+_TYPED_NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
+def parse_typed_number(raw: str) -> Decimal:
+    """A plain decimal typed by a person, or MoneyError('... is not a number')."""
+    text = (raw or "").strip()
+    if not _TYPED_NUMBER.fullmatch(text):
+        raise MoneyError(f"{text!r} is not a number (digits, optionally '.' and decimals)")
+    return Decimal(text)
 
 
 def minor_units(currency: str) -> int:
@@ -47,12 +61,9 @@ def parse_amount(text: str, currency: str, *, maximum: Decimal = MAX_ADJUSTMENT)
     raw = (text or "").strip().replace(",", "").replace("_", "")
     if not raw:
         raise MoneyError("is required")
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        raise MoneyError(f"{text.strip()!r} is not a number") from None
-    if not value.is_finite():
+    if not _TYPED_NUMBER.fullmatch(raw):
         raise MoneyError(f"{text.strip()!r} is not a number")
+    value = Decimal(raw)
     if value <= 0:
         raise MoneyError("must be greater than zero")
     places = minor_units(currency)

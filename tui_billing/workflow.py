@@ -311,15 +311,6 @@ def _approve_chunk(ctx: Ctx, refs: list, action: str, due_only: bool) -> BulkRes
     return result
 
 
-def due_for_auto_approval(ctx: Ctx, limit: int = 1000) -> list[int]:
-    """Ids of invoices under review whose hold period has run out."""
-    now = ctx.clock.now()
-    query = (Invoice.select(Invoice.id)
-             .where((Invoice.status == S.UNDER_REVIEW) & (Invoice.review_deadline <= now))
-             .order_by(Invoice.review_deadline).limit(limit))
-    return [r.id for r in query]
-
-
 def auto_approve_due(ctx: Ctx, limit: int = 10_000) -> BulkResult:
     """The job: approve up to `limit` invoices whose hold expired; rejected ones wait.
 
@@ -377,6 +368,17 @@ def validate_adjustment(kind: str, amount: Decimal, description: str, currency: 
     return ADJUST_KINDS[kind], amount, text
 
 
+def adjusted_total(kind: str, amount: Decimal, total: Decimal, currency: str,
+                   number: str = "the invoice") -> Decimal:
+    """The total after the adjustment.  A credit that would make it negative
+    is refused: that is a credit note, not an adjustment."""
+    signed = -amount if kind == "credit" else amount
+    if total + signed < 0:
+        raise BadInput("amount", f"a credit of {format_money(amount, currency)} would make "
+                       f"{number}'s total negative ({format_money(total, currency)})")
+    return total + signed
+
+
 def adjust(ctx: Ctx, ref: str | int, kind: str, amount: Decimal, description: str) -> Invoice:
     """Apply one manual credit (kind='credit') or charge ('charge')."""
     correction_kind, amount, text = validate_adjustment(kind, amount, description)
@@ -385,10 +387,7 @@ def adjust(ctx: Ctx, ref: str | int, kind: str, amount: Decimal, description: st
         validate_adjustment(kind, amount, text, inv.currency)
         if inv.status != S.UNDER_REVIEW:
             raise _refuse(inv, CHANGE_REFUSALS)
-        signed = -amount if kind == "credit" else amount
-        if inv.total + signed < 0:
-            raise BadInput("amount", f"a credit of {format_money(amount, inv.currency)} would make "
-                           f"{inv.number}'s total negative ({format_money(inv.total, inv.currency)})")
+        signed = adjusted_total(kind, amount, inv.total, inv.currency, inv.number) - inv.total
         before = _state(inv)
         position = (Correction.select(Correction.position).where(Correction.invoice == inv.id)
                     .order_by(Correction.position.desc()).scalar() or 0) + 1
@@ -468,6 +467,7 @@ def reissue_many(ctx: Ctx, refs: Iterable[str | int], mode: str,
     result = BulkResult()
     refs = list(refs)
     for i, ref in enumerate(refs, 1):
+        inv = None
         try:
             inv = request_reissue(ctx, ref, mode)
             if mode == "now":
@@ -475,9 +475,20 @@ def reissue_many(ctx: Ctx, refs: Iterable[str | int], mode: str,
             result.done.append(inv.number)
         except (Refused, BadInput) as exc:
             result.failed.append((getattr(exc, "number", "") or str(ref), getattr(exc, "reason", str(exc))))
+        except Exception as exc:  # one bad invoice never blocks the batch
+            reason = f"{type(exc).__name__}: {exc}"
+            if inv is not None:  # requested, but the recalculation failed: it stays rejected
+                reason = f"reissue requested, but the recalculation failed ({reason}); the job loop retries it"
+            result.failed.append((inv.number if inv is not None else _number_of(ref), reason))
         if progress:
             progress(i, len(refs))
     return result
+
+
+def _number_of(ref: str | int) -> str:
+    if isinstance(ref, int):
+        return Invoice.select(Invoice.number).where(Invoice.id == ref).scalar() or str(ref)
+    return str(ref)
 
 
 def due_for_offpeak_reissue(ctx: Ctx, limit: int = 200) -> list[int]:

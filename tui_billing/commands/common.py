@@ -92,6 +92,12 @@ def open_env(args, *, demo_if_empty: bool = False):
     except ConfigError as exc:
         raise UsageError("config", str(exc)) from None
     url = getattr(args, "db", None) or config.db_url or store_db.default_url()
+    if getattr(args, "now", None):  # a bad --now must not create or migrate a store first
+        try:
+            parse_now(args.now, zone("UTC"))
+        except ConfigError as exc:
+            name, _, reason = str(exc).partition(": ")
+            raise UsageError(name.lstrip("-"), reason) from None
     try:
         store_db.connect(url)
         ensure_defaults()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import sys
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 from .. import statuses as S
@@ -244,14 +244,12 @@ def cmd_approve(env: Env, args) -> int:
 
 
 def parse_cli_amount(text: str, flag: str) -> Decimal:
-    raw = text.strip()
+    from ..money import MoneyError, parse_typed_number
+
     try:
-        value = Decimal(raw)
-    except InvalidOperation:
+        return parse_typed_number(text)
+    except MoneyError:
         raise UsageError(flag, f"{text!r} is not a number") from None
-    if not value.is_finite():
-        raise UsageError(flag, f"{text!r} is not a number")
-    return value
 
 
 def cmd_adjust(env: Env, args) -> int:
@@ -325,34 +323,22 @@ def cmd_assess(env: Env, args) -> int:
 
 
 def cmd_download(env: Env, args) -> int:
-    from .. import documents, pdf
+    from .. import documents
 
     ids = _existing_refs(args.numbers)
     target = Path(args.to_dir)
-    if target.exists() and not target.is_dir():
-        raise UsageError("to", f"{target} is not a directory")
     merge = Path(args.merge) if args.merge else None
-    if merge and merge.suffix.lower() != ".pdf":
-        raise UsageError("merge", f"{merge} should end in .pdf")
-    target.mkdir(parents=True, exist_ok=True)
-    result = workflow.BulkResult()
-    items: list[tuple[str, bytes]] = []
-    progress = env.progress("download")
-    for i, inv_id in enumerate(ids, 1):
-        inv = Invoice.get_by_id(inv_id)
-        try:
-            items.append((inv.number, documents.current_pdf(inv)))
-            result.done.append(inv.number)
-        except Exception as exc:  # one bad invoice never blocks the batch
-            result.failed.append((inv.number, f"PDF could not be rendered: {exc}"))
-        progress(i, len(ids))
-    paths = pdf.write_pdfs(items, target)
+    try:
+        documents.check_download_target(target, merge)
+    except documents.DownloadTargetError as exc:
+        raise UsageError(exc.field, exc.reason) from exc
+    result, paths, merged = documents.download_many(ids, target, merge, progress=env.progress("download"))
     extra = {"files": [str(p) for p in paths]}
     if merge:
-        extra["merged"] = str(pdf.merge_pdfs(items, merge))
+        extra["merged"] = str(merged) if merged else None
     if not env.json:
         for p in paths:
             env.print(p)
-        if merge:
-            env.print(extra["merged"])
+        if merged:
+            env.print(merged)
     return report_bulk(env, "downloaded", result, extra)

@@ -9,7 +9,7 @@ from ..offpeak import in_window
 from ..money import format_money
 from ..store.models import Account, AuditEvent, Invoice, database
 from ..store.settings import load_settings
-from .base import JobResult, Log, claim_invoices, claimant, null_log, release_invoices, shared_store, skip_locked, stopped
+from .base import JobResult, Log, claim_invoices, claimant, null_log, release_invoices, skip_locked, stopped
 
 
 def auto_approve_due(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch: int = 500) -> JobResult:
@@ -23,27 +23,15 @@ def auto_approve_due(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, ba
     """
     log = log or null_log
     res = JobResult()
-    if shared_store():
-        while not stopped(stop):
-            r = workflow.auto_approve_due(ctx, limit=batch)
-            for number in r.done:
-                log("auto_approve", invoice=number, action="approved")
-            res.done += len(r.done)
-            if len(r.done) < batch:
-                break
-        return res
+    # One set-based guarded UPDATE per batch on both stores: its WHERE is the
+    # guard, so an invoice an admin approved or rejected meanwhile is simply
+    # not taken (no refusal to report).
     while not stopped(stop):
-        ids = workflow.due_for_auto_approval(ctx, batch)
-        if not ids:
-            break
-        r = workflow.approve_many(ctx, ids, action="auto_approve", due_only=True)
+        r = workflow.auto_approve_due(ctx, limit=batch)
         for number in r.done:
             log("auto_approve", invoice=number, action="approved")
-        for number, reason in r.failed:  # only races: someone acted on it meanwhile
-            log("auto_approve", invoice=number, action="skipped", reason=reason)
         res.done += len(r.done)
-        res.skipped += len(r.failed)
-        if len(ids) < batch or not r.done:
+        if len(r.done) < batch:
             break
     return res
 

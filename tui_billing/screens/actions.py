@@ -94,6 +94,7 @@ class InvoiceActions:
     @work(thread=True, exclusive=True, group="prepare")
     def _prepare(self, verb: str, targets: Targets) -> None:
         from ..offpeak import next_window_start
+        from ..store import queries
         from ..store.models import Invoice
         from ..store.settings import load_settings
 
@@ -101,7 +102,7 @@ class InvoiceActions:
         with db_session():
             try:
                 ids = targets.resolve()
-                count, sums = targets.totals(ids) if verb == "approve" else (len(ids), {})
+                by_status = queries.totals_by_status(ids) if verb == "approve" else {}
                 numbers = [n for (n,) in Invoice.select(Invoice.number).where(Invoice.id.in_(ids[:3]))
                            .order_by(Invoice.id).tuples()] if ids else []
                 window = None
@@ -111,9 +112,9 @@ class InvoiceActions:
             except Exception as exc:
                 post(self.app, self.notify, error_text(exc), title=f"{verb} failed", severity="error")
                 return
-        post(self.app, self._ask, verb, ids, count, sums, numbers, window)
+        post(self.app, self._ask, verb, ids, by_status, numbers, window)
 
-    def _ask(self, verb: str, ids: list[int], count: int, sums: dict, numbers: list[str],
+    def _ask(self, verb: str, ids: list[int], by_status: dict, numbers: list[str],
              window: dt.datetime | None) -> None:
         from .confirm import ConfirmModal
         from .download import DownloadModal
@@ -124,11 +125,23 @@ class InvoiceActions:
             return
         clock = self.app.ctx.clock
         if verb == "approve":
+            from .. import statuses as S
+
+            count, sums = by_status.get(S.UNDER_REVIEW, (0, {}))
+            others = {s: n for s, (n, _) in by_status.items() if s != S.UNDER_REVIEW}
+            refused = ", ".join(f"{n:,} {S.label(S.INVOICE_STATUSES, s).lower()}" for s, n in others.items())
+            if not count:
+                self.notify(f"None of the {plural(len(ids), 'invoice')} is under review ({refused}): "
+                            "nothing to approve.", title="Approve", severity="warning")
+                return
             body = Text()
-            body.append(f"Approve {plural(len(ids), 'invoice')}?\n", style="bold")
+            body.append(f"Approve {plural(count, 'invoice')} under review?\n", style="bold")
             body.append(", ".join(numbers) + (" …" if len(ids) > len(numbers) else "") + "\n")
             body.append("Totals: ")
             body.append(totals_line(sums), style="bold")
+            if others:
+                body.append(f"\n{sum(others.values()):,} of the {len(ids):,} marked will be refused "
+                            f"({refused}); the summary lists each.", style="yellow")
             body.append("\nApproved invoices are sent to the customers within minutes.")
             self.app.push_screen(ConfirmModal("Approve", body, "Approve"),
                                  lambda ok: ok and self._launch("approve", ids, None))
@@ -166,7 +179,8 @@ class InvoiceActions:
                 elif verb == "reissue":
                     result = workflow.reissue_many(self.app.ctx, ids, option, progress=progress)
                     if option == "off_peak" and result.done:
-                        notes.append("They are stored as Rejected until the off-peak window.")
+                        notes.append("They stay Rejected until the off-peak window opens; "
+                                     "the job loop recalculates them then and they come back under review.")
                 else:
                     result, notes = self._download(ids, option, progress)
             except Exception as exc:  # the store failed mid-way: report, never crash
@@ -176,41 +190,22 @@ class InvoiceActions:
                 fresh = fresh_rows(changed) if verb != "download" else {}
             except Exception:
                 fresh = {}
-        post(self.app, self._finished, verb, ids, result, fresh, notes)
+        words = "queued for the off-peak reissue" if verb == "reissue" and option == "off_peak" else None
+        post(self.app, self._finished, verb, ids, result, fresh, notes, words)
 
     def _download(self, ids: list[int], option: tuple[Path, Path | None], progress):
-        from .. import documents, pdf
-        from ..store.models import Invoice
+        from .. import documents
 
         directory, merged = option
-        result = workflow.BulkResult()
-        items: list[tuple[str, bytes]] = []
-        notes: list[str] = []
-        directory.mkdir(parents=True, exist_ok=True)
-        for i, invoice_id in enumerate(ids, 1):
-            inv = Invoice.get_or_none(Invoice.id == invoice_id)
-            if inv is None:
-                result.failed.append((str(invoice_id), "does not exist"))
-            else:
-                try:
-                    data = documents.current_pdf(inv)
-                    pdf.write_pdfs([(inv.number, data)], directory)
-                    if merged:
-                        items.append((inv.number, data))
-                    result.done.append(inv.number)
-                except Exception as exc:  # one bad invoice never blocks the batch
-                    result.failed.append((inv.number, f"PDF could not be written: {error_text(exc)}"))
-            progress(i, len(ids))
-        notes.append(f"Files in {directory}")
-        if merged and items:
-            try:
-                notes.append(f"Merged: {pdf.merge_pdfs(items, merged)}")
-            except Exception as exc:
-                result.failed.append((merged.name, f"merged PDF could not be written: {error_text(exc)}"))
+        try:
+            result, _, merged_path = documents.download_many(ids, directory, merged, progress)
+        except documents.DownloadTargetError as exc:
+            return workflow.BulkResult(failed=[("—", exc.reason)]), []
+        notes = [f"Files in {directory}"] + ([f"Merged: {merged_path}"] if merged_path else [])
         return result, notes
 
     def _finished(self, verb: str, ids: list[int], result: workflow.BulkResult, fresh: dict,
-                  notes: list[str]) -> None:
+                  notes: list[str], words: str | None = None) -> None:
         from .summary import SummaryModal
 
         panel = self._panel()
@@ -223,7 +218,7 @@ class InvoiceActions:
         clear = getattr(self, "action_unmark", None)
         if clear is not None:  # the batch is done: its marks go (failures stay listed in the summary)
             clear()
-        message = f"{plural(len(result.done), 'invoice')} {done_words}"
+        message = f"{plural(len(result.done), 'invoice')} {words or done_words}"
         if result.failed:
             message += f"; {len(result.failed):,} failed"
         self.notify(message, title=f"{title} finished", severity="warning" if result.failed else "information")

@@ -48,16 +48,22 @@ class AdjustDone:
 
 
 class AmountValidator(Validator):
-    """Positive, at most the currency's decimals, within the sanity bound."""
+    """Positive, at most the currency's decimals, within the sanity bound;
+    with a target, a credit must not make its total negative."""
 
-    def __init__(self, currency: str):
+    def __init__(self, currency: str, target: "AdjustTarget | None" = None, kind=lambda: "credit"):
         super().__init__()
         self.currency = currency
+        self.target = target
+        self.kind = kind  # the dialog's current choice: "credit" or "charge"
 
     def validate(self, value: str) -> ValidationResult:
         try:
             amount = parse_amount(value, self.currency)
             workflow.validate_adjustment("credit", amount, "-", self.currency)
+            if self.target is not None:
+                t = self.target
+                workflow.adjusted_total(self.kind(), amount, t.total, t.currency, t.number)
         except MoneyError as exc:
             return self.failure(str(exc), value)
         except workflow.BadInput as exc:
@@ -99,7 +105,7 @@ class AdjustModal(ModalScreen[AdjustDone | None]):
             with Horizontal(classes="form-row"):
                 yield Label(f"Amount ({t.currency})", classes="form-label")
                 yield Input(placeholder="e.g. 25.00", id="adj-amount", compact=True,
-                            validators=[AmountValidator(t.currency)], validate_on=["changed", "submitted"])
+                            validators=[AmountValidator(t.currency, t, self.kind)], validate_on=["changed", "submitted"])
             yield Static("", id="adj-amount-error", classes="form-error")
             with Horizontal(classes="form-row"):
                 yield Label("Description", classes="form-label")
@@ -161,6 +167,8 @@ class AdjustModal(ModalScreen[AdjustDone | None]):
 
     def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
         event.stop()
+        amount_input = self.query_one("#adj-amount", Input)
+        self._show("adj-amount", amount_input.validate(amount_input.value))  # credit <-> charge
         self._new_total()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

@@ -142,14 +142,6 @@ class ClassesScreen(Screen):
 
         return send, number("#class-hold"), number("#class-net")
 
-    def base_net_days(self, send: str, net: int | None) -> int | None:
-        """The Net term the class gave before review was switched on (seed 000:
-        Net 21 stays 21 for the customer, so with 5 hold days it becomes 26)."""
-        row = self.editing
-        if row and row["send_mode"] != "after_review" and send == "after_review" and net == row["net_days"]:
-            return row["net_days"]
-        return None
-
     def _check(self) -> bool:
         send, hold, net = self.values()
         warning = self.query_one("#class-warning", Static)
@@ -165,7 +157,9 @@ class ClassesScreen(Screen):
             warning.update("")
             return False
         error.update("")
-        text = C.net_days_warning(send, hold, net, self.base_net_days(send, net))
+        row = self.editing
+        before = (row["send_mode"], row["hold_days"], row["net_days"]) if row else None
+        text = C.change_warning(before, (send, hold, net))
         warning.update(Text(f"⚠ {text}", style="bold yellow") if text else "")
         return True
 
@@ -187,7 +181,7 @@ class ClassesScreen(Screen):
             return
         send, hold, net = self.values()
         row = self.editing
-        # Only what changed goes to the domain (so it can tell a base Net term).
+        # Only what changed goes to the domain.
         self._save(row["name"], send if send != row["send_mode"] else None,
                    hold if hold != row["hold_days"] else None, net if net != row["net_days"] else None)
 
@@ -198,12 +192,15 @@ class ClassesScreen(Screen):
                 warning = C.save_class(self.app.ctx, name, send_mode=send, hold_days=hold, net_days=net)
                 rows = C.class_rows()
             except C.ClassError as exc:
-                post(self.app, self.query_one("#class-error", Static).update, f"✗ {exc.field}: {exc.reason}")
+                post(self.app, self._show_error, f"✗ {exc.field}: {exc.reason}")
                 return
             except Exception as exc:
                 post(self.app, self.notify, error_text(exc), severity="error")
                 return
         post(self.app, self._saved, name, warning, rows)
+
+    def _show_error(self, text: str) -> None:
+        self.query_one("#class-error", Static).update(text)
 
     def _saved(self, name: str, warning: str | None, rows: list[dict]) -> None:
         self.notify(f"{name} saved" + (f" — {warning}" if warning else ""), title="Customer class",

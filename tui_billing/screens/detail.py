@@ -9,14 +9,14 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Container
+from textual.containers import Container, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from .. import statuses as S
 from ..money import format_amount, format_debt_change, format_money
 from ..widgets.fit_table import Col, FitTable
-from ..widgets.fmt import STATUS_STYLES, local_time, reissue_words, time_left
+from ..widgets.fmt import STATUS_STYLES, hold_ran_out, local_time, reissue_words, time_left
 from ..widgets.progress_panel import ProgressPanel
 from ..widgets.selection import Targets
 from .actions import InvoiceActions
@@ -24,6 +24,7 @@ from .support import db_session, error_text, post
 
 LABEL = 16  # label column width in the header group
 VALUE = 26  # left value width before the right-hand label
+HEAD_FLAGS = 3  # flags the header shows; more go to the Flags tab
 
 CHARGE_COLUMNS = [Col("pos", "#", 3, "right"), Col("description", "Description"),
                   Col("quantity", "Quantity", 12, "right"), Col("discount", "Discount", 11, "right"),
@@ -185,9 +186,12 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
         issued = inv.issue_date.isoformat() if inv.status != S.OPEN else f"— (closes {inv.issue_date})"
         pair("Issue date", issued, "Due date", inv.due_date.isoformat() if inv.due_date else "—")
         deadline = "—"
-        if inv.review_deadline is not None and inv.status in (S.UNDER_REVIEW, S.REJECTED):
+        if inv.review_deadline is not None and inv.status == S.UNDER_REVIEW:
             left = time_left(inv.review_deadline, clock.now())
-            deadline = f"{local_time(clock, inv.review_deadline)} ({left if 'overdue' in left else left + ' left'})"
+            deadline = f"{local_time(clock, inv.review_deadline)} " + (
+                f"({left}: approved on the next job pass)" if hold_ran_out(left) else f"({left} left)")
+        elif inv.status == S.REJECTED:  # never auto-approved: the reissue sets a fresh hold period
+            deadline = "none until reissued (a fresh hold period starts then)"
         pair("Review deadline", deadline)
         text.rstrip()
         return text
@@ -199,16 +203,32 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
             text = Text(f"{'Flags':<{LABEL}}", style="bold")
             text.append("No flags", style="dim")
             return text
+        shown = d.flags if len(d.flags) <= HEAD_FLAGS else d.flags[:HEAD_FLAGS - 1]
+        grid = self._flag_grid(shown, f"Flags ({d.risk_score})")
+        if len(shown) < len(d.flags):  # the header stays small at 80x24; the tab has them all
+            more = len(d.flags) - len(shown)
+            grid.add_row(Text(""), Text(f"… and {more} more: every flag in full on the Flags tab",
+                                        style="italic"))
+        return grid
+
+    @staticmethod
+    def _flag_grid(flags, title: str) -> Table:
         grid = Table.grid()
         grid.add_column(width=LABEL, no_wrap=True)
         grid.add_column(ratio=1)
-        for i, flag in enumerate(d.flags):
-            label = Text(f"Flags ({d.risk_score})" if i == 0 else "", style="bold")
+        for i, flag in enumerate(flags):
+            label = Text(title if i == 0 else "", style="bold")
             reason = Text("• ", style="bold red" if flag.weight >= 40 else "yellow")
             reason.append(flag.short, style="bold")
             reason.append(f": {flag.reason}")
             grid.add_row(label, reason)
         return grid
+
+    def flags_pane(self) -> TabPane:
+        d = self.detail
+        grid = self._flag_grid(d.flags, f"Risk score {d.risk_score}")
+        return TabPane(f"Flags {len(d.flags)}", VerticalScroll(Static(grid, id="flags-full"), id="flags-scroll"),
+                       id="tab-flags")
 
     def status_words(self) -> Text:
         inv = self.detail.invoice
@@ -267,6 +287,8 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
             {"at": local_time(clock, a.at), "actor": Text(a.actor), "action": Text(a.action),
              "change": _t(self.audit_change(a, cur))} for a in d.audit], id="audit-table"),
             id="tab-audit"))
+        if d.flags:
+            panes.append(self.flags_pane())
         return panes
 
     def changes_pane(self) -> TabPane:

@@ -43,7 +43,8 @@ class InvoiceListScreen(InvoiceActions, Screen):
         Binding("a", "approve", "Approve", id="list.approve"),
         Binding("j", "adjust", "Adjust", id="list.adjust"),
         Binding("r", "reissue", "Reissue", id="list.reissue"),
-        Binding("d", "download", "Download", id="list.download"),
+        Binding("d", "download", "PDFs", id="list.download",
+                tooltip="Download PDFs (to a directory, or merged into one file)"),
         Binding("p", "pdf_text", "PDF text", id="list.pdf", show=False),
         Binding("m", "mark_page", "Mark page", id="list.mark_page", show=False),
         Binding("M", "mark_matching", "Mark all matching", id="list.mark_all", show=False),
@@ -220,7 +221,10 @@ class InvoiceListScreen(InvoiceActions, Screen):
                          .order_by(CustomerClass.name).tuples()]
             except Exception:
                 return
-        post(self.app, self.query_one(FilterBar).set_classes, names)
+        post(self.app, self._set_classes, names)
+
+    def _set_classes(self, names: list[str]) -> None:  # on the UI thread: the widget tree is read here
+        self.query_one(FilterBar).set_classes(names)
 
     # -- filter bar -----------------------------------------------------------------------
     def on_filter_bar_changed(self, message: FilterBar.Changed) -> None:

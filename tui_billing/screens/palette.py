@@ -31,6 +31,8 @@ COMMANDS = [
      "mark_reviewed"),
     ("Refresh", "Reload what this screen shows (F5)", "screen", "reload"),
     ("Save class", "Customer classes: save the form (Ctrl+S)", "screen", "save"),
+    ("Email problems", "Failed and uncertain deliveries: retry, mark sent (F7)", "app", "outbox"),
+    ("Job loop log", "What the in-console job loop did (F8)", "app", "job_log"),
     ("Toggle light/dark theme", "F9", "app", "toggle_theme"),
     ("Keys", "Every key of every screen (F1, ?)", "app", "help"),
     ("Quit", "Leave the console (Ctrl+Q)", "app", "quit"),

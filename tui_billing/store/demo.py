@@ -404,6 +404,13 @@ class _Batch:
             # Spread deadlines from overdue-now to the full hold, so the queue shows urgency.
             review_deadline = now + dt.timedelta(hours=rng.randint(-6, cls["hold_days"] * 24))
             generated = review_deadline - dt.timedelta(days=cls["hold_days"])
+            # Postpay is billed once its period ended, prepay from its first day:
+            # never generated before that (soon after, deadlines bunch at the full hold).
+            billed_from = period_to + dt.timedelta(days=1) if account["model"] == "postpay" else period_from
+            earliest = min(dt.datetime.combine(billed_from, dt.time(3, 0)), now)
+            if generated < earliest:
+                generated = earliest
+                review_deadline = generated + dt.timedelta(days=cls["hold_days"])
             issue_date = generated.date()
         corrections = Decimal(0)
         signed_list: list[Decimal] = []

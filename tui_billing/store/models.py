@@ -207,6 +207,7 @@ class InvoicePdf(BaseModel):
     revision = IntegerField()
     data = BlobField()
     created_at = DateTimeField()
+    note = TextField(null=True)  # the draft note it was rendered with ("" = final); migration 0004
 
     class Meta:
         indexes = ((("invoice", "revision"), True),)

@@ -86,6 +86,10 @@ def _folded(column):
     return fn.tb_lower(column) if is_sqlite() else fn.LOWER(column)
 
 
+_OWNER = Account.alias("owner")  # built once: peewee makes a class per aliased field
+_OWNER_TYPE, _OWNER_ID = _OWNER.account_type, _OWNER.id
+
+
 def _where(f: Filters):
     cond = []
     if f.statuses:
@@ -95,8 +99,7 @@ def _where(f: Filters):
         # SQLite first builds a Bloom filter over every account of the type
         # (10 ms at a million invoices); this walks the page's index and
         # reads each row's account (0.3 ms).
-        owner = Account.alias("owner")
-        cond.append(Expression(owner.select(owner.account_type).where(owner.id == Invoice.account),
+        cond.append(Expression(_OWNER.select(_OWNER_TYPE).where(_OWNER_ID == Invoice.account),
                                OP.EQ, f.account_type))
     if f.customer:
         needle = f.customer.lower()
@@ -258,18 +261,25 @@ def page(f: Filters, *, sort: str = "issue_date", descending: bool | None = None
         raise FilterError("limit", f"must be between 1 and {MAX_LIMIT}")
     column, default_desc = SORTS[sort]
     desc = default_desc if descending is None else descending
+    if sort == "risk":
+        return _risk_page(f, desc, after, limit)
+    return _rows(page_query(f, sort=sort, descending=desc, after=after, limit=limit))
+
+
+def page_query(f: Filters, *, sort: str, descending: bool, after: PageKey | None, limit: int):
+    """The one SELECT of a page for every sort but risk (bench_store.py runs its SQL raw)."""
+    column, _ = SORTS[sort]
+    desc = descending
     query = base_query(f)
     if sort == "deadline":  # only invoices with a deadline sort by it
         query = query.where(Invoice.review_deadline.is_null(False))
-    if sort == "risk":
-        return _risk_page(f, desc, after, limit)
     if after is not None:
         if desc:
             query = query.where((column < after.value) | ((column == after.value) & (Invoice.id < after.id)))
         else:
             query = query.where((column > after.value) | ((column == after.value) & (Invoice.id > after.id)))
     order = (column.desc(), Invoice.id.desc()) if desc else (column.asc(), Invoice.id.asc())
-    return _rows(query.order_by(*order).limit(limit))
+    return query.order_by(*order).limit(limit)
 
 
 def _risk_page(f: Filters, desc: bool, after: PageKey | None, limit: int) -> list[InvoiceRow]:
@@ -339,24 +349,17 @@ def counts_by_status(f: Filters) -> dict[str, int]:
     return counts
 
 
-def count_and_sum(f: Filters) -> tuple[int, dict[str, Decimal]]:
-    """How many match and their totals per currency (for confirmations)."""
-    rows = base_query(f, Invoice.currency, fn.COUNT(Invoice.id), fn.SUM(Invoice.total)).group_by(Invoice.currency).tuples()
-    count, sums = 0, {}
-    for currency, n, total in rows:
-        count += n
-        sums[currency] = Decimal(int(total or 0)).scaleb(-4)
-    return count, sums
-
-
-def totals_of(ids: list[int]) -> tuple[int, dict[str, Decimal]]:
-    sums: dict[str, Decimal] = {}
-    count = 0
+def totals_by_status(ids: list[int]) -> dict[str, tuple[int, dict[str, Decimal]]]:
+    """{status: (how many, {currency: sum of totals})} of these invoices (for
+    confirmations: what an action will change, and what it will refuse)."""
+    out: dict[str, tuple[int, dict[str, Decimal]]] = {}
     for start in range(0, len(ids), 500):
-        rows = (Invoice.select(Invoice.currency, fn.COUNT(Invoice.id), fn.SUM(Invoice.total))
-                .where(Invoice.id.in_(ids[start:start + 500])).group_by(Invoice.currency).tuples())
-        for currency, n, total in rows:
-            count += n
-            sums[currency] = sums.get(currency, Decimal(0)) + Decimal(int(total or 0)).scaleb(-4)
-    return count, sums
+        rows = (Invoice.select(Invoice.status, Invoice.currency, fn.COUNT(Invoice.id), fn.SUM(Invoice.total))
+                .where(Invoice.id.in_(ids[start:start + 500]))
+                .group_by(Invoice.status, Invoice.currency).tuples())
+        for status, currency, n, total in rows:
+            count, sums = out.get(status, (0, {}))
+            sums[currency] = sums.get(currency, Decimal(0)) + _money(total or 0)
+            out[status] = (count + n, sums)
+    return out
 

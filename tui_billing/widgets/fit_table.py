@@ -20,6 +20,7 @@ class Col:
     min_table: int = 0  # shown only when the table is at least this wide
     max_table: int = 0  # shown only when the table is narrower than this
     wide_width: int = 0  # width when the table is wide (>= WIDE), if different
+    max_width: int = 0  # grows up to this to fit its longest cell (FitTable.measure); 0: fixed
 
 
 WIDE = 110  # a table this wide shows the extra columns
@@ -44,6 +45,7 @@ class FitTable(DataTable):
         self.order: list[str] = []
         self._layout: tuple | None = None  # (visible column keys, widths)
         self._built = False
+        self._content: dict[str, int] = {}  # longest cell seen, for columns with max_width
 
     # -- layout ---------------------------------------------------------------
     def _available(self) -> int:
@@ -55,12 +57,30 @@ class FitTable(DataTable):
         visible = [c for c in self.specs if (not c.min_table or width >= c.min_table)
                    and (not c.max_table or width < c.max_table)]
         pad = 2 * self.cell_padding
-        fixed = sum((c.wide_width if wide and c.wide_width else c.width) + pad
-                    for c in visible if c.width)
+
+        def fixed_width(c: Col) -> int:
+            w = c.wide_width if wide and c.wide_width else c.width
+            return max(w, min(self._content.get(c.key, 0), c.max_width)) if c.max_width else w
+
+        fixed = sum(fixed_width(c) + pad for c in visible if c.width)
         flex_cols = [c for c in visible if not c.width]
         flex = max(self.min_flex, (width - fixed) // max(len(flex_cols), 1) - pad) if flex_cols else 0
-        widths = tuple((c.wide_width if wide and c.wide_width else c.width) or flex for c in visible)
+        widths = tuple(fixed_width(c) if c.width else flex for c in visible)
         return tuple(c.key for c in visible), widths, wide
+
+    def measure(self, item) -> dict[str, int]:  # pragma: no cover - overridden where used
+        """Cell lengths of this item for columns with max_width."""
+        return {}
+
+    def _grew(self, items) -> bool:
+        """Note the items' lengths; True when a growing column needs more room."""
+        grew = False
+        for item in items:
+            for key, n in self.measure(item).items():
+                if n > self._content.get(key, 0):
+                    self._content[key] = n
+                    grew = True
+        return grew
 
     @property
     def wide(self) -> bool:
@@ -134,8 +154,10 @@ class FitTable(DataTable):
             self.items[key] = item
             self.order.append(key)
             new.append(key)
-        if not self._built:
-            self.relayout()
+        grew = self._grew(self.items[key] for key in new)
+        if not self._built or grew:
+            self.relayout()  # a first layout builds every row; new widths may rebuild them
+        if not self._built or self.row_count == len(self.order):
             return
         cols, wide = self.visible_specs(), self.wide
         self.add_rows_keyed((key, self._cells(self.items[key], cols, wide)) for key in new)

@@ -40,13 +40,19 @@ def span(seconds: int) -> str:
 
 
 def time_left(deadline: dt.datetime | None, now: dt.datetime) -> str:
-    """'4d 3h' until auto-approval, or 'overdue 2h' once the hold ran out."""
+    """'4d 3h' until auto-approval, or 'due 2h ago' once the hold ran out (the
+    job loop approves it on its next pass; not 'overdue', which is a payment
+    status)."""
     if deadline is None:
         return "—"
     seconds = int((deadline - now).total_seconds())
     if seconds < 0:
-        return f"overdue {span(seconds)}"
+        return f"due {span(seconds)} ago"
     return span(seconds)
+
+
+def hold_ran_out(left: str) -> bool:
+    return left.startswith("due ")
 
 
 def local_time(clock: Clock, moment: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -92,7 +98,7 @@ def review_state(row, clock: Clock, *, wide: bool, width: int | None = None) -> 
     """The queue's state cell: time left, overdue, or awaiting reissue.
 
     `width`: the narrow cell's width; shorter words when the usual ones do
-    not fit (80 columns: 'reissue 01:00', 'overdue 12h')."""
+    not fit (80 columns: 'reissue 01:00', 'due 12h ago')."""
     if row.status == S.REJECTED:
         words = reissue_words(clock, row.reissue_mode, row.reissue_after, wide=wide)
         if not wide and width is not None and len(words) > width:
@@ -100,13 +106,13 @@ def review_state(row, clock: Clock, *, wide: bool, width: int | None = None) -> 
         return Text(words, style=STATUS_STYLES[S.REJECTED])
     if row.status == S.UNDER_REVIEW:
         left = time_left(row.review_deadline, clock.now())
-        overdue = left.startswith("overdue")
+        past = hold_ran_out(left)
         if wide:
             return Text("Under review", style=STATUS_STYLES[S.UNDER_REVIEW])
-        words = left if overdue else f"{left} left"
-        if width is not None and len(words) > width:
-            words = " ".join(words.split(" ")[:2]) if overdue else left  # 'overdue 12h', '12h 30m'
-        return Text(words, style="bold red" if overdue else "")
+        words = left if past else f"{left} left"
+        if width is not None and len(words) > width:  # 'due 12h ago', '12h 30m'
+            words = f"due {left.split(' ')[1]} ago" if past else left
+        return Text(words, style="bold red" if past else "")
     return status_text(row.status)
 
 
@@ -127,7 +133,7 @@ def left_cell(row, clock: Clock) -> Text:
     if row.status != S.UNDER_REVIEW:
         return Text("—", style="dim")
     left = time_left(row.review_deadline, clock.now())
-    return Text(left, style="bold red" if left.startswith("overdue") else "")
+    return Text(left, style="bold red" if hold_ran_out(left) else "")
 
 
 def money_cell(amount: Decimal | None, currency: str) -> Text:

@@ -14,6 +14,7 @@ from .rows import InvoiceRow
 from .selection import Selection
 
 MARK = "✓"
+NUMBER_MAX = 24  # the Number column grows to fit numbers up to this; longer ones end in "…"
 NEAR_END = 25  # rows before the end at which the next page is fetched
 
 # 80 columns: one "Review" cell (time left, or awaiting reissue) and a compact
@@ -22,7 +23,7 @@ NEAR_END = 25  # rows before the end at which the next page is fetched
 QUEUE_WIDE = 130
 QUEUE_COLUMNS = [
     Col("mark", MARK, 1),
-    Col("number", "Number", 15),
+    Col("number", "Number", 15, max_width=NUMBER_MAX),
     Col("account", "Account", 0),
     Col("class", "Class", 16, min_table=150),
     Col("total", "Total", 14, justify="right", wide_width=16),
@@ -33,7 +34,7 @@ QUEUE_COLUMNS = [
 ]
 FINDER_COLUMNS = [
     Col("mark", MARK, 1),
-    Col("number", "Number", 15),
+    Col("number", "Number", 15, max_width=NUMBER_MAX),
     Col("account", "Account", 0),
     Col("class", "Class", 16, min_table=110),
     Col("status", "Status", 12),
@@ -70,8 +71,8 @@ class InvoiceTable(FitTable):
             k = c.key
             if k == "mark":
                 cells.append(Text(MARK, style="bold green") if self.selection.is_marked(row.id) else Text(" "))
-            elif k == "number":
-                cells.append(Text(row.number))
+            elif k == "number":  # never cut silently: a wrong-looking number is worse than "…"
+                cells.append(Text(row.number, no_wrap=True, overflow="ellipsis"))
             elif k == "account":
                 cells.append(Text(row.account, no_wrap=True, overflow="ellipsis"))
             elif k == "class":
@@ -95,6 +96,9 @@ class InvoiceTable(FitTable):
             else:
                 cells.append("")
         return cells
+
+    def measure(self, row: InvoiceRow) -> dict[str, int]:
+        return {"number": len(row.number)}
 
     def width_of(self, col: Col) -> int:
         """The column's width in the current layout."""

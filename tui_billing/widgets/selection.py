@@ -91,11 +91,3 @@ class Targets:
 
         query = queries.ids_matching(self.filters).order_by(Invoice.id)
         return [i for (i,) in query.tuples() if i not in self.excluded]
-
-    def totals(self, ids: list[int]):
-        """(count, {currency: sum}) for the confirmation; inside a worker."""
-        from ..store import queries
-
-        if self.all_matching and not self.excluded:
-            return queries.count_and_sum(self.filters)
-        return queries.totals_of(ids)
