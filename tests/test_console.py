@@ -12,6 +12,7 @@ from tui_billing.screens.adjust import AdjustModal
 from tui_billing.screens.confirm import ConfirmModal
 from tui_billing.screens.detail import InvoiceDetailScreen
 from tui_billing.screens.finder import FinderScreen
+from tui_billing.screens.invoice_list import PAGE
 from tui_billing.screens.queue import QueueScreen
 from tui_billing.screens.reissue import ReissueModal
 from tui_billing.screens.summary import SummaryModal
@@ -58,7 +59,7 @@ def test_queue_is_first_screen_sorted_by_deadline(console_env):
             deadlines = [r.review_deadline for r in rows]
             assert deadlines == sorted(deadlines)
             expected = Invoice.select().where(Invoice.status.in_([S.UNDER_REVIEW, S.REJECTED])).count()
-            assert len(rows) == min(expected, 100)
+            assert len(rows) == min(expected, PAGE)
             counts = str(app.screen.query_one("#counts", Static).render())
             assert f"Under review {Invoice.select().where(Invoice.status == S.UNDER_REVIEW).count()}" in counts
     run(scenario())
@@ -463,17 +464,19 @@ def test_next_page_loads_when_the_cursor_nears_the_end(console_env):
             await settle(pilot)
             screen = app.screen
             table = screen.query_one(InvoiceTable)
-            assert table.row_count == 100 and screen.has_more
+            assert table.row_count == PAGE and screen.has_more
+            assert screen.ahead is not None and len(screen.ahead[0]) == PAGE  # the next page, fetched ahead
             table.focus()
             await pilot.press("end")
+            assert table.row_count == 2 * PAGE  # appended at once, no wait on the store
             await settle(pilot)
-            assert table.row_count == 200
             numbers = [table.items[k].number for k in table.order]
-            assert len(set(numbers)) == 200  # keyset pages never repeat a row
-            for _ in range(3):
+            assert len(set(numbers)) == 2 * PAGE  # keyset pages never repeat a row
+            for _ in range(300 // PAGE + 1):
                 await pilot.press("end")
                 await settle(pilot)
             assert table.row_count == Invoice.select().count() == 300 and not screen.has_more
+            assert screen.ahead is None or screen.ahead[0] == []
     run(scenario())
 
 
@@ -794,4 +797,25 @@ def test_many_flags_header_stays_small_and_the_flags_tab_has_them_all(console_en
             full = text_of(detail.query_one("#flags-full", Static))
             for reason in reasons:
                 assert reason in full, (reason, full)
+    run(scenario())
+
+
+def test_long_numbers_and_large_totals_are_never_cut(console_env):
+    """At 80 columns the Number and Total columns grow for what they must show;
+    the account name gives way (it ends in '…')."""
+    inv = Invoice.select().where(Invoice.status == S.UNDER_REVIEW).order_by(Invoice.id).first()
+    Invoice.update(number="INV-2026-1000001", total=Decimal("91114564.61"), currency="EUR").where(
+        Invoice.id == inv.id).execute()
+
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            table = app.screen.query_one(InvoiceTable)
+            await move_to(pilot, table, lambda r: r.id == inv.id)
+            await pilot.pause()
+            assert table.columns["number"].width >= len("INV-2026-1000001")
+            assert table.columns["total"].width >= len("91,114,564.61 EUR")
+            line = text_of(table)
+            assert "INV-2026-1000001" in line and "91,114,564.61 EUR" in line
     run(scenario())

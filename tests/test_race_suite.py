@@ -288,6 +288,12 @@ def test_race_suite(store_url, backend, tmp_path):
         assert m.status in (mail.SENT, mail.QUEUED), (m.status, m.last_error)  # queued: stopped before delivery
         assert files[m.message_id] == (1 if m.status == mail.SENT else 0)
     assert set(files) == {m.message_id for m in outbox if m.status == mail.SENT}
+    # Maildir's link() would hide a second delivery attempt: the loops' logs
+    # must show each message handed over exactly once, by one of them.
+    handed = Counter(m.group(1) for text in texts for line in text.splitlines()
+                     if " action=sent" in line and (m := re.search(r" message=(\S+)", line)))
+    assert not [mid for mid, n in handed.items() if n > 1], "a message handed over twice"
+    assert set(handed) == set(files)
     assert Counter(p.invoice_id for p in Payment.select()) == Counter(
         {i.id: 1 for i in invoices.values() if i.status in sent_states})
     # ---- no invoice in two admin digests (two loops never list the same one)

@@ -16,7 +16,7 @@ from textual.widgets import Footer, Header
 
 from .. import statuses as S
 from ..widgets.filter_bar import FilterBar
-from ..widgets.invoice_table import InvoiceTable
+from ..widgets.invoice_table import NEAR_END, InvoiceTable
 from ..widgets.pager import Pager
 from ..widgets.progress_panel import ProgressPanel
 from ..widgets.rows import InvoiceRow
@@ -25,7 +25,7 @@ from ..widgets.status_counts import StatusCounts
 from .actions import InvoiceActions
 from .support import db_session, error_text, post
 
-PAGE = 100
+PAGE = 50
 SORT_WORDS = {"issue_date": "issue date", "number": "number", "total": "total", "deadline": "review deadline",
               "risk": "risk, then deadline"}
 
@@ -60,8 +60,12 @@ class InvoiceListScreen(InvoiceActions, Screen):
         self.filters = None  # queries.Filters of the rows shown (set by the worker)
         self.generation = 0
         self.pager: Pager | None = None  # used by one worker at a time
-        self.has_more = False
-        self.loading_more = False
+        self.has_more = False  # rows beyond those shown (fetched ahead or not yet)
+        # One page is fetched ahead, in a worker, as soon as the last arrived:
+        # when the cursor nears the end it is appended at once (no wait on the store).
+        self.ahead: tuple[list, bool] | None = None  # (rows, more after them)
+        self.fetching = False  # a page is being fetched
+        self.wanted = False  # the cursor asked for rows while they were being fetched
         self.seen_changes = 0
         self.flagged = False  # "flagged only": invoices with a risk flag (Filters.flagged)
 
@@ -110,7 +114,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
     def reload(self, raw: dict | None = None) -> None:
         raw = dict(raw if raw is not None else self.query_one(FilterBar).values(), flagged=self.flagged)
         self.generation += 1
-        self.loading_more = False
+        self.ahead, self.fetching, self.wanted = None, False, False
         self._load_first(self.generation, raw, self.sort, self.descending)
 
     def action_reload(self) -> None:
@@ -158,9 +162,11 @@ class InvoiceListScreen(InvoiceActions, Screen):
         self.filters = filters
         self.pager = pager
         self.has_more = pager.has_more
+        self.ahead, self.fetching, self.wanted = None, False, False
         self.table.set_rows(rows)
         self._paint_marked()
-        self.post_message(InvoiceTable.NearEnd())  # short page: fetch more if the cursor is near the end
+        self._fetch_ahead()
+        self.post_message(InvoiceTable.NearEnd())  # short page: more at once if the cursor is near the end
 
     def _show_counts(self, generation: int, filters, counts: dict) -> None:
         if generation != self.generation:
@@ -171,12 +177,22 @@ class InvoiceListScreen(InvoiceActions, Screen):
     def on_invoice_table_near_end(self, message: InvoiceTable.NearEnd) -> None:
         message.stop()
         table = self.table
-        if not self.has_more or self.loading_more or self.pager is None:
+        if not self.has_more or self.pager is None:
             return
-        if table.row_count and table.cursor_row < table.row_count - 25:
+        if table.row_count and table.cursor_row < table.row_count - NEAR_END:
             return
-        self.loading_more = True
-        self._load_more(self.generation, self.pager)
+        if self.ahead is not None:
+            rows, more = self.ahead
+            self.ahead = None
+            self._show_more(self.generation, rows, more)
+        else:
+            self.wanted = True
+            self._fetch_ahead()
+
+    def _fetch_ahead(self) -> None:
+        if self.has_more and self.pager is not None and self.ahead is None and not self.fetching:
+            self.fetching = True
+            self._load_more(self.generation, self.pager)
 
     @work(thread=True, exclusive=True, group="more")
     def _load_more(self, generation: int, pager: Pager) -> None:
@@ -185,16 +201,29 @@ class InvoiceListScreen(InvoiceActions, Screen):
                 rows = pager.next_page()
             except Exception as exc:
                 post(self.app, self.notify, error_text(exc), title="Loading invoices", severity="error")
-                post(self.app, setattr, self, "loading_more", False)
+                post(self.app, self._arrived, generation, None, True)
                 return
-        post(self.app, self._show_more, generation, rows, pager.has_more)
+        post(self.app, self._arrived, generation, rows, pager.has_more)
+
+    def _arrived(self, generation: int, rows: list[InvoiceRow] | None, more: bool) -> None:
+        if generation != self.generation:
+            return
+        self.fetching = False
+        if rows is None:  # failed: asked again when the cursor next nears the end
+            self.wanted = False
+            return
+        if self.wanted:
+            self.wanted = False
+            self._show_more(generation, rows, more)
+        else:
+            self.ahead = (rows, more)
 
     def _show_more(self, generation: int, rows: list[InvoiceRow], more: bool) -> None:
         if generation != self.generation:
             return
-        self.loading_more = False
         self.has_more = more
         self.table.append_rows(rows)
+        self._fetch_ahead()
 
     def _reload_counts(self) -> None:
         if self.filters is not None:

@@ -51,7 +51,10 @@ def connect(url: str | None = None, *, migrate: bool = True) -> Database:
         _add_functions(db)
     elif url.startswith(("postgres://", "postgresql://")):
         try:
-            db = db_url.connect(url)
+            # jit off: every query here is short (a page, a batch), and the
+            # planner's cost for "first 100 of a million" makes PostgreSQL
+            # JIT-compile it: 20 ms of compiling for 2 ms of work.
+            db = db_url.connect(url, options="-c jit=off")
         except Exception as exc:  # driver missing, bad URL
             raise StoreError(f"--db: cannot open {url}: {exc}") from exc
     elif url.startswith("sqlite:"):

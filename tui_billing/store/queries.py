@@ -90,17 +90,19 @@ _OWNER = Account.alias("owner")  # built once: peewee makes a class per aliased 
 _OWNER_TYPE, _OWNER_ID = _OWNER.account_type, _OWNER.id
 
 
-def _where(f: Filters):
+def _where(f: Filters, paged: bool = False):
     cond = []
     if f.statuses:
         cond.append(Invoice.status.in_(list(f.statuses)))
-    if f.account_type:
-        # A correlated lookup, not the joined column: with the join's column
-        # SQLite first builds a Bloom filter over every account of the type
-        # (10 ms at a million invoices); this walks the page's index and
+    if f.account_type and paged:
+        # A page: a correlated lookup, not the joined column.  With the join's
+        # column SQLite first builds a Bloom filter over every account of the
+        # type (10 ms at a million invoices); this walks the page's index and
         # reads each row's account (0.3 ms).
         cond.append(Expression(_OWNER.select(_OWNER_TYPE).where(_OWNER_ID == Invoice.account),
                                OP.EQ, f.account_type))
+    elif f.account_type:  # counts, sums, all matching ids: every row is read, a join is best
+        cond.append(Account.account_type == f.account_type)
     if f.customer:
         needle = f.customer.lower()
         cond.append(_folded(Account.name).contains(needle) | _folded(Account.email).contains(needle))
@@ -133,11 +135,13 @@ PAGE_COLUMNS = INVOICE_PAGE_COLUMNS + (
 )
 
 
-def base_query(f: Filters, *columns):
+def base_query(f: Filters, *columns, paged: bool = False):
+    """Invoices matching f with their account and class joined; `paged` when
+    only the first rows in an index order are read (page_query)."""
     query = Invoice.select(*columns) if columns else Invoice.select(_page_select())
     query = (query.join(Account, on=(Invoice.account == Account.id))
              .switch(Invoice).join(CustomerClass, on=(Invoice.customer_class == CustomerClass.id)))
-    for c in _where(f):
+    for c in _where(f, paged):
         query = query.where(c)
     return query
 
@@ -270,7 +274,7 @@ def page_query(f: Filters, *, sort: str, descending: bool, after: PageKey | None
     """The one SELECT of a page for every sort but risk (bench_store.py runs its SQL raw)."""
     column, _ = SORTS[sort]
     desc = descending
-    query = base_query(f)
+    query = base_query(f, paged=True)
     if sort == "deadline":  # only invoices with a deadline sort by it
         query = query.where(Invoice.review_deadline.is_null(False))
     if after is not None:
@@ -292,7 +296,7 @@ def _risk_page(f: Filters, desc: bool, after: PageKey | None, limit: int) -> lis
     merged here.  The key's value is (risk_score, review_deadline).
     """
     score, deadline, id_ = Invoice.risk_score, Invoice.review_deadline, Invoice.id
-    base = base_query(f.with_(statuses=()))
+    base = base_query(f.with_(statuses=()), paged=True)
     order = (score.desc(), deadline.asc(), id_.asc()) if desc else (score.asc(), deadline.desc(), id_.desc())
     rows: list[InvoiceRow] = []
     for status in (f.statuses or (None,)):

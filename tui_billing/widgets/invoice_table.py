@@ -15,6 +15,7 @@ from .selection import Selection
 
 MARK = "✓"
 NUMBER_MAX = 24  # the Number column grows to fit numbers up to this; longer ones end in "…"
+TOTAL_MAX = 24  # and the Total column to fit its amounts: money is never cut
 NEAR_END = 25  # rows before the end at which the next page is fetched
 
 # 80 columns: one "Review" cell (time left, or awaiting reissue) and a compact
@@ -26,7 +27,7 @@ QUEUE_COLUMNS = [
     Col("number", "Number", 15, max_width=NUMBER_MAX),
     Col("account", "Account", 0),
     Col("class", "Class", 16, min_table=150),
-    Col("total", "Total", 14, justify="right", wide_width=16),
+    Col("total", "Total", 14, justify="right", wide_width=16, max_width=TOTAL_MAX),
     Col("flags", "Flags", 11, wide_width=16),
     Col("review", "Review", 14, max_table=QUEUE_WIDE),
     Col("left", "Time left", 11, min_table=QUEUE_WIDE),
@@ -38,7 +39,7 @@ FINDER_COLUMNS = [
     Col("account", "Account", 0),
     Col("class", "Class", 16, min_table=110),
     Col("status", "Status", 12),
-    Col("total", "Total", 16, justify="right"),
+    Col("total", "Total", 16, justify="right", max_width=TOTAL_MAX),
     Col("issued", "Issued", 10),
     Col("due", "Due", 10, min_table=110),
     Col("flags", "Flags", 10, min_table=130, wide_width=16),
@@ -98,7 +99,7 @@ class InvoiceTable(FitTable):
         return cells
 
     def measure(self, row: InvoiceRow) -> dict[str, int]:
-        return {"number": len(row.number)}
+        return {"number": len(row.number), "total": len(money_cell(row.total, row.currency).plain)}
 
     def width_of(self, col: Col) -> int:
         """The column's width in the current layout."""
