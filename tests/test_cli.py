@@ -136,6 +136,8 @@ def test_adjust_and_reissue_via_cli(store_url, cli):
     (["settings", "number_format", "INV-{year}"], "number_format"),
     (["settings", "number_format", "INV-{seq:>99999999}"], "number_format"),
     (["settings", "number_format", "X" * 60 + "{seq}"], "number_format"),
+    (["settings", "number_format", "INV-{seq:6d}"], "number_format"),
+    (["settings", "number_format", "INV-{month}{seq}"], "number_format"),
     (["adjust", "{n}", "--credit", "1E+1", "--description", "x"], "credit"),
     (["settings", "offpeak_start", "25:00"], "offpeak_start"),
 ])
@@ -172,6 +174,8 @@ def test_refused_adjust_exits_1(store_url, cli):
     (("after_review", 5, 26), ["--hold-days", "7"], "to keep Net 21 for the customer, set Net 28 days (now Net 26)"),
     (("after_review", 5, 26), ["--hold-days", "7", "--net-days", "28"], None),
     (("after_review", 5, 26), ["--hold-days", "3"], None),  # a shorter hold gives the customer more time
+    # Already without time to pay: the plain warning, not "keep Net -5".
+    (("after_review", 10, 5), ["--hold-days", "12"], "Net 5 days does not include the 12 hold-for-review days"),
     (("immediately", 0, 21), ["--send-mode", "after_review", "--hold-days", "5", "--net-days", "26"], None),
 ])
 def test_class_change_that_shortens_the_time_to_pay_warns(store_url, cli, start, args, warning):

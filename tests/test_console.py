@@ -819,3 +819,121 @@ def test_long_numbers_and_large_totals_are_never_cut(console_env):
             line = text_of(table)
             assert "INV-2026-1000001" in line and "91,114,564.61 EUR" in line
     run(scenario())
+
+
+def test_a_page_fetched_ahead_shows_changes_made_meanwhile(console_env):
+    """The next page is read before it is needed; an invoice on it that someone
+    else approved meanwhile must not appear as still under review."""
+    from tui_billing import workflow
+
+    # An invoice under review in the middle of the finder's second page (by issue date).
+    by_date = list(Invoice.select().order_by(Invoice.issue_date.desc(), Invoice.id.desc()))
+    target = next(i for i in by_date[:PAGE] if i.status == S.UNDER_REVIEW)
+    Invoice.update(issue_date=by_date[PAGE + PAGE // 2].issue_date).where(Invoice.id == target.id).execute()
+
+    async def scenario():
+        app = make_app(console_env, poll_seconds=3600)  # polled by hand below
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.press("f3")
+            await settle(pilot)
+            screen = app.screen
+            ahead = [r for r in screen.ahead[0] if r.status == S.UNDER_REVIEW]
+            assert [r.id for r in ahead][:1] == [target.id], "the page fetched ahead should hold it"
+            other = workflow.Ctx(clock=app.ctx.clock, actor="bob")
+            workflow.approve_many(other, [ahead[0].id])
+            app.poll_waiting()  # another admin's change, seen by the poll
+            await settle(pilot)
+            table = screen.query_one(InvoiceTable)
+            table.focus()
+            await pilot.press("end")
+            await settle(pilot)
+            assert table.items[str(ahead[0].id)].status == S.APPROVED
+    run(scenario())
+
+
+def test_a_filter_change_drops_the_old_filters_pages(console_env):
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            await pilot.press("f3")
+            await settle(pilot)
+            screen = app.screen
+            old_pager = screen.pager
+            screen.reload({"status": S.UNDER_REVIEW})
+            assert screen.pager is None and screen.ahead is None and not screen.has_more
+            await settle(pilot)
+            assert screen.pager is not old_pager
+            table = screen.query_one(InvoiceTable)
+            assert {table.items[k].status for k in table.order} == {S.UNDER_REVIEW}
+    run(scenario())
+
+
+def test_mail_waiting_on_an_unreachable_server_is_announced(console_env):
+    import datetime as dt
+
+    from textual.widgets import DataTable
+
+    from tui_billing import jobs, mail, workflow
+    from tui_billing.screens.outbox import OutboxModal
+
+    from .conftest_console import CONSOLE_NOW
+    from .test_jobs_support import SmtpServer, ctx_at
+
+    inv = Invoice.select().where(Invoice.status == S.UNDER_REVIEW).order_by(Invoice.id).first()
+    workflow.approve(console_env.ctx, inv.id)
+    earlier = ctx_at(CONSOLE_NOW - dt.timedelta(hours=1))
+    jobs.dispatch_approved(earlier)
+    jobs.deliver_outbox(earlier, transport=SmtpServer().transport())  # nothing listens
+
+    async def scenario():
+        app = make_app(console_env, poll_seconds=3600)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            toasts = [n.message for n in app._notifications]
+            assert any("1 waiting" in t and "cannot connect" in t for t in toasts), toasts
+            await pilot.press("f7")
+            await settle(pilot)
+            assert isinstance(app.screen, OutboxModal)
+            table = app.screen.query_one(DataTable)
+            rows = [table.get_row_at(i) for i in range(table.row_count)]
+            # The first message tried (the server down, the rest wait for the next run).
+            assert [r[1] for r in rows] == ["waiting"] and "cannot connect" in rows[0][5]
+    run(scenario())
+
+
+def test_growing_columns_never_push_the_table_past_80_columns(console_env):
+    inv = Invoice.select().where(Invoice.status == S.UNDER_REVIEW).order_by(Invoice.id).first()
+    Invoice.update(number="INV-2026-LONG-NUMBER-0001", total=Decimal("9999999999.99")).where(
+        Invoice.id == inv.id).execute()
+
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            table = app.screen.query_one(InvoiceTable)
+            widths = sum(c.get_render_width(table) for c in table.columns.values())
+            assert widths <= table.size.width, (widths, table.size.width)
+            assert table.columns["account"].width >= table.min_flex
+            # What does not fit ends in "…": never cut silently.
+            for column in ("number", "total"):
+                cell = table.get_cell(str(inv.id), column)
+                assert cell.overflow == "ellipsis" and cell.no_wrap, column
+    run(scenario())
+
+
+def test_a_refreshed_row_whose_total_grew_widens_its_column(console_env):
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            table = app.screen.query_one(InvoiceTable)
+            row = next(table.items[k] for k in table.order if table.items[k].currency == "EUR")
+            assert table.columns["total"].width < len("9,999,999.99 EUR")
+            Invoice.update(total=Decimal("9999999.99")).where(Invoice.id == row.id).execute()
+            app.screen.refresh_invoices([row.id])
+            await settle(pilot)
+            assert table.columns["total"].width >= len("9,999,999.99 EUR")
+            assert "9,999,999.99 EUR" in text_of(table)
+    run(scenario())

@@ -2,6 +2,7 @@
 function the console calls, on a real store with real PDFs read back."""
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import os
@@ -84,6 +85,7 @@ def test_download_to_an_unwritable_directory_is_bad_input(store_url, cli, tmp_pa
     (["--to", "{file}"], "to"),
     (["--to", "{dir}", "--merge", "{dir}/all.txt"], "merge"),
     (["--to", "/proc/no/such/dir"], "to"),
+    (["--to", "{dir}", "--merge", "{file}/all.pdf"], "merge"),
 ])
 def test_download_bad_target_exit_2_nothing_written(store_url, cli, tmp_path, args, field):
     inv = F.invoice()
@@ -122,3 +124,36 @@ def test_adjust_amount_must_be_plain_ascii_digits(store_url, cli):
         assert code == 2 and "error: credit:" in err, typed
     assert Invoice.get_by_id(inv.id).revision == 1
     assert Invoice.get_by_id(inv.id).status == S.UNDER_REVIEW
+
+
+def test_the_pdf_a_customer_received_is_never_replaced(store_url, ctx, tmp_path):
+    from tui_billing import jobs, mail
+
+    from .test_jobs_support import ctx_at
+
+    inv = F.invoice()
+    workflow.approve(ctx, inv.id)
+    jobs.dispatch_approved(ctx_at(dt.datetime(2026, 11, 20, 10, 5)))
+    jobs.deliver_outbox(ctx, transport=mail.MaildirTransport(tmp_path / "maildir"))
+    sent = Invoice.get_by_id(inv.id)
+    assert sent.sent_revision == sent.revision
+    stored = InvoicePdf.get((InvoicePdf.invoice == inv.id) & (InvoicePdf.revision == sent.revision))
+    assert stored.note == "" and "DRAFT" not in text_of(bytes(stored.data))
+    # Downloads later (a new seller address meanwhile) give the very bytes the customer got.
+    from tui_billing.store.settings import save_setting
+
+    save_setting("seller_name", "Renamed Seller plc")
+    assert documents.current_pdf(sent) == bytes(stored.data)
+    assert bytes(InvoicePdf.get_by_id(stored.id).data) == bytes(stored.data)
+
+
+def test_a_draft_rendered_for_a_stale_invoice_is_not_kept(store_url, ctx):
+    """A download renders from an invoice read before it was approved: the
+    DRAFT document must not be stored for the approved invoice."""
+    inv = F.invoice()
+    stale = Invoice.get_by_id(inv.id)  # under review, as the download read it
+    workflow.approve(ctx, inv.id)
+    data = documents.store_pdf(stale)
+    assert "DRAFT" not in text_of(data)
+    row = InvoicePdf.get((InvoicePdf.invoice == inv.id) & (InvoicePdf.revision == stale.revision))
+    assert row.note == ""

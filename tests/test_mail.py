@@ -192,9 +192,15 @@ def test_a_long_outage_never_fails_mail(store_url):
     assert {m.status for m in rows} == {mail.QUEUED}
     assert max(m.attempts for m in rows) > policy.max_attempts  # tried on, past the limit
     assert all(m.next_attempt_at <= NOW + dt.timedelta(hours=7) for m in rows)  # capped backoff
+    assert {m.refusals for m in rows} == {0}
     server.start()
     try:
+        # Back, but busy: its first refusal is one of max_attempts, not the last straw.
+        server.inbox.refusal = "451 4.3.0 try again later"
         jobs.deliver_outbox(ctx_at(NOW + dt.timedelta(hours=7)), transport=server.transport(), policy=policy)
+        assert {(m.status, m.refusals) for m in OutboxMessage.select() if m.refusals} == {(mail.QUEUED, 1)}
+        server.inbox.refusal = None
+        jobs.deliver_outbox(ctx_at(NOW + dt.timedelta(hours=9)), transport=server.transport(), policy=policy)
         assert {m.status for m in OutboxMessage.select()} == {mail.SENT}
         assert len(server.inbox.messages()) == 3
     finally:
@@ -380,3 +386,14 @@ def test_digest_again_after_the_same_invoice_is_reissued(store_url, smtp):
     jobs.deliver_outbox(ctx_at(NOW), transport=smtp.transport())
     ids = smtp.inbox.message_ids()
     assert len(ids) == 2 and len(set(ids)) == 2
+
+
+def test_mail_the_server_has_not_taken_for_15_minutes_is_listed_as_stalled(store_url):
+    server = SmtpServer()  # nothing listens
+    make_approved(2)
+    jobs.dispatch_approved(ctx_at(NOW))
+    jobs.deliver_outbox(ctx_at(NOW), transport=server.transport())
+    assert mail.stalled_messages(NOW + dt.timedelta(minutes=14)) == []
+    stalled = mail.stalled_messages(NOW + dt.timedelta(minutes=16))
+    assert len(stalled) == 1 and "cannot connect" in stalled[0].last_error  # tried once, still queued
+    assert stalled[0].status == mail.QUEUED

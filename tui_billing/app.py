@@ -145,11 +145,14 @@ class BillingApp(App):
         with db_session():
             try:
                 counts = mail.counts()
-                problems = counts[mail.FAILED] + counts[mail.UNCERTAIN]
+                stalled = mail.stalled_messages(self.ctx.clock.now(), limit=1000)
+                problems = counts[mail.FAILED] + counts[mail.UNCERTAIN] + len(stalled)
                 if problems and problems > (self._mail_problems or 0):
-                    words = (f"{counts[mail.FAILED]:,} failed, {counts[mail.UNCERTAIN]:,} uncertain: "
-                             "F7 shows them with the reason")
-                    post(self, self.notify, words, title="Email needs attention", severity="warning", timeout=15)
+                    words = f"{counts[mail.FAILED]:,} failed, {counts[mail.UNCERTAIN]:,} uncertain"
+                    if stalled:
+                        words += f", {len(stalled):,} waiting ({stalled[-1].last_error[:80]})"
+                    post(self, self.notify, words + ": F7 shows them with the reason",
+                         title="Email needs attention", severity="warning", timeout=15)
                 self._mail_problems = problems
                 top = (Invoice.select(fn.MAX(Invoice.id)).scalar() or 0,
                        AuditEvent.select(fn.MAX(AuditEvent.id)).scalar() or 0)

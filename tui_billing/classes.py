@@ -43,7 +43,7 @@ def change_warning(before: tuple[str, int, int] | None, after: tuple[str, int, i
     send_mode, hold_days, net_days = after
     if before is not None and send_mode == "after_review":
         kept = days_to_pay(*before)
-        if days_to_pay(*after) < kept:
+        if 0 < kept and days_to_pay(*after) < kept:  # (a class already without time to pay: below)
             return (f"review holds invoices {hold_days} days: to keep Net {kept} for the customer, "
                     f"set Net {kept + hold_days} days (now Net {net_days})")
     return net_days_warning(send_mode, hold_days, net_days)

@@ -114,7 +114,7 @@ DEFAULT_SETTINGS: dict[str, str] = {
 
 
 NUMBER_MAX = 64  # Invoice.number's column width
-_NUMBER_SPEC = re.compile(r"0?[1-9]?d?")  # "", "d", "06d", "4": zero-padded widths only
+_NUMBER_SPEC = re.compile(r"(?:0[1-9])?d?")  # "", "d", "06d": zero-padded widths only (no spaces in numbers)
 
 
 def validate_number_format(fmt: str) -> str:
@@ -128,7 +128,17 @@ def validate_number_format(fmt: str) -> str:
         if conversion or not _NUMBER_SPEC.fullmatch(spec or ""):
             shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
             raise ConfigError(f"number_format: {shown} is not allowed; use a width like "
-                              "{seq:06d} (zero-padded, at most 9 digits)")
+                              "{seq:06d} (zero-padded, 1 to 9 digits)")
+    previous = None  # a field directly followed by another must have a fixed width, or numbers repeat
+    for literal, name, spec, _ in parts:  # ({month}{seq}: month 1 + seq 12 = month 11 + seq 2 = "112")
+        if name is None:
+            continue
+        if previous is not None and not literal and previous not in (("year", ""), ("year", "d"),
+                                                                      ("month", "02d"), ("month", "02")):
+            hint = " (or write {month:02d})" if previous[0] == "month" else ""
+            raise ConfigError(f"number_format: put a separator after {{{previous[0]}}}{hint}: "
+                              "two numbers side by side can repeat a number")
+        previous = (name, spec or "")
     fields = {name for _, name, _, _ in parts if name}
     unknown = fields - {"year", "month", "seq"}
     if unknown:

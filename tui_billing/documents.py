@@ -58,6 +58,21 @@ def store_pdf(inv: Invoice, now: dt.datetime | None = None) -> bytes:
     now = now or dt.datetime.utcnow().replace(microsecond=0)
     note = document.status_note
     with database.atomic():
+        # Rendering takes a while: if the invoice moved on meanwhile (approved,
+        # sent, changed), this document is not the one to keep.
+        fresh = Invoice.get_or_none(Invoice.id == inv.id)
+        if fresh is None:
+            return data
+        if fresh.revision != inv.revision or draft_note(fresh) != note:
+            moved_on = fresh
+        else:
+            moved_on = None
+            sent = _sent_pdf(fresh)
+            if sent is not None:  # what the customer received is never replaced
+                return sent
+    if moved_on is not None:
+        return current_pdf(moved_on)
+    with database.atomic():
         (InvoicePdf.insert(invoice=inv.id, revision=inv.revision, data=data, created_at=now, note=note)
          .on_conflict(conflict_target=[InvoicePdf.invoice, InvoicePdf.revision],
                       update={InvoicePdf.data: data, InvoicePdf.created_at: now, InvoicePdf.note: note})
@@ -71,11 +86,24 @@ def current_pdf(inv: Invoice) -> bytes:
     """The PDF of the invoice's current revision, rendered now if missing or
     if its DRAFT mark no longer fits the status (rendered under review, then
     approved or rejected: the same revision, a different document)."""
+    sent = _sent_pdf(inv)
+    if sent is not None:
+        return sent
     row = (InvoicePdf.select(InvoicePdf.data, InvoicePdf.note)
            .where((InvoicePdf.invoice == inv.id) & (InvoicePdf.revision == inv.revision)).first())
     if row is not None and row.note == draft_note(inv):
         return bytes(row.data)
     return store_pdf(inv)
+
+
+def _sent_pdf(inv: Invoice) -> bytes | None:
+    """The stored PDF the customer received, when the current revision was sent."""
+    if not inv.sent_revision or inv.sent_revision != inv.revision:
+        return None
+    row = (InvoicePdf.select(InvoicePdf.data, InvoicePdf.note)
+           .where((InvoicePdf.invoice == inv.id) & (InvoicePdf.revision == inv.revision)).first())
+    # note None: stored before migration 0004, when only the final PDF was sent
+    return bytes(row.data) if row is not None and not row.note else None
 
 
 class DownloadTargetError(ValueError):
@@ -95,6 +123,11 @@ def check_download_target(directory: Path, merged: Path | None) -> None:
             raise DownloadTargetError("merge", f"{merged} should end in .pdf")
         if merged.exists() and not merged.is_file():
             raise DownloadTargetError("merge", f"{merged} exists and is not a file")
+        folder = merged.parent
+        if folder.exists() and not folder.is_dir():
+            raise DownloadTargetError("merge", f"{folder} is not a directory")
+        if folder.exists() and not os.access(folder, os.W_OK | os.X_OK):
+            raise DownloadTargetError("merge", f"{folder} is not writable")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -132,7 +165,9 @@ def download_many(ids, directory: Path, merged: Path | None = None, progress=Non
         if progress is not None:
             progress(i, len(ids))
     merged_path = None
-    if merged is not None and items:
+    if merged is not None and any(f.resolve() == merged.resolve() for f in files):
+        result.failed.append((merged.name, "merged PDF not written: it is also an invoice's file"))
+    elif merged is not None and items:
         try:
             merged_path = pdf.merge_pdfs(items, merged)
         except Exception as exc:

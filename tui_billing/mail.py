@@ -319,9 +319,9 @@ def build_message(msg: OutboxMessage, settings) -> tuple[EmailMessage, str, str]
 
 
 def _pdf_for(inv: Invoice, revision: int) -> bytes:
-    row = (InvoicePdf.select(InvoicePdf.data)
+    row = (InvoicePdf.select(InvoicePdf.data, InvoicePdf.note)
            .where((InvoicePdf.invoice == inv.id) & (InvoicePdf.revision == revision)).first())
-    if row is not None:
+    if row is not None and not row.note:  # a customer never gets a PDF marked DRAFT
         return bytes(row.data)
     if inv.revision == revision:  # kept PDF gone (should not happen): render it again
         from . import documents
@@ -739,15 +739,17 @@ def deliver_due(ctx, transport, *, policy: RetryPolicy | None = None, limit: int
                 # retried (at the capped backoff) however long the outage lasts,
                 # never failed for it.  max_attempts counts the server's answers.
                 outage = isinstance(exc, DeliveryError) and exc.connection and not permanent
+                refusals = msg.refusals + (0 if outage else 1)
                 # From "uncertain" too: a refusal after the final "." is a definite answer.
-                if permanent or (token >= policy.max_attempts and not outage):
-                    _move(msg_id, token, (SENDING, UNCERTAIN), status=FAILED, last_error=reason[:2000])
+                if permanent or refusals >= policy.max_attempts:
+                    _move(msg_id, token, (SENDING, UNCERTAIN), status=FAILED, last_error=reason[:2000],
+                          refusals=refusals)
                     result.failed.append(msg_id)
                     log(job, **fields, action="failed", attempts=token, to=msg.recipient, reason=reason)
                 else:
                     later = ctx.clock.now() + policy.delay(token)
                     _move(msg_id, token, (SENDING, UNCERTAIN), status=QUEUED, next_attempt_at=later,
-                          last_error=reason[:2000])
+                          last_error=reason[:2000], refusals=refusals)
                     result.retrying.append(msg_id)
                     log(job, **fields, action="retry", attempts=token,
                         next_attempt=later.strftime("%Y-%m-%dT%H:%M:%SZ"), reason=reason)
@@ -758,8 +760,10 @@ def deliver_due(ctx, transport, *, policy: RetryPolicy | None = None, limit: int
             except Exception as exc:  # a bug or a broken PDF: retry later, never lose the row
                 reason = f"{type(exc).__name__}: {exc}"
                 later = ctx.clock.now() + policy.delay(token)
-                status = FAILED if token >= policy.max_attempts else QUEUED
-                _move(msg_id, token, (SENDING,), status=status, next_attempt_at=later, last_error=reason[:2000])
+                refusals = msg.refusals + 1
+                status = FAILED if refusals >= policy.max_attempts else QUEUED
+                _move(msg_id, token, (SENDING,), status=status, next_attempt_at=later, last_error=reason[:2000],
+                      refusals=refusals)
                 (result.failed if status == FAILED else result.retrying).append(msg_id)
                 log(job, **fields, action="failed" if status == FAILED else "retry", attempts=token, reason=reason)
                 continue
@@ -853,6 +857,21 @@ def failed_messages(limit: int = 200) -> list[OutboxMessage]:
     return list_messages(PROBLEM_STATUSES, limit)
 
 
+STALLED_AFTER = dt.timedelta(minutes=15)
+
+
+def stalled_messages(now: dt.datetime, limit: int = 200) -> list[OutboxMessage]:
+    """Queued mail tried and still not taken after STALLED_AFTER: the server is
+    unreachable, refuses the login, or mail_from is unusable.  It is retried
+    on its own (never failed for an outage), but a person should know."""
+    from peewee import JOIN
+
+    return list(OutboxMessage.select(OutboxMessage, Invoice.id, Invoice.number).join(Invoice, JOIN.LEFT_OUTER)
+                .where((OutboxMessage.status == QUEUED) & (OutboxMessage.attempts > 0)
+                       & (OutboxMessage.created_at <= now - STALLED_AFTER))
+                .order_by(OutboxMessage.created_at, OutboxMessage.id).limit(limit))
+
+
 def counts() -> dict[str, int]:
     from peewee import fn
 
@@ -904,7 +923,7 @@ def retry(ctx, ids: Iterable[int]) -> tuple[list[int], list[tuple[int, str]]]:
             except AddressError as exc:
                 refused.append((msg_id, f"recipient still invalid: {exc}"))
                 continue
-            OutboxMessage.update(status=QUEUED, next_attempt_at=ctx.clock.now(), recipient=recipient,
+            OutboxMessage.update(status=QUEUED, next_attempt_at=ctx.clock.now(), recipient=recipient, refusals=0,
                                  last_error=f"requeued by {ctx.actor}; was {msg.status}: {msg.last_error}"[:2000]
                                  ).where((OutboxMessage.id == msg_id)
                                          & OutboxMessage.status.in_(PROBLEM_STATUSES)).execute()

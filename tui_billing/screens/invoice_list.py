@@ -63,7 +63,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
         self.has_more = False  # rows beyond those shown (fetched ahead or not yet)
         # One page is fetched ahead, in a worker, as soon as the last arrived:
         # when the cursor nears the end it is appended at once (no wait on the store).
-        self.ahead: tuple[list, bool] | None = None  # (rows, more after them)
+        self.ahead: tuple[list, bool, int] | None = None  # (rows, more after them, app.change_seq when read)
         self.fetching = False  # a page is being fetched
         self.wanted = False  # the cursor asked for rows while they were being fetched
         self.seen_changes = 0
@@ -114,6 +114,8 @@ class InvoiceListScreen(InvoiceActions, Screen):
     def reload(self, raw: dict | None = None) -> None:
         raw = dict(raw if raw is not None else self.query_one(FilterBar).values(), flagged=self.flagged)
         self.generation += 1
+        # The old pager is done with: nothing may be fetched from it any more.
+        self.pager, self.has_more = None, False
         self.ahead, self.fetching, self.wanted = None, False, False
         self._load_first(self.generation, raw, self.sort, self.descending)
 
@@ -182,9 +184,9 @@ class InvoiceListScreen(InvoiceActions, Screen):
         if table.row_count and table.cursor_row < table.row_count - NEAR_END:
             return
         if self.ahead is not None:
-            rows, more = self.ahead
+            rows, more, seq = self.ahead
             self.ahead = None
-            self._show_more(self.generation, rows, more)
+            self._show_more(self.generation, rows, more, seq)
         else:
             self.wanted = True
             self._fetch_ahead()
@@ -192,37 +194,42 @@ class InvoiceListScreen(InvoiceActions, Screen):
     def _fetch_ahead(self) -> None:
         if self.has_more and self.pager is not None and self.ahead is None and not self.fetching:
             self.fetching = True
-            self._load_more(self.generation, self.pager)
+            self._load_more(self.generation, self.pager, self.app.change_seq)
 
     @work(thread=True, exclusive=True, group="more")
-    def _load_more(self, generation: int, pager: Pager) -> None:
+    def _load_more(self, generation: int, pager: Pager, seq: int) -> None:
         with db_session():
             try:
                 rows = pager.next_page()
             except Exception as exc:
                 post(self.app, self.notify, error_text(exc), title="Loading invoices", severity="error")
-                post(self.app, self._arrived, generation, None, True)
+                post(self.app, self._arrived, generation, pager, None, True, seq)
                 return
-        post(self.app, self._arrived, generation, rows, pager.has_more)
+        post(self.app, self._arrived, generation, pager, rows, pager.has_more, seq)
 
-    def _arrived(self, generation: int, rows: list[InvoiceRow] | None, more: bool) -> None:
-        if generation != self.generation:
-            return
+    def _arrived(self, generation: int, pager: Pager, rows: list[InvoiceRow] | None, more: bool,
+                 seq: int) -> None:
+        if generation != self.generation or pager is not self.pager:
+            return  # fetched for a filter no longer shown
         self.fetching = False
         if rows is None:  # failed: asked again when the cursor next nears the end
             self.wanted = False
             return
         if self.wanted:
             self.wanted = False
-            self._show_more(generation, rows, more)
+            self._show_more(generation, rows, more, seq)
         else:
-            self.ahead = (rows, more)
+            self.ahead = (rows, more, seq)
 
-    def _show_more(self, generation: int, rows: list[InvoiceRow], more: bool) -> None:
+    def _show_more(self, generation: int, rows: list[InvoiceRow], more: bool, seq: int | None = None) -> None:
         if generation != self.generation:
             return
         self.has_more = more
         self.table.append_rows(rows)
+        if seq is not None:  # read a while ago: rows changed since (here or elsewhere) are read again
+            stale = self.app.changes_since(seq) & {r.id for r in rows}
+            if stale:
+                self.refresh_invoices(stale)
         self._fetch_ahead()
 
     def _reload_counts(self) -> None:

@@ -1,6 +1,7 @@
-"""Email that needs a person (F7): failed deliveries and uncertain ones (the
-SMTP crash window), with why; `r` requeues, `s` confirms an uncertain one as
-delivered.  The same operations as `tui-billing outbox --retry/--mark-sent`
+"""Email that needs a person (F7): failed deliveries, uncertain ones (the
+SMTP crash window), and queued mail the server has not taken for 15 minutes
+(waiting: retried on its own), with why; `r` requeues a failed or uncertain
+one, `s` confirms an uncertain one as delivered.  The same operations as `tui-billing outbox --retry/--mark-sent`
 (mail.retry, mail.mark_sent), run in thread workers."""
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ class OutboxModal(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide-dialog", id="outbox-dialog"):
-            yield Static("Email that needs a person: failed or uncertain", classes="dialog-title")
+            yield Static("Email that needs a person: failed, uncertain, waiting", classes="dialog-title")
             yield Static("loading…", id="outbox-summary", classes="dialog-body")
             yield DataTable(id="outbox-table", cursor_type="row", zebra_stripes=True)
             yield Static("", id="outbox-detail")
@@ -54,7 +55,12 @@ class OutboxModal(ModalScreen[None]):
         with db_session():
             try:
                 counts = mail.counts()
-                rows = [mail.message_dict(m, self.app.ctx.clock) for m in mail.failed_messages(limit=500)]
+                clock = self.app.ctx.clock
+                rows = [mail.message_dict(m, clock) for m in mail.failed_messages(limit=500)]
+                stalled = [mail.message_dict(m, clock) for m in mail.stalled_messages(clock.now(), limit=500)]
+                for row in stalled:
+                    row["status"] = "waiting"  # queued, retried on its own
+                rows += stalled
             except Exception as exc:
                 post(self.app, self.notify, error_text(exc), title="Outbox", severity="error")
                 return
@@ -65,8 +71,9 @@ class OutboxModal(ModalScreen[None]):
 
         summary = self.query_one("#outbox-summary", Static)
         waiting = counts.get(mail.QUEUED, 0) + counts.get(mail.SENDING, 0)
+        stalled = sum(1 for r in rows if r["status"] == "waiting")
         summary.update(f"{counts.get(mail.FAILED, 0):,} failed · {counts.get(mail.UNCERTAIN, 0):,} uncertain · "
-                       f"{waiting:,} queued · {counts.get(mail.SENT, 0):,} sent")
+                       f"{waiting:,} queued ({stalled:,} waiting over 15 min) · {counts.get(mail.SENT, 0):,} sent")
         table = self.query_one(DataTable)
         table.clear()
         self.rows = {}
@@ -77,7 +84,7 @@ class OutboxModal(ModalScreen[None]):
             table.add_row(key, row["status"], row["invoice"] or row["kind"], row["recipient"],
                           str(row["attempts"]), why[:60], key=key)
         if not rows:
-            self.query_one("#outbox-detail", Static).update("Nothing failed or uncertain.")
+            self.query_one("#outbox-detail", Static).update("Nothing failed, uncertain or waiting.")
         else:
             self._detail()
 

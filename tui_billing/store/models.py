@@ -238,7 +238,8 @@ class OutboxMessage(BaseModel):
     subject = CharField(max_length=300)
     body = TextField(default="")
     status = CharField(max_length=12, default="queued")  # queued|sending|uncertain|sent|failed
-    attempts = IntegerField(default=0)
+    attempts = IntegerField(default=0)  # claims so far (also the claim's fencing token)
+    refusals = IntegerField(default=0)  # temporary refusals by the server: [mail] max_attempts counts these
     next_attempt_at = DateTimeField(null=True)
     last_error = TextField(default="")
     created_at = DateTimeField()

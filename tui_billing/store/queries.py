@@ -353,15 +353,20 @@ def counts_by_status(f: Filters) -> dict[str, int]:
     return counts
 
 
-def totals_by_status(ids: list[int]) -> dict[str, tuple[int, dict[str, Decimal]]]:
-    """{status: (how many, {currency: sum of totals})} of these invoices (for
-    confirmations: what an action will change, and what it will refuse)."""
+def totals_by_status(ids: list[int] | None = None, f: Filters | None = None
+                     ) -> dict[str, tuple[int, dict[str, Decimal]]]:
+    """{status: (how many, {currency: sum of totals})} of these invoices, or of
+    all matching f in one query (for confirmations: what an action will
+    change, and what it will refuse)."""
+    columns = (Invoice.status, Invoice.currency, fn.COUNT(Invoice.id), fn.SUM(Invoice.total))
+    if f is not None:
+        queries = [base_query(f, *columns)]
+    else:
+        queries = [Invoice.select(*columns).where(Invoice.id.in_(ids[start:start + 500]))
+                   for start in range(0, len(ids or ()), 500)]
     out: dict[str, tuple[int, dict[str, Decimal]]] = {}
-    for start in range(0, len(ids), 500):
-        rows = (Invoice.select(Invoice.status, Invoice.currency, fn.COUNT(Invoice.id), fn.SUM(Invoice.total))
-                .where(Invoice.id.in_(ids[start:start + 500]))
-                .group_by(Invoice.status, Invoice.currency).tuples())
-        for status, currency, n, total in rows:
+    for query in queries:
+        for status, currency, n, total in query.group_by(Invoice.status, Invoice.currency).tuples():
             count, sums = out.get(status, (0, {}))
             sums[currency] = sums.get(currency, Decimal(0)) + _money(total or 0)
             out[status] = (count + n, sums)

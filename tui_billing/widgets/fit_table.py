@@ -58,14 +58,23 @@ class FitTable(DataTable):
                    and (not c.max_table or width < c.max_table)]
         pad = 2 * self.cell_padding
 
-        def fixed_width(c: Col) -> int:
-            w = c.wide_width if wide and c.wide_width else c.width
-            return max(w, min(self._content.get(c.key, 0), c.max_width)) if c.max_width else w
+        def base_width(c: Col) -> int:
+            return c.wide_width if wide and c.wide_width else c.width
 
-        fixed = sum(fixed_width(c) + pad for c in visible if c.width)
         flex_cols = [c for c in visible if not c.width]
+        fixed = sum(base_width(c) + pad for c in visible if c.width)
+        # Growing columns take room from the flexible one, never past min_flex:
+        # the table must not scroll sideways.
+        room = max(width - fixed - len(flex_cols) * (self.min_flex + pad), 0)
+        grown: dict[str, int] = {}
+        for c in visible:
+            if c.width and c.max_width:
+                extra = min(max(min(self._content.get(c.key, 0), c.max_width) - base_width(c), 0), room)
+                room -= extra
+                grown[c.key] = base_width(c) + extra
+        fixed += sum(grown[k] - base_width(c) for c in visible if (k := c.key) in grown)
         flex = max(self.min_flex, (width - fixed) // max(len(flex_cols), 1) - pad) if flex_cols else 0
-        widths = tuple(fixed_width(c) if c.width else flex for c in visible)
+        widths = tuple(grown.get(c.key, base_width(c)) if c.width else flex for c in visible)
         return tuple(c.key for c in visible), widths, wide
 
     def measure(self, item) -> dict[str, int]:  # pragma: no cover - overridden where used
@@ -170,6 +179,8 @@ class FitTable(DataTable):
         self.items[key] = item
         if not self._built:
             return
+        if self._grew([item]):  # e.g. a total longer after an adjust: a wider column
+            self.relayout()
         cols, wide = self.visible_specs(), self.wide
         before = self._cells(old, cols, wide)
         after = self._cells(item, cols, wide)

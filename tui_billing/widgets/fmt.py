@@ -139,7 +139,8 @@ def left_cell(row, clock: Clock) -> Text:
 def money_cell(amount: Decimal | None, currency: str) -> Text:
     if amount is None:
         return Text("—", justify="right")
-    return Text(format_money(amount, currency), justify="right")
+    # Too wide for its column (80 columns, a huge amount): it ends in "…", never cut silently.
+    return Text(format_money(amount, currency), justify="right", no_wrap=True, overflow="ellipsis")
 
 
 def amount_cell(amount: Decimal | None, currency: str) -> Text:
