@@ -21,12 +21,12 @@ def _approver(url: str, ids: list[int], actor: str, auto: bool, queue) -> None:
     db.connect(url)
     ctx = W.Ctx(clock=Clock(tz=zone("UTC"), fixed=dt.datetime(2026, 12, 31)), actor=actor)
     done = []
-    for start in range(0, len(ids), 7):  # small chunks interleave the processes
-        chunk = ids[start:start + 7]
-        if auto:
-            done += W.approve_many(ctx, chunk, action="auto_approve", due_only=True).done
-        else:
-            done += W.approve_many(ctx, chunk).done
+    if auto:  # the job itself: small set-based batches interleave with the admins
+        while batch := W.auto_approve_due(ctx, limit=7).done:
+            done += batch
+    else:
+        for start in range(0, len(ids), 7):  # small chunks interleave the processes
+            done += W.approve_many(ctx, ids[start:start + 7]).done
     queue.put((actor, done))
 
 

@@ -51,7 +51,7 @@ class BillingApp(App):
         self.stop_jobs = threading.Event()
         self.job_lines: deque[str] = deque(maxlen=500)
         self._waiting_baseline: tuple[int, int] | None = None
-        self._mail_problems: int | None = None  # failed + uncertain emails at the last poll
+        self._mail_problems: int | None = None  # failed + uncertain + stalled emails at the last poll
         self.keymap = dict(keymap or {})
         theme = getattr(getattr(env, "config", None), "theme", None)
         self._initial_theme = theme if theme in self.available_themes else THEMES[0]
@@ -145,12 +145,12 @@ class BillingApp(App):
         with db_session():
             try:
                 counts = mail.counts()
-                stalled = mail.stalled_messages(self.ctx.clock.now(), limit=1000)
-                problems = counts[mail.FAILED] + counts[mail.UNCERTAIN] + len(stalled)
+                stalled, reason = mail.stalled_summary(self.ctx.clock.now())
+                problems = counts[mail.FAILED] + counts[mail.UNCERTAIN] + stalled
                 if problems and problems > (self._mail_problems or 0):
                     words = f"{counts[mail.FAILED]:,} failed, {counts[mail.UNCERTAIN]:,} uncertain"
                     if stalled:
-                        words += f", {len(stalled):,} waiting ({stalled[-1].last_error[:80]})"
+                        words += f", {stalled:,} waiting ({reason[:80]})"
                     post(self, self.notify, words + ": F7 shows them with the reason",
                          title="Email needs attention", severity="warning", timeout=15)
                 self._mail_problems = problems

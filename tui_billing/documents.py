@@ -67,9 +67,9 @@ def store_pdf(inv: Invoice, now: dt.datetime | None = None) -> bytes:
             moved_on = fresh
         else:
             moved_on = None
-            sent = _sent_pdf(fresh)
-            if sent is not None:  # what the customer received is never replaced
-                return sent
+            kept = _kept_pdf(fresh)
+            if kept is not None and _was_sent(fresh):  # what the customer received is never replaced
+                return kept
     if moved_on is not None:
         return current_pdf(moved_on)
     with database.atomic():
@@ -86,24 +86,26 @@ def current_pdf(inv: Invoice) -> bytes:
     """The PDF of the invoice's current revision, rendered now if missing or
     if its DRAFT mark no longer fits the status (rendered under review, then
     approved or rejected: the same revision, a different document)."""
-    sent = _sent_pdf(inv)
-    if sent is not None:
-        return sent
+    kept = _kept_pdf(inv)
+    return kept if kept is not None else store_pdf(inv)
+
+
+def _was_sent(inv: Invoice) -> bool:
+    return bool(inv.sent_revision) and inv.sent_revision == inv.revision
+
+
+def _kept_pdf(inv: Invoice) -> bytes | None:
+    """The stored PDF of the current revision if it fits the status: its DRAFT
+    mark is the one the status calls for, or the revision was sent and this is
+    the final PDF the customer received (note None: stored before migration
+    0004, when only final PDFs were sent)."""
     row = (InvoicePdf.select(InvoicePdf.data, InvoicePdf.note)
            .where((InvoicePdf.invoice == inv.id) & (InvoicePdf.revision == inv.revision)).first())
-    if row is not None and row.note == draft_note(inv):
-        return bytes(row.data)
-    return store_pdf(inv)
-
-
-def _sent_pdf(inv: Invoice) -> bytes | None:
-    """The stored PDF the customer received, when the current revision was sent."""
-    if not inv.sent_revision or inv.sent_revision != inv.revision:
+    if row is None:
         return None
-    row = (InvoicePdf.select(InvoicePdf.data, InvoicePdf.note)
-           .where((InvoicePdf.invoice == inv.id) & (InvoicePdf.revision == inv.revision)).first())
-    # note None: stored before migration 0004, when only the final PDF was sent
-    return bytes(row.data) if row is not None and not row.note else None
+    if row.note == draft_note(inv) or (_was_sent(inv) and not row.note):
+        return bytes(row.data)
+    return None
 
 
 class DownloadTargetError(ValueError):

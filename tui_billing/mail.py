@@ -867,9 +867,21 @@ def stalled_messages(now: dt.datetime, limit: int = 200) -> list[OutboxMessage]:
     from peewee import JOIN
 
     return list(OutboxMessage.select(OutboxMessage, Invoice.id, Invoice.number).join(Invoice, JOIN.LEFT_OUTER)
-                .where((OutboxMessage.status == QUEUED) & (OutboxMessage.attempts > 0)
-                       & (OutboxMessage.created_at <= now - STALLED_AFTER))
-                .order_by(OutboxMessage.created_at, OutboxMessage.id).limit(limit))
+                .where(_stalled(now)).order_by(OutboxMessage.created_at, OutboxMessage.id).limit(limit))
+
+
+def stalled_summary(now: dt.datetime) -> tuple[int, str]:
+    """(how many stalled, the newest one's last error) without loading them (the console's poll)."""
+    newest = (OutboxMessage.select(OutboxMessage.last_error).where(_stalled(now))
+              .order_by(OutboxMessage.created_at.desc(), OutboxMessage.id.desc()).first())
+    if newest is None:
+        return 0, ""
+    return OutboxMessage.select().where(_stalled(now)).count(), newest.last_error
+
+
+def _stalled(now: dt.datetime):
+    return ((OutboxMessage.status == QUEUED) & (OutboxMessage.attempts > 0)
+            & (OutboxMessage.created_at <= now - STALLED_AFTER))
 
 
 def counts() -> dict[str, int]:

@@ -61,9 +61,10 @@ def parse_amount(text: str, currency: str, *, maximum: Decimal = MAX_ADJUSTMENT)
     raw = (text or "").strip().replace(",", "").replace("_", "")
     if not raw:
         raise MoneyError("is required")
-    if not _TYPED_NUMBER.fullmatch(raw):
-        raise MoneyError(f"{text.strip()!r} is not a number")
-    value = Decimal(raw)
+    try:
+        value = parse_typed_number(raw)
+    except MoneyError:
+        raise MoneyError(f"{text.strip()!r} is not a number") from None
     if value <= 0:
         raise MoneyError("must be greater than zero")
     places = minor_units(currency)

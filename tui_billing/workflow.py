@@ -229,8 +229,7 @@ def approve(ctx: Ctx, ref: str | int) -> Invoice:
     return find_invoice(ref)
 
 
-def approve_many(ctx: Ctx, refs: Sequence[str | int], progress: Progress | None = None,
-                 *, action: str = "approve", due_only: bool = False) -> BulkResult:
+def approve_many(ctx: Ctx, refs: Sequence[str | int], progress: Progress | None = None) -> BulkResult:
     """Approve each invoice that is under review; report every one that is not.
 
     Works in chunks of CHUNK invoices, one transaction each: the chunk's rows
@@ -243,7 +242,7 @@ def approve_many(ctx: Ctx, refs: Sequence[str | int], progress: Progress | None 
     for start in range(0, len(refs), CHUNK):
         chunk = refs[start:start + CHUNK]
         with database.atomic():
-            result.merge(_approve_chunk(ctx, chunk, action, due_only))
+            result.merge(_approve_chunk(ctx, chunk))
         if progress:
             progress(min(start + CHUNK, len(refs)), len(refs))
     return result
@@ -257,13 +256,12 @@ class _Row:
     status: str
     total: Decimal
     revision: int
-    review_deadline: dt.datetime | None
 
 
-def _approve_chunk(ctx: Ctx, refs: list, action: str, due_only: bool) -> BulkResult:
-    # Raw SQL on purpose: this is the hot path of bulk approve and the
-    # auto-approve tick (100,000s of rows); building peewee nodes for 500-id
-    # IN lists cost more than the database work.
+def _approve_chunk(ctx: Ctx, refs: list) -> BulkResult:
+    # Raw SQL on purpose: this is the hot path of bulk approve (100,000s of
+    # rows); building peewee nodes for 500-id IN lists cost more than the
+    # database work.  (The auto-approve job is one set-based UPDATE: auto_approve_due.)
     result = BulkResult()
     db = database.obj
     numbers = [r for r in refs if not isinstance(r, int)]
@@ -275,10 +273,9 @@ def _approve_chunk(ctx: Ctx, refs: list, action: str, due_only: bool) -> BulkRes
         marks = ", ".join([db.param] * len(ids))
         lock = " FOR UPDATE" if db.for_update else ""
         cursor = db.execute_sql(
-            "SELECT id, number, status, total, revision, review_deadline FROM invoice "
+            "SELECT id, number, status, total, revision FROM invoice "
             f"WHERE id IN ({marks}) ORDER BY id{lock}", ids)  # one lock order: no deadlocks
-        parse = Invoice.review_deadline.python_value
-        rows = [_Row(i, n, st, Invoice.total.python_value(t), rev, parse(d)) for i, n, st, t, rev, d in cursor]
+        rows = [_Row(i, n, st, Invoice.total.python_value(t), rev) for i, n, st, t, rev in cursor]
     by_ref = {r.id: r for r in rows} | {r.number: r for r in rows}
     now = ctx.clock.now()
     winners: dict[int, _Row] = {}
@@ -290,8 +287,6 @@ def _approve_chunk(ctx: Ctx, refs: list, action: str, due_only: bool) -> BulkRes
             continue  # named twice
         elif inv.status != S.UNDER_REVIEW:
             result.failed.append((inv.number, APPROVE_REFUSALS.get(inv.status, f"is {inv.status}")))
-        elif due_only and (inv.review_deadline is None or inv.review_deadline > now):
-            result.failed.append((inv.number, "is not due for auto-approval yet"))
         else:
             winners[inv.id] = inv
     if winners:
@@ -305,7 +300,7 @@ def _approve_chunk(ctx: Ctx, refs: list, action: str, due_only: bool) -> BulkRes
             [S.APPROVED, Invoice.approved_at.db_value(now), ctx.actor, *ids, S.UNDER_REVIEW])
         if cursor.rowcount != len(ids):  # impossible under the locks held
             raise RuntimeError("approve: rows changed under a held lock")
-        insert_audits([_audit(ctx, action, w, (S.UNDER_REVIEW, w.total), (S.APPROVED, w.total),
+        insert_audits([_audit(ctx, "approve", w, (S.UNDER_REVIEW, w.total), (S.APPROVED, w.total),
                               revision=w.revision) for w in winners.values()])
         result.done.extend(w.number for w in winners.values())
     return result
@@ -334,7 +329,7 @@ def auto_approve_due(ctx: Ctx, limit: int = 10_000) -> BulkResult:
             f"AND COALESCE(status, '') = {p} RETURNING id, number, total, revision",
             [S.APPROVED, Invoice.approved_at.db_value(now), ctx.actor, S.UNDER_REVIEW,
              Invoice.review_deadline.db_value(now), S.UNDER_REVIEW])
-        rows = [_Row(i, n, S.APPROVED, Invoice.total.python_value(t), rev, None) for i, n, t, rev in cursor]
+        rows = [_Row(i, n, S.APPROVED, Invoice.total.python_value(t), rev) for i, n, t, rev in cursor]
         insert_audits([_audit(ctx, "auto_approve", r, (S.UNDER_REVIEW, r.total), (S.APPROVED, r.total),
                               revision=r.revision) for r in rows])
     result.done = [r.number for r in rows]
@@ -479,13 +474,14 @@ def reissue_many(ctx: Ctx, refs: Iterable[str | int], mode: str,
             reason = f"{type(exc).__name__}: {exc}"
             if inv is not None:  # requested, but the recalculation failed: it stays rejected
                 reason = f"reissue requested, but the recalculation failed ({reason}); the job loop retries it"
-            result.failed.append((inv.number if inv is not None else _number_of(ref), reason))
+            result.failed.append((inv.number if inv is not None else number_of(ref), reason))
         if progress:
             progress(i, len(refs))
     return result
 
 
-def _number_of(ref: str | int) -> str:
+def number_of(ref: str | int) -> str:
+    """The invoice's number for messages (a number given stays as given)."""
     if isinstance(ref, int):
         return Invoice.select(Invoice.number).where(Invoice.id == ref).scalar() or str(ref)
     return str(ref)

@@ -178,6 +178,3 @@ def release_dead_claims() -> int:
                          .where(Invoice.claimed_by == claim).execute())
     return released
 
-
-def number_of(invoice_id: int) -> str:
-    return Invoice.select(Invoice.number).where(Invoice.id == invoice_id).scalar() or str(invoice_id)

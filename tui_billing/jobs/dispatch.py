@@ -6,7 +6,8 @@ from .. import statuses as S
 from .. import workflow
 from ..store.models import Invoice, OutboxMessage, database
 from ..store.settings import load_settings
-from .base import JobResult, Log, claim_invoices, claimant, null_log, number_of, release_invoices, stopped
+from ..workflow import number_of
+from .base import JobResult, Log, claim_invoices, claimant, null_log, release_invoices, stopped
 
 
 def dispatch_approved(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch: int = 50) -> JobResult:

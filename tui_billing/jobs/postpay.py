@@ -7,7 +7,8 @@ from .. import statuses as S
 from .. import workflow
 from ..money import format_money
 from ..store.models import Invoice, Payment, database
-from .base import JobResult, Log, null_log, number_of, shared_store, skip_locked, stopped
+from ..workflow import number_of
+from .base import JobResult, Log, null_log, shared_store, skip_locked, stopped
 
 CLOSE_ON_DAY = 2  # seed 001: "closed on the second day of the next billing period"
 

@@ -163,8 +163,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
             self.table.selection.clear()
         self.filters = filters
         self.pager = pager
-        self.has_more = pager.has_more
-        self.ahead, self.fetching, self.wanted = None, False, False
+        self.has_more = pager.has_more  # (ahead/fetching/wanted were reset by reload())
         self.table.set_rows(rows)
         self._paint_marked()
         self._fetch_ahead()

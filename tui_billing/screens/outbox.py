@@ -1,8 +1,9 @@
 """Email that needs a person (F7): failed deliveries, uncertain ones (the
 SMTP crash window), and queued mail the server has not taken for 15 minutes
 (waiting: retried on its own), with why; `r` requeues a failed or uncertain
-one, `s` confirms an uncertain one as delivered.  The same operations as `tui-billing outbox --retry/--mark-sent`
-(mail.retry, mail.mark_sent), run in thread workers."""
+one, `s` confirms an uncertain one as delivered.  The same operations as
+`tui-billing outbox --retry/--mark-sent` (mail.retry, mail.mark_sent), run
+in thread workers."""
 from __future__ import annotations
 
 from rich.text import Text
