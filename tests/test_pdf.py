@@ -79,8 +79,22 @@ def test_is_a4_pdf_with_embedded_unicode_font(pdf30):
     base_fonts = sorted(str(f.get_object()["/BaseFont"]).split("+")[1] for f in fonts.values())
     assert base_fonts == ["DejaVuSansBold", "DejaVuSansBook"]
     for f in fonts.values():
-        descendant = f.get_object()["/DescendantFonts"][0].get_object()
-        program = descendant["/FontDescriptor"]["/FontFile2"].get_object().get_data()
+        composite = f.get_object()
+        assert (composite["/Type"], composite["/Subtype"], composite["/Encoding"]) == ("/Font", "/Type0", "/Identity-H")
+        assert b"beginbfchar" in composite["/ToUnicode"].get_object().get_data()
+        descendant = composite["/DescendantFonts"][0].get_object()
+        assert (descendant["/Subtype"], descendant["/CIDToGIDMap"]) == ("/CIDFontType2", "/Identity")
+        assert descendant["/BaseFont"] == composite["/BaseFont"] == descendant["/FontDescriptor"]["/FontName"]
+        info = descendant["/CIDSystemInfo"].get_object()
+        assert (info["/Registry"], info["/Ordering"], info["/Supplement"]) == ("Adobe", "UCS", 0)
+        descriptor = descendant["/FontDescriptor"].get_object()
+        assert descriptor["/Type"] == "/FontDescriptor" and descriptor["/Ascent"] > 0 > descriptor["/Descent"]
+        assert len(descriptor["/FontBBox"]) == 4
+        stream = descriptor["/FontFile2"].get_object()
+        program = stream.get_data()
+        assert stream["/Length1"] == len(program)
+        widths = descendant["/W"]  # one width per character id; composite parts may follow in the font
+        assert widths[0] == 0 and 30 < len(widths[1]) <= TTFont(io.BytesIO(program))["maxp"].numGlyphs
         # the hand-made subset is a valid TrueType font (checksums right) whose glyphs all decompile
         tt = TTFont(io.BytesIO(program), checkChecksums=2)
         assert sum(int.from_bytes(program[i:i + 4].ljust(4, b"\0"), "big")

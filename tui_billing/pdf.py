@@ -49,8 +49,8 @@ from typing import Iterable, Sequence
 from fpdf import FPDF
 from fpdf.enums import PDFResourceType
 from fpdf.fonts import PDFFontDescriptor, SubsetMap, TTFFont
-from fpdf.output import CIDSystemInfo, OutputProducer, PDFContentStream, PDFFont, PDFFontStream
-from fpdf.syntax import Name, PDFArray
+from fpdf.output import OutputProducer, PDFContentStream, PDFFontStream
+from fpdf.syntax import PDFObject
 from fpdf.util import escape_parens
 
 from .money import SYMBOLS, format_amount, format_debt_change
@@ -211,6 +211,7 @@ class _FontProgram:
         self.char_widths = by_char  # same, keyed by 1-char str
         self.chars = frozenset(self.cmap)
         self.gid_by_name = {name: i for i, name in enumerate(tt.getGlyphOrder())}
+        self.glyphs: dict[int, object] = {}  # code point -> fpdf Glyph, filled by _DocSubset
 
         reader = tt.reader
         if "glyf" not in reader:
@@ -391,6 +392,7 @@ class _DocSubset(SubsetMap):
 
     def __init__(self, font: TTFFont) -> None:
         self._picked: dict[int, int | None] = {}
+        self._glyphs = font.program.glyphs
         super().__init__(font)
 
     def pick(self, unicode: int):  # type: ignore[override]
@@ -401,6 +403,14 @@ class _DocSubset(SubsetMap):
             return char_id
 
     def get_glyph(self, glyph=None, unicode=None, glyph_name=None, glyph_width=None):  # type: ignore[override]
+        if glyph is None and glyph_name is None and glyph_width is None and type(unicode) is int:
+            # The glyph of a code point is the same in every document of the font:
+            # built once per process (Glyph objects are only read once made).
+            try:
+                return self._glyphs[unicode]
+            except KeyError:
+                found = self._glyphs[unicode] = self._get_glyph(None, unicode, None, None)
+                return found
         return self._get_glyph(glyph, unicode, glyph_name, glyph_width)
 
 
@@ -443,9 +453,22 @@ def _fonts() -> tuple[_FontProgram, _FontProgram, "_Text"]:
     return _FONTS
 
 
+def _utf16_hex(codes: tuple[int, ...]) -> str:
+    return "".join(chr(c).encode("utf-16-be").hex().upper() for c in codes)
+
+
+_UTF16_HEX: dict[tuple[int, ...], str] = {}  # shared by all documents; a race only computes twice
+
+
 def _to_unicode_cmap(pairs: list[tuple[int, tuple[int, ...]]]) -> bytes:
+    hexes = _UTF16_HEX
+
     def utf16(codes: tuple[int, ...]) -> str:
-        return "".join(chr(c).encode("utf-16-be").hex().upper() for c in codes)
+        try:
+            return hexes[codes]
+        except KeyError:
+            value = hexes[codes] = _utf16_hex(codes)
+            return value
 
     blocks = []
     for start in range(0, len(pairs), 100):
@@ -467,6 +490,10 @@ class _FontStream(PDFFontStream):
     # for ~3% more bytes.  (Class attribute read by PDFContentStream.)
     _COMPRESSION_LEVEL = 1
 
+    def serialize(self, obj_dict=None, _security_handler=None) -> str:
+        return _serialize(self, {"/Filter": "/FlateDecode", "/Length": self.length, "/Length1": self.length1},
+                          _security_handler)
+
 
 class _OutputProducer(OutputProducer):
     """fpdf's producer, except that our fonts are embedded by ``_add_doc_font``."""
@@ -487,7 +514,7 @@ class _OutputProducer(OutputProducer):
             result[font.i] = self._add_doc_font(font)
         return result
 
-    def _add_doc_font(self, font: _DocFont) -> PDFFont:
+    def _add_doc_font(self, font: _DocFont) -> "_Entries":
         program = font.program
         by_cid = {cid: glyph for glyph, cid in font.subset.items() if glyph is not None}
         size = max(by_cid) + 1
@@ -500,31 +527,72 @@ class _OutputProducer(OutputProducer):
         program_bytes = program.subset_program(order)
         digest = hashlib.sha256(program_bytes).digest()
         tag = "".join(chr(65 + b % 26) for b in digest[:6])
-        fontname = f"{tag}+{font.name}"
-
-        composite = PDFFont(subtype="Type0", base_font=fontname, encoding="Identity-H")
-        self._add_pdf_obj(composite, "fonts")
-        cid_font = PDFFont(subtype="CIDFontType2", base_font=fontname, d_w=font.desc.missing_width,
-                           w=f"[0 [{' '.join(map(str, widths))}]]")
-        self._add_pdf_obj(cid_font, "fonts")
-        composite.descendant_fonts = PDFArray([cid_font])
+        base_font = f"/{tag}+{font.name}"
         pairs = sorted((cid, g.unicode) for cid, g in by_cid.items()
                        if isinstance(g.unicode, tuple) and g.unicode and cid)
-        to_unicode = PDFContentStream(_to_unicode_cmap(pairs))
+        d = program.desc_args
+        flags = d["flags"]
+        # The same objects (and bytes) fpdf's own PDFFont & co. give, keys sorted
+        # as fpdf's dir()-driven serialisation sorts them.
+        composite = self._entries({"/BaseFont": base_font, "/DescendantFonts": None, "/Encoding": "/Identity-H",
+                                   "/Subtype": "/Type0", "/ToUnicode": None, "/Type": "/Font"})
+        cid_font = self._entries({"/BaseFont": base_font, "/CIDSystemInfo": None, "/CIDToGIDMap": "/Identity",
+                                  "/DW": d["missing_width"], "/FontDescriptor": None, "/Subtype": "/CIDFontType2",
+                                  "/Type": "/Font", "/W": f"[0 [{' '.join(map(str, widths))}]]"})
+        composite.entries["/DescendantFonts"] = [cid_font]
+        to_unicode = _ToUnicode(_to_unicode_cmap(pairs))
         self._add_pdf_obj(to_unicode, "fonts")
-        composite.to_unicode = to_unicode
-        system_info = CIDSystemInfo()
-        self._add_pdf_obj(system_info, "fonts")
-        cid_font.c_i_d_system_info = system_info
-        descriptor = font.desc
-        descriptor.font_name = Name(fontname)
-        self._add_pdf_obj(descriptor, "fonts")
-        cid_font.font_descriptor = descriptor
-        cid_font.c_i_d_to_g_i_d_map = Name("Identity")
-        stream = _FontStream(contents=program_bytes)
-        self._add_pdf_obj(stream, "fonts")
-        descriptor.font_file2 = stream
+        composite.entries["/ToUnicode"] = to_unicode
+        cid_font.entries["/CIDSystemInfo"] = self._entries(
+            {"/Ordering": "(UCS)", "/Registry": "(Adobe)", "/Supplement": 0})
+        descriptor = self._entries({
+            "/Ascent": d["ascent"], "/CapHeight": d["cap_height"], "/Descent": d["descent"],
+            "/Flags": getattr(flags, "value", flags), "/FontBBox": d["font_b_box"], "/FontFile2": None,
+            "/FontName": base_font, "/ItalicAngle": d["italic_angle"], "/MissingWidth": d["missing_width"],
+            "/StemV": d["stem_v"], "/Type": "/FontDescriptor"})
+        cid_font.entries["/FontDescriptor"] = descriptor
+        descriptor.entries["/FontFile2"] = _FontStream(contents=program_bytes)
+        self._add_pdf_obj(descriptor.entries["/FontFile2"], "fonts")
         return composite
+
+    def _entries(self, entries: dict) -> "_Entries":
+        obj = _Entries(entries)
+        self._add_pdf_obj(obj, "fonts")
+        return obj
+
+
+class _Entries(PDFObject):
+    """A dictionary object with its entries spelled out.  fpdf serialises
+    its objects by walking ``dir()`` of each (tens of µs apiece); the font
+    objects are a dozen per document and their keys are known.  ``None``
+    values are filled in before output; objects become references."""
+
+    def __init__(self, entries: dict) -> None:
+        super().__init__()
+        self.entries = entries
+
+    def serialize(self, obj_dict=None, _security_handler=None) -> str:
+        ready = {}
+        for key, value in self.entries.items():
+            if isinstance(value, PDFObject):
+                value = value.ref
+            elif isinstance(value, list):
+                value = f"[{' '.join(v.ref for v in value)}]"
+            ready[key] = value
+        return _serialize(self, ready, _security_handler)
+
+
+class _ToUnicode(PDFContentStream):
+    def serialize(self, obj_dict=None, _security_handler=None) -> str:
+        return _serialize(self, {"/Length": self.length}, _security_handler)
+
+
+def _serialize(obj: PDFObject, entries: dict, security_handler) -> str:
+    """``obj`` as ``n 0 obj << entries >> [stream] endobj``, skipping fpdf's
+    dir()-driven entry discovery."""
+    if security_handler is not None:
+        raise ValueError("invoice PDFs are not encrypted")
+    return PDFObject.serialize(obj, entries)
 
 
 # --------------------------------------------------------------------------
