@@ -341,6 +341,31 @@ def test_recovery_requeues_only_rows_whose_sender_is_dead_or_whose_lease_ran_out
     assert {m.status for m in OutboxMessage.select()} == {mail.QUEUED}
 
 
+def test_a_loop_releases_only_invoice_claims_of_its_own_hosts_dead_processes(store_url, monkeypatch):
+    invs = make_approved(4)
+    dead_pid = "999999999"
+
+    def claim_as(host: str, pid: str) -> str:
+        monkeypatch.setattr(jobs.base.socket, "gethostname", lambda: host)
+        return f"dispatch:{jobs.base._short_host()}:{pid}:beef"
+
+    here = "billing-worker-production-eu-01.example.net"
+    claims = {
+        invs[0].id: claim_as(here, dead_pid),  # this host, process gone: released
+        invs[1].id: claim_as(here, str(os.getpid())),  # this host, alive: kept
+        invs[2].id: claim_as("billing-worker-production-eu-02.example.net", dead_pid),  # same 20-char start
+        invs[3].id: claim_as("billing-worker-production-eu-01.example.org", dead_pid),  # same short name
+    }
+    assert len(set(claims.values())) == 4
+    lease = jobs.base.real_now() + dt.timedelta(minutes=5)
+    for inv_id, claim in claims.items():
+        Invoice.update(claimed_by=claim, claimed_until=lease).where(Invoice.id == inv_id).execute()
+    claim_as(here, "0")  # the loop runs on `here`
+    assert jobs.base.release_dead_claims() == 1
+    left = {i.id: i.claimed_by for i in Invoice.select().where(Invoice.id.in_(list(claims)))}
+    assert left == {**claims, invs[0].id: None}
+
+
 def test_a_requeued_slow_sender_stops_before_the_final_dot(store_url):
     """Lease ran out while a live sender was still at it: the next claim wins, the slow one aborts."""
     make_approved(1)

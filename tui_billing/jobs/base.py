@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import re
 import secrets
@@ -103,8 +104,23 @@ def skip_locked(query):
     return query.for_update(skip_locked=True) if shared_store() else query
 
 
+def _pid_namespace() -> str:
+    """Containers sharing a host name can still have separate pid spaces."""
+    try:
+        return os.readlink("/proc/self/ns/pid").replace("|", "_")
+    except OSError:
+        return ""
+
+
 def _short_host() -> str:
-    return socket.gethostname().split(".")[0][:20].replace(":", "_")
+    """This host in invoice claims: a readable start of its name and a hash of
+    the whole name and the pid namespace.  Hosts whose long names share a
+    start, hosts of one short name in different domains, and containers of
+    one name with separate pid spaces must not pass for each other: a loop
+    releases at its start the claims of this host's processes that are gone."""
+    name = socket.gethostname()
+    digest = hashlib.sha256(f"{name}|{_pid_namespace()}".encode()).hexdigest()[:8]
+    return f"{name.split('.')[0][:12].replace(':', '_')}~{digest}"
 
 
 def claimant(prefix: str = "") -> str:

@@ -24,7 +24,7 @@ import threading
 from dataclasses import dataclass
 
 from ..store.models import JobLock, database
-from .base import real_now
+from .base import _pid_namespace, real_now
 
 LOCK_NAME = "jobs"
 STALE_AFTER = dt.timedelta(minutes=2)
@@ -54,14 +54,6 @@ def _proc_state(pid: int) -> str:
 
 def _host() -> str:
     return socket.gethostname()
-
-
-def _pid_namespace() -> str:
-    """Containers sharing a host name can still have separate pid spaces."""
-    try:
-        return os.readlink("/proc/self/ns/pid").replace("|", "_")
-    except OSError:
-        return ""
 
 
 def make_holder() -> str:
