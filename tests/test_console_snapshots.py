@@ -4,6 +4,7 @@ Regenerate after an intended change with --snapshot-update."""
 from __future__ import annotations
 
 import pytest
+from textual.widgets import Input
 
 from tui_billing import statuses as S
 from tui_billing.store.models import Correction, Invoice, TaxLine
@@ -20,6 +21,18 @@ def detail_invoice() -> Invoice:
             .order_by(Invoice.id).first())
 
 
+async def steady(pilot) -> None:
+    """Settle, then stop the text cursor blinking, shown in the focused input
+    only.  It blinks every 0.5 s after the last key: on a loaded machine the
+    picture was taken on either side of a blink (CI saw it)."""
+    await settle(pilot)
+    for screen in pilot.app.screen_stack:
+        for field in screen.query(Input):
+            field.cursor_blink = False
+            field._cursor_visible = field.has_focus
+    await pilot.pause()
+
+
 def open_detail(invoice_id: int, *keys: str):
     async def run_before(pilot):
         await settle(pilot)
@@ -27,7 +40,7 @@ def open_detail(invoice_id: int, *keys: str):
         await settle(pilot)
         if keys:
             await pilot.press(*keys)
-            await settle(pilot)
+        await steady(pilot)
     return run_before
 
 
@@ -35,7 +48,7 @@ def press(*keys: str):
     async def run_before(pilot):
         await settle(pilot)
         await pilot.press(*keys)
-        await settle(pilot)
+        await steady(pilot)
     return run_before
 
 
