@@ -635,6 +635,39 @@ def test_flagged_only_in_queue_and_finder(console_env):
     run(scenario())
 
 
+def test_detail_tabs_all_in_sight_at_80_columns(console_env):
+    """Eight tabs with counts need ~87 columns: at 80 two titles are shortened, never a tab hidden."""
+    inv = (Invoice.select().where((Invoice.status == S.UNDER_REVIEW) & (Invoice.risk_score > 0)
+                                  & Invoice.id.in_(TaxLine.select(TaxLine.invoice))).order_by(Invoice.id).first())
+    assert inv is not None, "the demo store should hold a flagged invoice with taxes"
+
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            app.open_invoice(inv.id)
+            await settle(pilot)
+            tabs = app.screen.query_one(TabbedContent)
+            ids = [p.id for p in tabs.query("TabPane")]
+            assert {"tab-taxes", "tab-flags", "tab-audit"} <= set(ids) and len(ids) == 8
+
+            def titles():
+                return [tabs.get_tab(i).label.plain for i in ids]
+
+            def all_in_sight():
+                return all(tabs.get_tab(i).region.right <= 80 for i in ids)
+
+            assert titles()[1].startswith("Subs. ") and titles()[3].startswith("Corr. ")
+            assert all_in_sight(), titles()
+            await pilot.resize_terminal(120, 40)
+            await settle(pilot)
+            assert titles()[1].startswith("Subscriptions ") and titles()[3].startswith("Corrections ")
+            await pilot.resize_terminal(80, 24)
+            await settle(pilot)
+            assert titles()[1].startswith("Subs. ") and all_in_sight()
+    run(scenario())
+
+
 def test_detail_lists_flags_in_full_and_changes_since_review(console_env):
     from tui_billing import workflow
     from tui_billing.risk import Flag, dumps_flags

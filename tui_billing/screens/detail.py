@@ -44,6 +44,10 @@ CHANGE_COLUMNS = [Col("change", "Change", 16), Col("line", "Line"),
 TOTAL_LABELS = {"subtotal": "Subtotal", "discount_total": "Discounts", "tax_total": "Taxes",
                 "correction_total": "Corrections", "total": "Total"}
 NO_CHANGES = "No changes since the revision last reviewed."
+# Eight tabs with their counts need about 87 columns: narrower, these two
+# titles are shortened so that every tab (Flags, Audit) stays in sight.
+SHORT_TITLES = {"tab-subscriptions": ("Subscriptions", "Subs."), "tab-corrections": ("Corrections", "Corr.")}
+TAB_PADDING = 2  # a Tab's left and right padding
 AUDIT_COLUMNS = [Col("at", "When", 16), Col("actor", "Who", 12), Col("action", "What", 15),
                  Col("change", "Change")]
 
@@ -152,6 +156,24 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
         for pane in panes:
             tabs.compose_add_child(pane)
         await body.mount(tabs)
+        self.tab_titles = {pane.id: tabs.get_tab(pane.id).label.plain for pane in panes}
+        self.fit_tab_titles()
+
+    def on_resize(self) -> None:
+        self.fit_tab_titles()
+
+    def fit_tab_titles(self) -> None:
+        titles = getattr(self, "tab_titles", None)
+        if not titles:
+            return
+        narrow = sum(len(t) + TAB_PADDING for t in titles.values()) > self.size.width
+        for tabs in self.query(TabbedContent):
+            for pane_id, title in titles.items():
+                if narrow and pane_id in SHORT_TITLES:
+                    title = title.replace(*SHORT_TITLES[pane_id], 1)
+                tab = tabs.get_tab(pane_id)
+                if tab.label.plain != title:
+                    tab.label = title
 
     # -- header group ---------------------------------------------------------------
     def head_text(self) -> Text:
