@@ -94,6 +94,7 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
         self.detail = None
         self.erp = False
         self.seen_changes = 0
+        self.tab_titles: dict[str, str] = {}  # pane id -> full title, as last built
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -151,6 +152,7 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
             active = tabs.active
         panes = self.panes()
         ids = [p.id for p in panes]
+        self.tab_titles = {}  # a resize while the tabs are rebuilt has nothing to fit
         await body.remove_children()
         tabs = TabbedContent(id="detail-tabs", initial=active if active in ids else "")
         for pane in panes:
@@ -163,9 +165,7 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
         self.fit_tab_titles()
 
     def fit_tab_titles(self) -> None:
-        titles = getattr(self, "tab_titles", None)
-        if not titles:
-            return
+        titles = self.tab_titles
         narrow = sum(len(t) + TAB_PADDING for t in titles.values()) > self.size.width
         for tabs in self.query(TabbedContent):
             for pane_id, title in titles.items():
