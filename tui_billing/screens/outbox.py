@@ -74,7 +74,8 @@ class OutboxModal(ModalScreen[None]):
         waiting = counts.get(mail.QUEUED, 0) + counts.get(mail.SENDING, 0)
         stalled = sum(1 for r in rows if r["status"] == "waiting")
         summary.update(f"{counts.get(mail.FAILED, 0):,} failed · {counts.get(mail.UNCERTAIN, 0):,} uncertain · "
-                       f"{waiting:,} queued ({stalled:,} waiting over 15 min) · {counts.get(mail.SENT, 0):,} sent")
+                       f"{waiting:,} queued ({stalled:,} waiting over {mail.STALLED_AFTER.seconds // 60} min) · "
+                       f"{counts.get(mail.SENT, 0):,} sent")
         table = self.query_one(DataTable)
         table.clear()
         self.rows = {}

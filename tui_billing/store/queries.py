@@ -263,7 +263,7 @@ def page(f: Filters, *, sort: str = "issue_date", descending: bool | None = None
         raise FilterError("sort", f"{sort!r} is not one of {', '.join(SORTS)}")
     if not 1 <= limit <= MAX_LIMIT:
         raise FilterError("limit", f"must be between 1 and {MAX_LIMIT}")
-    column, default_desc = SORTS[sort]
+    _, default_desc = SORTS[sort]
     desc = default_desc if descending is None else descending
     if sort == "risk":
         return _risk_page(f, desc, after, limit)
@@ -273,16 +273,15 @@ def page(f: Filters, *, sort: str = "issue_date", descending: bool | None = None
 def page_query(f: Filters, *, sort: str, descending: bool, after: PageKey | None, limit: int):
     """The one SELECT of a page for every sort but risk (bench_store.py runs its SQL raw)."""
     column, _ = SORTS[sort]
-    desc = descending
     query = base_query(f, paged=True)
     if sort == "deadline":  # only invoices with a deadline sort by it
         query = query.where(Invoice.review_deadline.is_null(False))
     if after is not None:
-        if desc:
+        if descending:
             query = query.where((column < after.value) | ((column == after.value) & (Invoice.id < after.id)))
         else:
             query = query.where((column > after.value) | ((column == after.value) & (Invoice.id > after.id)))
-    order = (column.desc(), Invoice.id.desc()) if desc else (column.asc(), Invoice.id.asc())
+    order = (column.desc(), Invoice.id.desc()) if descending else (column.asc(), Invoice.id.asc())
     return query.order_by(*order).limit(limit)
 
 
