@@ -83,3 +83,10 @@ async def settle(pilot, rounds: int = 100) -> None:
             if not busy():
                 return
     raise AssertionError("workers did not finish")
+
+
+async def show_detail(pilot, ref):
+    """Open an invoice's detail screen (by id or number) and wait until it is shown."""
+    pilot.app.open_invoice(ref)
+    await settle(pilot)
+    return pilot.app.screen

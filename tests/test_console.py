@@ -19,7 +19,7 @@ from tui_billing.screens.summary import SummaryModal
 from tui_billing.store.models import AuditEvent, Correction, Invoice, TaxLine
 from tui_billing.widgets.invoice_table import InvoiceTable
 
-from .conftest_console import console_env, console_template, make_app, settle  # noqa: F401
+from .conftest_console import console_env, console_template, make_app, settle, show_detail  # noqa: F401
 
 
 def run(coro):
@@ -135,15 +135,12 @@ def test_taxes_tab_absent_and_payments_hidden_for_open_postpay(console_env):
         app = make_app(console_env)
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
-            app.open_invoice(no_tax.id)
-            await settle(pilot)
+            await show_detail(pilot, no_tax.id)
             panes = [p.id for p in app.screen.query("TabPane")]
             assert "tab-taxes" not in panes and "tab-charges" in panes
             await pilot.press("escape")
             await pilot.pause()
-            app.open_invoice(open_postpay.number)
-            await settle(pilot)
-            detail = app.screen
+            detail = await show_detail(pilot, open_postpay.number)
             assert not detail.query("#payments-table")
             note = str(detail.query_one("#payments-note", Static).render())
             assert note.startswith("Payments appear once the invoice is closed")
@@ -280,8 +277,7 @@ def test_adjust_from_detail_updates_total_shown(console_env):
         app = make_app(console_env)
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
-            app.open_invoice(inv.id)
-            await settle(pilot)
+            await show_detail(pilot, inv.id)
             await pilot.press("j")
             await settle(pilot)
             await pilot.press(*"1.00")
@@ -532,8 +528,7 @@ def test_erp_integration_shows_external_total_and_approval_date(console_env):
         app = make_app(console_env)
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
-            app.open_invoice(paid.id)
-            await settle(pilot)
+            await show_detail(pilot, paid.id)
             head = str(app.screen.query_one("#detail-head", Static).render())
             assert "External total" in head and "Approval date" in head
             assert "Closed · Paid" in head or paid.payment_model != "postpay"
@@ -645,8 +640,7 @@ def test_detail_tabs_all_in_sight_at_80_columns(console_env):
         app = make_app(console_env)
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
-            app.open_invoice(inv.id)
-            await settle(pilot)
+            await show_detail(pilot, inv.id)
             tabs = app.screen.query_one(TabbedContent)
             ids = [p.id for p in tabs.query("TabPane")]
             assert {"tab-taxes", "tab-flags", "tab-audit"} <= set(ids) and len(ids) == 8
@@ -692,9 +686,7 @@ def test_detail_lists_flags_in_full_and_changes_since_review(console_env):
         app = make_app(console_env)
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
-            app.open_invoice(inv.id)
-            await settle(pilot)
-            detail = app.screen
+            detail = await show_detail(pilot, inv.id)
             # Each reason in full (wrapped at 80 columns, never cut), with the score.
             shown = text_of(detail.query_one("#detail-flags", Static))
             assert "Flags (50)" in shown
@@ -726,8 +718,7 @@ def test_detail_lists_flags_in_full_and_changes_since_review(console_env):
             # An invoice without flags says so.
             await pilot.press("escape")
             await pilot.pause()
-            app.open_invoice(plain.id)
-            await settle(pilot)
+            await show_detail(pilot, plain.id)
             assert "No flags" in str(app.screen.query_one("#detail-flags", Static).render())
     run(scenario())
     assert AuditEvent.select().where((AuditEvent.invoice == inv.id)
@@ -825,9 +816,7 @@ def test_many_flags_header_stays_small_and_the_flags_tab_has_them_all(console_en
         app = make_app(console_env)
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
-            app.open_invoice(inv.id)
-            await settle(pilot)
-            detail = app.screen
+            detail = await show_detail(pilot, inv.id)
             head = text_of(detail.query_one("#detail-flags", Static))
             assert "Flags (170)" in head and reasons[0] in head and reasons[1] in head
             assert reasons[4] not in head and "3 more" in head

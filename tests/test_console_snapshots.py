@@ -9,7 +9,7 @@ from textual.widgets import Input
 from tui_billing import statuses as S
 from tui_billing.store.models import Correction, Invoice, TaxLine
 
-from .conftest_console import console_env, console_template, make_app, settle  # noqa: F401
+from .conftest_console import console_env, console_template, make_app, settle, show_detail  # noqa: F401
 
 
 def detail_invoice() -> Invoice:
@@ -36,8 +36,7 @@ async def steady(pilot) -> None:
 def open_detail(invoice_id: int, *keys: str):
     async def run_before(pilot):
         await settle(pilot)
-        pilot.app.open_invoice(invoice_id)
-        await settle(pilot)
+        await show_detail(pilot, invoice_id)
         if keys:
             await pilot.press(*keys)
         await steady(pilot)
