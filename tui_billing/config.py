@@ -103,13 +103,20 @@ DEFAULT_SETTINGS: dict[str, str] = {
     "seller_name": "Northwind Telecom Ltd",
     "seller_address": "1 Exchange Square\nLondon EC2A 2BR\nVAT GB 123 4567 89",
     "timezone": "",
-    # Risk review (tui_billing/risk.py): total_spike/total_drop when the total
-    # is more than this factor above/below the account's recent average;
-    # large_correction above this share of the total before corrections;
-    # tax_ratio when the tax share differs by more than these percentage points.
-    "risk_total_factor": "3",
+    # Risk review (tui_billing/risk.py).  large_correction above this share
+    # of the account's usual total; tax_ratio when the tax share differs by
+    # more than these percentage points from the account's usual.
     "risk_correction_share": "0.25",
     "risk_tax_tolerance": "2",
+    # Money at stake is compared in one currency: amounts in another are
+    # converted with these rates (units of the reporting currency per unit).
+    "reporting_currency": "EUR",
+    "currency_rates": "USD=0.92 GBP=1.17 PLN=0.23 CHF=1.05 JPY=0.0062 SEK=0.088 NOK=0.086 DKK=0.134",
+    # At the end of the hold a flagged invoice whose score is at least
+    # risk_hold_score is held for a person; `on` restores seed 000's
+    # unconditional auto-approval.
+    "auto_approve_flagged": "off",
+    "risk_hold_score": "1000",
 }
 
 
@@ -179,21 +186,29 @@ VALIDATORS = {
     "offpeak_end": lambda v: parse_hhmm("offpeak_end", v) and v,
     "erp_integration": lambda v: "on" if parse_switch("erp_integration", v) else "off",
     "timezone": lambda v: (zone(v) and v) if v else v,
-    "risk_total_factor": lambda v: _risk_setting("risk_total_factor", v),
     "risk_correction_share": lambda v: _risk_setting("risk_correction_share", v),
     "risk_tax_tolerance": lambda v: _risk_setting("risk_tax_tolerance", v),
+    "reporting_currency": lambda v: _risk_setting("reporting_currency", v),
+    "currency_rates": lambda v: _risk_setting("currency_rates", v),
+    "risk_hold_score": lambda v: _risk_setting("risk_hold_score", v),
+    "auto_approve_flagged": lambda v: "on" if parse_switch("auto_approve_flagged", v) else "off",
 }
+
+RISK_KEYS = ("risk_correction_share", "risk_tax_tolerance", "reporting_currency", "currency_rates",
+             "risk_hold_score")
 
 
 def _risk_setting(key: str, value: str) -> str:
+    """Checked by the same parser that uses it (risk.RiskSettings.parse)."""
     from .risk import RiskSettings, RiskSettingsError
 
-    args = {"risk_total_factor": "3", "risk_correction_share": "0.25", "risk_tax_tolerance": "2", key: value}
+    args = {k: DEFAULT_SETTINGS[k] for k in RISK_KEYS} | {key: value}
     try:
-        RiskSettings.parse(args["risk_total_factor"], args["risk_correction_share"], args["risk_tax_tolerance"])
+        RiskSettings.parse(**args)
     except RiskSettingsError as exc:
         raise ConfigError(str(exc)) from None
-    return value.strip()
+    return " ".join(value.split()) if key == "currency_rates" else value.strip().upper() \
+        if key == "reporting_currency" else value.strip()
 
 
 @dataclass(frozen=True)
@@ -225,15 +240,20 @@ class StoreSettings:
         """risk.RiskSettings; a bad stored value falls back to its default."""
         from .risk import RiskSettings, RiskSettingsError
 
-        values = [self[k] for k in ("risk_total_factor", "risk_correction_share", "risk_tax_tolerance")]
-        defaults = [DEFAULT_SETTINGS[k] for k in ("risk_total_factor", "risk_correction_share",
-                                                  "risk_tax_tolerance")]
-        for i in range(len(values)):
+        values = {k: self[k] for k in RISK_KEYS}
+        for key in RISK_KEYS:
             try:
-                RiskSettings.parse(*(values[j] if j == i else defaults[j] for j in range(len(values))))
+                RiskSettings.parse(**({k: DEFAULT_SETTINGS[k] for k in RISK_KEYS} | {key: values[key]}))
             except RiskSettingsError:
-                values[i] = defaults[i]
-        return RiskSettings.parse(*values)
+                values[key] = DEFAULT_SETTINGS[key]
+        return RiskSettings.parse(**values)
+
+    @property
+    def auto_approve_flagged(self) -> bool:
+        try:
+            return parse_switch("auto_approve_flagged", self["auto_approve_flagged"])
+        except ConfigError:
+            return False
 
 
 def validate_setting(key: str, value: str) -> str:

@@ -28,6 +28,14 @@ from .money import ZERO, format_amount, format_money
 
 HUNDRED = Decimal(100)
 
+# A flagged invoice's score is at least FLAGGED (a person must look at it);
+# below it, unflagged invoices are ordered by their distance from expected.
+FLAGGED = 1000
+
+
+def is_flagged(score: int | None) -> bool:
+    return (score or 0) >= FLAGGED
+
 # code -> weight in the score.  Wrong money going out (a spike, a negative
 # total, a fee for a subscription that was not running) weighs most.
 WEIGHTS: dict[str, int] = {

@@ -133,6 +133,9 @@ class Invoice(BaseModel):
     claimed_until = DateTimeField(null=True)
     risk_score = IntegerField(default=0)  # risk review: sum of the flags' weights (risk.py)
     risk_flags = TextField(default="")  # JSON list of {code, reason}; "" when none
+    expected_total = MoneyField(null=True)  # what the account's history predicts; None: no history
+    risk_at_stake = MoneyField(null=True)  # money wrong if the suspicion is right, reporting currency
+    held_at = DateTimeField(null=True)  # flagged: held by the job loop at the end of the hold
 
     class Meta:
         indexes = (
@@ -164,6 +167,13 @@ class ChargeLine(BaseModel):
     quantity = QuantityField(default=0)
     discount = MoneyField(default=0)
     amount = MoneyField(default=0)  # before discount
+    # Usage lines: the xDRs behind the line, the days of the period they
+    # cover, and records that repeat another's time, quantity and amount
+    # under a different id (risk review: completeness and duplicates).
+    records = IntegerField(default=0)
+    days = IntegerField(default=0)
+    duplicates = IntegerField(default=0)
+    duplicate_amount = MoneyField(default=0)
 
 
 class TaxLine(BaseModel):

@@ -12,6 +12,7 @@ from decimal import Decimal
 from peewee import OP, SQL, Expression, fn
 
 from .. import statuses as S
+from ..risk import FLAGGED
 from .db import is_sqlite
 from .models import Account, CustomerClass, Invoice
 
@@ -115,8 +116,8 @@ def _where(f: Filters, paged: bool = False):
         cond.append(Invoice.issue_date >= f.date_from)
     if f.date_to:
         cond.append(Invoice.issue_date <= f.date_to)
-    if f.flagged and hasattr(Invoice, "risk_score"):
-        cond.append(Invoice.risk_score > 0)
+    if f.flagged:
+        cond.append(Invoice.risk_score >= FLAGGED)
     return cond
 
 

@@ -1,0 +1,31 @@
+"""Risk review evidence (issue 12): per-line usage completeness and duplicate
+counts, the expected total and the money at stake on each invoice, and when
+the job loop held a flagged invoice instead of auto-approving it.  The old
+`risk_total_factor` setting gives way to robust per-account statistics."""
+from peewee import *
+from tui_billing.store.fields import MoneyField
+
+
+def up(migrator, db):
+    migrator.migrate(
+        migrator.add_column('charge_line', 'records', IntegerField(default=0)),
+        migrator.add_column('charge_line', 'days', IntegerField(default=0)),
+        migrator.add_column('charge_line', 'duplicates', IntegerField(default=0)),
+        migrator.add_column('charge_line', 'duplicate_amount', MoneyField(default=0)),
+        migrator.add_column('invoice', 'expected_total', MoneyField(null=True)),
+        migrator.add_column('invoice', 'risk_at_stake', MoneyField(null=True)),
+        migrator.add_column('invoice', 'held_at', DateTimeField(null=True)),
+    )
+    db.execute_sql("DELETE FROM setting WHERE key = 'risk_total_factor'")
+
+
+def down(migrator, db):
+    migrator.migrate(
+        migrator.drop_column('invoice', 'held_at'),
+        migrator.drop_column('invoice', 'risk_at_stake'),
+        migrator.drop_column('invoice', 'expected_total'),
+        migrator.drop_column('charge_line', 'duplicate_amount'),
+        migrator.drop_column('charge_line', 'duplicates'),
+        migrator.drop_column('charge_line', 'days'),
+        migrator.drop_column('charge_line', 'records'),
+    )
