@@ -47,14 +47,16 @@ def test_load_period_data_sums_usage_and_picks_rules(store_url):
     data = billing.load_period_data(acc, OCT_FROM, OCT_TO)
     assert data.currency == "EUR"
     assert sorted(data.usage, key=lambda u: u.service) == [
-        billing.Usage("SMS", D("3.000"), D("0.1350"), 1),
-        billing.Usage("Voice calls", D("11.000"), D("0.1235"), 2),
+        billing.Usage("SMS", D("3.000"), D("0.1350"), 1, 1),
+        billing.Usage("Voice calls", D("11.000"), D("0.1235"), 2, 2),
     ]
     assert sorted((r.name, r.fee) for r in data.recurring) == [("Fibre", D("89")), ("Graced", D("1"))]
     assert [(d.percent, d.service) for d in data.discounts] == [(D("10"), "SMS")]
     assert [(t.name, t.percent) for t in data.taxes] == [("VAT", D("20")), ("Refund", D("-1.5"))]
 
     calc = billing.calculate(data)
+    assert [(c.service, c.records, c.days) for c in calc.charges if c.subscription_id is None] == [
+        ("SMS", 1, 1), ("Voice calls", 2, 2)]
     # Fibre 89.00, Graced 1.00, SMS 0.14 (disc 0.01), Voice 0.12 -> 90.26 - 0.01 = 90.25
     assert calc.subtotal == D("90.26") and calc.discount_total == D("0.01")
     assert [t.amount for t in calc.taxes] == [D("18.05"), D("-1.35")]  # 18.05; -1.35375
@@ -69,7 +71,7 @@ def test_period_boundaries_follow_the_billing_time_zone(store_url):
     _xdr(acc, "in-last", "Data", dt.datetime(2026, 10, 31, 22, 59), "1", "100")  # 31 Oct 23:59 local
     _xdr(acc, "out-after", "Data", dt.datetime(2026, 10, 31, 23, 0), "1", "1000")  # 1 Nov 00:00 local
     data = billing.load_period_data(acc, OCT_FROM, OCT_TO)
-    assert data.usage == (billing.Usage("Data", D("2.000"), D("101.0000"), 2),)
+    assert data.usage == (billing.Usage("Data", D("2.000"), D("101.0000"), 2, 2),)
     assert billing.period_bounds_utc(OCT_FROM, OCT_TO) == (dt.datetime(2026, 9, 30, 22),
                                                            dt.datetime(2026, 10, 31, 23))
 
@@ -102,3 +104,22 @@ def test_write_lines_replaces_lines_and_recalculate_keeps_corrections(store_url)
     assert totals["subtotal"] == D("1245") and totals["tax_total"] == D("125")  # 124.5 -> 125
     assert totals["total"] == D("870")
     assert ChargeLine.select().where(ChargeLine.invoice == inv.id).count() == 2
+
+
+def test_usage_evidence_counts_days_and_records_repeated_under_other_ids(store_url):
+    """Risk evidence from the xDRs: the days the records cover, and records
+    with the same account, service, time, quantity and amount under another id."""
+    acc = _account()
+    noon = dt.datetime(2026, 10, 5, 12)
+    _xdr(acc, "a1", "Voice calls", noon, "10", "1.25")
+    _xdr(acc, "a2", "Voice calls", noon, "10", "1.25")  # re-sent: same everything, new id
+    _xdr(acc, "a3", "Voice calls", noon, "10", "1.25")  # and again
+    _xdr(acc, "a4", "Voice calls", noon, "11", "1.25")  # near miss: another quantity
+    _xdr(acc, "a5", "Voice calls", dt.datetime(2026, 10, 5, 12, 0, 1), "10", "1.25")  # another second
+    _xdr(acc, "a6", "Voice calls", dt.datetime(2026, 10, 20, 9), "1", "0.10")
+    _xdr(acc, "s1", "SMS", noon, "10", "1.25")  # another service: not a repeat
+    data = billing.load_period_data(acc, OCT_FROM, OCT_TO)
+    voice = next(u for u in data.usage if u.service == "Voice calls")
+    assert (voice.records, voice.days, voice.duplicates, voice.duplicate_amount) == (6, 2, 2, D("2.50"))
+    sms = next(u for u in data.usage if u.service == "SMS")
+    assert (sms.records, sms.days, sms.duplicates) == (1, 1, 0)

@@ -63,24 +63,32 @@ def test_bill_run_flags_a_spike_and_a_new_service_with_reasons(store_url, ctx):
     result = billrun.bill_run(ctx, OCT_FROM, OCT_TO)
     assert len(result.created) == 2
     spiky = Invoice.get((Invoice.account == acc.id) & (Invoice.period_from == OCT_FROM))
-    assert spiky.risk_score == risk.WEIGHTS["total_spike"] + risk.WEIGHTS["new_service"]
     assert risk.parse_flags(spiky.risk_flags) == [
-        risk.Flag("total_spike", "total 1,000.00 EUR is 10.0x the last 3 invoices' average 100.00"),
-        risk.Flag("new_service", "first time billed: Voice calls (1,000.00 EUR); not on the last 3 invoices"),
+        risk.Flag("total_spike", "total 1,000.00 EUR is 10.0x its usual 100.00 (median of 3 invoices)",
+                  D("900.00")),
+        risk.Flag("new_service", "Voice calls (1,000.00 EUR) billed for the first time; not on the last 3 "
+                                 "invoices", D("1000.00")),
     ]
+    # Flagged: FLAGGED + the evidence + the money at stake (the larger of the two, in EUR).
+    assert spiky.risk_at_stake == D("1000.00")
+    assert spiky.risk_score == (risk.FLAGGED + risk.WEIGHTS["total_spike"] + risk.WEIGHTS["new_service"]
+                                + risk.money_points(D("1000.00")))
     calm = Invoice.get((Invoice.account == quiet.id) & (Invoice.period_from == OCT_FROM))
-    assert (calm.risk_score, calm.risk_flags) == (0, "")
+    assert calm.risk_flags == "" and not risk.is_flagged(calm.risk_score)
+    assert calm.expected_total is not None
 
 
-def test_history_is_the_last_three_issued_regular_invoices_before_the_period(store_url, ctx):
+def test_history_is_the_last_six_issued_regular_invoices_before_the_period(store_url, ctx):
     acc = F.account()
-    history(acc, ("10.00", "100.00", "100.00", "100.00"), months=(5, 7, 8, 9))  # May is too old to count
+    history(acc, ("1.00", "10.00", "100.00", "100.00", "100.00", "100.00", "100.00"),
+            months=(1, 2, 4, 5, 7, 8, 9))  # January is too old to count
     F.invoice(status=S.PAID, total=D("5.00"), acc=acc, kind="manual", period_from=month(6)[0],
               period_to=month(6)[1])  # not regular
     F.invoice(status=S.OPEN, total=D("1.00"), acc=acc, period_from=month(10)[0], period_to=month(10)[1])
     past = risk_store.load_histories([acc.id], dt.date(2026, 11, 1))[acc.id]
-    assert [p.period_from.month for p in past] == [9, 8, 7]
-    assert [p.total for p in past] == [D("100.00")] * 3
+    assert [p.period_from.month for p in past] == [9, 8, 7, 5, 4, 2]
+    assert [p.total for p in past] == [D("100.00")] * 5 + [D("10.00")]
+    assert [c.description for c in past[0].charges] == ["Business Fibre 1 Gbit/s — monthly fee"]
     assert risk_store.load_histories([acc.id, 999], dt.date(2026, 8, 1)) == {
         acc.id: risk_store.load_histories([acc.id], dt.date(2026, 8, 1))[acc.id], 999: []}
 
@@ -92,8 +100,8 @@ def test_adjust_snapshots_first_then_flags_a_large_correction(store_url, ctx):
     after = workflow.adjust(ctx, inv.number, "credit", D("50.00"), "Refund of a disputed month")
     assert risk.parse_flags(after.risk_flags) == [risk.Flag(
         "large_correction",
-        "credit of 50.00 EUR is 50.0 % of the total before corrections 100.00 (limit 25.0 %)")]
-    assert after.risk_score == risk.WEIGHTS["large_correction"]
+        "credit of 50.00 EUR is 50.0 % of the total before corrections 100.00 (limit 25.0 %)", D("50.00"))]
+    assert after.risk_score == risk.FLAGGED + risk.WEIGHTS["large_correction"] + risk.money_points(D("50"))
     # One snapshot per revision changed, the first one is the revision as generated.
     snaps = list(InvoiceSnapshot.select().where(InvoiceSnapshot.invoice == inv.id).order_by(InvoiceSnapshot.revision))
     assert [(s.revision, s.action, s.total) for s in snaps] == [(1, "adjust", D("100.00")), (2, "adjust", D("90.00"))]
@@ -102,7 +110,7 @@ def test_adjust_snapshots_first_then_flags_a_large_correction(store_url, ctx):
 def test_the_correction_share_is_a_store_setting(store_url, ctx):
     save_setting("risk_correction_share", "0.6")
     inv = F.invoice(total=D("100.00"))
-    assert workflow.adjust(ctx, inv.number, "credit", D("50.00"), "Refund").risk_score == 0
+    assert not risk.is_flagged(workflow.adjust(ctx, inv.number, "credit", D("50.00"), "Refund").risk_score)
 
 
 def test_adjust_flags_a_fee_for_a_subscription_that_was_stopped_before_the_period(store_url, ctx):
@@ -116,7 +124,7 @@ def test_adjust_flags_a_fee_for_a_subscription_that_was_stopped_before_the_perio
     assert risk.parse_flags(after.risk_flags) == [risk.Flag(
         "inactive_subscription",
         f"SIP Trunk 30 channels (subscription {sub.id}) charged 149.00 EUR but it ended 2026-08-31, "
-        "before the period")]
+        "before the period", D("149.00"))]
 
 
 def test_reissue_recomputes_flags_and_the_diff_lists_exactly_the_changed_lines(store_url, ctx):
@@ -159,7 +167,7 @@ def test_reissue_recomputes_flags_and_the_diff_lists_exactly_the_changed_lines(s
     assert d.changes.total_delta == D("-20.69")
     # The Fibre fee and SMS lines did not change: not listed.
     # Flags were recomputed for the new revision (no history: none apply).
-    assert (after.risk_score, after.risk_flags) == (0, "")
+    assert (after.risk_score, after.risk_flags, after.expected_total) == (0, "", None)
 
 
 def test_close_postpay_flags_missing_usage(store_url, ctx):
@@ -171,18 +179,18 @@ def test_close_postpay_flags_missing_usage(store_url, ctx):
     assert open_inv.risk_score == 0
     closed = workflow.close_postpay(ctx, open_inv.id)
     assert closed.status == S.UNDER_REVIEW
-    assert risk.parse_flags(closed.risk_flags)[0] == risk.Flag(
-        "missing_usage", "no usage charged; the last 3 invoices all had usage (average 50.00 EUR)")
+    assert risk.Flag("missing_usage", "no Voice calls usage charged; it was on all the last 3 invoices "
+                                      "(usually 50.00 EUR)", D("50.00")) in risk.parse_flags(closed.risk_flags)
 
 
 def test_bulk_approve_does_not_touch_flags_and_leaves_no_diff(store_url, ctx):
     inv = F.invoice(total=D("100.00"))
-    workflow.adjust(ctx, inv.number, "credit", D("60.00"), "Refund")
-    workflow.approve(ctx, inv.number)
+    score = workflow.adjust(ctx, inv.number, "credit", D("60.00"), "Refund").risk_score
+    assert workflow.approve_many(ctx, [inv.number], include_flagged=True).ok
     from tui_billing.store.detail import load_detail
 
     d = load_detail(inv.number)
-    assert d.invoice.status == S.APPROVED and d.invoice.risk_score == risk.WEIGHTS["large_correction"]
+    assert d.invoice.status == S.APPROVED and d.invoice.risk_score == score and risk.is_flagged(score)
     assert d.changes is None  # approved: the approved revision is the reviewed one
 
 
@@ -217,10 +225,11 @@ def _queue_world():
     for i in range(23):
         inv = F.invoice(acc=acc, status=S.UNDER_REVIEW if i % 5 else S.REJECTED,
                         generated=base + dt.timedelta(hours=(i * 7) % 11))
-        score = [0, 10, 40, 65][i % 4]
+        score = [0, 10, 1040, 1065][i % 4]
         deadline = None if i % 6 == 0 else inv.review_deadline
         Invoice.update(risk_score=score, risk_flags=risk.dumps_flags(
-            [risk.Flag("total_spike", f"spike {i}")] if score else []), review_deadline=deadline).where(
+            [risk.Flag("total_spike", f"spike {i}")] if risk.is_flagged(score) else []),
+            review_deadline=deadline).where(
             Invoice.id == inv.id).execute()
         rows.append(Invoice.get_by_id(inv.id))
     return rows
@@ -251,9 +260,9 @@ def test_flagged_only_filter_and_page_rows_carry_flags(store_url):
     rows = _queue_world()
     f = queries.make_filters(status="under_review,rejected", flagged=True)
     page = queries.page(f, sort="risk", limit=100)
-    assert {r.id for r in page} == {r.id for r in rows if r.risk_score > 0}
+    assert {r.id for r in page} == {r.id for r in rows if r.risk_score >= risk.FLAGGED}
     top = page[0]
-    assert top.risk_score == 65 and top.flags[0].code == "total_spike"
+    assert top.risk_score == 1065 and top.flags[0].code == "total_spike"
     assert queries.counts_by_status(f)[S.UNDER_REVIEW] + queries.counts_by_status(f)[S.REJECTED] == len(page)
 
 
@@ -271,9 +280,9 @@ def test_cli_find_flagged_json_and_show(store_url, cli, ctx):
     doc = json.loads(out)
     assert [i["number"] for i in doc["invoices"]] == [spiky.number]
     (inv,) = doc["invoices"]
-    assert inv["risk_score"] == 40
-    assert inv["flags"] == [{"code": "total_spike",
-                             "reason": "total 1,000.00 EUR is 10.0x the last 3 invoices' average 100.00"}]
+    assert inv["risk_score"] == risk.FLAGGED + risk.WEIGHTS["total_spike"] + risk.money_points(D("900"))
+    assert inv["flags"] == [{"code": "total_spike", "at_stake": "900.00",
+                             "reason": "total 1,000.00 EUR is 10.0x its usual 100.00 (median of 3 invoices)"}]
     code, out, _ = cli("find", "--sort", "risk", "--status", "under_review")
     lines = out.splitlines()
     assert "Risk" in lines[0] and "Flags" in lines[0]
@@ -282,7 +291,8 @@ def test_cli_find_flagged_json_and_show(store_url, cli, ctx):
     workflow.adjust(ctx, spiky.number, "credit", D("900.00"), "Wrong rating of October usage")
     code, out, _ = cli("show", spiky.number)
     assert code == 0
-    assert "Risk flags" in out and "large_correction" in out and "credit of 900.00 EUR is 90.0 %" in out
+    assert "Risk flags" in out and "large_correction" in out
+    assert "credit of 900.00 EUR is 900.0 % of the account's usual total 100.00" in out
     assert "Changes since revision 1 (last reviewed) -> revision 2" in out
     assert "Total 1,000.00 EUR -> 100.00 EUR (-900.00)" in out
     doc = json.loads(cli("show", spiky.number, "--json")[1])
@@ -294,9 +304,16 @@ def test_cli_find_flagged_json_and_show(store_url, cli, ctx):
 
 
 def test_cli_settings_validate_risk_values(store_url, cli):
-    code, _, err = cli("settings", "risk_total_factor", "0.5")
-    assert code == 2 and "risk_total_factor" in err
-    assert cli("settings", "risk_total_factor", "5")[0] == 0
+    code, _, err = cli("settings", "risk_total_factor", "5")
+    assert code == 2 and "risk_total_factor: not a setting" in err
+    code, _, err = cli("settings", "currency_rates", "USD=0.9 JPY=abc")
+    assert code == 2 and "currency_rates: JPY" in err
+    code, _, err = cli("settings", "reporting_currency", "euro")
+    assert code == 2 and "reporting_currency" in err
+    code, _, err = cli("settings", "risk_hold_score", "0")
+    assert code == 2 and "risk_hold_score" in err
+    assert cli("settings", "currency_rates", "usd=0.9,  JPY=0.006")[0] == 0
+    assert "'JPY=0.006 USD=0.9'" in cli("settings", "currency_rates")[1]
 
 
 # --------------------------------------------------------------------------
@@ -306,7 +323,7 @@ def test_demo_plants_are_flagged_with_the_right_reason(store_url, ctx):
     from tui_billing.store import demo
 
     planted: list[tuple[str, str]] = []
-    stats = demo.build(ctx, invoices=2000, seed=3, quiet=True, planted=planted)
+    stats = demo.build(ctx, invoices=2000, seed=3, quiet=True, anomalies=0.01, planted=planted)
     kinds = collections.Counter(code for _, code in planted)
     assert len(planted) >= 10 and {"total_spike", "zero_total", "missing_usage"} <= set(kinds)
     by_number = {i.number: i for i in Invoice.select().where(Invoice.number.in_([n for n, _ in planted]))}
@@ -315,7 +332,7 @@ def test_demo_plants_are_flagged_with_the_right_reason(store_url, ctx):
         assert code in [f.code for f in flags], (number, code, flags)
         assert all(f.reason for f in flags)
     total = Invoice.select().count()
-    flagged = Invoice.select().where(Invoice.risk_score > 0).count()
+    flagged = Invoice.select().where(Invoice.risk_score >= risk.FLAGGED).count()
     assert flagged == stats["flagged"]
     assert flagged <= 0.03 * total  # ~1 % planted, follow-ons rare
     # The stored flags are what assessing the stored invoice gives again.
@@ -329,10 +346,10 @@ def test_normal_demo_data_flags_at_most_five_percent(store_url, ctx):
     demo.build(ctx, invoices=2000, seed=5, quiet=True, anomalies=0)
     total = Invoice.select().count()
     issued = Invoice.select().where(Invoice.status != S.OPEN)
-    flagged = issued.where(Invoice.risk_score > 0).count()
-    assert flagged <= 0.05 * total
+    flagged = issued.where(Invoice.risk_score >= risk.FLAGGED).count()
+    assert flagged <= 0.03 * total
     queue = Invoice.select().where(Invoice.status == S.UNDER_REVIEW)
-    assert queue.where(Invoice.risk_score > 0).count() <= 0.05 * queue.count()
+    assert queue.where(Invoice.risk_score >= risk.FLAGGED).count() <= 0.03 * queue.count()
 
 
 def test_inactive_subscription_plant_on_the_demo_queue_is_fixed_by_reissue(store_url, ctx):

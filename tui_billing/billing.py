@@ -33,6 +33,9 @@ class Usage:
     quantity: Decimal
     amount: Decimal
     records: int = 0
+    days: int = 0  # days of the period the records cover
+    duplicates: int = 0  # records repeating another's time, quantity and amount
+    duplicate_amount: Decimal = ZERO
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,10 @@ class Charge:
     discount: Decimal
     amount: Decimal  # before discount
     subscription_id: int | None = None
+    records: int = 0  # usage lines: Usage.records, .days, .duplicates, .duplicate_amount
+    days: int = 0
+    duplicates: int = 0
+    duplicate_amount: Decimal = ZERO
 
 
 @dataclass(frozen=True)
@@ -116,18 +123,19 @@ def _discount_for(service: str, rules: tuple[DiscountRule, ...]) -> DiscountRule
 def calculate(data: PeriodData) -> Calculation:
     cur = data.currency
     calc = Calculation()
-    lines: list[tuple[str, str, Decimal, Decimal, int | None]] = []
+    lines: list[tuple[str, str, Decimal, Decimal, int | None, Usage | None]] = []
     for item in sorted(data.recurring, key=lambda r: (r.name, r.subscription_id or 0)):
         lines.append((f"{item.name} — monthly fee", item.service, Decimal(1), item.fee,
-                      item.subscription_id))
+                      item.subscription_id, None))
     for use in sorted(data.usage, key=lambda u: u.service):
-        lines.append((f"{use.service} usage", use.service, use.quantity, use.amount, None))
-    for position, (description, service, quantity, raw, sub_id) in enumerate(lines, 1):
+        lines.append((f"{use.service} usage", use.service, use.quantity, use.amount, None, use))
+    for position, (description, service, quantity, raw, sub_id, use) in enumerate(lines, 1):
         amount = quantize(raw, cur)
         rule = _discount_for(service, data.discounts)
         discount = quantize(amount * rule.percent / HUNDRED, cur) if rule and amount > 0 else ZERO
+        evidence = (use.records, use.days, use.duplicates, use.duplicate_amount) if use else ()
         calc.charges.append(Charge(position, description, service, quantity.quantize(Decimal("0.001")),
-                                   discount, amount, sub_id))
+                                   discount, amount, sub_id, *evidence))
         calc.subtotal += amount
         calc.discount_total += discount
     base = calc.subtotal - calc.discount_total
@@ -166,17 +174,28 @@ def period_bounds_utc(period_from: dt.date, period_to: dt.date, tz=None) -> tupl
 
 
 def load_period_data(account, period_from: dt.date, period_to: dt.date) -> PeriodData:
-    from peewee import fn
+    from peewee import SQL, NodeList, fn
 
     from .store.fields import QUANTITY_SCALE
     from .store.models import Discount, Subscription, TaxRule, Xdr
 
     start, end = period_bounds_utc(period_from, period_to)
+    in_period = (Xdr.account == account.id) & (Xdr.time >= start) & (Xdr.time < end)
+    # Risk evidence: how many (UTC) days the records cover, and records
+    # repeating another's time, quantity and amount under a different id.
+    day = NodeList((SQL("DISTINCT"), fn.date(Xdr.time)))
+    repeats: dict[str, tuple[int, Decimal]] = {}
+    for service, n, amount in (Xdr.select(Xdr.service, fn.COUNT(Xdr.id), Xdr.amount).where(in_period)
+                               .group_by(Xdr.service, Xdr.time, Xdr.quantity, Xdr.amount)
+                               .having(fn.COUNT(Xdr.id) > 1).tuples()):
+        count, money = repeats.get(service, (0, ZERO))
+        repeats[service] = (count + n - 1, money + (n - 1) * amount)  # amount: converted by its field
     usage = tuple(
-        Usage(row[0], Decimal(int(row[1] or 0)).scaleb(-QUANTITY_SCALE), _scaled(row[2]), row[3])
-        for row in (Xdr.select(Xdr.service, fn.SUM(Xdr.quantity), fn.SUM(Xdr.amount), fn.COUNT(Xdr.id))
-                    .where((Xdr.account == account.id) & (Xdr.time >= start) & (Xdr.time < end))
-                    .group_by(Xdr.service).tuples()))
+        Usage(row[0], Decimal(int(row[1] or 0)).scaleb(-QUANTITY_SCALE), _scaled(row[2]), row[3], row[4],
+              *repeats.get(row[0], (0, ZERO)))
+        for row in (Xdr.select(Xdr.service, fn.SUM(Xdr.quantity), fn.SUM(Xdr.amount), fn.COUNT(Xdr.id),
+                               fn.COUNT(day))
+                    .where(in_period).group_by(Xdr.service).tuples()))
     recurring = tuple(
         Recurring(s.id, s.name, s.service, s.fee)
         for s in Subscription.select().where(
@@ -202,7 +221,8 @@ def write_lines(invoice_id: int, calc: Calculation) -> None:
         ChargeLine.insert_many([
             {"invoice": invoice_id, "position": c.position, "description": c.description,
              "service": c.service, "subscription": c.subscription_id, "quantity": c.quantity,
-             "discount": c.discount, "amount": c.amount} for c in calc.charges]).execute()
+             "discount": c.discount, "amount": c.amount, "records": c.records, "days": c.days,
+             "duplicates": c.duplicates, "duplicate_amount": c.duplicate_amount} for c in calc.charges]).execute()
     if calc.taxes:
         TaxLine.insert_many([
             {"invoice": invoice_id, "position": t.position, "name": t.name,

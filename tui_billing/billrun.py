@@ -150,7 +150,7 @@ def _run_chunk(ctx: Ctx, ids: list[int], result: BillRunResult, classes: dict, f
         # A changed number_format can give a number that exists already
         # (A1{seq} then A{seq}): that account fails, the rest are created.
         taken = {n for (n,) in Invoice.select(Invoice.number).where(Invoice.number.in_(numbers)).tuples()}
-        for number, (account, calc), (risk_score, risk_flags) in zip(numbers, pending, risks):
+        for number, (account, calc), risk_columns in zip(numbers, pending, risks):
             if number in taken:
                 result.failed.append((f"account {account.id} ({account.name})",
                                       f"invoice number {number} already exists: check number_format"))
@@ -164,7 +164,7 @@ def _run_chunk(ctx: Ctx, ids: list[int], result: BillRunResult, classes: dict, f
                 customer_class=cls.id, kind="regular", payment_model=account.payment_model,
                 currency=account.currency, period_from=p_from, period_to=p_to,
                 closed_at=fields["generated_at"] if account.payment_model == "postpay" else None,
-                revision=1, risk_score=risk_score, risk_flags=risk_flags, **fields, **calc.totals())
+                revision=1, **risk_columns, **fields, **calc.totals())
             billing.write_lines(inv.id, calc)
             workflow.write_audit(ctx, "generate", inv, None, (inv.status, inv.total),
                                  period=f"{p_from:%Y-%m}", revision=1, charges=len(calc.charges))
@@ -174,20 +174,20 @@ def _run_chunk(ctx: Ctx, ids: list[int], result: BillRunResult, classes: dict, f
 
 
 def _assess(pending: list[tuple[Account, billing.Calculation]], p_from: dt.date, p_to: dt.date
-            ) -> list[tuple[int, str]]:
-    """Risk score and stored flags of each invoice about to be created: one
-    history query and one subscription query for the whole chunk."""
+            ) -> list[dict]:
+    """Risk columns of each invoice about to be created: one history query
+    and one subscription query for the whole chunk."""
     from . import risk
     from .store import risk_store
 
     cfg = risk_store.settings()
     histories = risk_store.load_histories([a.id for a, _ in pending], p_from, cfg.history)
     subs = risk_store.load_subscriptions(c.subscription_id for _, calc in pending for c in calc.charges)
+    pop = risk_store.population(p_from, cfg)
     out = []
     for account, calc in pending:
-        facts = risk_store.facts_from_calc(account.currency, p_from, p_to, calc, subs)
-        score, flags = risk.assess_scored(facts, histories[account.id], cfg)
-        out.append((score, risk.dumps_flags(flags)))
+        facts = risk.InvoiceFacts.from_calc(account.currency, p_from, p_to, calc, subs)
+        out.append(risk_store.stored(risk.evaluate(facts, histories[account.id], cfg, pop), account.currency))
     return out
 
 

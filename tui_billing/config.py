@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .risk import DEFAULT_RATES, FLAGGED
+
 
 class ConfigError(ValueError):
     """A setting or flag that cannot be accepted; the message names it."""
@@ -111,12 +113,12 @@ DEFAULT_SETTINGS: dict[str, str] = {
     # Money at stake is compared in one currency: amounts in another are
     # converted with these rates (units of the reporting currency per unit).
     "reporting_currency": "EUR",
-    "currency_rates": "USD=0.92 GBP=1.17 PLN=0.23 CHF=1.05 JPY=0.0062 SEK=0.088 NOK=0.086 DKK=0.134",
+    "currency_rates": DEFAULT_RATES,
     # At the end of the hold a flagged invoice whose score is at least
     # risk_hold_score is held for a person; `on` restores seed 000's
     # unconditional auto-approval.
     "auto_approve_flagged": "off",
-    "risk_hold_score": "1000",
+    "risk_hold_score": str(FLAGGED),
 }
 
 
@@ -207,8 +209,11 @@ def _risk_setting(key: str, value: str) -> str:
         RiskSettings.parse(**args)
     except RiskSettingsError as exc:
         raise ConfigError(str(exc)) from None
-    return " ".join(value.split()) if key == "currency_rates" else value.strip().upper() \
-        if key == "reporting_currency" else value.strip()
+    if key == "currency_rates":  # stored as read: CODE=rate, upper case, sorted
+        from .risk import parse_rates
+
+        return " ".join(f"{code}={rate}" for code, rate in parse_rates(value, args["reporting_currency"]))
+    return value.strip().upper() if key == "reporting_currency" else value.strip()
 
 
 @dataclass(frozen=True)

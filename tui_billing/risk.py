@@ -1,32 +1,46 @@
-"""Risk review: flags that say why an invoice may be wrong, and a score.
+"""Risk review: evidence that an invoice may be wrong, money at stake, a score.
 
-Review exists so that a large customer is never billed wrongly; a queue of
-thousands of invoices sorted by deadline hides the few that matter.  Each
-flag names one suspicion with a short reason a person understands
-("total 12,400.00 EUR is 9.8x the last 3 invoices' average 1,265.10"); the
-score is the sum of the flags' weights and orders the review queue.
+Review exists so that a large customer is never billed wrongly (seed 000).
+Like a revenue-assurance analyst, review checks each service against the
+account's own history (its last `RiskSettings.history` (6) issued regular
+invoices): quantity, price per unit, how complete the usage feed is,
+duplicate-looking records, each recurring fee, each discount's share, the
+taxes and manual corrections; and the price per unit against other accounts
+billed for the same service in the period.  "Usual" is always a median with
+its spread (the median absolute deviation), so one odd month moves nothing.
 
-This module is pure: facts in (the dataclasses below), flags out — no store
-access, so the bill run, workflow hooks and the demo generator (which builds
-a million invoices in memory) all call the same `assess`.  Loading facts from
-the store lives in store/risk_store.py.
+Each flag names one suspicion with figures a person checks in ten seconds
+("Voice calls quantity 12,400 is 3.1x its usual 4,000 (median of 6
+invoices)") and the money that is wrong if the suspicion is right.  The
+score orders the review queue by that money:
 
-History: the same account's last `RiskSettings.history` (3) earlier regular
-invoices that were issued (not open), newest first, by period.
+- flagged: FLAGGED (1000) + the flags' weights + 100 x log10(1 + money at
+  stake in the reporting currency): a doubled multi-million invoice outranks
+  a 10 EUR oddity, and every flagged invoice outranks every unflagged one;
+- unflagged: 100 x log10(1 + distance of the total from the expected total),
+  capped below FLAGGED: the quiet part of the queue is ordered by how far
+  each invoice is from what its history predicts.
+
+This module is pure: facts in, an Assessment out — no store access, so the
+bill run, the workflow and the demo generator all call the same `evaluate`.
+Loading facts from the store lives in store/risk_store.py.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from . import statuses as S
-from .billing import BILLABLE_SUBSCRIPTION_STATUSES
-from .money import ZERO, format_amount, format_money
+from .billing import BILLABLE_SUBSCRIPTION_STATUSES, Calculation
+from .money import ZERO, format_amount, format_money, quantize
 
 HUNDRED = Decimal(100)
+CENT = Decimal("0.01")
 
 # A flagged invoice's score is at least FLAGGED (a person must look at it);
 # below it, unflagged invoices are ordered by their distance from expected.
@@ -36,27 +50,41 @@ FLAGGED = 1000
 def is_flagged(score: int | None) -> bool:
     return (score or 0) >= FLAGGED
 
-# code -> weight in the score.  Wrong money going out (a spike, a negative
-# total, a fee for a subscription that was not running) weighs most.
+
+# code -> weight in the score: how strong the evidence is on its own.
 WEIGHTS: dict[str, int] = {
     "negative_total": 50,
-    "total_spike": 40,
+    "duplicate_usage": 45,
+    "unit_price": 45,
     "inactive_subscription": 40,
+    "fee_change": 40,
+    "discount_change": 35,
+    "usage_quantity": 35,
+    "usage_gap": 35,
+    "total_spike": 35,
+    "large_correction": 35,
     "zero_total": 30,
-    "total_drop": 25,
-    "large_correction": 25,
-    "missing_usage": 20,
-    "tax_ratio": 20,
-    "new_service": 10,
+    "peer_price": 30,
+    "total_drop": 30,
+    "missing_usage": 30,
+    "tax_ratio": 25,
+    "new_service": 15,
 }
 # code -> a word or two for a compact column.
 SHORT: dict[str, str] = {
     "negative_total": "negative",
-    "total_spike": "spike",
+    "duplicate_usage": "duplicates",
+    "unit_price": "unit price",
     "inactive_subscription": "inactive sub",
-    "zero_total": "zero",
-    "total_drop": "drop",
+    "fee_change": "fee",
+    "discount_change": "discount",
+    "usage_quantity": "quantity",
+    "usage_gap": "usage gap",
+    "total_spike": "spike",
     "large_correction": "correction",
+    "zero_total": "zero",
+    "peer_price": "peer price",
+    "total_drop": "drop",
     "missing_usage": "no usage",
     "tax_ratio": "tax",
     "new_service": "new service",
@@ -64,12 +92,19 @@ SHORT: dict[str, str] = {
 # code -> what it means, for help texts and the README.
 TITLES: dict[str, str] = {
     "negative_total": "Total below zero",
-    "total_spike": "Total far above the account's recent invoices",
+    "duplicate_usage": "Usage records that repeat another's time, quantity and amount under a different id",
+    "unit_price": "A service's price per unit unlike the account's usual",
     "inactive_subscription": "Fee for a subscription not active in the period",
+    "fee_change": "A recurring fee unlike the same subscription's fee on earlier invoices",
+    "discount_change": "A discount's share of its charge unlike the account's usual",
+    "usage_quantity": "A service's quantity far from the account's usual",
+    "usage_gap": "Usage covering fewer days or records than usual: a feed that stopped part-way",
+    "total_spike": "Total far above the account's usual",
+    "large_correction": "A manual correction large for this account",
     "zero_total": "Total is zero",
-    "total_drop": "Total far below the account's recent invoices",
-    "large_correction": "Correction larger than the allowed share of the total",
-    "missing_usage": "No usage for an account that normally has usage",
+    "peer_price": "A service's price per unit far from other accounts' in the period",
+    "total_drop": "Total far below the account's usual",
+    "missing_usage": "No usage of a service the account normally uses",
     "tax_ratio": "Tax share of the charges unlike the account's usual",
     "new_service": "A service billed for the first time",
 }
@@ -79,6 +114,27 @@ TITLES: dict[str, str] = {
 ENDED_SUBSCRIPTION_STATUSES = frozenset({"stopped", "deleted", "deleting", "deletion_failed"})
 
 USAGE_SUFFIX = " usage"  # billing.calculate: usage lines read "<service> usage"
+
+# How far is unusual.  A value is unusual when it is Z robust standard
+# deviations from the median (spread = 1.4826 x MAD, but never below a share
+# of the median: six equal months do not make a 1 % change suspicious),
+# beyond a ratio of the median, and beyond the account's own range (_unusual).  Month-to-month usage that varies by a
+# quarter stays well inside; a 1.5x feed or rating error on a steady
+# account, a tariff off by 15 %, do not.
+Z = Decimal(3)
+QUANTITY_RATIO, QUANTITY_FLOOR = Decimal("1.45"), Decimal("0.10")
+TOTAL_RATIO, TOTAL_FLOOR = Decimal("1.45"), Decimal("0.10")
+DOWN_RATIO = Decimal("1.6")  # a fall: to 62.5 % of the usual or less
+PRICE_RATIO, PRICE_FLOOR, PRICE_MARGIN = Decimal("1.15"), Decimal("0.03"), Decimal("1.05")
+PEER_RATIO = Decimal(2)  # other accounts may have negotiated their own tariff
+PEER_MIN = 5  # lines of other accounts needed for a peer price
+FEE_TOLERANCE = Decimal("0.05")  # a recurring fee moved by more than 5 %
+DISCOUNT_TOLERANCE = Decimal("0.03")  # a discount's share moved by 3 points
+GAP_SHARE, GAP_MIN_DAYS = Decimal("0.6"), 4  # days covered below 60 % of usual
+RECORDS_SHARE, RECORDS_MIN = Decimal("0.5"), 6
+DUPLICATE_SHARE = Decimal("0.005")  # of the line's records (busy feeds repeat by chance)
+CORRECTION_PEER_FACTOR = 2  # x the store's 95th percentile of recent corrections
+CORRECTION_HISTORY_FACTOR = 3  # x the account's largest earlier correction
 
 
 # --------------------------------------------------------------------------
@@ -92,6 +148,11 @@ class ChargeFact:
     amount: Decimal  # before discount
     discount: Decimal = ZERO
     subscription_id: int | None = None
+    quantity: Decimal = ZERO
+    records: int = 0  # usage: the xDRs behind the line (0: not known)
+    days: int = 0  # usage: days of the period those records cover
+    duplicates: int = 0  # usage: records repeating another's time, quantity and amount
+    duplicate_amount: Decimal = ZERO
 
     @property
     def usage(self) -> bool:
@@ -101,6 +162,14 @@ class ChargeFact:
     @property
     def net(self) -> Decimal:
         return self.amount - self.discount
+
+    @property
+    def unit_price(self) -> Decimal | None:
+        return self.amount / self.quantity if self.quantity > 0 else None
+
+    @property
+    def discount_share(self) -> Decimal | None:
+        return self.discount / self.amount if self.amount > 0 else None
 
 
 @dataclass(frozen=True)
@@ -135,6 +204,19 @@ class InvoiceFacts:
         """Charges after discounts, before taxes and corrections."""
         return self.subtotal - self.discount_total
 
+    @classmethod
+    def from_calc(cls, currency: str, period_from: dt.date, period_to: dt.date, calc: Calculation,
+                  subscriptions: Mapping[int, SubscriptionFact] | None,
+                  corrections: Sequence[Decimal] = ()) -> "InvoiceFacts":
+        """Facts of an invoice about to be written from a calculation."""
+        correction_total = sum(corrections, ZERO)
+        return cls(currency, period_from, period_to, calc.total(correction_total), calc.subtotal,
+                   calc.discount_total, calc.tax_total, correction_total,
+                   tuple(ChargeFact(c.service, c.description, c.amount, c.discount, c.subscription_id,
+                                    c.quantity, c.records, c.days, c.duplicates, c.duplicate_amount)
+                         for c in calc.charges),
+                   tuple(corrections), subscriptions)
+
 
 @dataclass(frozen=True)
 class PastInvoice:
@@ -143,16 +225,36 @@ class PastInvoice:
     total: Decimal
     net: Decimal  # charges after discounts
     tax_total: Decimal
-    usage: Decimal  # usage charges, after discounts
-    has_usage: bool
-    services: frozenset[str]
+    charges: tuple[ChargeFact, ...] = ()
+    corrections: tuple[Decimal, ...] = ()
 
     @classmethod
     def of(cls, facts: InvoiceFacts) -> "PastInvoice":
-        usage = [c for c in facts.charges if c.usage]
-        return cls(facts.period_from, facts.total, facts.net, facts.tax_total,
-                   sum((c.net for c in usage), ZERO), any(c.amount != 0 for c in usage),
-                   frozenset(c.service for c in facts.charges if c.service))
+        return cls(facts.period_from, facts.total, facts.net, facts.tax_total, facts.charges, facts.corrections)
+
+    @property
+    def services(self) -> frozenset[str]:
+        return frozenset(c.service for c in self.charges if c.service)
+
+    def usage_line(self, service: str) -> ChargeFact | None:
+        for c in self.charges:
+            if c.usage and c.service == service and c.amount != 0:
+                return c
+        return None
+
+
+@dataclass(frozen=True)
+class Population:
+    """What other accounts look like, for comparisons beyond one account's
+    history (store/risk_store.population)."""
+    # (currency, service) -> (median price per unit, lines) in the period
+    unit_prices: Mapping[tuple[str, str], tuple[Decimal, int]] = field(default_factory=dict)
+    # The 95th percentile of the store's recent manual corrections, in the
+    # reporting currency; None: too few to say.
+    typical_correction: Decimal | None = None
+
+
+NO_POPULATION = Population()
 
 
 class RiskSettingsError(ValueError):
@@ -170,18 +272,61 @@ def _decimal(name: str, text: str | Decimal, *, low: Decimal, low_ok: bool, high
     return value
 
 
+_CURRENCY = re.compile(r"[A-Z]{3}")
+
+
+def parse_rates(text: str, reporting: str = "EUR") -> tuple[tuple[str, Decimal], ...]:
+    """'USD=0.92 GBP=1.17' (commas or spaces between) -> sorted pairs."""
+    rates: dict[str, Decimal] = {}
+    for item in text.replace(",", " ").split():
+        code, sep, value = item.partition("=")
+        code = code.strip().upper()
+        if not sep or not _CURRENCY.fullmatch(code):
+            raise RiskSettingsError(f"currency_rates: {item!r} is not like USD=0.92")
+        if code in rates:
+            raise RiskSettingsError(f"currency_rates: {code} is given twice")
+        rates[code] = _decimal(f"currency_rates: {code}", value, low=ZERO, low_ok=False, high=Decimal(10**9))
+    rates.pop(reporting, None)
+    return tuple(sorted(rates.items()))
+
+
+# Units of the reporting currency (EUR) per unit; `currency_rates` setting.
+DEFAULT_RATES = "USD=0.92 GBP=1.17 PLN=0.23 CHF=1.05 JPY=0.0062 SEK=0.088 NOK=0.086 DKK=0.134"
+
+
 @dataclass(frozen=True)
 class RiskSettings:
-    total_factor: Decimal = Decimal(3)  # total_spike above avg*f, total_drop below avg/f
-    correction_share: Decimal = Decimal("0.25")  # of the total before corrections
+    correction_share: Decimal = Decimal("0.25")  # of the usual total (and of this invoice's charges)
     tax_tolerance: Decimal = Decimal(2)  # percentage points from the usual tax share
-    history: int = 3  # earlier invoices compared with
+    reporting_currency: str = "EUR"
+    rates: tuple[tuple[str, Decimal], ...] = parse_rates(DEFAULT_RATES)  # reporting currency per unit
+    hold_score: int = FLAGGED  # the job loop holds flagged invoices scored at least this
+    history: int = 6  # earlier invoices compared with
 
     @classmethod
-    def parse(cls, factor: str, share: str, tolerance: str) -> "RiskSettings":
-        return cls(_decimal("risk_total_factor", factor, low=Decimal(1), low_ok=False, high=Decimal(1000)),
-                   _decimal("risk_correction_share", share, low=ZERO, low_ok=False, high=Decimal(100)),
-                   _decimal("risk_tax_tolerance", tolerance, low=ZERO, low_ok=True, high=HUNDRED))
+    def parse(cls, *, risk_correction_share: str = "0.25", risk_tax_tolerance: str = "2",
+              reporting_currency: str = "EUR", currency_rates: str = DEFAULT_RATES,
+              risk_hold_score: str = str(FLAGGED)) -> "RiskSettings":
+        reporting = reporting_currency.strip().upper()
+        if not _CURRENCY.fullmatch(reporting):
+            raise RiskSettingsError(f"reporting_currency: {reporting_currency!r} is not a currency code like EUR")
+        try:
+            hold = int(str(risk_hold_score).strip())
+        except ValueError:
+            raise RiskSettingsError(f"risk_hold_score: {risk_hold_score!r} is not a whole number") from None
+        if hold < 1:
+            raise RiskSettingsError(f"risk_hold_score: {risk_hold_score!r} must be at least 1")
+        return cls(_decimal("risk_correction_share", risk_correction_share, low=ZERO, low_ok=False,
+                            high=Decimal(100)),
+                   _decimal("risk_tax_tolerance", risk_tax_tolerance, low=ZERO, low_ok=True, high=HUNDRED),
+                   reporting, parse_rates(currency_rates, reporting), hold)
+
+    def to_reporting(self, amount: Decimal, currency: str) -> Decimal:
+        """`amount` in the reporting currency; a currency without a rate
+        counts one for one (README: keep the rates of every currency billed)."""
+        if currency == self.reporting_currency:
+            return amount
+        return amount * dict(self.rates).get(currency, Decimal(1))
 
 
 DEFAULT_SETTINGS = RiskSettings()
@@ -194,6 +339,7 @@ DEFAULT_SETTINGS = RiskSettings()
 class Flag:
     code: str
     reason: str
+    at_stake: Decimal = ZERO  # in the invoice's currency: wrong if the suspicion is right
 
     @property
     def weight(self) -> int:
@@ -204,15 +350,33 @@ class Flag:
         return SHORT.get(self.code, self.code.replace("_", " "))
 
     def as_dict(self) -> dict[str, str]:
-        return {"code": self.code, "reason": self.reason}
+        return {"code": self.code, "reason": self.reason, "at_stake": str(self.at_stake)}
+
+
+@dataclass(frozen=True)
+class Assessment:
+    flags: list[Flag]
+    expected: Decimal | None  # the total the account's history predicts (invoice currency)
+    at_stake: Decimal  # reporting currency
+    score: int
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.flags)
 
 
 def score(flags: Sequence[Flag]) -> int:
+    """The part of the score the flags' evidence gives (without the money)."""
     return sum(f.weight for f in flags)
 
 
+def money_points(amount: Decimal) -> int:
+    """100 per tenfold: 10 -> 104, 1,000 -> 300, 1,000,000 -> 600."""
+    return int(round(100 * math.log10(1 + float(abs(amount)))))
+
+
 def dumps_flags(flags: Sequence[Flag]) -> str:
-    """The stored form (Invoice.risk_flags): a JSON list of {code, reason}."""
+    """The stored form (Invoice.risk_flags): a JSON list of {code, reason, at_stake}."""
     return json.dumps([f.as_dict() for f in flags], ensure_ascii=False) if flags else ""
 
 
@@ -223,7 +387,16 @@ def parse_flags(text: str | None) -> list[Flag]:
         items = json.loads(text)
     except ValueError:
         return []
-    return [Flag(str(i.get("code", "")), str(i.get("reason", ""))) for i in items if isinstance(i, dict)]
+    out = []
+    for i in items:
+        if not isinstance(i, dict):
+            continue
+        try:
+            at_stake = Decimal(str(i.get("at_stake", "0")))
+        except InvalidOperation:
+            at_stake = ZERO
+        out.append(Flag(str(i.get("code", "")), str(i.get("reason", "")), at_stake))
+    return out
 
 
 def compact(flags: Sequence[Flag], width: int | None = None) -> str:
@@ -239,6 +412,63 @@ def compact(flags: Sequence[Flag], width: int | None = None) -> str:
     return f"{words[0][:max(width - 3, 1)]}+{len(words) - 1}" if len(words) > 1 else words[0][:width]
 
 
+# --------------------------------------------------------------------------
+# Statistics and wording
+
+def median(values: Sequence[Decimal]) -> Decimal:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+@dataclass(frozen=True)
+class _Usual:
+    median: Decimal
+    n: int
+    ratio: Decimal  # value / median
+
+    @property
+    def up(self) -> bool:
+        return self.ratio >= 1
+
+
+def _unusual(value: Decimal, history: Sequence[Decimal], *, ratio: Decimal, floor: Decimal,
+             margin: Decimal = Decimal("1.2"), minimum: int = 3, down: Decimal | None = None) -> _Usual | None:
+    """The value against the history; None when usual (or when there is too
+    little history to say).  Unusual is all three: Z robust deviations from
+    the median, beyond `ratio` of it, and beyond the range the account has
+    shown (one odd month left out when there are five or more) by `margin`
+    — so a month-to-month swing the account has had before is never news.
+    `down`: the ratio for a fall (a usage that varies by a quarter falls
+    1.44x from a high median but rises only 1.36x from a low one)."""
+    if len(history) < minimum:
+        return None
+    med = median(history)
+    if med <= 0:
+        return None
+    mad = median([abs(v - med) for v in history])
+    spread = max(Decimal("1.4826") * mad, floor * med)
+    if abs(value - med) < Z * spread:
+        return None
+    ordered = sorted(history)
+    if len(ordered) >= 5:
+        ordered = ordered[1:-1]
+    r = value / med
+    if value > med and r >= ratio and value > ordered[-1] * margin:
+        return _Usual(med, len(history), r)
+    if value < med and (r <= 0 or 1 / r >= (down or ratio)) and value * margin < ordered[0]:
+        return _Usual(med, len(history), r)
+    return None
+
+
+def _times(u: _Usual) -> str:
+    if u.ratio <= 0:
+        return "none"
+    if u.up:
+        return f"{_ratio(u.ratio)}"
+    return f"{_ratio(1 / u.ratio)} below"
+
+
 def _ratio(value: Decimal) -> str:
     return f"{value.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)}x"
 
@@ -247,134 +477,359 @@ def _pct(value: Decimal) -> str:
     return f"{value.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)} %"
 
 
+def _qty(value: Decimal) -> str:
+    """12,400 / 3.25 — grouped, no trailing zeros, at most 3 decimals."""
+    text = f"{value.quantize(Decimal('0.001'), rounding=ROUND_HALF_UP):,f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _price(value: Decimal, cur: str) -> str:
+    """A price per unit: 4 decimals, trailing zeros dropped down to the currency's."""
+    text = f"{value.quantize(Decimal('0.0001'), rounding=ROUND_HALF_UP):,f}"
+    keep = len(format_amount(Decimal(0), cur).partition(".")[2])
+    whole, _, frac = text.partition(".")
+    frac = frac.rstrip("0")
+    frac = frac + "0" * (keep - len(frac)) if len(frac) < keep else frac
+    return f"{whole}.{frac} {cur}" if frac else f"{whole} {cur}"
+
+
+def _of(n: int) -> str:
+    return "the last invoice" if n == 1 else f"median of {n} invoices"
+
+
 def _last(n: int) -> str:
     return "the last invoice" if n == 1 else f"the last {n} invoices"
-
-
-def _basis(n: int, average: Decimal, cur: str) -> str:
-    if n == 1:
-        return f"the last invoice's {format_amount(average, cur)}"
-    return f"the last {n} invoices' average {format_amount(average, cur)}"
-
-
-def assess(inv: InvoiceFacts, history: Sequence[PastInvoice],
-           settings: RiskSettings = DEFAULT_SETTINGS) -> list[Flag]:
-    """Every flag that applies to `inv`, heaviest first.
-
-    `history`: the account's earlier issued regular invoices, newest first;
-    only the first `settings.history` are used.
-    """
-    cur = inv.currency
-    past = list(history)[:settings.history]
-    n = len(past)
-    flags: list[Flag] = []
-    total = inv.total
-    average = sum((p.total for p in past), ZERO) / n if n else None
-
-    # Totals: sign first, then distance from the account's recent invoices.
-    if total < 0:
-        flags.append(Flag("negative_total", f"total is negative: {format_money(total, cur)}"))
-    elif total == 0:
-        tail = f"; {_last(n)} averaged {format_amount(average, cur)}" if average and average > 0 else ""
-        flags.append(Flag("zero_total", f"total is {format_money(total, cur)}{tail}"))
-    elif average is not None and average > 0:
-        factor = settings.total_factor
-        if total > average * factor:
-            flags.append(Flag("total_spike", f"total {format_money(total, cur)} is "
-                                             f"{_ratio(total / average)} {_basis(n, average, cur)}"))
-        elif total * factor < average:
-            flags.append(Flag("total_drop", f"total {format_money(total, cur)} is "
-                                            f"{_ratio(average / total)} below {_basis(n, average, cur)}"))
-
-    # Usage: the account normally has usage (at least 2 of the compared
-    # invoices, and most of them) and this one has none.
-    with_usage = [p for p in past if p.has_usage]
-    if len(with_usage) >= 2 and 2 * len(with_usage) > n and not any(
-            c.usage and c.amount != 0 for c in inv.charges):
-        usual = sum((p.usage for p in with_usage), ZERO) / len(with_usage)
-        who = (f"{_last(n)} all had usage" if len(with_usage) == n
-               else f"{len(with_usage)} of {_last(n)} had usage")
-        flags.append(Flag("missing_usage", f"no usage charged; {who} (average {format_money(usual, cur)})"))
-
-    # Fees for subscriptions that were not active in the period.
-    if inv.subscriptions is not None:
-        problems = []
-        seen: set[int] = set()
-        for c in inv.charges:
-            if c.subscription_id is None or c.subscription_id in seen:
-                continue
-            seen.add(c.subscription_id)
-            why = inactive_reason(inv.subscriptions.get(c.subscription_id), inv.period_from, inv.period_to)
-            if why:
-                sub = inv.subscriptions.get(c.subscription_id)
-                name = sub.name if sub else c.description.split(" — ")[0]
-                problems.append(f"{name} (subscription {c.subscription_id}) charged "
-                                f"{format_money(c.net, cur)} but {why}")
-        if problems:
-            flags.append(Flag("inactive_subscription", _join(problems)))
-
-    # Tax share of the net charges against the account's usual share (the
-    # median of the compared invoices: one odd month does not move it).
-    net = inv.net
-    taxed = [p for p in past if p.net > 0]
-    if net > 0 and taxed:
-        share = inv.tax_total * HUNDRED / net
-        usual = _median([p.tax_total * HUNDRED / p.net for p in taxed])
-        if abs(share - usual) > settings.tax_tolerance:
-            flags.append(Flag("tax_ratio", f"tax is {_pct(share)} of the net charges "
-                                           f"{format_amount(net, cur)}; usually {_pct(usual)}"))
-
-    # Services never billed on the compared invoices.
-    if past:
-        known = frozenset().union(*(p.services for p in past))
-        new: dict[str, Decimal] = {}
-        for c in inv.charges:
-            if c.service and c.service not in known and c.amount != 0:
-                new[c.service] = new.get(c.service, ZERO) + c.net
-        if new:
-            items = ", ".join(f"{s} ({format_money(a, cur)})" for s, a in sorted(new.items()))
-            flags.append(Flag("new_service", f"first time billed: {items}; not on {_last(n)}"))
-
-    # Corrections: one, or all of them together, against the charges.
-    if inv.corrections:
-        base = total - inv.correction_total
-        limit = settings.correction_share
-        biggest = max(inv.corrections, key=abs)
-        limit_text = f"limit {_pct(limit * HUNDRED)}"
-        if base <= 0:
-            flags.append(Flag("large_correction", f"{_kind(biggest)} of {format_money(abs(biggest), cur)} on an "
-                                                  f"invoice whose charges total {format_money(base, cur)}"))
-        else:
-            one = abs(biggest) / base
-            together = abs(inv.correction_total) / base
-            if one > limit:
-                flags.append(Flag("large_correction", f"{_kind(biggest)} of {format_money(abs(biggest), cur)} is "
-                                  f"{_pct(one * HUNDRED)} of the total before corrections "
-                                  f"{format_amount(base, cur)} ({limit_text})"))
-            elif len(inv.corrections) > 1 and together > limit:
-                flags.append(Flag("large_correction", f"{len(inv.corrections)} corrections of "
-                                  f"{format_money(inv.correction_total, cur)} together are "
-                                  f"{_pct(together * HUNDRED)} of the total before corrections "
-                                  f"{format_amount(base, cur)} ({limit_text})"))
-
-    flags.sort(key=lambda f: (-f.weight, f.code))
-    return flags
-
-
-def _median(values: list[Decimal]) -> Decimal:
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-
-
-def _kind(amount: Decimal) -> str:
-    return "credit" if amount < 0 else "charge"
 
 
 def _join(items: list[str], most: int = 2) -> str:
     if len(items) <= most:
         return "; ".join(items)
     return "; ".join(items[:most]) + f"; and {len(items) - most} more"
+
+
+def _kind(amount: Decimal) -> str:
+    return "credit" if amount < 0 else "charge"
+
+
+class _Flags:
+    """Collects findings; one flag per code (findings of one code, on several
+    services, are joined and their money added)."""
+
+    def __init__(self, cur: str):
+        self.cur = cur
+        self.found: dict[str, list[tuple[str, Decimal]]] = {}
+
+    def add(self, code: str, reason: str, at_stake: Decimal) -> None:
+        self.found.setdefault(code, []).append((reason, abs(at_stake)))
+
+    def flags(self) -> list[Flag]:
+        out = []
+        for code, items in self.found.items():
+            items.sort(key=lambda i: -i[1])  # the most money first
+            out.append(Flag(code, _join([r for r, _ in items]),
+                            quantize(sum((a for _, a in items), ZERO), self.cur)))
+        out.sort(key=lambda f: (-f.weight, f.code))
+        return out
+
+
+# --------------------------------------------------------------------------
+# The assessment
+
+def evaluate(inv: InvoiceFacts, history: Sequence[PastInvoice], settings: RiskSettings = DEFAULT_SETTINGS,
+             population: Population = NO_POPULATION) -> Assessment:
+    """Every flag that applies to `inv` (heaviest first), the expected total,
+    the money at stake and the score.
+
+    `history`: the account's earlier issued regular invoices, newest first;
+    only the first `settings.history` are used.
+    """
+    cur = inv.currency
+    past = list(history)[:settings.history]
+    found = _Flags(cur)
+    expected_net = _check_lines(inv, past, population, found)
+    expected = _expected_total(inv, past, expected_net)
+    _check_totals(inv, past, expected, found)
+    _check_subscriptions(inv, found)
+    _check_tax(inv, past, settings, found)
+    _check_corrections(inv, past, settings, population, found)
+    flags = found.flags()
+    if flags:
+        stake = max(f.at_stake for f in flags)
+    else:
+        stake = abs(inv.total - expected) if expected is not None else ZERO
+    stake_rep = settings.to_reporting(stake, cur).quantize(CENT, rounding=ROUND_HALF_UP)
+    points = money_points(stake_rep)
+    total_score = FLAGGED + min(score(flags), 300) + points if flags else min(points, FLAGGED - 1)
+    return Assessment(flags, expected, stake_rep, total_score)
+
+
+def assess(inv: InvoiceFacts, history: Sequence[PastInvoice],
+           settings: RiskSettings = DEFAULT_SETTINGS, population: Population = NO_POPULATION) -> list[Flag]:
+    """Every flag that applies to `inv`, heaviest first."""
+    return evaluate(inv, history, settings, population).flags
+
+
+def assess_scored(inv: InvoiceFacts, history: Sequence[PastInvoice],
+                  settings: RiskSettings = DEFAULT_SETTINGS,
+                  population: Population = NO_POPULATION) -> tuple[int, list[Flag]]:
+    result = evaluate(inv, history, settings, population)
+    return result.score, result.flags
+
+
+def _check_lines(inv: InvoiceFacts, past: list[PastInvoice], population: Population, found: _Flags) -> Decimal:
+    """Per service and per fee against the account's history; returns the
+    net charges the history predicts for this invoice."""
+    cur = inv.currency
+    expected_net = ZERO
+    seen_services: set[str] = set()
+    seen_subs: set[int] = set()
+    for c in inv.charges:
+        if c.usage:
+            seen_services.add(c.service)
+            expected_net += _check_usage(inv, c, past, population, found)
+        elif c.subscription_id is not None:
+            expected_net += _check_fee(inv, c, past, found, twice=c.subscription_id in seen_subs)
+            seen_subs.add(c.subscription_id)
+        else:
+            expected_net += c.net
+
+    # Services the account normally uses (most of the compared invoices, at
+    # least two) and that this invoice does not charge.
+    n = len(past)
+    usual_services: dict[str, list[ChargeFact]] = {}
+    for p in past:
+        for c in p.charges:
+            if c.usage and c.amount != 0:
+                usual_services.setdefault(c.service, []).append(c)
+    for service, lines in sorted(usual_services.items()):
+        if service in seen_services and any(c.amount != 0 for c in inv.charges if c.usage and c.service == service):
+            continue
+        if len(lines) >= 2 and 2 * len(lines) > n:
+            usual = median([c.net for c in lines])
+            expected_net += usual
+            who = f"all {_last(n)}" if len(lines) == n else f"{len(lines)} of {_last(n)}"
+            found.add("missing_usage", f"no {service} usage charged; it was on {who} "
+                                       f"(usually {format_money(usual, cur)})", usual)
+
+    # Services never billed on the compared invoices.
+    if past:
+        known = frozenset().union(*(p.services for p in past))
+        for c in inv.charges:
+            if c.service and c.service not in known and c.amount != 0:
+                found.add("new_service", f"{c.service} ({format_money(c.net, cur)}) billed for the first "
+                                         f"time; not on {_last(n)}", c.net)
+    return expected_net
+
+
+def _check_usage(inv: InvoiceFacts, c: ChargeFact, past: list[PastInvoice], population: Population,
+                 found: _Flags) -> Decimal:
+    cur = inv.currency
+    s = c.service
+    lines = [line for p in past if (line := p.usage_line(s)) is not None and line.quantity > 0]
+    quantities = [line.quantity for line in lines]
+    prices = [line.amount / line.quantity for line in lines]
+    usual_price = median(prices) if len(prices) >= 2 else None
+    usual_qty = median(quantities) if len(quantities) >= 3 else None
+    shares = [line.discount / line.amount for line in lines if line.amount > 0]
+    usual_share = median(shares) if len(shares) >= 2 else c.discount_share or ZERO
+    price = c.unit_price
+
+    # Quantity against the account's usual for this service.
+    u = _unusual(c.quantity, quantities, ratio=QUANTITY_RATIO, floor=QUANTITY_FLOOR, down=DOWN_RATIO)
+    if u is not None and c.quantity > 0:
+        each = price if price is not None else (usual_price or ZERO)
+        found.add("usage_quantity", f"{s} quantity {_qty(c.quantity)} is {_times(u)} its usual "
+                                    f"{_qty(u.median)} ({_of(u.n)})", (c.quantity - u.median) * each)
+
+    # Price per unit against the account's usual, else against other accounts.
+    if price is not None:
+        u = _unusual(price, prices, ratio=PRICE_RATIO, floor=PRICE_FLOOR, margin=PRICE_MARGIN, minimum=2)
+        if u is not None:
+            found.add("unit_price", f"{s} price per unit {_price(price, cur)} is {_times(u)} its usual "
+                                    f"{_price(u.median, cur)} ({_of(u.n)})", c.amount - c.quantity * u.median)
+        elif usual_price is None:
+            peer, lines_n = population.unit_prices.get((cur, s), (None, 0))
+            if peer and lines_n >= PEER_MIN and peer > 0:
+                r = price / peer
+                if r >= PEER_RATIO or r <= 1 / PEER_RATIO:
+                    u = _Usual(peer, lines_n, r)
+                    found.add("peer_price", f"{s} price per unit {_price(price, cur)} is {_times(u)} the "
+                                            f"{_price(peer, cur)} other accounts pay in the period "
+                                            f"(median of {lines_n} lines)", c.amount - c.quantity * peer)
+
+    # Completeness: records and the days they cover.
+    known = [line for line in lines if line.records > 0]
+    expected_amount = (usual_qty * usual_price) if usual_qty is not None and usual_price is not None else None
+    if c.records > 0 and len(known) >= 3:
+        usual_days = median([Decimal(line.days) for line in known])
+        usual_records = median([Decimal(line.records) for line in known])
+        few_days = usual_days >= GAP_MIN_DAYS and c.days <= usual_days * GAP_SHARE
+        few_records = usual_records >= RECORDS_MIN and c.records <= usual_records * RECORDS_SHARE
+        if few_days or few_records:
+            short = max(expected_amount - c.amount, ZERO) if expected_amount is not None else ZERO
+            found.add("usage_gap", f"{s} usage covers {c.days} days from {c.records} records; usually "
+                                   f"{_qty(usual_days)} days from {_qty(usual_records)} ({_of(len(known))}): "
+                                   f"the feed may have stopped part-way", short)
+
+    # Duplicate-looking records.
+    if c.duplicates > 0 and c.duplicates >= c.records * DUPLICATE_SHARE:
+        found.add("duplicate_usage", f"{s}: {c.duplicates:,} of {c.records:,} records repeat another record's "
+                                     f"time, quantity and amount under a different id "
+                                     f"({format_money(c.duplicate_amount, cur)})", c.duplicate_amount)
+
+    # Discount share against the usual share for this service.
+    _check_discount(inv, c, shares, s, found)
+
+    if expected_amount is None:
+        return c.net
+    return expected_amount * (1 - usual_share)
+
+
+def _check_fee(inv: InvoiceFacts, c: ChargeFact, past: list[PastInvoice], found: _Flags, *, twice: bool) -> Decimal:
+    cur = inv.currency
+    name = c.description.split(" — ")[0]
+    if twice:
+        found.add("fee_change", f"{name} (subscription {c.subscription_id}) is charged twice on this invoice",
+                  c.net)
+        return ZERO
+    fees = [line for p in past for line in p.charges if line.subscription_id == c.subscription_id]
+    shares = [line.discount / line.amount for line in fees if line.amount > 0]
+    if not fees:
+        return c.net
+    usual = median([line.amount for line in fees])
+    if usual > 0 and abs(c.amount - usual) > usual * FEE_TOLERANCE and abs(c.amount - usual) >= CENT:
+        r = c.amount / usual
+        how = f"{_ratio(r)}" if r >= 1 else (f"{_ratio(1 / r)} below" if r > 0 else "none of")
+        found.add("fee_change", f"{name} fee {format_money(c.amount, cur)} is {how} its usual "
+                                f"{format_amount(usual, cur)} (subscription {c.subscription_id}, "
+                                f"{_of(len(fees))})", c.amount - usual)
+    _check_discount(inv, c, shares, name, found)
+    usual_share = median(shares) if len(shares) >= 2 else c.discount_share or ZERO
+    return usual * (1 - usual_share)
+
+
+def _check_discount(inv: InvoiceFacts, c: ChargeFact, shares: list[Decimal], what: str, found: _Flags) -> None:
+    share = c.discount_share
+    if share is None or len(shares) < 2:
+        return
+    usual = median(shares)
+    if abs(share - usual) >= DISCOUNT_TOLERANCE:
+        found.add("discount_change", f"{what} discount is {_pct(share * HUNDRED)} of "
+                                     f"{format_money(c.amount, inv.currency)}; usually {_pct(usual * HUNDRED)} "
+                                     f"({_of(len(shares))})", (share - usual) * c.amount)
+
+
+def _expected_total(inv: InvoiceFacts, past: list[PastInvoice], expected_net: Decimal) -> Decimal | None:
+    """What the history predicts before this invoice's manual corrections:
+    each line at its usual quantity, price, fee and discount, services the
+    account usually has included, taxed at the usual share."""
+    if not past:
+        return None
+    taxed = [p for p in past if p.net > 0]
+    if taxed:
+        share = median([p.tax_total / p.net for p in taxed])
+    else:
+        share = inv.tax_total / inv.net if inv.net > 0 else ZERO
+    return quantize(expected_net * (1 + share), inv.currency)
+
+
+def _check_totals(inv: InvoiceFacts, past: list[PastInvoice], expected: Decimal | None, found: _Flags) -> None:
+    cur = inv.currency
+    total = inv.total
+    totals = [p.total for p in past]
+    usual = median(totals) if totals else None
+    if total < 0:
+        found.add("negative_total", f"total is negative: {format_money(total, cur)}",
+                  (expected if expected and expected > 0 else ZERO) - total)
+    elif total == 0:
+        tail = f"; usually {format_amount(usual, cur)} ({_of(len(totals))})" if usual and usual > 0 else ""
+        found.add("zero_total", f"total is {format_money(total, cur)}{tail}", usual if usual and usual > 0 else ZERO)
+    else:
+        u = _unusual(total, totals, ratio=TOTAL_RATIO, floor=TOTAL_FLOOR, down=DOWN_RATIO)
+        if u is not None:
+            code = "total_spike" if u.up else "total_drop"
+            found.add(code, f"total {format_money(total, cur)} is {_times(u)} its usual "
+                            f"{format_amount(u.median, cur)} ({_of(u.n)})", total - u.median)
+
+
+def _check_subscriptions(inv: InvoiceFacts, found: _Flags) -> None:
+    """Fees for subscriptions that were not active in the period."""
+    if inv.subscriptions is None:
+        return
+    seen: set[int] = set()
+    for c in inv.charges:
+        if c.subscription_id is None or c.subscription_id in seen:
+            continue
+        seen.add(c.subscription_id)
+        sub = inv.subscriptions.get(c.subscription_id)
+        why = inactive_reason(sub, inv.period_from, inv.period_to)
+        if why:
+            name = sub.name if sub else c.description.split(" — ")[0]
+            found.add("inactive_subscription", f"{name} (subscription {c.subscription_id}) charged "
+                                               f"{format_money(c.net, inv.currency)} but {why}", c.net)
+
+
+def _check_tax(inv: InvoiceFacts, past: list[PastInvoice], settings: RiskSettings, found: _Flags) -> None:
+    """Tax share of the net charges against the account's usual share."""
+    net = inv.net
+    taxed = [p for p in past if p.net > 0]
+    if net <= 0 or not taxed:
+        return
+    share = inv.tax_total * HUNDRED / net
+    usual = median([p.tax_total * HUNDRED / p.net for p in taxed])
+    if abs(share - usual) > settings.tax_tolerance:
+        found.add("tax_ratio", f"tax is {_pct(share)} of the net charges {format_amount(net, inv.currency)}; "
+                               f"usually {_pct(usual)} ({_of(len(taxed))})", (share - usual) * net / HUNDRED)
+
+
+def _check_corrections(inv: InvoiceFacts, past: list[PastInvoice], settings: RiskSettings,
+                       population: Population, found: _Flags) -> None:
+    """Manual corrections by their absolute size: against the account's usual
+    total, its earlier corrections, the store's usual corrections, and (as
+    before) against this invoice's charges."""
+    if not inv.corrections:
+        return
+    cur = inv.currency
+    limit = settings.correction_share
+    base = inv.total - inv.correction_total
+    usual_total = median([p.total for p in past]) if past else None
+    earlier = [abs(a) for p in past for a in p.corrections]
+    reasons: list[str] = []
+    stake = ZERO
+    for amount in sorted(inv.corrections, key=abs, reverse=True):
+        size = abs(amount)
+        what = f"{_kind(amount)} of {format_money(size, cur)}"
+        why = None
+        if usual_total is not None and usual_total > 0 and size > usual_total * limit:
+            why = (f"{what} is {_pct(size * HUNDRED / usual_total)} of the account's usual total "
+                   f"{format_amount(usual_total, cur)} (limit {_pct(limit * HUNDRED)})")
+        elif earlier and size > CORRECTION_HISTORY_FACTOR * max(earlier) and (
+                usual_total is None or size > usual_total * limit / 5):
+            why = f"{what} is {_ratio(size / max(earlier))} the account's largest earlier correction " \
+                  f"{format_amount(max(earlier), cur)}"
+        elif population.typical_correction and settings.to_reporting(size, cur) > (
+                CORRECTION_PEER_FACTOR * population.typical_correction):
+            rep = settings.reporting_currency
+            why = f"{what} is {_ratio(settings.to_reporting(size, cur) / population.typical_correction)} " \
+                  f"the store's usual largest corrections ({format_money(population.typical_correction, rep)}, " \
+                  f"95th percentile)"
+        elif base <= 0:
+            why = f"{what} on an invoice whose charges total {format_money(base, cur)}"
+        elif size / base > limit:
+            why = (f"{what} is {_pct(size * HUNDRED / base)} of the total before corrections "
+                   f"{format_amount(base, cur)} (limit {_pct(limit * HUNDRED)})")
+        if why:
+            reasons.append(why)
+            stake += size
+    if not reasons and len(inv.corrections) > 1 and base > 0:
+        together = abs(inv.correction_total) / base
+        if together > limit:
+            reasons.append(f"{len(inv.corrections)} corrections of {format_money(inv.correction_total, cur)} "
+                           f"together are {_pct(together * HUNDRED)} of the total before corrections "
+                           f"{format_amount(base, cur)} (limit {_pct(limit * HUNDRED)})")
+            stake = abs(inv.correction_total)
+    if reasons:
+        found.add("large_correction", _join(reasons), stake)
 
 
 def inactive_reason(sub: SubscriptionFact | None, period_from: dt.date, period_to: dt.date) -> str | None:
@@ -392,14 +847,9 @@ def inactive_reason(sub: SubscriptionFact | None, period_from: dt.date, period_t
     return f"it is {S.label(S.SUBSCRIPTION_STATUSES, sub.status).lower()}"
 
 
-def assess_scored(inv: InvoiceFacts, history: Sequence[PastInvoice],
-                  settings: RiskSettings = DEFAULT_SETTINGS) -> tuple[int, list[Flag]]:
-    flags = assess(inv, history, settings)
-    return score(flags), flags
-
-
 __all__ = [
-    "WEIGHTS", "SHORT", "TITLES", "ChargeFact", "SubscriptionFact", "InvoiceFacts", "PastInvoice",
-    "RiskSettings", "RiskSettingsError", "DEFAULT_SETTINGS", "Flag", "assess", "assess_scored", "score",
-    "dumps_flags", "parse_flags", "compact", "inactive_reason",
+    "FLAGGED", "is_flagged", "WEIGHTS", "SHORT", "TITLES", "ChargeFact", "SubscriptionFact", "InvoiceFacts",
+    "PastInvoice", "Population", "NO_POPULATION", "RiskSettings", "RiskSettingsError", "DEFAULT_SETTINGS",
+    "Flag", "Assessment", "evaluate", "assess", "assess_scored", "score", "money_points", "dumps_flags",
+    "parse_flags", "compact", "inactive_reason", "parse_rates", "median",
 ]

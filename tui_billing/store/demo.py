@@ -9,12 +9,13 @@ Written in batches with executemany: a million invoices fit in memory-flat
 batches of BATCH invoices.
 
 Risk review: each account's usage is stable month to month (within ±25 % of
-its own level), so normal invoices raise no flags; about `anomalies` (1 %) of
+its own level, at its own price per unit, from RECORDS records spread over
+the period), so normal invoices raise no flags; about `anomalies` (0.4 %) of
 the invoices that have three earlier ones get a planted anomaly (a spike, a
 zero total, missing usage, a fee for an inactive subscription, a new service,
 an unusual tax, a large correction).  Every invoice's flags are computed with
-the same pure `risk.assess` as the bill run, from the account's history kept
-in memory.
+the same pure `risk.evaluate` as the bill run, from the account's history
+kept in memory.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from .models import (
 from .settings import format_number, load_settings, reserve
 
 BATCH = 5000
+RECORDS = 10  # xDRs per service and period, spread evenly from the first day to the last
 
 CLASSES = [  # name, send mode, hold days, net days
     ("Enterprise", "after_review", 5, 26),
@@ -82,7 +84,7 @@ def _month_end(start: dt.date) -> dt.date:
     return _month_start(start, -1) - dt.timedelta(days=1)
 
 
-def build(ctx, *, invoices: int = 2000, seed: int = 1, quiet: bool = False, anomalies: float = 0.01,
+def build(ctx, *, invoices: int = 2000, seed: int = 1, quiet: bool = False, anomalies: float = 0.004,
           planted: list | None = None) -> dict[str, int]:
     """Fill the store; `planted` (if given) receives (invoice number, flag code)
     for every planted anomaly."""
@@ -121,7 +123,7 @@ def build(ctx, *, invoices: int = 2000, seed: int = 1, quiet: bool = False, anom
     skip = months * len(accounts) - invoices
     plan = ((back, acc) for back in range(months - 1, -1, -1) for acc in accounts)
     plan = itertools.islice(plan, skip, None)
-    batch = _Batch(offpeak_at=next_window_start(ctx.clock, *settings.offpeak))
+    batch = _Batch(offpeak_at=next_window_start(ctx.clock, *settings.offpeak), tz=settings.tz)
     for i, (back, account) in enumerate(plan):
         period_from = _month_start(today, back)
         period_to = _month_end(period_from)
@@ -291,11 +293,21 @@ def _period_data(rng, usage_rng, account, period_from, period_to, subs, discount
         rng.randint(50, 5000), rng.choice([1, 4, 8])
         qty = (base * Decimal(usage_rng.randint(75, 125)) / 100).quantize(Decimal("0.001"))
         amount = quantize(qty * price * (150 if account["currency"] == "JPY" else 1), account["currency"])
-        usage.append(Usage(name, qty, amount, 3))
+        usage.append(Usage(name, qty, amount, RECORDS, _days_covered(period_from, period_to)))
     recurring = [Recurring(s["id"], s["name"], s["service"], s["fee"]) for s in subs[account["id"]]
                  if s["status"] in _BILLABLE]
     return PeriodData(account["currency"], period_from, period_to, tuple(usage), tuple(recurring),
                       tuple(discounts.get(account["id"], ())), tuple(taxes.get(account["id"], ())))
+
+
+def _record_days(period_from: dt.date, period_to: dt.date) -> list[dt.date]:
+    """The days the RECORDS records of a service fall on: first to last day."""
+    span = (period_to - period_from).days
+    return [period_from + dt.timedelta(days=round(p * span / (RECORDS - 1))) for p in range(RECORDS)]
+
+
+def _days_covered(period_from: dt.date, period_to: dt.date) -> int:
+    return len(set(_record_days(period_from, period_to)))
 
 
 from ..billing import BILLABLE_SUBSCRIPTION_STATUSES as _BILLABLE  # noqa: E402
@@ -306,7 +318,7 @@ INVOICE_COLUMNS = [
     "subtotal", "discount_total", "tax_total", "correction_total", "total", "outstanding",
     "external_total", "external_currency", "approved_at", "approved_by", "closed_at", "revision",
     "reissue_mode", "reissue_requested_at", "reissue_after", "sent_at", "sent_revision",
-    "risk_score", "risk_flags",
+    "risk_score", "risk_flags", "expected_total", "risk_at_stake",
 ]
 
 
@@ -340,14 +352,14 @@ def _plant(rng: random.Random, account: dict, data: PeriodData, status: str, sub
             k = (average * Decimal(rng.randint(40, 50)) / 10 - without) / usage_part
             if k <= 1:
                 continue
-            usage = tuple(Usage(u.service, (u.quantity * k).quantize(Decimal("0.001")), quantize(u.amount * k, cur),
-                                u.records) for u in data.usage)
+            usage = tuple(replace(u, quantity=(u.quantity * k).quantize(Decimal("0.001")),
+                                  amount=quantize(u.amount * k, cur)) for u in data.usage)
             return replace(data, usage=usage), kind
         if kind == "zero_total":  # usage not rated, fees missing
-            return replace(data, usage=tuple(Usage(u.service, u.quantity, Decimal(0), u.records)
-                                             for u in data.usage), recurring=()), kind
+            return replace(data, usage=tuple(replace(u, amount=Decimal(0)) for u in data.usage),
+                           recurring=()), kind
         if kind == "missing_usage":
-            if sum(p.has_usage for p in past) < 2 or not data.usage:
+            if sum(any(c.usage and c.amount != 0 for c in p.charges) for p in past) < 2 or not data.usage:
                 continue
             return replace(data, usage=()), kind
         if kind == "inactive_subscription":
@@ -368,7 +380,8 @@ def _plant(rng: random.Random, account: dict, data: PeriodData, status: str, sub
             if amount <= 0:
                 continue
             qty = (amount / (price * (150 if cur == "JPY" else 1))).quantize(Decimal("0.001"))
-            return replace(data, usage=data.usage + (Usage(name, qty, amount, 3),)), kind
+            return replace(data, usage=data.usage + (Usage(name, qty, amount, RECORDS,
+                                                           _days_covered(data.period_from, data.period_to)),)), kind
         if kind == "tax_ratio":  # VAT dropped, or charged to an account without it
             if any(t.percent >= 5 for t in data.taxes):
                 return replace(data, taxes=()), kind
@@ -381,10 +394,11 @@ def _plant(rng: random.Random, account: dict, data: PeriodData, status: str, sub
 
 
 class _Batch:
-    def __init__(self, offpeak_at: dt.datetime | None = None):
+    def __init__(self, offpeak_at: dt.datetime | None = None, tz=dt.timezone.utc):
         # When the store's off-peak window next opens: off-peak reissue
         # requests wait for it (as workflow.request_reissue would set them).
         self.offpeak_at = offpeak_at
+        self.tz = tz  # records fall in the working day, billing time zone
         self.invoices, self.charges, self.taxes, self.corrections, self.payments, self.xdrs = [], [], [], [], [], []
         self.snapshots: list[tuple] = []
         self.last_number = ""
@@ -446,17 +460,13 @@ class _Batch:
             revision += 1
         total = calc.total(corrections)
         facts = None
-        risk_score, risk_flags = 0, ""
+        risk_score, risk_flags, expected, at_stake = 0, "", None, None
         if status != S.OPEN:  # an open invoice is a draft: assessed when it closes
-            facts = risk.InvoiceFacts(
-                cur, period_from, period_to, total, calc.subtotal, calc.discount_total, calc.tax_total,
-                corrections, tuple(risk.ChargeFact(c.service, c.description, c.amount, c.discount,
-                                                   c.subscription_id) for c in calc.charges),
-                tuple(signed_list), sub_facts)
-            flags = risk.assess(facts, history, risk_cfg)
-            if flags:
-                risk_score, risk_flags = risk.score(flags), risk.dumps_flags(flags)
-                stats["flagged"] += 1
+            facts = risk.InvoiceFacts.from_calc(cur, period_from, period_to, calc, sub_facts, signed_list)
+            result = risk.evaluate(facts, history, risk_cfg)
+            risk_score, risk_flags = result.score, risk.dumps_flags(result.flags)
+            expected, at_stake = result.expected, result.at_stake
+            stats["flagged"] += result.flagged
         if signed_list:
             # The revision as generated, before its corrections: the detail
             # screen shows what the adjustments changed since.
@@ -483,12 +493,14 @@ class _Batch:
             approved_at, ("auto:send-immediately" if cls["send_mode"] == "immediately" else "demo")
             if approved_at else None, generated if account["model"] == "postpay" and status != S.OPEN else None,
             revision, reissue, now - dt.timedelta(hours=1) if reissue else None, reissue_after,
-            approved_at if sent else None, revision if sent else None, risk_score, risk_flags))
+            approved_at if sent else None, revision if sent else None, risk_score, risk_flags,
+            dbv(Invoice.subtotal, expected), dbv(Invoice.subtotal, at_stake)))
         self.last_number = self.invoices[-1][1]
         for c in calc.charges:
             self.charges.append((inv_id, c.position, c.description, c.service, c.subscription_id,
                                  dbv(ChargeLine.quantity, c.quantity), dbv(ChargeLine.discount, c.discount),
-                                 dbv(ChargeLine.amount, c.amount)))
+                                 dbv(ChargeLine.amount, c.amount), c.records, c.days, c.duplicates,
+                                 dbv(ChargeLine.amount, c.duplicate_amount)))
         for t in calc.taxes:
             self.taxes.append((inv_id, t.position, t.name, t.description, dbv(TaxLine.amount, t.amount)))
         if sent:
@@ -517,19 +529,21 @@ class _Batch:
                               dbv(Payment.amount, total)))
 
     def _xdrs(self, rng, inv_id, account, data: PeriodData, period_from):
-        # The usage behind the invoice, split into a few records that sum to it exactly.
+        # The usage behind the invoice: RECORDS records spread over the
+        # period, summing to it exactly.
+        days = _record_days(period_from, data.period_to)
         for use in data.usage:
-            parts = 3
             q_left, a_left = use.quantity, use.amount
-            for p in range(parts):
-                if p < parts - 1:
-                    q = (q_left / 3).quantize(Decimal("0.001"))
-                    a = quantize(a_left / 3, account["currency"])
+            for p, day in enumerate(days):
+                if p < RECORDS - 1:
+                    q = (use.quantity / RECORDS).quantize(Decimal("0.001"))
+                    a = quantize(use.amount / RECORDS, account["currency"])
                 else:
                     q, a = q_left, a_left
                 q_left -= q
                 a_left -= a
-                when = dt.datetime.combine(period_from, dt.time(8)) + dt.timedelta(days=p * 9, minutes=inv_id % 600)
+                when = (dt.datetime.combine(day, dt.time(8)) + dt.timedelta(minutes=inv_id % 600)).replace(
+                    tzinfo=self.tz).astimezone(dt.timezone.utc).replace(tzinfo=None)
                 self.xdrs.append((f"demo-{inv_id}-{use.service[:8].replace(' ', '')}-{p}", account["id"],
                                   use.service, when, dbv(Xdr.quantity, q), dbv(Xdr.amount, a)))
 
@@ -539,7 +553,8 @@ class _Batch:
         with database.atomic():
             insert_rows(Invoice, INVOICE_COLUMNS, self.invoices)
             insert_rows(ChargeLine, ["invoice", "position", "description", "service", "subscription",
-                                     "quantity", "discount", "amount"], self.charges)
+                                     "quantity", "discount", "amount", "records", "days", "duplicates",
+                                     "duplicate_amount"], self.charges)
             insert_rows(TaxLine, ["invoice", "position", "name", "description", "amount"], self.taxes)
             insert_rows(Correction, ["invoice", "position", "kind", "description", "amount", "created_by",
                                      "approved_at", "revision"], self.corrections)
@@ -554,4 +569,4 @@ class _Batch:
         stats["payments"] += len(self.payments)
         stats["corrections"] += len(self.corrections)
         stats["xdrs"] += len(self.xdrs)
-        self.__init__()
+        self.__init__(self.offpeak_at, self.tz)
