@@ -146,6 +146,7 @@ class Invoice(BaseModel):
             (("customer_class", "status"), False),
             (("status", "reissue_after"), False),
             (("total", "id"), False),
+            (("period_from",), False),  # risk review: the period's population (risk_store.population)
         )
 
 

@@ -16,10 +16,12 @@ def up(migrator, db):
         migrator.add_column('invoice', 'risk_at_stake', MoneyField(null=True)),
         migrator.add_column('invoice', 'held_at', DateTimeField(null=True)),
     )
+    db.execute_sql('CREATE INDEX "invoice_period_from" ON "invoice" ("period_from")')
     db.execute_sql("DELETE FROM setting WHERE key = 'risk_total_factor'")
 
 
 def down(migrator, db):
+    db.execute_sql('DROP INDEX "invoice_period_from"')
     migrator.migrate(
         migrator.drop_column('invoice', 'held_at'),
         migrator.drop_column('invoice', 'risk_at_stake'),
