@@ -793,7 +793,7 @@ def _check_corrections(inv: InvoiceFacts, past: list[PastInvoice], settings: Ris
     limit = settings.correction_share
     base = inv.total - inv.correction_total
     usual_total = median([p.total for p in past]) if past else None
-    earlier = [abs(a) for p in past for a in p.corrections]
+    earlier = [abs(a) for p in past for a in p.corrections if a]
     reasons: list[str] = []
     stake = ZERO
     for amount in sorted(inv.corrections, key=abs, reverse=True):

@@ -29,6 +29,25 @@ def insert_rows(model, columns: list[str], rows: list[tuple]) -> None:
             execute_values(cursor, f'INSERT INTO "{table}" ({cols}) VALUES %s', rows, page_size=2000)
 
 
+def update_rows(model, columns: list[str], rows: list[tuple]) -> None:
+    """UPDATE many rows by id: each row is (value for each column..., id),
+    already converted to database values."""
+    if not rows:
+        return
+    db = database.obj
+    table = model._meta.table_name
+    p = db.param
+    sets = ", ".join(f'"{model._meta.fields[c].column_name}" = {p}' for c in columns)
+    sql = f'UPDATE "{table}" SET {sets} WHERE "id" = {p}'
+    if p == "?":
+        db.connection().executemany(sql, rows)
+    else:
+        from psycopg2.extras import execute_batch
+
+        with db.cursor() as cursor:
+            execute_batch(cursor, sql, rows, page_size=500)
+
+
 def next_id(model) -> int:
     from peewee import fn
     return (model.select(fn.MAX(model.id)).scalar() or 0) + 1

@@ -15,6 +15,8 @@ from decimal import Decimal
 from .. import risk
 from .. import statuses as S
 from ..money import ZERO
+from .bulk import update_rows
+from .fields import MONEY_SCALE, QUANTITY_SCALE
 from .models import ChargeLine, Correction, Invoice, Subscription, database
 
 CHUNK = 500
@@ -32,23 +34,51 @@ def settings() -> risk.RiskSettings:
 def load_subscriptions(ids: Iterable[int]) -> dict[int, risk.SubscriptionFact]:
     ids = sorted({i for i in ids if i})
     out: dict[int, risk.SubscriptionFact] = {}
+    db = database.obj
+    day = Subscription.active_from.python_value
     for start in range(0, len(ids), CHUNK):
-        for s in Subscription.select(Subscription.id, Subscription.name, Subscription.status,
-                                     Subscription.active_from, Subscription.active_to).where(
-                Subscription.id.in_(ids[start:start + CHUNK])):
-            out[s.id] = risk.SubscriptionFact(s.id, s.name, s.status, s.active_from, s.active_to)
+        chunk = ids[start:start + CHUNK]
+        for sub_id, name, status, active_from, active_to in db.execute_sql(
+                "SELECT id, name, status, active_from, active_to FROM subscription "
+                f"WHERE id IN ({', '.join([db.param] * len(chunk))})", chunk):
+            out[sub_id] = risk.SubscriptionFact(sub_id, name, status, day(active_from), day(active_to))
     return out
 
 
-_LINE_COLUMNS = (ChargeLine.service, ChargeLine.description, ChargeLine.amount, ChargeLine.discount,
-                 ChargeLine.subscription, ChargeLine.quantity, ChargeLine.records, ChargeLine.days,
-                 ChargeLine.duplicates, ChargeLine.duplicate_amount)
+_LINE_SQL = ("SELECT invoice_id, service, description, amount, discount, subscription_id, quantity, records, "
+             "days, duplicates, duplicate_amount FROM charge_line WHERE invoice_id IN ({}) "
+             "ORDER BY invoice_id, position")
 
 
-def _charge(row) -> risk.ChargeFact:
-    service, description, amount, discount, sub_id, quantity, records, days, dups, dup_amount = row
-    return risk.ChargeFact(service or "", description, amount, discount, sub_id, quantity or ZERO,
-                           records or 0, days or 0, dups or 0, dup_amount or ZERO)
+def _scaled(scale: int) -> Callable:
+    """MoneyField/QuantityField.python_value without the method call (a hot loop)."""
+    def convert(value, _d=Decimal, _s=-scale):
+        return None if value is None else _d(value).scaleb(_s)
+    return convert
+
+
+def _lines_and_corrections(inv_ids: Sequence[int]) -> tuple[dict[int, list[risk.ChargeFact]],
+                                                            dict[int, list[Decimal]]]:
+    """Charge lines (as risk facts) and correction amounts of these invoices.
+    Raw SQL on purpose: assessing a bill run's 100,000 invoices reads
+    millions of lines, and building models for them cost more than the SQL."""
+    db = database.obj
+    money, qty = _scaled(MONEY_SCALE), _scaled(QUANTITY_SCALE)
+    lines: dict[int, list[risk.ChargeFact]] = {}
+    corrections: dict[int, list[Decimal]] = {}
+    for start in range(0, len(inv_ids), CHUNK):
+        chunk = list(inv_ids[start:start + CHUNK])
+        marks = ", ".join([db.param] * len(chunk))
+        for (inv_id, service, description, amount, discount, sub_id, quantity, records, days, dups,
+             dup_amount) in db.execute_sql(_LINE_SQL.format(marks), chunk):
+            lines.setdefault(inv_id, []).append(risk.ChargeFact(
+                service or "", description, money(amount), money(discount), sub_id, qty(quantity) or ZERO,
+                records or 0, days or 0, dups or 0, money(dup_amount) or ZERO))
+        for inv_id, amount in db.execute_sql(
+                f"SELECT invoice_id, amount FROM correction WHERE invoice_id IN ({marks}) "
+                "ORDER BY invoice_id, position", chunk):
+            corrections.setdefault(inv_id, []).append(money(amount))
+    return lines, corrections
 
 
 def load_facts(inv: Invoice) -> risk.InvoiceFacts:
@@ -85,17 +115,7 @@ def load_histories(account_ids: Iterable[int], before: dt.date,
         rows.extend(cursor.fetchall())
     money = Invoice.total.python_value
     day = Invoice.period_from.python_value
-    lines: dict[int, list[risk.ChargeFact]] = {}
-    corrections: dict[int, list[Decimal]] = {}
-    inv_ids = [r[0] for r in rows]
-    for start in range(0, len(inv_ids), CHUNK):
-        chunk = inv_ids[start:start + CHUNK]
-        for inv_id, *row in ChargeLine.select(ChargeLine.invoice, *_LINE_COLUMNS).where(
-                ChargeLine.invoice.in_(chunk)).order_by(ChargeLine.invoice, ChargeLine.position).tuples():
-            lines.setdefault(inv_id, []).append(_charge(row))
-        for inv_id, amount in Correction.select(Correction.invoice, Correction.amount).where(
-                Correction.invoice.in_(chunk)).tuples():
-            corrections.setdefault(inv_id, []).append(amount)
+    lines, corrections = _lines_and_corrections([r[0] for r in rows])
     for inv_id, acc_id, period_from, total, subtotal, discount_total, tax_total in rows:
         out[acc_id].append(risk.PastInvoice(
             day(period_from), money(total), money(subtotal) - money(discount_total), money(tax_total),
@@ -109,7 +129,7 @@ def load_histories(account_ids: Iterable[int], before: dt.date,
 # adjust in the console must not rescan the period.
 
 POPULATION_TTL = 300.0
-POPULATION_SAMPLE = 50_000  # usage lines read per period (a median needs no more)
+POPULATION_SAMPLE = 10_000  # usage lines read per period (a median needs no more)
 _population_cache: dict[tuple, tuple[float, risk.Population]] = {}
 
 
@@ -128,13 +148,14 @@ def population(period_from: dt.date, cfg: risk.RiskSettings | None = None) -> ri
         return hit[1]
     cfg = cfg or settings()
     prices: dict[tuple[str, str], list[Decimal]] = {}
-    query = (ChargeLine.select(Invoice.currency, ChargeLine.service, ChargeLine.amount, ChargeLine.quantity)
-             .join(Invoice, on=(ChargeLine.invoice == Invoice.id))
-             .where((Invoice.period_from == period_from) & (Invoice.kind == "regular")
-                    & ChargeLine.subscription.is_null() & (ChargeLine.quantity > 0))
-             .limit(POPULATION_SAMPLE))
-    for currency, service, amount, quantity in query.tuples():
-        prices.setdefault((currency, service or ""), []).append(amount / quantity)
+    p = db.param
+    money, qty = ChargeLine.amount.python_value, ChargeLine.quantity.python_value
+    for currency, service, amount, quantity in db.execute_sql(
+            "SELECT i.currency, l.service, l.amount, l.quantity FROM charge_line l "
+            f"JOIN invoice i ON i.id = l.invoice_id WHERE i.period_from = {p} AND i.kind = {p} "
+            f"AND l.subscription_id IS NULL AND l.quantity > 0 LIMIT {POPULATION_SAMPLE}",
+            [Invoice.period_from.db_value(period_from), "regular"]):
+        prices.setdefault((currency, service or ""), []).append(money(amount) / qty(quantity))
     unit_prices = {k: (risk.median(v), len(v)) for k, v in prices.items()}
     recent = [cfg.to_reporting(abs(amount), currency) for amount, currency in (
         Correction.select(Correction.amount, Invoice.currency)
@@ -153,8 +174,12 @@ def population(period_from: dt.date, cfg: risk.RiskSettings | None = None) -> ri
 # --------------------------------------------------------------------------
 # Assess and save
 
+DRAFT = risk.Assessment([], None, ZERO, 0)  # an open invoice: no flags until it closes
+STORED_COLUMNS = ("risk_score", "risk_flags", "expected_total", "risk_at_stake")
+
+
 def stored(result: risk.Assessment, currency: str) -> dict:
-    """The invoice columns an assessment sets."""
+    """The invoice columns an assessment sets (STORED_COLUMNS)."""
     return {"risk_score": result.score, "risk_flags": risk.dumps_flags(result.flags),
             "expected_total": result.expected, "risk_at_stake": result.at_stake}
 
@@ -164,7 +189,7 @@ def assess_invoice(inv: Invoice, cfg: risk.RiskSettings | None = None, *, save: 
     """Flags of the invoice's current revision; saved on its row (call inside
     the transaction that changed it).  Open invoices are drafts: no flags."""
     if inv.status == S.OPEN:
-        result = risk.Assessment([], None, ZERO, 0)
+        result = DRAFT
     else:
         cfg = cfg or settings()
         history = load_histories([inv.account_id], inv.period_from, cfg.history)[inv.account_id]
@@ -177,48 +202,60 @@ def assess_invoice(inv: Invoice, cfg: risk.RiskSettings | None = None, *, save: 
     return result.score, result.flags
 
 
+# What assessing needs of the invoice row itself (assess_many reads no more).
+_FACT_COLUMNS = (Invoice.id, Invoice.account.alias("account_id"), Invoice.status, Invoice.currency, Invoice.period_from,
+                 Invoice.period_to, Invoice.total, Invoice.subtotal, Invoice.discount_total, Invoice.tax_total,
+                 Invoice.correction_total)
+
+
 def assess_many(ids: Sequence[int], progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
     """Recompute and save flags of these invoices (after an upgrade, or a
     change of the risk settings).  Chunks of CHUNK, one transaction each:
     one history query, one line query and one update batch per chunk."""
     cfg = settings()
     counts = {"assessed": 0, "flagged": 0}
-    ids = list(ids)
+    ids = _by_period(ids)  # a chunk is then one period: one history query, one population
     for start in range(0, len(ids), CHUNK):
         with database.atomic():
-            invoices = list(Invoice.select().where(Invoice.id.in_(ids[start:start + CHUNK])).order_by(Invoice.id))
+            invoices = list(Invoice.select(*_FACT_COLUMNS).where(Invoice.id.in_(ids[start:start + CHUNK]))
+                            .order_by(Invoice.id).namedtuples())
             facts = _load_many_facts([i for i in invoices if i.status != S.OPEN])
             by_period: dict[dt.date, list[Invoice]] = {}
             for inv in invoices:
                 by_period.setdefault(inv.period_from, []).append(inv)
+            updates = []
             for period_from, group in by_period.items():
                 histories = load_histories([i.account_id for i in group], period_from, cfg.history)
                 pop = population(period_from, cfg)
                 for inv in group:
                     if inv.status == S.OPEN:
-                        result = risk.Assessment([], None, ZERO, 0)
+                        result = DRAFT
                     else:
                         result = risk.evaluate(facts[inv.id], histories[inv.account_id], cfg, pop)
-                    Invoice.update(**stored(result, inv.currency)).where(Invoice.id == inv.id).execute()
+                    columns = stored(result, inv.currency)
+                    updates.append(tuple(Invoice._meta.fields[c].db_value(v) for c, v in columns.items())
+                                   + (inv.id,))
                     counts["assessed"] += 1
                     counts["flagged"] += result.flagged
+            update_rows(Invoice, list(STORED_COLUMNS), updates)
         if progress:
             progress(min(start + CHUNK, len(ids)), len(ids))
     return counts
 
 
-def _load_many_facts(invoices: list[Invoice]) -> dict[int, risk.InvoiceFacts]:
+def _by_period(ids: Sequence[int]) -> list[int]:
+    keyed: list[tuple] = []
+    unique = sorted(set(ids))
+    for start in range(0, len(unique), 5 * CHUNK):
+        keyed.extend(Invoice.select(Invoice.period_from, Invoice.id).where(
+            Invoice.id.in_(unique[start:start + 5 * CHUNK])).tuples())
+    keyed.sort()
+    return [i for _, i in keyed]
+
+
+def _load_many_facts(invoices: list) -> dict[int, risk.InvoiceFacts]:
     """load_facts for many invoices: one query each for lines, corrections, subscriptions."""
-    ids = [i.id for i in invoices]
-    lines: dict[int, list[risk.ChargeFact]] = {}
-    corrections: dict[int, list[Decimal]] = {}
-    if ids:
-        for inv_id, *row in ChargeLine.select(ChargeLine.invoice, *_LINE_COLUMNS).where(
-                ChargeLine.invoice.in_(ids)).order_by(ChargeLine.invoice, ChargeLine.position).tuples():
-            lines.setdefault(inv_id, []).append(_charge(row))
-        for inv_id, amount in Correction.select(Correction.invoice, Correction.amount).where(
-                Correction.invoice.in_(ids)).order_by(Correction.invoice, Correction.position).tuples():
-            corrections.setdefault(inv_id, []).append(amount)
+    lines, corrections = _lines_and_corrections([i.id for i in invoices])
     subs = load_subscriptions(c.subscription_id for v in lines.values() for c in v if c.subscription_id)
     return {inv.id: risk.InvoiceFacts(
         inv.currency, inv.period_from, inv.period_to, inv.total, inv.subtotal, inv.discount_total,
