@@ -255,7 +255,14 @@ def _find(kind: str, invoice_id: int, revision: int) -> OutboxMessage | None:
 
 
 def queue_digest(ctx, invoices: list[Invoice], settings) -> Queued:
-    """One email to the admin address listing `invoices` (now under review)."""
+    """One email to the admin address listing `invoices` (now under review).
+
+    Invoices the job loop held for a person (held_at set: flagged at the end
+    of their hold) are listed apart, under "Held for a person (flagged)",
+    each with its flags' reasons."""
+    from .risk import parse_flags
+    from .workflow import hold_score
+
     now = ctx.clock.now()
     n = len(invoices)
     status, error, recipient = QUEUED, "", settings["admin_email"]
@@ -264,20 +271,53 @@ def queue_digest(ctx, invoices: list[Invoice], settings) -> Queued:
     except AddressError as exc:
         status, error = FAILED, f"invalid admin_email setting: {exc}"
         recipient = clean_header_text(recipient, 254)
-    lines = [f"{n} invoice{'s are' if n != 1 else ' is'} waiting for your review:", ""]
-    for inv in invoices:
-        deadline = (ctx.clock.local(inv.review_deadline).strftime("%Y-%m-%d %H:%M")
-                    if inv.review_deadline else "—")
-        lines.append(f"  {inv.number:<20} {clean_header_text(inv.account.name, 40):<40} "
-                     f"{format_money(inv.total, inv.currency):>18}   auto-approved {deadline}")
-    lines += ["", "Review them in the console (tui-billing) or with:",
+    fresh = [inv for inv in invoices if getattr(inv, "held_at", None) is None]
+    held = [inv for inv in invoices if getattr(inv, "held_at", None) is not None]
+    holds = not settings.auto_approve_flagged
+    threshold = hold_score(settings)
+
+    def head(inv: Invoice) -> str:
+        return (f"  {inv.number:<20} {clean_header_text(inv.account.name, 40):<40} "
+                f"{format_money(inv.total, inv.currency):>18}")
+
+    lines: list[str] = []
+    if fresh:
+        k = len(fresh)
+        lines += [f"{k} invoice{'s are' if k != 1 else ' is'} waiting for your review:", ""]
+        for inv in fresh:
+            deadline = (ctx.clock.local(inv.review_deadline).strftime("%Y-%m-%d %H:%M")
+                        if inv.review_deadline else "—")
+            fate = "held (flagged)" if holds and (inv.risk_score or 0) >= threshold else "auto-approved"
+            lines.append(f"{head(inv)}   {fate} {deadline}")
+        lines.append("")
+    if held:
+        k = len(held)
+        lines += ["Held for a person (flagged): "
+                  f"{k} invoice{'s' if k != 1 else ''} reached the end of the hold and "
+                  f"{'were' if k != 1 else 'was'} not approved automatically:", ""]
+        for inv in held:
+            lines.append(head(inv))
+            flags = parse_flags(inv.risk_flags)
+            lines += [f"      {clean_header_text(f.short, 40)}: {clean_header_text(f.reason, 300)}" for f in flags]
+            if not flags:
+                lines.append(f"      risk score {inv.risk_score or 0}")
+        lines += ["", "A person approves each of them after checking its flags (the console asks to "
+                  "accept them), or with:", "  tui-billing approve NUMBER --include-flagged", ""]
+    lines += ["Review them in the console (tui-billing) or with:",
               "  tui-billing find --status under_review", "",
               "Invoices not approved, adjusted or reissued by their deadline are approved "
-              "automatically and sent to the customer."]
+              "automatically and sent to the customer" +
+              ("; flagged ones are held for a person instead." if holds else ".")]
+    if fresh and held:
+        subject = f"{len(fresh)} invoice{'s' if len(fresh) != 1 else ''} waiting for review, {len(held)} held"
+    elif held:
+        subject = f"{n} flagged invoice{'s' if n != 1 else ''} held for review"
+    else:
+        subject = f"{n} invoice{'s' if n != 1 else ''} waiting for review"
     message_id = digest_message_id(invoices, settings["mail_from"], now)
     OutboxMessage.insert(
         kind=DIGEST, invoice=None, revision=0, message_id=message_id, recipient=recipient,
-        subject=clean_header_text(f"{n} invoice{'s' if n != 1 else ''} waiting for review", 300),
+        subject=clean_header_text(subject, 300),
         body="\n".join(lines) + "\n", status=status, attempts=0, next_attempt_at=now,
         last_error=error, created_at=now).on_conflict_ignore().execute()
     msg = OutboxMessage.get(OutboxMessage.message_id == message_id)

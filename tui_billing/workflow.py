@@ -220,29 +220,67 @@ def close_postpay(ctx: Ctx, ref: str | int) -> Invoice:
 
 # --------------------------------------------------------------------------
 # Approve: UNDER_REVIEW -> APPROVED (admin, one or many, or auto at deadline).
+#
+# A flagged invoice (risk.is_flagged(risk_score)) leaves only with a person:
+# an admin approves it only by accepting its flags (include_flagged; the
+# audit event records who accepted which flags at which revision), and the
+# job holds it at the end of its hold instead of approving it (unless the
+# store setting auto_approve_flagged is on).
 
-def approve(ctx: Ctx, ref: str | int) -> Invoice:
-    result = approve_many(ctx, [ref])
+def _risk():
+    from . import risk  # imported late: risk.py pulls in billing and config
+
+    return risk
+
+
+def flag_dicts(flags) -> list[dict[str, str]]:
+    return [{"code": f.code, "reason": f.reason} for f in flags]
+
+
+def flagged_reason(flags, score: int | None = None) -> str:
+    """The refusal of a flagged invoice approved without accepting its flags."""
+    names = _risk().compact(flags) if flags else f"risk score {score or 0}"
+    return f"is flagged ({names}): check it, then approve with --include-flagged"
+
+
+def approve(ctx: Ctx, ref: str | int, include_flagged: bool = False) -> Invoice:
+    result = approve_many(ctx, [ref], include_flagged=include_flagged)
     if result.failed:
         number, reason = result.failed[0]
         raise NotFound(number, reason) if reason == "does not exist" else Refused(number, reason)
     return find_invoice(ref)
 
 
-def approve_many(ctx: Ctx, refs: Sequence[str | int], progress: Progress | None = None) -> BulkResult:
+@dataclass
+class ApproveResult(BulkResult):
+    # (number, flags) of each flagged invoice approved with its flags accepted
+    accepted: list[tuple[str, list]] = field(default_factory=list)
+
+    def merge(self, other: BulkResult) -> None:
+        super().merge(other)
+        self.accepted.extend(getattr(other, "accepted", ()))
+
+
+def approve_many(ctx: Ctx, refs: Sequence[str | int], progress: Progress | None = None,
+                 include_flagged: bool = False) -> ApproveResult:
     """Approve each invoice that is under review; report every one that is not.
+
+    A flagged invoice is refused (flagged_reason) unless include_flagged: then
+    the person approving it accepts its flags, and its audit event says so
+    (detail: accepted_flags, revision).  Checked under the row lock, whatever
+    a preview said before.
 
     Works in chunks of CHUNK invoices, one transaction each: the chunk's rows
     are locked, the ones under review are approved with one guarded UPDATE,
     and one audit event per approved invoice is written in the same
     transaction.  The issue date never changes.
     """
-    result = BulkResult()
+    result = ApproveResult()
     refs = list(refs)
     for start in range(0, len(refs), CHUNK):
         chunk = refs[start:start + CHUNK]
         with database.atomic():
-            result.merge(_approve_chunk(ctx, chunk))
+            result.merge(_approve_chunk(ctx, chunk, include_flagged))
         if progress:
             progress(min(start + CHUNK, len(refs)), len(refs))
     return result
@@ -256,13 +294,26 @@ class _Row:
     status: str
     total: Decimal
     revision: int
+    currency: str = ""
+    risk_score: int = 0
+    risk_flags: str = ""
+
+    @property
+    def flagged(self) -> bool:
+        return _risk().is_flagged(self.risk_score)
+
+    @property
+    def flags(self) -> list:
+        return _risk().parse_flags(self.risk_flags)
 
 
-def _approve_chunk(ctx: Ctx, refs: list) -> BulkResult:
-    # Raw SQL on purpose: this is the hot path of bulk approve (100,000s of
-    # rows); building peewee nodes for 500-id IN lists cost more than the
-    # database work.  (The auto-approve job is one set-based UPDATE: auto_approve_due.)
-    result = BulkResult()
+def _read_rows(refs: list, lock: bool) -> dict:
+    """{id: row} | {number: row} of the invoices named (ids or numbers).
+
+    Raw SQL on purpose: this is the hot path of bulk approve (100,000s of
+    rows); building peewee nodes for 500-id IN lists cost more than the
+    database work.
+    """
     db = database.obj
     numbers = [r for r in refs if not isinstance(r, int)]
     ids = [r for r in refs if isinstance(r, int)]
@@ -271,14 +322,23 @@ def _approve_chunk(ctx: Ctx, refs: list) -> BulkResult:
     rows: list[_Row] = []
     if ids:
         marks = ", ".join([db.param] * len(ids))
-        lock = " FOR UPDATE" if db.for_update else ""
+        suffix = " FOR UPDATE" if lock and db.for_update else ""
         cursor = db.execute_sql(
-            "SELECT id, number, status, total, revision FROM invoice "
-            f"WHERE id IN ({marks}) ORDER BY id{lock}", ids)  # one lock order: no deadlocks
-        rows = [_Row(i, n, st, Invoice.total.python_value(t), rev) for i, n, st, t, rev in cursor]
-    by_ref = {r.id: r for r in rows} | {r.number: r for r in rows}
+            "SELECT id, number, status, total, revision, currency, risk_score, risk_flags FROM invoice "
+            f"WHERE id IN ({marks}) ORDER BY id{suffix}", ids)  # one lock order: no deadlocks
+        rows = [_Row(i, n, st, Invoice.total.python_value(t), rev, cur, score or 0, flags or "")
+                for i, n, st, t, rev, cur, score, flags in cursor]
+    return {r.id: r for r in rows} | {r.number: r for r in rows}
+
+
+def _approve_chunk(ctx: Ctx, refs: list, include_flagged: bool = False) -> ApproveResult:
+    # (The auto-approve job is one set-based UPDATE: auto_approve_due.)
+    result = ApproveResult()
+    db = database.obj
+    by_ref = _read_rows(refs, lock=True)
     now = ctx.clock.now()
     winners: dict[int, _Row] = {}
+    accepted: dict[int, list] = {}
     for ref in refs:
         inv = by_ref.get(ref)
         if inv is None:
@@ -287,8 +347,12 @@ def _approve_chunk(ctx: Ctx, refs: list) -> BulkResult:
             continue  # named twice
         elif inv.status != S.UNDER_REVIEW:
             result.failed.append((inv.number, APPROVE_REFUSALS.get(inv.status, f"is {inv.status}")))
+        elif inv.flagged and not include_flagged:
+            result.failed.append((inv.number, flagged_reason(inv.flags, inv.risk_score)))
         else:
             winners[inv.id] = inv
+            if inv.flagged:
+                accepted[inv.id] = inv.flags
     if winners:
         ids = list(winners)
         p = db.param
@@ -300,40 +364,177 @@ def _approve_chunk(ctx: Ctx, refs: list) -> BulkResult:
             [S.APPROVED, Invoice.approved_at.db_value(now), ctx.actor, *ids, S.UNDER_REVIEW])
         if cursor.rowcount != len(ids):  # impossible under the locks held
             raise RuntimeError("approve: rows changed under a held lock")
-        insert_audits([_audit(ctx, "approve", w, (S.UNDER_REVIEW, w.total), (S.APPROVED, w.total),
-                              revision=w.revision) for w in winners.values()])
+        audits = []
+        for w in winners.values():
+            extra = {}
+            if w.id in accepted:  # who accepted which flags, at which revision
+                extra = {"accepted_flags": flag_dicts(accepted[w.id]), "risk_score": w.risk_score}
+            audits.append(_audit(ctx, "approve", w, (S.UNDER_REVIEW, w.total), (S.APPROVED, w.total),
+                                 revision=w.revision, **extra))
+        insert_audits(audits)
         result.done.extend(w.number for w in winners.values())
+        result.accepted.extend((winners[i].number, flags) for i, flags in accepted.items())
     return result
 
 
-def auto_approve_due(ctx: Ctx, limit: int = 10_000) -> BulkResult:
-    """The job: approve up to `limit` invoices whose hold expired; rejected ones wait.
+@dataclass(frozen=True)
+class FlaggedInvoice:
+    """A flagged invoice of a preview: approved only by accepting `flags`."""
+    id: int
+    number: str
+    flags: tuple  # risk.Flag
+    total: Decimal
+    currency: str
+    revision: int
+    risk_score: int
+
+    @property
+    def reason(self) -> str:
+        return flagged_reason(self.flags, self.risk_score)
+
+
+@dataclass
+class ApprovePreview:
+    """What approving these invoices would do now (advisory: approve_many
+    checks everything again under the row locks)."""
+    ready: list[str] = field(default_factory=list)  # numbers approved as they are
+    flagged: list[FlaggedInvoice] = field(default_factory=list)  # approved only with acceptance
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (number, reason)
+    refused_by_status: dict[str, int] = field(default_factory=dict)  # status ("" gone) -> how many
+    ready_ids: list[int] = field(default_factory=list)
+    ready_totals: dict[str, Decimal] = field(default_factory=dict)  # currency -> sum
+    flagged_totals: dict[str, Decimal] = field(default_factory=dict)
+
+    @property
+    def flagged_ids(self) -> list[int]:
+        return [f.id for f in self.flagged]
+
+    def all_ready(self, include_flagged: bool = False) -> bool:
+        """Would every invoice named be approved?"""
+        return not self.refused and (include_flagged or not self.flagged)
+
+
+def preview_approve(refs: Iterable[str | int]) -> ApprovePreview:
+    """Sort the invoices named (ids or numbers) into ready, flagged and
+    refused, in the order given; writes nothing, locks nothing."""
+    out = ApprovePreview()
+    refs = list(refs)
+    seen: set[int] = set()
+    for start in range(0, len(refs), CHUNK):
+        chunk = refs[start:start + CHUNK]
+        by_ref = _read_rows(chunk, lock=False)
+        for ref in chunk:
+            inv = by_ref.get(ref)
+            if inv is None:
+                out.refused.append((str(ref), "does not exist"))
+                out.refused_by_status[""] = out.refused_by_status.get("", 0) + 1
+            elif inv.id in seen:
+                continue
+            elif inv.status != S.UNDER_REVIEW:
+                seen.add(inv.id)
+                out.refused.append((inv.number, APPROVE_REFUSALS.get(inv.status, f"is {inv.status}")))
+                out.refused_by_status[inv.status] = out.refused_by_status.get(inv.status, 0) + 1
+            elif inv.flagged:
+                seen.add(inv.id)
+                out.flagged.append(FlaggedInvoice(inv.id, inv.number, tuple(inv.flags), inv.total,
+                                                  inv.currency, inv.revision, inv.risk_score))
+                out.flagged_totals[inv.currency] = out.flagged_totals.get(inv.currency, Decimal(0)) + inv.total
+            else:
+                seen.add(inv.id)
+                out.ready.append(inv.number)
+                out.ready_ids.append(inv.id)
+                out.ready_totals[inv.currency] = out.ready_totals.get(inv.currency, Decimal(0)) + inv.total
+    return out
+
+
+def hold_score(settings=None) -> int:
+    """The store setting risk_hold_score: at the end of its hold an invoice
+    scoring at least this is held for a person (risk.FLAGGED if unreadable)."""
+    settings = settings if settings is not None else load_settings()
+    try:
+        return int(str(settings["risk_hold_score"]).strip())
+    except (TypeError, ValueError, KeyError):
+        return _risk().FLAGGED
+
+
+@dataclass
+class AutoApproveResult(BulkResult):
+    # (number, flags) of each invoice held for a person in this call
+    held: list[tuple[str, list]] = field(default_factory=list)
+
+
+def auto_approve_due(ctx: Ctx, limit: int = 10_000) -> AutoApproveResult:
+    """The job: approve up to `limit` invoices whose hold expired; rejected
+    ones wait; flagged ones are held for a person.
 
     One set-based guarded UPDATE: its WHERE clause is the guard (under review,
-    deadline passed), RETURNING says which rows it took, and their audit events
-    are written in the same transaction.  On PostgreSQL the candidates are
-    claimed with FOR UPDATE SKIP LOCKED, so several job loops split the due
-    invoices between them and never approve one twice.
+    deadline passed, and — unless the store setting auto_approve_flagged is
+    on — a risk score below risk_hold_score and never held), RETURNING says
+    which rows it took, and their audit events are written in the same
+    transaction.  On PostgreSQL the candidates are claimed with FOR UPDATE
+    SKIP LOCKED, so several job loops split the due invoices between them and
+    never approve one twice.
+
+    A due invoice scoring at least risk_hold_score is held instead (a second
+    set-based UPDATE, same guard style): held_at set once, by the first tick
+    that holds it, with a `hold` audit event naming its flags; it stays under
+    review until a person approves it (accepting its flags), even if an
+    adjust or reissue clears its flags later.  Its notified_at is cleared so
+    that the next admin digest lists it as held.
     """
     now = ctx.clock.now()
     db = database.obj
     p = db.param
     skip_locked = " FOR UPDATE SKIP LOCKED" if db.for_update else ""
-    result = BulkResult()
+    settings = load_settings()
+    flagged_too = settings.auto_approve_flagged
+    threshold = hold_score(settings)
+    result = AutoApproveResult()
     with database.atomic():
+        if flagged_too:
+            guard, args = "", []
+        else:
+            # COALESCE: keeps the planner on (status, review_deadline), not the risk-order index.
+            guard, args = " AND COALESCE(risk_score, 0) < {p} AND held_at IS NULL".format(p=p), [threshold]
         cursor = db.execute_sql(
             f"UPDATE invoice SET status = {p}, approved_at = {p}, approved_by = {p}, "
             "reviewed_revision = revision "
-            f"WHERE id IN (SELECT id FROM invoice WHERE status = {p} AND review_deadline <= {p} "
+            f"WHERE id IN (SELECT id FROM invoice WHERE status = {p} AND review_deadline <= {p}{guard} "
             f"ORDER BY review_deadline, id LIMIT {int(limit)}{skip_locked}) "
-            f"AND COALESCE(status, '') = {p} RETURNING id, number, total, revision",
+            f"AND COALESCE(status, '') = {p}{guard} RETURNING id, number, total, revision, risk_score, risk_flags",
             [S.APPROVED, Invoice.approved_at.db_value(now), ctx.actor, S.UNDER_REVIEW,
-             Invoice.review_deadline.db_value(now), S.UNDER_REVIEW])
-        rows = [_Row(i, n, S.APPROVED, Invoice.total.python_value(t), rev) for i, n, t, rev in cursor]
+             Invoice.review_deadline.db_value(now), *args, S.UNDER_REVIEW, *args])
+        rows = [_Row(i, n, S.APPROVED, Invoice.total.python_value(t), rev, risk_score=score or 0,
+                     risk_flags=flags or "") for i, n, t, rev, score, flags in cursor]
         insert_audits([_audit(ctx, "auto_approve", r, (S.UNDER_REVIEW, r.total), (S.APPROVED, r.total),
-                              revision=r.revision) for r in rows])
+                              revision=r.revision,
+                              **({"flags": flag_dicts(r.flags), "risk_score": r.risk_score,
+                                  "auto_approve_flagged": "on"} if r.flagged else {}))
+                       for r in rows])
+        held: list[_Row] = []
+        if not flagged_too:
+            hold = f" AND risk_score >= {p} AND held_at IS NULL"
+            cursor = db.execute_sql(
+                f"UPDATE invoice SET held_at = {p}, notified_at = NULL "
+                f"WHERE id IN (SELECT id FROM invoice WHERE status = {p} AND review_deadline <= {p}{hold} "
+                f"ORDER BY review_deadline, id LIMIT {int(limit)}{skip_locked}) "
+                f"AND COALESCE(status, '') = {p}{hold} RETURNING id, number, total, revision, risk_score, risk_flags",
+                [Invoice.held_at.db_value(now), S.UNDER_REVIEW, Invoice.review_deadline.db_value(now), threshold,
+                 S.UNDER_REVIEW, threshold])
+            held = [_Row(i, n, S.UNDER_REVIEW, Invoice.total.python_value(t), rev, risk_score=score or 0,
+                         risk_flags=flags or "") for i, n, t, rev, score, flags in cursor]
+            insert_audits([_audit(ctx, "hold", r, (S.UNDER_REVIEW, r.total), (S.UNDER_REVIEW, r.total),
+                                  flags=flag_dicts(r.flags), risk_score=r.risk_score, hold_score=threshold,
+                                  revision=r.revision)
+                           for r in held])
     result.done = [r.number for r in rows]
+    result.held = [(r.number, r.flags) for r in held]
     return result
+
+
+def held_count() -> int:
+    """Invoices under review that the job loop held for a person (flagged)."""
+    return Invoice.select().where((Invoice.status == S.UNDER_REVIEW) & Invoice.held_at.is_null(False)).count()
 
 
 # --------------------------------------------------------------------------

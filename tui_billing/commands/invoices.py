@@ -40,7 +40,13 @@ def register(sub) -> None:
     p = sub.add_parser("approve", help="approve invoices under review")
     add_global_options(p)
     p.add_argument("numbers", nargs="*", metavar="NUMBER")
-    p.add_argument("--all", action="store_true", help="every invoice matching the filters")
+    p.add_argument("--all", action="store_true",
+                   help="every invoice matching the filters (flagged ones are left for a person)")
+    p.add_argument("--include-flagged", action="store_true",
+                   help="also approve the flagged invoices named, accepting their flags (recorded in the audit log)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="say what would be approved, what needs its flags accepted and what would be "
+                        "refused; write nothing (exit 0 only if all would be approved)")
     add_filters(p)
     add_json(p)
     p.set_defaults(handler=cmd_approve)
@@ -119,7 +125,7 @@ def _deadline_text(env: Env, inv: Invoice) -> str:
 def cmd_show(env: Env, args) -> int:
     from ..store.detail import load_detail
 
-    d = load_detail(args.number)
+    d = load_detail(args.number, history=False)
     inv = d.invoice
     cur = inv.currency
     if args.pdf_text:
@@ -127,9 +133,10 @@ def cmd_show(env: Env, args) -> int:
 
         env.print(pdf.pdf_text(documents.current_pdf(inv)))
         return EXIT_OK
-    erp = load_settings().erp_integration
+    settings = load_settings()
+    erp, reporting = settings.erp_integration, settings["reporting_currency"]
     if env.json:
-        doc = invoice_dict(inv, env.clock, erp=erp)
+        doc = invoice_dict(inv, env.clock, erp=erp, reporting=reporting)
         doc["charges"] = [{"position": c.position, "description": c.description, "quantity": str(c.quantity),
                            "discount": str(c.discount.quantize(_q(cur))), "amount": str(c.amount.quantize(_q(cur)))}
                           for c in d.charges]
@@ -156,6 +163,8 @@ def cmd_show(env: Env, args) -> int:
         f"Invoice number  {inv.number}",
         f"Account         {inv.account.name} ({inv.account.account_type}, {inv.customer_class.name})",
         f"Total           {format_money(inv.total, cur)}   outstanding {format_money(inv.outstanding, cur)}",
+        "Expected        " + (format_money(inv.expected_total, cur) if inv.expected_total is not None
+                              else "— (no history to go by)"),
     ]
     if erp:
         ext = format_money(inv.external_total, inv.external_currency or cur) if inv.external_total is not None else "—"
@@ -170,8 +179,16 @@ def cmd_show(env: Env, args) -> int:
         f"Due date        {inv.due_date or '—'}",
         f"Review deadline {env.clock.local(inv.review_deadline).strftime('%Y-%m-%d %H:%M') if inv.review_deadline else '—'}",
         f"Revision        {inv.revision}",
-        f"Risk score      {inv.risk_score or 0}" + ("" if d.flags else " (no flags)"),
+        "Risk            " + " · ".join(
+            (["flagged"] if d.flagged else ["not flagged"] + ([] if d.flags else ["no flags"]))
+            + ([f"{format_money(inv.risk_at_stake, reporting)} at stake if the flags are right"]
+               if d.flagged and inv.risk_at_stake is not None else [])
+            + [f"risk score {inv.risk_score or 0}"]),
     ]
+    if inv.held_at is not None:
+        lines.append(f"Held            {env.clock.local(inv.held_at).strftime('%Y-%m-%d %H:%M')}: "
+                     + ("waits for a person (not auto-approved at the end of its hold)" if d.held
+                        else "held for a person at the end of its hold"))
     if d.flags:
         lines += ["", "Risk flags", *("  " + text for text in flags_text(d.flags))]
     if d.changes is not None:
@@ -232,6 +249,10 @@ def cmd_approve(env: Env, args) -> int:
         raise UsageError("NUMBER", "give invoice numbers or --all, not both")
     if not args.all and not args.numbers:
         raise UsageError("NUMBER", "give invoice numbers, or --all with filters")
+    if args.all and args.include_flagged:
+        # A person accepts the flags of invoices they checked: named ones, never "all matching".
+        raise UsageError("include-flagged", "accept flags invoice by invoice: name the flagged invoices "
+                         "(approve NUMBER... --include-flagged); --all leaves flagged ones for a person")
     if args.all:
         f = filters_from(args)
         if not f.statuses:
@@ -239,8 +260,52 @@ def cmd_approve(env: Env, args) -> int:
         ids = [r.id for r in queries.ids_matching(f).order_by(Invoice.id)]
     else:
         ids = _existing_refs(args.numbers)
-    result = workflow.approve_many(env.ctx, ids, progress=env.progress("approve"))
-    return report_bulk(env, "approved", result)
+    if args.dry_run:
+        return _approve_dry_run(env, workflow.preview_approve(ids), args.include_flagged)
+    result = workflow.approve_many(env.ctx, ids, progress=env.progress("approve"),
+                                   include_flagged=args.include_flagged)
+    extra = None
+    if result.accepted:
+        extra = {"accepted_flags": [{"number": n, "flags": workflow.flag_dicts(flags)}
+                                    for n, flags in result.accepted]}
+        if not env.json:
+            for number, flags in result.accepted:
+                env.print(f"  {number}: approved accepting its flags ({compact(flags)})")
+    return report_bulk(env, "approved", result, extra)
+
+
+def _approve_dry_run(env: Env, preview: workflow.ApprovePreview, include_flagged: bool) -> int:
+    """What approve would do now; nothing written.  Exit 0 if all would be approved."""
+    from .common import EXIT_SOME_FAILED
+
+    accepting = preview.flagged if include_flagged else []
+    waiting = [] if include_flagged else preview.flagged
+    if env.json:
+        env.print(dumps({
+            "dry_run": True,
+            "would_approve": preview.ready + [f.number for f in accepting],
+            "accepting_flags": [{"number": f.number, "flags": workflow.flag_dicts(f.flags)} for f in accepting],
+            "needs_acceptance": [{"number": f.number, "flags": workflow.flag_dicts(f.flags), "reason": f.reason}
+                                 for f in waiting],
+            "refused": [{"number": n, "reason": r} for n, r in preview.refused],
+        }))
+    else:
+        n_ready = len(preview.ready) + len(accepting)
+        env.print(f"dry run: {n_ready} would be approved, {len(waiting)} need their flags accepted, "
+                  f"{len(preview.refused)} would be refused; nothing was changed")
+        for number in preview.ready:
+            env.print(f"  approve  {number}")
+        for f in accepting:
+            env.print(f"  approve  {f.number}  accepting its flags:")
+            for flag in f.flags:
+                env.print(f"             {flag.code}: {flag.reason}")
+        for f in waiting:
+            print(f"  {f.number}: {f.reason}", file=sys.stderr)
+            for flag in f.flags:
+                print(f"      {flag.code}: {flag.reason}", file=sys.stderr)
+        for number, reason in preview.refused:
+            print(f"  {number}: {reason}", file=sys.stderr)
+    return EXIT_OK if preview.all_ready(include_flagged) else EXIT_SOME_FAILED
 
 
 def parse_cli_amount(text: str, flag: str) -> Decimal:

@@ -17,6 +17,9 @@ def auto_approve_due(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, ba
 
     Rejected invoices are never selected (they wait for their reissue); an
     invoice an admin approved, adjusted or rejected meanwhile is skipped.
+    A flagged one (risk score at least risk_hold_score) is held for a person
+    instead, unless the store setting auto_approve_flagged is on: logged
+    `action=held` once, counted as skipped, listed in the next admin digest.
     Each batch is one guarded transaction.  On PostgreSQL the batch is
     claimed with FOR UPDATE SKIP LOCKED (workflow.auto_approve_due), so
     several loops approve different invoices and none twice.
@@ -30,8 +33,11 @@ def auto_approve_due(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, ba
         r = workflow.auto_approve_due(ctx, limit=batch)
         for number in r.done:
             log("auto_approve", invoice=number, action="approved")
+        for number, flags in r.held:
+            log("auto_approve", invoice=number, action="held", flags=",".join(f.code for f in flags) or "-")
         res.done += len(r.done)
-        if len(r.done) < batch:
+        res.skipped += len(r.held)
+        if len(r.done) < batch and len(r.held) < batch:
             break
     return res
 
@@ -94,9 +100,12 @@ def _number(inv_id: int) -> str:
 def notify_admins(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch: int = 500) -> JobResult:
     """One digest email to the admin address listing invoices newly waiting
     for review (under review, notified_at NULL); then notified_at is set.
-    Both in one transaction: an invoice is in exactly one digest.  On
-    PostgreSQL the invoices are claimed with FOR UPDATE SKIP LOCKED, so two
-    loops never list the same invoice (each sends a digest of others)."""
+    Both in one transaction: an invoice is in one digest per announcement.
+    The auto-approve job clears notified_at when it holds a flagged invoice,
+    so a held invoice is announced once more, in the digest's section "Held
+    for a person (flagged)".  On PostgreSQL the invoices are claimed with FOR
+    UPDATE SKIP LOCKED, so two loops never list the same invoice (each sends
+    a digest of others)."""
     from .. import mail
 
     log = log or null_log

@@ -19,6 +19,8 @@ from textual import work
 from textual.message import Message
 
 from .. import workflow
+from ..money import format_money
+from ..risk import compact
 from ..widgets.fmt import plural, span, totals_line
 from ..widgets.progress_panel import ProgressPanel
 from ..widgets.rows import fresh_rows
@@ -31,6 +33,8 @@ VERBS = {  # verb -> (progress label, done words, title)
     "download": ("Downloading", "downloaded", "Download"),
 }
 REFRESH_LIMIT = 5000  # loaded rows refreshed in place after an action
+FLAGGED_SHOWN = 5  # flagged invoices listed in the approve question
+ACCEPT_SHOWN = 20  # ... and with their flags in the acceptance question
 
 
 class Progressed(Message):
@@ -94,7 +98,6 @@ class InvoiceActions:
     @work(thread=True, exclusive=True, group="prepare")
     def _prepare(self, verb: str, targets: Targets) -> None:
         from ..offpeak import next_window_start
-        from ..store import queries
         from ..store.models import Invoice
         from ..store.settings import load_settings
 
@@ -102,13 +105,13 @@ class InvoiceActions:
         with db_session():
             try:
                 ids = targets.resolve()
-                by_status = {}
-                if verb == "approve":  # "all matching" with nothing unmarked: one query, not one per 500
-                    whole = targets.all_matching and not targets.excluded
-                    by_status = (queries.totals_by_status(f=targets.filters) if whole
-                                 else queries.totals_by_status(ids))
-                numbers = [n for (n,) in Invoice.select(Invoice.number).where(Invoice.id.in_(ids[:3]))
-                           .order_by(Invoice.id).tuples()] if ids else []
+                preview = None
+                if verb == "approve":  # the domain's own sorting: ready, flagged, refused (and why)
+                    preview = workflow.preview_approve(ids)
+                    numbers = preview.ready[:3]
+                else:
+                    numbers = [n for (n,) in Invoice.select(Invoice.number).where(Invoice.id.in_(ids[:3]))
+                               .order_by(Invoice.id).tuples()] if ids else []
                 window = None
                 if verb == "reissue":
                     start, end = load_settings().offpeak
@@ -116,9 +119,9 @@ class InvoiceActions:
             except Exception as exc:
                 post(self.app, self.notify, error_text(exc), title=f"{verb} failed", severity="error")
                 return
-        post(self.app, self._ask, verb, ids, by_status, numbers, window)
+        post(self.app, self._ask, verb, ids, preview, numbers, window)
 
-    def _ask(self, verb: str, ids: list[int], by_status: dict, numbers: list[str],
+    def _ask(self, verb: str, ids: list[int], preview, numbers: list[str],
              window: dt.datetime | None) -> None:
         from .confirm import ConfirmModal
         from .download import DownloadModal
@@ -129,26 +132,7 @@ class InvoiceActions:
             return
         clock = self.app.ctx.clock
         if verb == "approve":
-            from .. import statuses as S
-
-            count, sums = by_status.get(S.UNDER_REVIEW, (0, {}))
-            others = {s: n for s, (n, _) in by_status.items() if s != S.UNDER_REVIEW}
-            refused = ", ".join(f"{n:,} {S.label(S.INVOICE_STATUSES, s).lower()}" for s, n in others.items())
-            if not count:
-                self.notify(f"None of the {plural(len(ids), 'invoice')} is under review ({refused}): "
-                            "nothing to approve.", title="Approve", severity="warning")
-                return
-            body = Text()
-            body.append(f"Approve {plural(count, 'invoice')} under review?\n", style="bold")
-            body.append(", ".join(numbers) + (" …" if len(ids) > len(numbers) else "") + "\n")
-            body.append("Totals: ")
-            body.append(totals_line(sums), style="bold")
-            if others:
-                body.append(f"\n{sum(others.values()):,} of the {len(ids):,} marked will be refused "
-                            f"({refused}); the summary lists each.", style="yellow")
-            body.append("\nApproved invoices are sent to the customers within minutes.")
-            self.app.push_screen(ConfirmModal("Approve", body, "Approve"),
-                                 lambda ok: ok and self._launch("approve", ids, None))
+            self._ask_approve(ids, preview, numbers)
         elif verb == "reissue":
             local = clock.local(window)
             wait = int((window - clock.now()).total_seconds())
@@ -159,11 +143,89 @@ class InvoiceActions:
             self.app.push_screen(DownloadModal(len(ids), clock.local()),
                                  lambda choice: choice and self._launch("download", ids, choice))
 
+    # -- approve: what will be approved, what needs its flags accepted, what is refused
+    def _ask_approve(self, ids: list[int], preview: workflow.ApprovePreview, numbers: list[str]) -> None:
+        from .. import statuses as S
+        from .confirm import ApproveModal, ConfirmModal
+
+        p = preview
+        count = len(p.ready)
+        refused = ", ".join(f"{n:,} {S.label(S.INVOICE_STATUSES, s).lower() if s else 'gone'}"
+                            for s, n in p.refused_by_status.items())
+        if not count and not p.flagged:
+            self.notify(f"None of the {plural(len(ids), 'invoice')} is under review ({refused}): "
+                        "nothing to approve.", title="Approve", severity="warning")
+            return
+        body = Text()
+        if count:
+            what = "unflagged invoice" if p.flagged else "invoice"
+            body.append(f"Approve {plural(count, what)} under review?\n", style="bold")
+            body.append(", ".join(numbers) + (" …" if count > len(numbers) else "") + "\n")
+            body.append("Totals: ")
+            body.append(totals_line(p.ready_totals), style="bold")
+        if p.flagged:
+            if count:
+                body.append("\n\n")
+            body.append(f"{plural(len(p.flagged), 'flagged invoice')}: approved only if you accept "
+                        "their flags\n", style="bold yellow")
+            for f in p.flagged[:FLAGGED_SHOWN]:
+                body.append(f"  {f.number}", style="bold")
+                body.append(f"  {format_money(f.total, f.currency)}  ")
+                body.append(compact(f.flags, 30) or f"risk score {f.risk_score}", style="yellow")
+                body.append("\n")
+            if len(p.flagged) > FLAGGED_SHOWN:
+                body.append(f"  … and {len(p.flagged) - FLAGGED_SHOWN:,} more\n")
+            body.append("Totals: ")
+            body.append(totals_line(p.flagged_totals), style="bold")
+        if p.refused:
+            body.append(f"\n{len(p.refused):,} of the {len(ids):,} marked will be refused "
+                        f"({refused}); the summary lists each.", style="yellow")
+        body.append("\nApproved invoices are sent to the customers within minutes.")
+        flagged = set(p.flagged_ids)
+        rest = [i for i in ids if i not in flagged]  # refused ones too: the summary lists each
+        if not p.flagged:
+            self.app.push_screen(ConfirmModal("Approve", body, "Approve"),
+                                 lambda ok: ok and self._launch("approve", ids, (rest, [])))
+            return
+
+        def chosen(choice: str | None) -> None:
+            if choice == ApproveModal.UNFLAGGED:
+                self._launch("approve", ids, (rest, []))
+            elif choice == ApproveModal.FLAGGED:
+                self._ask_accept(ids, p, rest)
+
+        self.app.push_screen(ApproveModal("Approve", body, count), chosen)
+
+    def _ask_accept(self, ids: list[int], p: workflow.ApprovePreview, rest: list[int]) -> None:
+        """The second, explicit confirmation: accept the flags of these invoices."""
+        from .confirm import ConfirmModal
+
+        body = Text()
+        k = len(p.flagged)
+        also = f" (and the {plural(len(p.ready), 'unflagged one')})" if p.ready else ""
+        body.append(f"Accept the flags of {plural(k, 'invoice')} and approve "
+                    f"{'them' if k != 1 else 'it'}{also}?\n", style="bold")
+        for f in p.flagged[:ACCEPT_SHOWN]:
+            body.append(f"\n{f.number}", style="bold")
+            body.append(f"  {format_money(f.total, f.currency)}  revision {f.revision}\n")
+            for flag in f.flags:
+                body.append(f"  {flag.short}: ", style="yellow")
+                body.append(f"{flag.reason}\n")
+        if k > ACCEPT_SHOWN:
+            body.append(f"\n… and {k - ACCEPT_SHOWN:,} more flagged invoices\n")
+        body.append("\nYou accept these flags as checked: the audit log records your name, "
+                    "each flag and the revision.", style="yellow")
+        body.append("\nApproved invoices are sent to the customers within minutes.")
+        accepted = p.flagged_ids
+        self.app.push_screen(ConfirmModal("Accept flags and approve", body, "Accept and approve", scroll=True),
+                             lambda ok: ok and self._launch("approve", ids, (rest, accepted)))
+
     def _launch(self, verb: str, ids: list[int], option) -> None:
         label, _, _ = VERBS[verb]
         panel = self._panel()
+        count = len(ids) if verb != "approve" else len(option[0]) + len(option[1])
         if panel is not None:
-            panel.start(f"{label} {plural(len(ids), 'invoice')}", len(ids))
+            panel.start(f"{label} {plural(count, 'invoice')}", count)
         self._run(verb, ids, option, frozenset(self.loaded_ids()))
 
     @work(thread=True, exclusive=True, group="bulk")
@@ -179,7 +241,7 @@ class InvoiceActions:
         with db_session():
             try:
                 if verb == "approve":
-                    result = workflow.approve_many(self.app.ctx, ids, progress=progress)
+                    result, notes = self._approve(ids, option, progress)
                 elif verb == "reissue":
                     result = workflow.reissue_many(self.app.ctx, ids, option, progress=progress)
                     if option == "off_peak" and result.done:
@@ -196,6 +258,25 @@ class InvoiceActions:
                 fresh = {}
         words = "queued for the off-peak reissue" if verb == "reissue" and option == "off_peak" else None
         post(self.app, self._finished, verb, ids, result, fresh, notes, words)
+
+    def _approve(self, ids: list[int], option: tuple[list[int], list[int]], progress):
+        """The unflagged (and refused, reported) ones as they are; the flagged
+        ones only when their flags were accepted, with include_flagged."""
+        rest, accepted = option
+        total = len(rest) + len(accepted)
+        result = workflow.approve_many(self.app.ctx, rest, progress=lambda d, t: progress(d, total))
+        if accepted:
+            result.merge(workflow.approve_many(self.app.ctx, accepted, include_flagged=True,
+                                               progress=lambda d, t: progress(len(rest) + d, total)))
+        notes = []
+        if result.accepted:
+            notes.append(f"{plural(len(result.accepted), 'flagged invoice')} approved with "
+                         "their flags accepted (recorded in the audit log).")
+        left = len(ids) - total
+        if left:
+            notes.append(f"{plural(left, 'flagged invoice')} left under review for a person "
+                         "(to approve them: a, then f to accept their flags).")
+        return result, notes
 
     def _download(self, ids: list[int], option: tuple[Path, Path | None], progress):
         from .. import documents
