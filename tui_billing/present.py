@@ -11,7 +11,7 @@ from decimal import Decimal
 from . import statuses as S
 from .config import Clock
 from .money import format_amount, format_debt_change, format_money
-from .risk import parse_flags
+from .risk import is_flagged, parse_flags
 
 
 def iso_time(clock: Clock, moment: dt.datetime | None) -> str | None:
@@ -28,10 +28,18 @@ def amount_str(value: Decimal | None, currency: str) -> str | None:
     return str(quantize(value, currency))
 
 
-def invoice_dict(inv, clock: Clock, *, erp: bool = False) -> dict:
+def invoice_dict(inv, clock: Clock, *, erp: bool = False, reporting: str | None = None) -> dict:
+    """`reporting`: the store's reporting_currency (risk_at_stake is in it);
+    None: read from the store when an invoice has money at stake."""
     account = inv.account
     cls = inv.customer_class
     issued = inv.status != S.OPEN
+    score = getattr(inv, "risk_score", 0) or 0
+    at_stake = getattr(inv, "risk_at_stake", None)
+    if at_stake is not None and reporting is None:
+        from .store.settings import load_settings
+        reporting = load_settings()["reporting_currency"]
+    held_at = getattr(inv, "held_at", None)
     data = {
         "id": inv.id,
         "number": inv.number,
@@ -53,8 +61,17 @@ def invoice_dict(inv, clock: Clock, *, erp: bool = False) -> dict:
         "approved_at": iso_time(clock, inv.approved_at),
         "reissue": ({"mode": inv.reissue_mode, "after": iso_time(clock, inv.reissue_after)}
                     if inv.status == S.REJECTED else None),
-        "risk_score": getattr(inv, "risk_score", 0) or 0,
+        "risk_score": score,
+        "flagged": is_flagged(score),
         "flags": [f.as_dict() for f in parse_flags(getattr(inv, "risk_flags", ""))],
+        # what the account's history predicts (invoice currency; null: no history)
+        "expected_total": amount_str(getattr(inv, "expected_total", None), inv.currency),
+        # the money wrong if the flags are right, in the reporting currency
+        "risk_at_stake": amount_str(at_stake, reporting) if at_stake is not None else None,
+        "risk_at_stake_currency": reporting if at_stake is not None else None,
+        # held for a person: the job loop did not auto-approve it at the end of its hold
+        "held": held_at is not None and inv.status == S.UNDER_REVIEW,
+        "held_at": iso_time(clock, held_at),
     }
     if erp:
         data["external_total"] = amount_str(inv.external_total, inv.external_currency or inv.currency)

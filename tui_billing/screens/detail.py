@@ -1,7 +1,9 @@
-"""One invoice: the header group of seed 001, its risk flags in full, and its
-tables in tabs (Charges, Subscriptions, Payments, Corrections, Taxes — only
-when it has taxes —, Changes since the revision last reviewed, and Audit),
-with approve / adjust / reissue / download / PDF text / mark reviewed."""
+"""One invoice: the header group of seed 001 (with the expected total) beside
+a chart of the account's recent totals, its risk flags in full with the money
+at stake, and its tables in tabs (Charges, Subscriptions, Payments,
+Corrections, Taxes — only when it has taxes —, Changes since the revision
+last reviewed, and Audit), with approve / adjust / reissue / download / PDF
+text / mark reviewed."""
 from __future__ import annotations
 
 from rich.table import Table
@@ -9,14 +11,15 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Container, VerticalScroll
+from textual.containers import Container, Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from .. import statuses as S
 from ..money import format_amount, format_debt_change, format_money
 from ..widgets.fit_table import Col, FitTable
-from ..widgets.fmt import STATUS_STYLES, hold_ran_out, local_time, reissue_words, time_left
+from ..widgets.fmt import FLAGGED_STYLE, HELD, STATUS_STYLES, hold_ran_out, local_time, reissue_when, time_left
+from ..widgets.history_chart import HistoryChart, Series
 from ..widgets.progress_panel import ProgressPanel
 from ..widgets.selection import Targets
 from .actions import InvoiceActions
@@ -24,7 +27,10 @@ from .support import db_session, error_text, post
 
 LABEL = 16  # label column width in the header group
 VALUE = 26  # left value width before the right-hand label
+VALUE_NARROW = 24  # ... below CHART_WIDE columns, where the chart leaves the header 65
 HEAD_FLAGS = 3  # flags the header shows; more go to the Flags tab
+CHART_WIDE = 100  # from this width the chart's bars are 2 columns wide (3 from CHART_WIDER)
+CHART_WIDER = 120
 
 CHARGE_COLUMNS = [Col("pos", "#", 3, "right"), Col("description", "Description"),
                   Col("quantity", "Quantity", 12, "right"), Col("discount", "Discount", 11, "right"),
@@ -93,12 +99,16 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
         self.ref = ref
         self.detail = None
         self.erp = False
+        self.reporting = "EUR"  # store setting reporting_currency: risk_at_stake is in it
+        self.holds_flagged = True  # store setting auto_approve_flagged is off
         self.seen_changes = 0
         self.tab_titles: dict[str, str] = {}  # pane id -> full title, as last built
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("loading…", id="detail-head")
+        with Horizontal(id="detail-top"):
+            yield Static("loading…", id="detail-head")
+            yield HistoryChart(id="detail-chart")
         yield Static("", id="detail-flags")
         yield Container(id="detail-body")
         yield ProgressPanel(id="progress")
@@ -129,22 +139,25 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
         with db_session():
             try:
                 detail = load_detail(ref)
-                erp = load_settings().erp_integration
+                settings = load_settings()
             except Exception as exc:
                 post(self.app, self._failed, error_text(exc))
                 return
-        post(self.app, self._show, detail, erp)
+        post(self.app, self._show, detail, settings.erp_integration, settings["reporting_currency"],
+             not settings.auto_approve_flagged)
 
     def _failed(self, reason: str) -> None:
         self.query_one("#detail-head", Static).update(Text(f"✗ {reason}", style="bold red"))
 
-    async def _show(self, detail, erp: bool) -> None:
+    async def _show(self, detail, erp: bool, reporting: str, holds_flagged: bool) -> None:
         self.detail = detail
         self.erp = erp
+        self.reporting = reporting
+        self.holds_flagged = holds_flagged
         inv = detail.invoice
         self.ref = inv.id
         self.title = f"Invoice {inv.number}"
-        self.query_one("#detail-head", Static).update(self.head_text())
+        self.paint_head()
         self.query_one("#detail-flags", Static).update(self.flags_view())
         body = self.query_one("#detail-body", Container)
         active = None
@@ -163,6 +176,31 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
 
     def on_resize(self) -> None:
         self.fit_tab_titles()
+        if self.detail is not None:
+            self.paint_head()
+
+    def paint_head(self) -> None:
+        """The header group and, beside it, the chart of the account's recent invoices."""
+        head = self.head_text()
+        self.query_one("#detail-head", Static).update(head)
+        chart = self.query_one("#detail-chart", HistoryChart)
+        points = len(self.detail.history)
+        chart.display = points > 1  # a first invoice (or not a regular one): nothing to compare with
+        if chart.display:
+            width = self.size.width
+            per = 1 if width < CHART_WIDE else 2 if width < CHART_WIDER else 3
+            chart.styles.width = 1 + per * points
+            chart.show(self.chart_series(), len(head.plain.splitlines()), self.detail.flagged)
+
+    def chart_series(self) -> list[Series]:
+        d = self.detail
+        points = d.history
+        current = next((i for i, p in enumerate(points) if p.invoice_id == d.invoice.id), len(points) - 1)
+        totals = f"Last {len(points)} totals" if self.size.width >= CHART_WIDE else "Totals"
+        series = [Series(totals, tuple(p.total for p in points), current)]
+        if d.history_service:
+            series.append(Series(d.history_service, tuple(p.service for p in points), current))
+        return series
 
     def fit_tab_titles(self) -> None:
         titles = self.tab_titles
@@ -180,6 +218,8 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
         d, clock = self.detail, self.app.ctx.clock
         inv = d.invoice
         cur = inv.currency
+        narrow = self.size.width < CHART_WIDE
+        value_width = VALUE_NARROW if narrow else VALUE
         text = Text(no_wrap=True, overflow="ellipsis")
 
         def pair(l1, v1, l2=None, v2=None):
@@ -188,7 +228,7 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
             if l2 is None:
                 text.append_text(v1)
             else:
-                v1.truncate(VALUE, overflow="ellipsis", pad=True)
+                v1.truncate(value_width, overflow="ellipsis", pad=True)
                 text.append_text(v1)
                 text.append(f"{l2:<{LABEL - 1}}", style="bold")
                 text.append_text(v2 if isinstance(v2, Text) else Text(str(v2)))
@@ -197,26 +237,48 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
         pair("Invoice number", inv.number, "Revision", str(inv.revision))
         pair("Account", f"{inv.account.name} ({inv.customer_class.name}, "
                         f"{S.label(S.ACCOUNT_TYPES, inv.account.account_type).lower()})")
-        pair("Total", Text(format_money(inv.total, cur), style="bold"),
-             "Payment model", S.label(S.PAYMENT_MODELS, inv.payment_model))
-        pair("Status", self.status_words())
+        pair("Total", self.total_words())
+        pair("Status", self.status_words(), "Payment model", S.label(S.PAYMENT_MODELS, inv.payment_model))
         if self.erp:
             ext = (format_money(inv.external_total, inv.external_currency or cur)
                    if inv.external_total is not None else "—")
-            pair("External total", ext, "Approval date", local_time(clock, inv.approved_at))
+            pair("External total", ext, "Approval date",
+                 local_time(clock, inv.approved_at, "%Y-%m-%d" if narrow else "%Y-%m-%d %H:%M"))
         pair("From", inv.period_from.isoformat(), "To", inv.period_to.isoformat())
         issued = inv.issue_date.isoformat() if inv.status != S.OPEN else f"— (closes {inv.issue_date})"
         pair("Issue date", issued, "Due date", inv.due_date.isoformat() if inv.due_date else "—")
-        deadline = "—"
-        if inv.review_deadline is not None and inv.status == S.UNDER_REVIEW:
-            left = time_left(inv.review_deadline, clock.now())
-            deadline = f"{local_time(clock, inv.review_deadline)} " + (
-                f"({left}: approved on the next job pass)" if hold_ran_out(left) else f"({left} left)")
-        elif inv.status == S.REJECTED:  # never auto-approved: the reissue sets a fresh hold period
-            deadline = "none until reissued (a fresh hold period starts then)"
-        pair("Review deadline", deadline)
+        pair("Review deadline", self.deadline_words(narrow))
         text.rstrip()
         return text
+
+    def total_words(self) -> Text:
+        """'12,400.00 EUR · expected 4,010.00': the total and what the account's history predicts."""
+        inv = self.detail.invoice
+        text = Text(format_money(inv.total, inv.currency), style="bold")
+        if inv.expected_total is not None:
+            text.append(f" · expected {format_amount(inv.expected_total, inv.currency)}")
+        return text
+
+    def deadline_words(self, narrow: bool) -> str:
+        """When the hold ends and what happens then (shorter below CHART_WIDE columns)."""
+        d, clock = self.detail, self.app.ctx.clock
+        inv = d.invoice
+        if inv.status == S.REJECTED:  # never auto-approved: the reissue sets a fresh hold period
+            words = f"none: reissue {reissue_when(clock, inv.reissue_mode, inv.reissue_after)}"
+            return words if narrow else words + " (a fresh hold period starts then)"
+        if inv.review_deadline is None or inv.status != S.UNDER_REVIEW:
+            return "—"
+        at = local_time(clock, inv.review_deadline)
+        if d.held:
+            return f"{at} (ran out: {HELD})"
+        left = time_left(inv.review_deadline, clock.now())
+        if not hold_ran_out(left):
+            return f"{at} ({left} left)"
+        if d.flagged and self.holds_flagged:
+            then = f"{HELD} on the next job pass"
+        else:
+            then = "approved on the next job pass"
+        return f"{left}: {then}" if narrow else f"{at} ({left}: {then})"
 
     def flags_view(self) -> Table | Text:
         """Each risk flag's reason in full (wrapped), or "No flags"."""
@@ -226,35 +288,55 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
             text.append("No flags", style="dim")
             return text
         shown = d.flags if len(d.flags) <= HEAD_FLAGS else d.flags[:HEAD_FLAGS - 1]
-        grid = self._flag_grid(shown, f"Flags ({d.risk_score})")
+        grid = self._flag_grid(shown, "Flags", d.flagged, self.stake_words())
         if len(shown) < len(d.flags):  # the header stays small at 80x24; the tab has them all
             more = len(d.flags) - len(shown)
             grid.add_row(Text(""), Text(f"… and {more} more: every flag in full on the Flags tab",
                                         style="italic"))
         return grid
 
+    def stake_words(self) -> Text:
+        """A flagged invoice's summary: '8,390.00 EUR at stake if the flags are right · risk score 1160'
+        (the money in the reporting currency; the score kept for whoever compares them)."""
+        d = self.detail
+        text = Text()
+        at_stake = d.invoice.risk_at_stake
+        if at_stake is not None:
+            text.append(f"{format_money(at_stake, self.reporting)} at stake", style=FLAGGED_STYLE)
+            text.append(" if the flags are right · ")
+        text.append(f"risk score {d.risk_score}", style="dim")
+        return text
+
     @staticmethod
-    def _flag_grid(flags, title: str) -> Table:
+    def _flag_grid(flags, title: str, flagged: bool, summary: Text | None = None, *,
+                   stakes: str | None = None) -> Table:
+        """One row per flag: its reason in full.  Flagged, `summary` comes first
+        and the strong evidence is red; `stakes`: the currency to show each
+        flag's money at stake in."""
         grid = Table.grid()
         grid.add_column(width=LABEL, no_wrap=True)
         grid.add_column(ratio=1)
-        for i, flag in enumerate(flags):
-            label = Text(title if i == 0 else "", style="bold")
-            reason = Text("• ", style="bold red" if flag.weight >= 40 else "yellow")
+        if flagged and summary is not None:
+            grid.add_row(Text(title, style="bold"), summary)
+        for flag in flags:
+            label = Text(title if not grid.rows else "", style="bold")
+            reason = Text("• ", style=FLAGGED_STYLE if flagged and flag.weight >= 40 else "yellow")
             reason.append(flag.short, style="bold")
             reason.append(f": {flag.reason}")
+            at_stake = getattr(flag, "at_stake", None)
+            if stakes and at_stake:
+                reason.append(f" ({format_money(at_stake, stakes)} at stake)", style="dim")
             grid.add_row(label, reason)
         return grid
 
     def flags_pane(self) -> TabPane:
         d = self.detail
-        grid = self._flag_grid(d.flags, f"Risk score {d.risk_score}")
+        grid = self._flag_grid(d.flags, "Flags", d.flagged, self.stake_words(), stakes=d.invoice.currency)
         return TabPane(f"Flags {len(d.flags)}", VerticalScroll(Static(grid, id="flags-full"), id="flags-scroll"),
                        id="tab-flags")
 
     def status_words(self) -> Text:
         inv = self.detail.invoice
-        clock = self.app.ctx.clock
         label = S.label(S.INVOICE_STATUSES, inv.status)
         text = Text()
         if inv.payment_model == "postpay":
@@ -263,9 +345,7 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
                 return Text("Open", style=STATUS_STYLES[S.OPEN])
             text.append("Closed · ")
         text.append(label, style=STATUS_STYLES.get(inv.status, ""))
-        if inv.status == S.REJECTED:
-            text.append(" — " + reissue_words(clock, inv.reissue_mode, inv.reissue_after, wide=True))
-        return text
+        return text  # a rejected one's reissue: on the Review deadline line
 
     # -- tabs -------------------------------------------------------------------------
     def panes(self) -> list[TabPane]:

@@ -146,10 +146,11 @@ class InvoiceListScreen(InvoiceActions, Screen):
             post(self.app, self._show_first, generation, filters, rows, pager)
             try:
                 counts = queries.counts_by_status(filters)
+                held = self.count_held()
             except Exception as exc:
                 post(self.app, self.notify, error_text(exc), title="Counting invoices", severity="error")
                 return
-            post(self.app, self._show_counts, generation, filters, counts)
+            post(self.app, self._show_counts, generation, filters, counts, held)
 
     def _filter_error(self, generation: int, field: str, reason: str) -> None:
         if generation == self.generation:
@@ -169,10 +170,14 @@ class InvoiceListScreen(InvoiceActions, Screen):
         self._fetch_ahead()
         self.post_message(InvoiceTable.NearEnd())  # short page: more at once if the cursor is near the end
 
-    def _show_counts(self, generation: int, filters, counts: dict) -> None:
+    def count_held(self) -> int | None:
+        """In a worker: invoices held for a person, for the counts line (None: not shown here)."""
+        return None
+
+    def _show_counts(self, generation: int, filters, counts: dict, held: int | None = None) -> None:
         if generation != self.generation:
             return
-        self.counts.set_counts(counts, filters.statuses)
+        self.counts.set_counts(counts, filters.statuses, held)
         self._paint_marked()
 
     def on_invoice_table_near_end(self, message: InvoiceTable.NearEnd) -> None:
@@ -242,9 +247,10 @@ class InvoiceListScreen(InvoiceActions, Screen):
         with db_session():
             try:
                 counts = queries.counts_by_status(filters)
+                held = self.count_held()
             except Exception:
                 return
-        post(self.app, self._show_counts, generation, filters, counts)
+        post(self.app, self._show_counts, generation, filters, counts, held)
 
     @work(thread=True, exclusive=True, group="classes")
     def _load_classes(self) -> None:
@@ -319,7 +325,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
     def keeps(self, row: InvoiceRow) -> bool:
         statuses = self.filters.statuses if self.filters is not None else ()
         flagged = self.filters is not None and self.filters.flagged
-        return (not statuses or row.status in statuses) and (not flagged or row.risk_score > 0)
+        return (not statuses or row.status in statuses) and (not flagged or row.flagged)
 
     def after_change(self, ids: list[int], fresh: dict) -> None:
         self.table.refresh_rows(fresh, self.keeps)

@@ -1,6 +1,7 @@
 """The review queue (the first screen): invoices under review and rejected
 ones awaiting reissue, riskiest first (risk score, then review deadline),
-with their flags and the time left until auto-approval.  `s` switches to
+with their flags and the time left until auto-approval; the counts line
+says how many flagged invoices wait held for a person.  `s` switches to
 the review-deadline order and back; `f` shows flagged invoices only."""
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ class QueueScreen(InvoiceListScreen):
     BINDINGS = [
         Binding("s", "toggle_sort", "Sort: risk / deadline", id="queue.sort", show=False),
     ]
+
+    def count_held(self) -> int:
+        """Flagged invoices the job loop held for a person at the end of their hold."""
+        from ..workflow import held_count
+
+        return held_count()
 
     def action_toggle_sort(self) -> None:
         """Risk first (the default) or review deadline first."""

@@ -129,6 +129,7 @@ INVOICE_PAGE_COLUMNS = (
     Invoice.issue_date, Invoice.due_date, Invoice.review_deadline, Invoice.total, Invoice.outstanding,
     Invoice.external_total, Invoice.external_currency, Invoice.approved_at, Invoice.revision,
     Invoice.reissue_mode, Invoice.reissue_after, Invoice.risk_score, Invoice.risk_flags,
+    Invoice.expected_total, Invoice.risk_at_stake, Invoice.held_at,
 )
 _N = len(INVOICE_PAGE_COLUMNS)  # then the joined account (3 columns) and class (2)
 PAGE_COLUMNS = INVOICE_PAGE_COLUMNS + (
@@ -202,6 +203,8 @@ class InvoiceRow:
         self.revision, self.reissue_mode = v[18], v[19]
         self.reissue_after = _datetime(v[20])
         self.risk_score, self.risk_flags = v[21], v[22]
+        self.expected_total, self.risk_at_stake = _money(v[23]), _money(v[24])
+        self.held_at = _datetime(v[25])
         self.account = Ref(v[_N], v[_N + 1], v[_N + 2])
         self.customer_class = Ref(v[_N + 3], v[_N + 4])
 
@@ -225,13 +228,14 @@ assert [c.name for c in INVOICE_PAGE_COLUMNS] == [
     "id", "number", "account", "customer_class", "kind", "payment_model", "status", "currency",
     "period_from", "period_to", "issue_date", "due_date", "review_deadline", "total", "outstanding",
     "external_total", "external_currency", "approved_at", "revision", "reissue_mode", "reissue_after",
-    "risk_score", "risk_flags"]
-assert all(getattr(Invoice, n).scale == Invoice.total.scale for n in ("outstanding", "external_total"))
+    "risk_score", "risk_flags", "expected_total", "risk_at_stake", "held_at"]
+assert all(getattr(Invoice, n).scale == Invoice.total.scale
+           for n in ("outstanding", "external_total", "expected_total", "risk_at_stake"))
 
 
 def _page_select():
     """PAGE_COLUMNS as one SQL fragment, rendered once: peewee takes ~0.5 ms
-    to render 28 columns for every page.  t1/t2/t3 are the aliases peewee
+    to render 31 columns for every page.  t1/t2/t3 are the aliases peewee
     gives invoice, account and customer_class in base_query's FROM."""
     global _PAGE_SELECT
     if _PAGE_SELECT is None:

@@ -12,6 +12,7 @@ from rich.text import Text
 from .. import statuses as S
 from ..config import Clock
 from ..money import format_amount, format_money
+from ..risk import compact, is_flagged
 
 # Styles that read on both the light and the dark theme (ANSI names follow
 # the theme's ANSI palette).
@@ -24,6 +25,9 @@ STATUS_STYLES = {
     S.PAID: "green",
     S.OVERDUE: "bold red",
 }
+FLAGGED_STYLE = "bold red"  # risk.is_flagged: a person must look at it
+HELD_STYLE = "bold red"
+HELD = "held for a person"  # flagged, its hold ran out: the job loop left it for a person
 
 
 def span(seconds: int) -> str:
@@ -73,14 +77,24 @@ def status_text(status: str) -> Text:
     return Text(S.label(S.INVOICE_STATUSES, status), style=STATUS_STYLES.get(status, ""))
 
 
-def reissue_words(clock: Clock, mode: str | None, after: dt.datetime | None, *, wide: bool) -> str:
-    """A rejected invoice: 'awaiting reissue (off-peak, from 01:00)'."""
+def reissue_when(clock: Clock, mode: str | None, after: dt.datetime | None) -> str:
+    """When a rejected invoice is reissued: 'off-peak, from 01:00', 'off-peak, due now', 'now'."""
     if mode == "off_peak":
         if after is not None and after > clock.now():
-            at = when_short(clock, after)
-            return f"awaiting reissue (off-peak, from {at})" if wide else f"reissue off-peak {at}"
-        return "awaiting reissue (off-peak, due now)" if wide else "reissue off-peak, due"
-    return "awaiting reissue (now)" if wide else "reissue now"
+            return f"off-peak, from {when_short(clock, after)}"
+        return "off-peak, due now"
+    return "now"
+
+
+def reissue_words(clock: Clock, mode: str | None, after: dt.datetime | None, *, wide: bool) -> str:
+    """A rejected invoice: 'awaiting reissue (off-peak, from 01:00)'."""
+    if wide:
+        return f"awaiting reissue ({reissue_when(clock, mode, after)})"
+    if mode == "off_peak":
+        if after is not None and after > clock.now():
+            return f"reissue off-peak {when_short(clock, after)}"
+        return "reissue off-peak, due"
+    return "reissue now"
 
 
 def reissue_short(clock: Clock, mode: str | None, after: dt.datetime | None) -> str:
@@ -95,7 +109,7 @@ def reissue_short(clock: Clock, mode: str | None, after: dt.datetime | None) -> 
 
 
 def review_state(row, clock: Clock, *, wide: bool, width: int | None = None) -> Text:
-    """The queue's state cell: time left, overdue, or awaiting reissue.
+    """The queue's state cell: time left, overdue, held, or awaiting reissue.
 
     `width`: the narrow cell's width; shorter words when the usual ones do
     not fit (80 columns: 'reissue 01:00', 'due 12h ago')."""
@@ -105,6 +119,9 @@ def review_state(row, clock: Clock, *, wide: bool, width: int | None = None) -> 
             words = reissue_short(clock, row.reissue_mode, row.reissue_after)
         return Text(words, style=STATUS_STYLES[S.REJECTED])
     if row.status == S.UNDER_REVIEW:
+        if getattr(row, "held", False):  # its hold ran out; the job loop left it for a person
+            words = HELD if width is None or len(HELD) <= width else "held"
+            return Text(words, style=HELD_STYLE)
         left = time_left(row.review_deadline, clock.now())
         past = hold_ran_out(left)
         if wide:
@@ -116,37 +133,53 @@ def review_state(row, clock: Clock, *, wide: bool, width: int | None = None) -> 
     return status_text(row.status)
 
 
+def review_or_flags(row, clock: Clock, width: int) -> Text:
+    """The queue's Review cell when the table is too narrow for a Flags
+    column: a flagged invoice waits for a person, so what a reviewer needs is
+    why (its flags, after "held:" once its hold ran out); any other invoice,
+    when it goes out on its own (review_state)."""
+    if row.status == S.UNDER_REVIEW and row.flagged and row.flags:
+        prefix = "held: " if row.held else ""
+        return Text(prefix + flag_words(row.flags, max(width - len(prefix), 1)), style=FLAGGED_STYLE,
+                    no_wrap=True, overflow="ellipsis")
+    return review_state(row, clock, wide=False, width=width)
+
+
+def flag_words(flags, width: int | None) -> str:
+    """One flag: its word (the cell cuts it with an ellipsis); several: risk.compact ("spike +1")."""
+    return flags[0].short if len(flags) == 1 else compact(flags, width)
+
+
 def flags_cell(row, width: int | None = None) -> Text:
     """'spike, tax' (risk.compact), or a dim dot when the invoice has no flags."""
-    from ..risk import compact
-
     flags = getattr(row, "flags", ())
     if not flags:
         return Text("·", style="dim")
-    # one flag: its word cut with an ellipsis by the cell; several: risk.compact ("spike +1")
-    words = flags[0].short if len(flags) == 1 else compact(flags, width)
-    return Text(words, style="bold red" if row.risk_score >= 40 else "yellow",
+    return Text(flag_words(flags, width), style=FLAGGED_STYLE if is_flagged(row.risk_score) else "yellow",
                 no_wrap=True, overflow="ellipsis")
 
 
 def left_cell(row, clock: Clock) -> Text:
     if row.status != S.UNDER_REVIEW:
         return Text("—", style="dim")
+    if getattr(row, "held", False):
+        return Text("held", style=HELD_STYLE)
     left = time_left(row.review_deadline, clock.now())
     return Text(left, style="bold red" if hold_ran_out(left) else "")
 
 
-def money_cell(amount: Decimal | None, currency: str) -> Text:
+def money_cell(amount: Decimal | None, currency: str, *, blank: bool = False) -> Text:
+    """`blank`: nothing (not "—") when there is no amount, e.g. no expected total."""
     if amount is None:
-        return Text("—", justify="right")
+        return Text("" if blank else "—", justify="right")
     # Too wide for its column (80 columns, a huge amount): it ends in "…", never cut silently.
     return Text(format_money(amount, currency), justify="right", no_wrap=True, overflow="ellipsis")
 
 
-def amount_cell(amount: Decimal | None, currency: str) -> Text:
+def amount_cell(amount: Decimal | None, currency: str, *, blank: bool = False) -> Text:
     if amount is None:
-        return Text("—", justify="right")
-    return Text(format_amount(amount, currency), justify="right")
+        return Text("" if blank else "—", justify="right")
+    return Text(format_amount(amount, currency), justify="right", no_wrap=True, overflow="ellipsis")
 
 
 def totals_line(sums: dict[str, Decimal]) -> str:

@@ -9,26 +9,33 @@ from textual.message import Message
 from .. import statuses as S
 from ..config import Clock
 from .fit_table import Col, FitTable
-from .fmt import flags_cell, left_cell, money_cell, review_state, status_text
+from .fmt import amount_cell, flags_cell, left_cell, money_cell, review_or_flags, review_state, status_text
 from .rows import InvoiceRow
 from .selection import Selection
 
 MARK = "✓"
 NUMBER_MAX = 24  # the Number column grows to fit numbers up to this; longer ones end in "…"
 TOTAL_MAX = 24  # and the Total column to fit its amounts: money is never cut
+EXPECTED_MAX = TOTAL_MAX - 4  # the Expected amount without its currency (80 columns)
 NEAR_END = 25  # rows before the end at which the next page is fetched
 
-# 80 columns: one "Review" cell (time left, or awaiting reissue) and a compact
-# "Flags" cell (risk.compact); wide: a "Left" column and the full state
-# ("awaiting reissue (off-peak, from 01:00)").
-QUEUE_WIDE = 130
+# 80 columns: Total with the Expected amount beside it (the total the
+# account's history predicts, without the currency Total already shows), and
+# one "Review" cell: a flagged invoice's flags (a person must look at it), or
+# when any other goes out on its own (time left, awaiting reissue).  From
+# QUEUE_FLAGS columns a Flags column of its own and Expected as money; wide:
+# a "Left" column and the full state ("awaiting reissue (off-peak, from 01:00)").
+QUEUE_FLAGS = 100
+QUEUE_WIDE = 150
 QUEUE_COLUMNS = [
     Col("mark", MARK, 1),
     Col("number", "Number", 15, max_width=NUMBER_MAX),
     Col("account", "Account", 0),
-    Col("class", "Class", 16, min_table=150),
+    Col("class", "Class", 16, min_table=170),
     Col("total", "Total", 14, justify="right", wide_width=16, max_width=TOTAL_MAX),
-    Col("flags", "Flags", 11, wide_width=16),
+    Col("expected_amount", "Expected", 10, justify="right", max_width=EXPECTED_MAX, max_table=QUEUE_FLAGS),
+    Col("expected", "Expected", 14, justify="right", max_width=TOTAL_MAX, min_table=QUEUE_FLAGS),
+    Col("flags", "Flags", 11, wide_width=16, min_table=QUEUE_FLAGS),
     Col("review", "Review", 14, max_table=QUEUE_WIDE),
     Col("left", "Time left", 11, min_table=QUEUE_WIDE),
     Col("state", "Status", 40, min_table=QUEUE_WIDE),
@@ -68,6 +75,7 @@ class InvoiceTable(FitTable):
     # -- cells ----------------------------------------------------------------
     def render_cells(self, row: InvoiceRow, cols: list[Col], wide: bool) -> list:
         cells = []
+        narrow = not any(c.key == "flags" for c in cols)
         for c in cols:
             k = c.key
             if k == "mark":
@@ -82,6 +90,10 @@ class InvoiceTable(FitTable):
                 cells.append(status_text(row.status))
             elif k == "total":
                 cells.append(money_cell(row.total, row.currency))
+            elif k == "expected":
+                cells.append(money_cell(row.expected_total, row.currency, blank=True))
+            elif k == "expected_amount":
+                cells.append(amount_cell(row.expected_total, row.currency, blank=True))
             elif k == "issued":
                 cells.append(Text(row.issue_date.isoformat() if row.issue_date and row.status != S.OPEN else "—"))
             elif k == "due":
@@ -89,7 +101,10 @@ class InvoiceTable(FitTable):
             elif k == "left":
                 cells.append(left_cell(row, self.clock))
             elif k == "review":
-                cells.append(review_state(row, self.clock, wide=False, width=self.width_of(c)))
+                if narrow:  # no Flags column: this cell shows a flagged invoice's flags
+                    cells.append(review_or_flags(row, self.clock, self.width_of(c)))
+                else:
+                    cells.append(review_state(row, self.clock, wide=False, width=self.width_of(c)))
             elif k == "flags":
                 cells.append(flags_cell(row, self.width_of(c)))
             elif k == "state":
@@ -99,7 +114,11 @@ class InvoiceTable(FitTable):
         return cells
 
     def measure(self, row: InvoiceRow) -> dict[str, int]:
-        return {"number": len(row.number), "total": len(money_cell(row.total, row.currency).plain)}
+        sizes = {"number": len(row.number), "total": len(money_cell(row.total, row.currency).plain)}
+        if row.expected_total is not None:
+            sizes["expected"] = len(money_cell(row.expected_total, row.currency).plain)
+            sizes["expected_amount"] = len(amount_cell(row.expected_total, row.currency).plain)
+        return sizes
 
     def width_of(self, col: Col) -> int:
         """The column's width in the current layout."""

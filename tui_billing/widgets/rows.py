@@ -6,7 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-from ..risk import parse_flags
+from .. import statuses as S
+from ..risk import is_flagged, parse_flags
 
 
 @dataclass(frozen=True)
@@ -26,12 +27,18 @@ class InvoiceRow:
     reissue_after: dt.datetime | None
     revision: int
     payment_model: str
-    risk_score: int = 0  # risk review: the sum of the flags' weights
+    risk_score: int = 0  # risk review: flagged at risk.FLAGGED and above (risk.is_flagged)
     flags: tuple = ()  # risk.Flag, heaviest first
+    expected_total: Decimal | None = None  # what the account's history predicts (None: no history)
+    held_at: dt.datetime | None = None  # the job loop held it for a person at the end of its hold
 
     @property
     def flagged(self) -> bool:
-        return self.risk_score > 0 or bool(self.flags)
+        return is_flagged(self.risk_score)
+
+    @property
+    def held(self) -> bool:
+        return self.held_at is not None and self.status == S.UNDER_REVIEW
 
     @classmethod
     def of(cls, inv) -> "InvoiceRow":
@@ -45,6 +52,8 @@ class InvoiceRow:
             payment_model=inv.payment_model,
             risk_score=getattr(inv, "risk_score", 0) or 0,
             flags=tuple(parse_flags(getattr(inv, "risk_flags", None))),
+            expected_total=getattr(inv, "expected_total", None),
+            held_at=getattr(inv, "held_at", None),
         )
 
 

@@ -1,11 +1,12 @@
-"""The line under the filter bar: how many invoices per status, what is marked, the sort."""
+"""The line under the filter bar: how many invoices per status (and, in the
+queue, how many are held for a person), what is marked, the sort."""
 from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import Static
 
 from .. import statuses as S
-from .fmt import STATUS_STYLES
+from .fmt import HELD_STYLE, STATUS_STYLES
 
 
 class StatusCounts(Static):
@@ -20,10 +21,12 @@ class StatusCounts(Static):
         self.active: tuple[str, ...] = ()
         self.marked = ""
         self.sort = ""
+        self.held: int | None = None  # the queue: flagged invoices held for a person
 
-    def set_counts(self, counts: dict[str, int] | None, active: tuple[str, ...]) -> None:
+    def set_counts(self, counts: dict[str, int] | None, active: tuple[str, ...], held: int | None = None) -> None:
         self.counts = counts
         self.active = active
+        self.held = held
         self._paint()
 
     def set_marked(self, text: str) -> None:
@@ -53,6 +56,9 @@ class StatusCounts(Static):
                     style = "dim"
                 text.append(S.INVOICE_STATUSES[status], style=style)
                 text.append(f" {self.counts.get(status, 0):,}")
+            if self.held:
+                text.append(" · ", style="dim")
+                text.append(f"{self.held:,} held for a person", style=HELD_STYLE)
         if self.sort:
             text.append("  │ ", style="dim")
             text.append(self.sort)
