@@ -7,7 +7,9 @@ from decimal import Decimal
 import pytest
 from textual.widgets import Input, Select, Static, TabbedContent
 
+from tui_billing import risk
 from tui_billing import statuses as S
+from tui_billing.risk import is_flagged
 from tui_billing.screens.adjust import AdjustModal
 from tui_billing.screens.confirm import ConfirmModal
 from tui_billing.screens.detail import InvoiceDetailScreen
@@ -156,8 +158,8 @@ def test_queue_mark_three_and_approve(console_env):
             await settle(pilot)
             table = app.screen.query_one(InvoiceTable)
             marked = []
-            for _ in range(3):
-                row = await move_to(pilot, table, lambda r: r.status == S.UNDER_REVIEW)
+            for _ in range(3):  # unflagged ones: flagged ones ask for their flags to be accepted
+                row = await move_to(pilot, table, lambda r: r.status == S.UNDER_REVIEW and not is_flagged(r.risk_score))
                 await pilot.press("space")
                 marked.append(row.id)
             assert table.selection.ids == set(marked)
@@ -194,7 +196,7 @@ def test_approve_refusal_listed_in_summary(console_env):
             await move_to(pilot, table, lambda r: r.status == S.REJECTED)
             await pilot.press("space")
             await pilot.press("home")
-            await move_to(pilot, table, lambda r: r.status == S.UNDER_REVIEW)
+            await move_to(pilot, table, lambda r: r.status == S.UNDER_REVIEW and not is_flagged(r.risk_score))
             await pilot.press("space")
             await pilot.press("a")
             await settle(pilot)
@@ -446,7 +448,7 @@ def test_keys_can_be_remapped_by_binding_id(console_env):
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
             table = app.screen.query_one(InvoiceTable)
-            await move_to(pilot, table, lambda r: r.status == S.UNDER_REVIEW)
+            await move_to(pilot, table, lambda r: r.status == S.UNDER_REVIEW and not is_flagged(r.risk_score))
             await pilot.press("a")  # no longer approve
             await settle(pilot)
             assert not isinstance(app.screen, ConfirmModal)
@@ -511,7 +513,7 @@ def test_rows_changed_elsewhere_are_refreshed_by_the_poll(console_env):
             table = app.screen.query_one(InvoiceTable)
             row = await move_to(pilot, table, lambda r: r.status == S.UNDER_REVIEW)
             other = workflow.Ctx(clock=app.ctx.clock, actor="bob")
-            workflow.approve_many(other, [row.id])
+            workflow.approve_many(other, [row.id], include_flagged=True)  # bob accepts its flags, if any
             app.poll_waiting()
             await settle(pilot)
             assert str(row.id) not in table.items
@@ -539,11 +541,11 @@ def test_erp_integration_shows_external_total_and_approval_date(console_env):
 
 def flag_invoices(scores: dict[int, list[str]]) -> None:
     """Give invoices risk flags (codes; reasons made up) as the bill run would."""
-    from tui_billing.risk import Flag, dumps_flags, score
+    from tui_billing.risk import FLAGGED, Flag, dumps_flags, score
 
     for invoice_id, codes in scores.items():
         flags = [Flag(code, f"reason of {code} on invoice {invoice_id}") for code in codes]
-        Invoice.update(risk_score=score(flags), risk_flags=dumps_flags(flags)).where(
+        Invoice.update(risk_score=FLAGGED + score(flags), risk_flags=dumps_flags(flags)).where(
             Invoice.id == invoice_id).execute()
 
 
@@ -567,14 +569,17 @@ def test_queue_is_sorted_by_risk_then_deadline_and_s_switches(console_env):
             table = screen.query_one(InvoiceTable)
             rows = [table.items[k] for k in table.order]
             assert [r.id for r in rows[:3]] == [ids[1], ids[0], ids[2]]
-            assert [r.risk_score for r in rows[:3]] == [70, 40, 10]
+            assert [r.risk_score for r in rows[:3]] == [1075, 1035, 1015]
             scores = [r.risk_score for r in rows]
             assert scores == sorted(scores, reverse=True)
-            unflagged = [r.review_deadline for r in rows if not r.risk_score]
-            assert unflagged == sorted(unflagged)
-            # The compact Flags column fits at 80 columns.
-            assert table.get_cell(str(ids[1]), "flags").plain == "negative +1"
-            assert table.get_cell(str(ids[0]), "flags").plain == "spike"
+            # Unflagged invoices are ordered by their distance from expected (the
+            # score below FLAGGED); equal scores by the nearest deadline.
+            for score in {r.risk_score for r in rows}:
+                same = [r.review_deadline for r in rows if r.risk_score == score and r.review_deadline]
+                assert same == sorted(same)
+            # 80 columns (no Flags column beside Expected): the Review cell of a flagged one shows its flags.
+            assert table.get_cell(str(ids[1]), "review").plain == "negative, tax"
+            assert table.get_cell(str(ids[0]), "review").plain == "spike"
             assert "by risk" in str(screen.query_one("#counts", Static).render())
             # s: back to the review deadline order, and again to risk.
             await pilot.press("s")
@@ -594,7 +599,7 @@ def test_flagged_only_in_queue_and_finder(console_env):
     paid = [i.id for i in Invoice.select(Invoice.id).where(Invoice.status == S.PAID).order_by(Invoice.id)]
     flag_invoices({under_review[3]: ["zero_total"], under_review[5]: ["large_correction"],
                    paid[0]: ["total_drop"]})
-    flagged = {i.id for i in Invoice.select(Invoice.id).where(Invoice.risk_score > 0)}
+    flagged = {i.id for i in Invoice.select(Invoice.id).where(Invoice.risk_score >= risk.FLAGGED)}
     in_queue = {i for i in flagged if Invoice.get_by_id(i).status in (S.UNDER_REVIEW, S.REJECTED)}
     assert {under_review[3], under_review[5]} <= in_queue
 
@@ -607,7 +612,7 @@ def test_flagged_only_in_queue_and_finder(console_env):
             await pilot.press("f")
             await settle(pilot)
             rows = [table.items[k] for k in table.order]
-            assert {r.id for r in rows} == in_queue and all(r.risk_score > 0 for r in rows)
+            assert {r.id for r in rows} == in_queue and all(risk.is_flagged(r.risk_score) for r in rows)
             counts = str(app.screen.query_one("#counts", Static).render())
             assert "flagged only" in counts
             assert f"Under review {len([r for r in rows if r.status == S.UNDER_REVIEW])}" in counts
@@ -632,7 +637,7 @@ def test_flagged_only_in_queue_and_finder(console_env):
 
 def test_detail_tabs_all_in_sight_at_80_columns(console_env):
     """Eight tabs with counts need ~87 columns: at 80 two titles are shortened, never a tab hidden."""
-    inv = (Invoice.select().where((Invoice.status == S.UNDER_REVIEW) & (Invoice.risk_score > 0)
+    inv = (Invoice.select().where((Invoice.status == S.UNDER_REVIEW) & (Invoice.risk_score >= risk.FLAGGED)
                                   & Invoice.id.in_(TaxLine.select(TaxLine.invoice))).order_by(Invoice.id).first())
     assert inv is not None, "the demo store should hold a flagged invoice with taxes"
 
@@ -664,13 +669,13 @@ def test_detail_tabs_all_in_sight_at_80_columns(console_env):
 
 def test_detail_lists_flags_in_full_and_changes_since_review(console_env):
     from tui_billing import workflow
-    from tui_billing.risk import Flag, dumps_flags
+    from tui_billing.risk import FLAGGED, Flag, dumps_flags
 
     from .conftest_console import console_ctx
 
     inv = (Invoice.select().where((Invoice.status == S.UNDER_REVIEW) & (Invoice.currency == "EUR")
                                   & (Invoice.revision == 1)).order_by(Invoice.id).first())
-    plain = (Invoice.select().where((Invoice.status == S.UNDER_REVIEW) & (Invoice.risk_score == 0)
+    plain = (Invoice.select().where((Invoice.status == S.UNDER_REVIEW) & (Invoice.risk_flags == "")
                                     & (Invoice.id != inv.id)).order_by(Invoice.id).first())
     reasons = ["total 12,400.00 EUR is 9.8x the last 3 invoices' average 1,265.10",
                "first time billed: roaming (120.00 EUR); not on the last 3 invoices"]
@@ -678,7 +683,7 @@ def test_detail_lists_flags_in_full_and_changes_since_review(console_env):
     workflow.adjust(console_ctx(), inv.id, "charge", Decimal("12.50"), "On-site support")
     after = Invoice.get_by_id(inv.id).total
     # (after the adjust: it assesses the invoice again)
-    Invoice.update(risk_score=50, risk_flags=dumps_flags(
+    Invoice.update(risk_score=FLAGGED + 50, risk_flags=dumps_flags(
         [Flag("total_spike", reasons[0]), Flag("new_service", reasons[1])])).where(Invoice.id == inv.id).execute()
     assert after == before + Decimal("12.50")
 
@@ -689,7 +694,7 @@ def test_detail_lists_flags_in_full_and_changes_since_review(console_env):
             detail = await show_detail(pilot, inv.id)
             # Each reason in full (wrapped at 80 columns, never cut), with the score.
             shown = text_of(detail.query_one("#detail-flags", Static))
-            assert "Flags (50)" in shown
+            assert f"risk score {FLAGGED + 50}" in shown
             for reason in reasons:
                 assert reason in shown, (reason, shown)
             assert [f.reason for f in detail.detail.flags] == reasons
@@ -768,7 +773,7 @@ def test_failed_email_is_announced_and_retried_from_the_outbox_screen(console_en
     account = Account.get_by_id(inv.account_id)
     good_email = account.email
     Account.update(email="Billing <a@b.example>, c@d.example").where(Account.id == account.id).execute()
-    workflow.approve(ctx, inv.id)
+    workflow.approve(ctx, inv.id, include_flagged=True)  # whatever its flags: this test is about mail
     jobs.dispatch_approved(ctx)
     jobs.deliver_outbox(ctx, transport=mail.MaildirTransport(tmp_path / "maildir"))
     [msg] = OutboxMessage.select().where(OutboxMessage.invoice == inv.id)
@@ -803,13 +808,13 @@ def test_failed_email_is_announced_and_retried_from_the_outbox_screen(console_en
 
 
 def test_many_flags_header_stays_small_and_the_flags_tab_has_them_all(console_env):
-    from tui_billing.risk import Flag, dumps_flags
+    from tui_billing.risk import FLAGGED, Flag, dumps_flags
 
     inv = Invoice.select().where(Invoice.status == S.UNDER_REVIEW).order_by(Invoice.id).first()
     codes = ["negative_total", "total_spike", "inactive_subscription", "missing_usage", "tax_ratio"]
     reasons = [f"reason number {i} for {code}, long enough to wrap at eighty columns of a terminal"
                for i, code in enumerate(codes)]
-    Invoice.update(risk_score=170, risk_flags=dumps_flags(
+    Invoice.update(risk_score=FLAGGED + 170, risk_flags=dumps_flags(
         [Flag(c, r) for c, r in zip(codes, reasons)])).where(Invoice.id == inv.id).execute()
 
     async def scenario():
@@ -818,7 +823,7 @@ def test_many_flags_header_stays_small_and_the_flags_tab_has_them_all(console_en
             await settle(pilot)
             detail = await show_detail(pilot, inv.id)
             head = text_of(detail.query_one("#detail-flags", Static))
-            assert "Flags (170)" in head and reasons[0] in head and reasons[1] in head
+            assert f"risk score {FLAGGED + 170}" in head and reasons[0] in head and reasons[1] in head
             assert reasons[4] not in head and "3 more" in head
             tabs = detail.query_one(TabbedContent)
             tabs.active = "tab-flags"
@@ -870,7 +875,7 @@ def test_a_page_fetched_ahead_shows_changes_made_meanwhile(console_env):
             ahead = [r for r in screen.ahead[0] if r.status == S.UNDER_REVIEW]
             assert [r.id for r in ahead][:1] == [target.id], "the page fetched ahead should hold it"
             other = workflow.Ctx(clock=app.ctx.clock, actor="bob")
-            workflow.approve_many(other, [ahead[0].id])
+            workflow.approve_many(other, [ahead[0].id], include_flagged=True)  # flags, if any, accepted
             app.poll_waiting()  # another admin's change, seen by the poll
             await settle(pilot)
             table = screen.query_one(InvoiceTable)
@@ -911,7 +916,7 @@ def test_mail_waiting_on_an_unreachable_server_is_announced(console_env):
     from .test_jobs_support import SmtpServer, ctx_at
 
     inv = Invoice.select().where(Invoice.status == S.UNDER_REVIEW).order_by(Invoice.id).first()
-    workflow.approve(console_env.ctx, inv.id)
+    workflow.approve(console_env.ctx, inv.id, include_flagged=True)  # whatever its flags
     earlier = ctx_at(CONSOLE_NOW - dt.timedelta(hours=1))
     jobs.dispatch_approved(earlier)
     jobs.deliver_outbox(earlier, transport=SmtpServer().transport())  # nothing listens
