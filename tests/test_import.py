@@ -308,3 +308,123 @@ def test_rejects_path_is_beside_the_file(tmp_path):
     assert usage.rejects_path_for(tmp_path / "oct.csv") == tmp_path / "oct.rejects.csv"
     assert usage.rejects_path_for(tmp_path / "oct.CSV") == tmp_path / "oct.rejects.csv"
     assert usage.rejects_path_for(tmp_path / "oct.txt") == tmp_path / "oct.txt.rejects.csv"
+
+
+# --------------------------------------------------------------------------
+# Duplicate-looking usage (issue 12): same account, service, time, quantity
+# and amount under another xdr_id is imported and reported as a warning.
+
+def test_a_resent_file_under_new_ids_is_imported_and_reported(cli, accounts, tmp_path):
+    eur, jpy = accounts
+    rows = [(eur.id, "Voice", "2026-10-05T08:00:00", "1.5", "0.25"),
+            (jpy.id, "SMS", "2026-10-05T09:00:00Z", "1.0", "3.0"),
+            (eur.id, "Mobile data", "2026-10-06T10:00:00.5", "0.0", "-0.5")]
+    first = write(tmp_path, HEADER + "".join(f"x-{i},{a},{s},{t},{q},{m}\n" for i, (a, s, t, q, m) in
+                                             enumerate(rows, 1)), name="oct.csv")
+    code, out, err = cli("import-xdrs", str(first))
+    assert code == 0 and "warning" not in err
+    # The same usage re-sent under new ids; quantity and amount written with more zeros, still equal.
+    resent = write(tmp_path, HEADER + "".join(
+        f"y-{i},{a},{s},{t},{q}0,{m}00\n" for i, (a, s, t, q, m) in enumerate(rows, 1)), name="oct-again.csv")
+    code, out, err = cli("import-xdrs", str(resent))
+    assert code == 0, err
+    assert "imported 3 xDRs" in out
+    assert ("warning: 3 imported records repeat another record's account, service, time, quantity and amount "
+            "under a different id (e.g. line 2: y-1 repeats x-1); check for re-sent usage before reissuing") in err
+    assert Xdr.select().count() == 6  # imported all the same
+
+    again = write(tmp_path, HEADER + "".join(
+        f"z-{i},{a},{s},{t},{q},{m}\n" for i, (a, s, t, q, m) in enumerate(rows, 1)), name="oct-third.csv")
+    code, out, err = cli("import-xdrs", str(again), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["imported"] == 3
+    assert doc["duplicates"] == {"count": 3, "examples": [  # the oldest record is the one repeated
+        {"line": 2, "xdr_id": "z-1", "repeats": "x-1"},
+        {"line": 3, "xdr_id": "z-2", "repeats": "x-2"},
+        {"line": 4, "xdr_id": "z-3", "repeats": "x-3"}]}
+    assert "warning: 3 imported records repeat" in err
+    assert Xdr.select().count() == 9
+
+
+def test_duplicates_within_one_file_are_counted_across_batches(store_url, accounts, tmp_path):
+    eur, _ = accounts
+    same = f"{eur.id},Voice,2026-10-05T08:00:00,2,1"
+    path = write(tmp_path, HEADER + f"a,{same}\n"  # line 2: the original
+                 f"b,{eur.id},Voice,2026-10-05T08:00:01,2,1\n"
+                 f"c,{same}\n"  # line 4: same batch as a
+                 f"d,{eur.id},Voice,2026-10-05T08:00:01,2,1\n"
+                 f"e,{same}\n"  # line 6: a later batch, a is already written by this run
+                 f"f,{eur.id},Voice,2026-10-06T08:00:00,2,1\n")
+    for skip_bad in (False, True):
+        Xdr.delete().execute()
+        result = usage.import_xdrs(path, batch_size=3 if skip_bad else 4, skip_bad=skip_bad)
+        assert result.committed and result.imported == 6
+        assert result.duplicates == 3
+        assert [str(d) for d in result.duplicate_examples] == [
+            "line 4: c repeats a", "line 5: d repeats b", "line 6: e repeats a"]
+    assert usage.import_xdrs(path).duplicates == 0  # every id already imported: skipped, not duplicates
+
+
+def test_examples_are_capped_the_count_is_exact(store_url, accounts, tmp_path):
+    eur, _ = accounts
+    path = write(tmp_path, HEADER + "".join(f"r{i},{eur.id},Voice,2026-10-05T08:00:00,1,1\n" for i in range(12)))
+    result = usage.import_xdrs(path, batch_size=5)
+    assert (result.imported, result.duplicates) == (12, 11)
+    assert len(result.duplicate_examples) == usage.DUPLICATE_EXAMPLES
+    assert result.as_dict()["duplicates"]["count"] == 11
+
+
+def test_near_misses_are_not_duplicates(cli, accounts, tmp_path):
+    eur, jpy = accounts
+    Xdr.create(xdr_id="old", account=eur, service="Voice", time=dt.datetime(2026, 10, 5, 8), quantity=D("2"),
+               amount=D("1"))
+    path = write(tmp_path, HEADER +
+                 f"n1,{eur.id},Voice,2026-10-05T08:00:00,3,1\n"  # same time, another quantity
+                 f"n2,{eur.id},Voice,2026-10-05T08:00:00,2,1.0001\n"  # another amount
+                 f"n3,{eur.id},SMS,2026-10-05T08:00:00,2,1\n"  # another service
+                 f"n4,{eur.id},voice,2026-10-05T08:00:00,2,1\n"  # services are compared exactly
+                 f"n5,{jpy.id},Voice,2026-10-05T08:00:00,2,1\n"  # another account
+                 f"n6,{eur.id},Voice,2026-10-05T08:00:00.001,2,1\n"  # another time
+                 f"n7,{eur.id},Voice,2026-10-05T08:00:00+01:00,2,1\n"  # 07:00 UTC
+                 f"n8,{eur.id},Voice,2026-10-05T08:00:00,0,1\n"
+                 f"n9,{eur.id},Voice,2026-10-05T08:00:00,2,-1\n")
+    code, out, err = cli("import-xdrs", str(path), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["imported"] == 9
+    assert doc["duplicates"] == {"count": 0, "examples": []}
+    assert "warning" not in err
+    code, out, err = cli("import-xdrs", str(path))
+    assert code == 0 and "warning" not in err
+
+
+def test_an_already_imported_id_is_not_a_duplicate(cli, accounts, tmp_path):
+    eur, _ = accounts
+    Xdr.create(xdr_id="x-1", account=eur, service="Voice", time=dt.datetime(2026, 10, 5, 8), quantity=D("1"),
+               amount=D("1"))
+    path = write(tmp_path, HEADER + f"x-1,{eur.id},Voice,2026-10-05T08:00:00,1,1\n"  # the same record again
+                                    f"x-2,{eur.id},Voice,2026-10-05T09:00:00,1,1\n")
+    code, out, err = cli("import-xdrs", str(path), "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert (doc["imported"], doc["already_imported"]) == (1, 1)
+    assert doc["duplicates"] == {"count": 0, "examples": []}
+    assert "warning" not in err
+
+
+def test_duplicates_with_skip_bad_and_rejected_rows(cli, accounts, tmp_path):
+    eur, _ = accounts
+    Xdr.create(xdr_id="old", account=eur, service="Voice", time=dt.datetime(2026, 10, 5, 8), quantity=D("1"),
+               amount=D("1"))
+    path = write(tmp_path, HEADER + f"bad,{eur.id},Voice,2026-10-05T08:00:00,1,nope\n"  # rejected: not counted
+                                    f"new,{eur.id},Voice,2026-10-05T08:00:00,1,1\n")
+    code, out, err = cli("import-xdrs", str(path), "--json")  # atomic: nothing imported, nothing counted
+    assert code == 2
+    assert json.loads(out)["duplicates"] == {"count": 0, "examples": []} and "warning" not in err
+    code, out, err = cli("import-xdrs", str(path), "--skip-bad", "--json")
+    assert code == 1  # for the bad row; the duplicate is only a warning
+    doc = json.loads(out)
+    assert (doc["imported"], doc["rejected"]) == (1, 1)
+    assert doc["duplicates"] == {"count": 1, "examples": [{"line": 3, "xdr_id": "new", "repeats": "old"}]}
+    assert "warning: 1 imported record repeats another record's" in err and "line 3: new repeats old" in err

@@ -29,6 +29,16 @@ File format (UTF-8, a byte-order mark is accepted):
 Modes: atomic (default) imports the whole file or nothing; with
 `skip_bad=True` the good rows are imported (committed per batch) and the bad
 ones written to FILE.rejects.csv (original fields + a `reason` column).
+
+Duplicate-looking usage (issue 12): an imported row with the same account,
+service, time, quantity and amount as an earlier row of the file or a record
+already in the store, under another xdr_id, is imported all the same and
+counted (`duplicates`, with up to DUPLICATE_EXAMPLES examples) -- re-sent
+usage is a warning, not an error.  The first of identical rows is the
+original and not counted.  Rows skipped as "already imported" are never
+duplicates.  Checked once per batch, right after its INSERT: one query
+matches each new row against older records (lower id) through the index
+xdr(account_id, time).
 """
 from __future__ import annotations
 
@@ -52,6 +62,7 @@ QUANTITY_PLACES = 3
 AMOUNT_PLACES = 4  # store.fields.MONEY_SCALE
 BATCH = 10_000
 KEEP_ERRORS = 1000  # errors kept for the report; counts are always exact
+DUPLICATE_EXAMPLES = 5  # duplicate-looking rows described in the report; the count is exact
 
 _NUMBER = re.compile(r"(-?)([0-9]{1,12})(?:\.([0-9]{1,4}))?")
 _LOOSE_NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
@@ -86,6 +97,20 @@ class RowError:
 
 
 @dataclass
+class Duplicate:
+    """An imported row that repeats another record under a different xdr_id."""
+    line: int
+    xdr_id: str
+    repeats: str  # the xdr_id of the record it repeats (stored before, or an earlier line)
+
+    def as_dict(self) -> dict:
+        return {"line": self.line, "xdr_id": self.xdr_id, "repeats": self.repeats}
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.xdr_id} repeats {self.repeats}"
+
+
+@dataclass
 class ImportResult:
     path: Path
     skip_bad: bool = False
@@ -96,6 +121,8 @@ class ImportResult:
     errors: list[RowError] = field(default_factory=list)  # the first KEEP_ERRORS
     rejects_path: Path | None = None
     seconds: float = 0.0
+    duplicates: int = 0  # imported rows repeating another record's account/service/time/quantity/amount
+    duplicate_examples: list[Duplicate] = field(default_factory=list)  # the first DUPLICATE_EXAMPLES
 
     @property
     def errors_truncated(self) -> bool:
@@ -112,6 +139,8 @@ class ImportResult:
             "already_imported": self.existing, "rejected": self.rejected,
             "errors": [e.as_dict() for e in self.errors], "errors_truncated": self.errors_truncated,
             "rejects_file": str(self.rejects_path) if self.rejects_path else None,
+            "duplicates": {"count": self.duplicates if self.committed else 0,
+                           "examples": [d.as_dict() for d in self.duplicate_examples] if self.committed else []},
             "seconds": round(self.seconds, 3),
         }
 
@@ -318,10 +347,29 @@ class _Importer:
         if self.skip_bad:
             with database.atomic():
                 insert_rows(Xdr, list(COLUMNS), rows)
+                self.count_duplicates(rows)
         else:
             insert_rows(Xdr, list(COLUMNS), rows)
+            self.count_duplicates(rows)
         self.result.imported += len(rows)
         self.batch, self.batch_lines, self.batch_raw, self.batch_ids = [], [], [], {}
+
+    def count_duplicates(self, rows: list[tuple]) -> None:
+        """Count the rows just inserted that repeat an older record (see the module docstring).
+
+        Called right after the batch's INSERT, in its transaction: one query
+        finds, for each new row, the oldest record with a lower id and the same
+        account, service, time, quantity and amount -- a record stored before,
+        a row of an earlier batch (already written by this run) or an earlier
+        row of this batch.
+        """
+        if not rows:
+            return
+        res = self.result
+        for xid, original in _repeated(rows):
+            res.duplicates += 1
+            if len(res.duplicate_examples) < DUPLICATE_EXAMPLES:
+                res.duplicate_examples.append(Duplicate(self.batch_ids[xid], xid, original))
 
     # -- the file -----------------------------------------------------------
     def run(self) -> ImportResult:
@@ -481,6 +529,38 @@ def _existing_ids(ids: list[str]) -> dict[str, int]:
         cursor = db.execute_sql(f'SELECT "xdr_id", "id" FROM "{table}" WHERE "xdr_id" IN ({marks})', chunk)
         found.update(cursor.fetchall())
     return found
+
+
+_SAME = ('o."account_id" = b."account_id" AND o."time" = b."time" AND o."service" = b."service" '
+         'AND o."quantity" = b."quantity" AND o."amount" = b."amount" AND o."id" < b."id"')
+
+
+def _repeated(rows: list[tuple]) -> list[tuple[str, str]]:
+    """(xdr_id, xdr_id of the oldest record it repeats) for the just-inserted `rows` that repeat one.
+
+    Set-based: one query per batch, each new row probing the index
+    xdr(account_id, time) once; in the order of insertion (line order).
+    """
+    db = database.obj
+    table = Xdr._meta.table_name
+    if db.param == "?":
+        # SQLite: the writer holds the lock from the INSERT on, so the batch is the last len(rows)
+        # rowids (one executemany: consecutive).  A bare column beside MIN() comes from the MIN row.
+        lo = db.execute_sql(f'SELECT MAX("id") FROM "{table}"').fetchone()[0] - len(rows)
+        cursor = db.execute_sql(
+            f'SELECT b."xdr_id", o."xdr_id", MIN(o."id") FROM "{table}" b JOIN "{table}" o ON {_SAME} '
+            f'WHERE b."id" > ? GROUP BY b."id" ORDER BY b."id"', [lo])
+        return [(xid, original) for xid, original, _ in cursor.fetchall()]
+    # PostgreSQL: ids come from a sequence shared with other sessions, so the batch is found by its
+    # xdr_ids, each through the unique index (OFFSET 0: not a plan that scans the table, which
+    # outdated statistics right after a large import would make look cheap); LATERAL ... LIMIT 1
+    # then probes the (account_id, time) index once per new row.
+    cursor = db.execute_sql(
+        f'SELECT b."xdr_id", o."xdr_id" FROM unnest(%s::text[]) AS u(xdr_id) CROSS JOIN LATERAL '
+        f'(SELECT * FROM "{table}" b WHERE b."xdr_id" = u.xdr_id OFFSET 0) b CROSS JOIN LATERAL '
+        f'(SELECT o."xdr_id" FROM "{table}" o WHERE {_SAME} ORDER BY o."id" LIMIT 1) o '
+        f'ORDER BY b."id"', [[rec[0] for rec in rows]])
+    return cursor.fetchall()
 
 
 def _max_xdr_id() -> int:

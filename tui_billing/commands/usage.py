@@ -16,7 +16,9 @@ def register(sub) -> None:
         "import-xdrs", help="import usage records (xDRs) from a CSV file",
         description="Import xDRs from a UTF-8 CSV file with the header "
                     "xdr_id,account,service,time,quantity,amount. Atomic: the whole file or nothing "
-                    "(exit 2 if any row is bad). xDR ids already in the store are skipped.")
+                    "(exit 2 if any row is bad). xDR ids already in the store are skipped. Rows that repeat another "
+                    "record's account, service, time, quantity and amount under a new id are imported and "
+                    "reported as a warning (possible re-sent usage).")
     add_global_options(p)
     p.add_argument("file", metavar="FILE.csv")
     p.add_argument("--skip-bad", action="store_true",
@@ -68,7 +70,20 @@ def cmd_import_xdrs(env: Env, args) -> int:
         env.print(line)
         if result.rejects_path:
             env.print(f"rejected rows written to {result.rejects_path}")
+    if result.duplicates:  # a warning (exit status unchanged), on stderr like the other warnings
+        print(f"warning: {duplicates_warning(result)}", file=sys.stderr)
     return EXIT_SOME_FAILED if result.rejected else EXIT_OK
+
+
+def duplicates_warning(result) -> str:
+    """One sentence about imported rows that look like re-sent usage (issue 12)."""
+    n = result.duplicates
+    example = ""
+    if result.duplicate_examples:
+        example = f" (e.g. {result.duplicate_examples[0]})"  # --json lists up to usage.DUPLICATE_EXAMPLES
+    return (f"{n:,} imported record{'s' if n != 1 else ''} repeat{'' if n != 1 else 's'} another record's "
+            f"account, service, time, quantity and amount under a different id{example}; "
+            "check for re-sent usage before reissuing")
 
 
 def cmd_bill_run(env: Env, args) -> int:
