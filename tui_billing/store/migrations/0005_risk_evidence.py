@@ -6,12 +6,17 @@ from peewee import *
 from tui_billing.store.fields import MoneyField
 
 
+ZERO = SQL("DEFAULT 0")
+
+
 def up(migrator, db):
     migrator.migrate(
-        migrator.add_column('charge_line', 'records', IntegerField(default=0)),
-        migrator.add_column('charge_line', 'days', IntegerField(default=0)),
-        migrator.add_column('charge_line', 'duplicates', IntegerField(default=0)),
-        migrator.add_column('charge_line', 'duplicate_amount', MoneyField(default=0)),
+        # DEFAULT 0 in the schema too: rows inserted by other writers (raw
+        # SQL, an older tui-billing) that do not name the columns stay valid.
+        migrator.add_column('charge_line', 'records', IntegerField(default=0, constraints=[ZERO])),
+        migrator.add_column('charge_line', 'days', IntegerField(default=0, constraints=[ZERO])),
+        migrator.add_column('charge_line', 'duplicates', IntegerField(default=0, constraints=[ZERO])),
+        migrator.add_column('charge_line', 'duplicate_amount', MoneyField(default=0, constraints=[ZERO])),
         migrator.add_column('invoice', 'expected_total', MoneyField(null=True)),
         migrator.add_column('invoice', 'risk_at_stake', MoneyField(null=True)),
         migrator.add_column('invoice', 'held_at', DateTimeField(null=True)),
