@@ -81,8 +81,8 @@ def test_approve_with_include_flagged_records_who_accepted_which_flags_at_which_
     assert (ev.actor, ev.before_status, ev.after_status) == ("alice", S.UNDER_REVIEW, S.APPROVED)
     detail = json.loads(ev.detail)
     assert detail["revision"] == 3
-    assert detail["accepted_flags"] == [{"code": "total_spike", "reason": SPIKE.reason},
-                                        {"code": "tax_ratio", "reason": TAX.reason}]
+    assert detail["accepted_flags"] == [{"code": "total_spike", "reason": SPIKE.reason, "at_stake": "0"},
+                                        {"code": "tax_ratio", "reason": TAX.reason, "at_stake": "0"}]
     # An unflagged invoice approved in the same call accepts nothing.
     (plain_ev,) = events(plain, "approve")
     assert "accepted_flags" not in json.loads(plain_ev.detail)
@@ -136,7 +136,7 @@ def test_cli_approve_named_flagged_is_a_refusal_the_others_are_done(store_url, c
     assert code == 0, err
     doc = json.loads(out)
     assert doc["done"] == [bad.number] and doc["failed"] == []
-    assert doc["accepted_flags"] == [{"number": bad.number, "flags": [{"code": "total_spike", "reason": SPIKE.reason}]}]
+    assert doc["accepted_flags"] == [{"number": bad.number, "flags": [{"code": "total_spike", "reason": SPIKE.reason, "at_stake": "0"}]}]
     (ev,) = events(bad, "approve")
     assert json.loads(ev.detail)["accepted_flags"][0]["code"] == "total_spike"
 

@@ -153,11 +153,12 @@ class ChargeFact:
     days: int = 0  # usage: days of the period those records cover
     duplicates: int = 0  # usage: records repeating another's time, quantity and amount
     duplicate_amount: Decimal = ZERO
+    # A usage line (from xDRs), not a recurring fee; set once (read in every check).
+    usage: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def usage(self) -> bool:
-        """A usage line (from xDRs), not a recurring fee."""
-        return self.subscription_id is None and self.description.endswith(USAGE_SUFFIX)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "usage", self.subscription_id is None
+                           and self.description.endswith(USAGE_SUFFIX))
 
     @property
     def net(self) -> Decimal:

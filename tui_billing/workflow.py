@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 
-from . import revisions
+from . import revisions, risk
 from . import statuses as S
 from .config import Clock, os_user
 from .money import MAX_ADJUSTMENT, format_money, quantize
@@ -227,19 +227,14 @@ def close_postpay(ctx: Ctx, ref: str | int) -> Invoice:
 # job holds it at the end of its hold instead of approving it (unless the
 # store setting auto_approve_flagged is on).
 
-def _risk():
-    from . import risk  # imported late: risk.py pulls in billing and config
-
-    return risk
-
-
 def flag_dicts(flags) -> list[dict[str, str]]:
-    return [{"code": f.code, "reason": f.reason} for f in flags]
+    """Flags as the audit trail and --json show them: code, reason, at_stake."""
+    return [f.as_dict() for f in flags]
 
 
 def flagged_reason(flags, score: int | None = None) -> str:
     """The refusal of a flagged invoice approved without accepting its flags."""
-    names = _risk().compact(flags) if flags else f"risk score {score or 0}"
+    names = risk.compact(flags) if flags else f"risk score {score or 0}"
     return f"is flagged ({names}): check it, then approve with --include-flagged"
 
 
@@ -300,11 +295,11 @@ class _Row:
 
     @property
     def flagged(self) -> bool:
-        return _risk().is_flagged(self.risk_score)
+        return risk.is_flagged(self.risk_score)
 
     @property
     def flags(self) -> list:
-        return _risk().parse_flags(self.risk_flags)
+        return risk.parse_flags(self.risk_flags)
 
 
 def _read_rows(refs: list, lock: bool) -> dict:
@@ -449,12 +444,8 @@ def preview_approve(refs: Iterable[str | int]) -> ApprovePreview:
 
 def hold_score(settings=None) -> int:
     """The store setting risk_hold_score: at the end of its hold an invoice
-    scoring at least this is held for a person (risk.FLAGGED if unreadable)."""
-    settings = settings if settings is not None else load_settings()
-    try:
-        return int(str(settings["risk_hold_score"]).strip())
-    except (TypeError, ValueError, KeyError):
-        return _risk().FLAGGED
+    scoring at least this is held for a person."""
+    return (settings if settings is not None else load_settings()).risk.hold_score
 
 
 @dataclass

@@ -52,9 +52,14 @@ _LINE_SQL = ("SELECT invoice_id, service, description, amount, discount, subscri
 
 def _scaled(scale: int) -> Callable:
     """MoneyField/QuantityField.python_value without the method call (a hot loop)."""
-    def convert(value, _d=Decimal, _s=-scale):
-        return None if value is None else _d(value).scaleb(_s)
+    def convert(value, _d=Decimal, _s=-scale, _zero=ZERO):
+        return _d(value).scaleb(_s) if value else (None if value is None else _zero)
     return convert
+
+
+def _day(value) -> dt.date:
+    """A DATE column as read: SQLite gives text, PostgreSQL a date."""
+    return dt.date.fromisoformat(value[:10]) if isinstance(value, str) else value
 
 
 def _lines_and_corrections(inv_ids: Sequence[int]) -> tuple[dict[int, list[risk.ChargeFact]],
@@ -113,8 +118,8 @@ def load_histories(account_ids: Iterable[int], before: dt.date,
             "ORDER BY account_id, period_from DESC, id DESC",
             [*chunk, "regular", S.OPEN, Invoice.period_from.db_value(before)])
         rows.extend(cursor.fetchall())
-    money = Invoice.total.python_value
-    day = Invoice.period_from.python_value
+    money = _scaled(MONEY_SCALE)
+    day = _day
     lines, corrections = _lines_and_corrections([r[0] for r in rows])
     for inv_id, acc_id, period_from, total, subtotal, discount_total, tax_total in rows:
         out[acc_id].append(risk.PastInvoice(
@@ -203,9 +208,9 @@ def assess_invoice(inv: Invoice, cfg: risk.RiskSettings | None = None, *, save: 
 
 
 # What assessing needs of the invoice row itself (assess_many reads no more).
-_FACT_COLUMNS = (Invoice.id, Invoice.account.alias("account_id"), Invoice.status, Invoice.currency, Invoice.period_from,
-                 Invoice.period_to, Invoice.total, Invoice.subtotal, Invoice.discount_total, Invoice.tax_total,
-                 Invoice.correction_total)
+_FACT_COLUMNS = (Invoice.id, Invoice.account.alias("account_id"), Invoice.status, Invoice.currency,
+                 Invoice.period_from, Invoice.period_to, Invoice.total, Invoice.subtotal,
+                 Invoice.discount_total, Invoice.tax_total, Invoice.correction_total)
 
 
 def assess_many(ids: Sequence[int], progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
