@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from decimal import Decimal
@@ -253,3 +254,98 @@ def test_bad_now_does_not_create_a_store(tmp_path, capsys):
     assert main(["--db", f"sqlite:///{path}", "--now", "yesterday", "find"]) == 2
     assert "error: now:" in capsys.readouterr().err
     assert not path.exists()
+
+
+# -- issue 13: amounts read one way everywhere; dry runs write nothing -------------
+
+def audit_state(*invoices):
+    return (AuditEvent.select().count(), Correction.select().count(),
+            [(i.status, i.total, i.revision) for i in (Invoice.get_by_id(x.id) for x in invoices)])
+
+
+@pytest.mark.parametrize("flag,text,message", [
+    ("credit", "1,5", "'1,5' looks like a decimal comma; type 1.5 (a point for decimals, commas only between thousands)"),
+    ("charge", "12,50", "'12,50' looks like a decimal comma; type 12.50"),
+    ("charge", "1.234,50", "'1.234,50' looks like a decimal comma; type 1234.50"),
+    ("credit", "1,23", "'1,23' looks like a decimal comma; type 1.23"),
+])
+def test_adjust_refuses_a_decimal_comma_like_the_console(store_url, cli, flag, text, message):
+    from tui_billing import money
+
+    inv = F.invoice(acc=F.account(currency="PLN"), total=Decimal("100.00"))
+    before = row_counts()
+    code, out, err = cli("adjust", inv.number, f"--{flag}", text, "--description", "Rabat")
+    assert code == 2
+    assert f"error: {flag}: {message}" in err, err
+    with pytest.raises(money.MoneyError, match=re.escape(message)):  # the console's parser, word for word
+        money.parse_amount(text, "PLN")
+    code, out, _ = cli("adjust", inv.number, f"--{flag}", text, "--description", "Rabat", "--json")
+    assert code == 2 and json.loads(out)["error"]["field"] == flag
+    assert row_counts() == before
+    assert Invoice.get_by_id(inv.id).total == Decimal("100.00")
+
+
+def test_adjust_accepts_thousands_commas_like_the_console(store_url, cli):
+    inv = F.invoice(acc=F.account(currency="PLN"), total=Decimal("100.00"))
+    code, out, err = cli("adjust", inv.number, "--charge", "1,234.50", "--description", "Instalacja", "--json")
+    assert code == 0, err
+    assert json.loads(out)["total"] == "1334.50"
+
+
+def test_adjust_dry_run_says_what_would_happen_and_writes_nothing(store_url, cli):
+    inv = F.invoice(total=Decimal("80.00"))
+    before = audit_state(inv)
+    code, out, err = cli("adjust", inv.number, "--credit", "12.5", "--description", "Promo", "--dry-run", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc == {"dry_run": True, "number": inv.number, "kind": "credit", "amount": "12.50", "currency": "EUR",
+                   "total_before": "80.00", "correction": "-12.50", "total_after": "67.50",
+                   "would_apply": True, "refused": []}
+    code, out, _ = cli("adjust", inv.number, "--charge", "1,000", "--description", "Setup", "--dry-run")
+    assert code == 0
+    assert "charge of 1,000.00 EUR" in out and "80.00 EUR → 1,080.00 EUR" in out and "nothing was changed" in out
+    # A credit beyond the total: bad input, as the real command says (exit 2).
+    code, out, err = cli("adjust", inv.number, "--credit", "80.01", "--description", "x", "--dry-run")
+    assert code == 2 and "error: credit: a credit of 80.01 EUR would make" in err
+    code, out, err = cli("adjust", inv.number, "--credit", "1,5", "--description", "x", "--dry-run")
+    assert code == 2 and "error: credit: '1,5' looks like a decimal comma" in err
+    assert audit_state(inv) == before
+    # A refusal by state: exit 1, the reason given, nothing written.
+    sent = F.invoice(status=S.APPROVED)
+    before = audit_state(inv, sent)
+    code, out, err = cli("adjust", sent.number, "--charge", "5", "--description", "x", "--dry-run", "--json")
+    assert code == 1
+    doc = json.loads(out)
+    assert doc["would_apply"] is False and doc["total_after"] is None
+    assert doc["refused"] == [{"number": sent.number, "reason": "is approved: an approved invoice can no longer be changed"}]
+    code, out, err = cli("adjust", sent.number, "--charge", "5", "--description", "x", "--dry-run")
+    assert code == 1 and "is approved" in err
+    assert audit_state(inv, sent) == before
+
+
+def test_reissue_dry_run_says_what_would_happen_and_writes_nothing(store_url, cli):
+    fresh = F.invoice()
+    waiting = F.invoice(status=S.REJECTED, reissue_mode="off_peak")
+    sent = F.invoice(status=S.APPROVED)
+    before = audit_state(fresh, waiting, sent)
+    code, out, err = cli("--now", "2026-11-20T10:00", "reissue", fresh.number, waiting.number, sent.number,
+                         "--off-peak", "--dry-run", "--json")
+    assert code == 1
+    doc = json.loads(out)
+    assert doc == {"dry_run": True, "mode": "off_peak", "would_reissue_now": [],
+                   "would_queue": [fresh.number, waiting.number], "window_opens": "2026-11-21T01:00:00+00:00",
+                   "refused": [{"number": sent.number,
+                                "reason": "is already approved: it can no longer be reissued"}]}
+    code, out, err = cli("--now", "2026-11-20T10:00", "reissue", fresh.number, waiting.number, "--now", "--dry-run")
+    assert code == 0, err
+    assert "2 would be reissued now" in out and "nothing was changed" in out
+    code, out, _ = cli("--now", "2026-11-20T10:00", "reissue", fresh.number, "--now", "--dry-run", "--json")
+    assert code == 0 and json.loads(out)["would_reissue_now"] == [fresh.number]
+    assert audit_state(fresh, waiting, sent) == before
+    # What the dry run said is what the real command does.
+    code, out, _ = cli("--now", "2026-11-20T10:00", "reissue", fresh.number, waiting.number, sent.number,
+                       "--off-peak", "--json")
+    assert code == 1
+    real = json.loads(out)
+    assert real["done"] == doc["would_queue"] and real["window_opens"] == doc["window_opens"]
+    assert real["failed"] == doc["refused"]

@@ -75,3 +75,36 @@ def test_parse_and_format():
     assert money.format_debt_change(Decimal("-12"), "EUR") == "▼ -12.00"
     assert money.format_debt_change(Decimal("12"), "EUR") == "▲ 12.00"
     assert money.quantize(Decimal("0.125"), "EUR") == Decimal("0.13")  # half-up
+
+
+# One parser for every typed amount (console and CLI).  Commas only as correct
+# thousands grouping: an input a comma-decimal reader would read differently
+# is refused, never guessed (issue 13: "1,5" became 15.00, "12,50" 1,250.00).
+@pytest.mark.parametrize("text,currency,value", [
+    ("12", "EUR", "12.00"), ("12.5", "EUR", "12.50"), (" 12.50 ", "PLN", "12.50"),
+    ("1,234.50", "EUR", "1234.50"), ("12,345", "EUR", "12345.00"), ("1,234,567.8", "EUR", "1234567.80"),
+    ("1,234", "JPY", "1234"), (".5", "EUR", "0.50"), ("1,234.567", "BHD", "1234.567"),
+])
+def test_parse_amount_accepts_points_and_thousands_commas(text, currency, value):
+    assert money.parse_amount(text, currency) == Decimal(value)
+
+
+@pytest.mark.parametrize("text,currency,reason", [
+    ("1,5", "PLN", "'1,5' looks like a decimal comma; type 1.5 (a point for decimals, commas only between thousands)"),
+    ("12,50", "PLN", "'12,50' looks like a decimal comma; type 12.50"),
+    ("1,23", "EUR", "'1,23' looks like a decimal comma; type 1.23"),
+    ("1.234,50", "EUR", "'1.234,50' looks like a decimal comma; type 1234.50"),
+    ("1,5", "JPY", "looks like a decimal comma"),
+    ("12,34,567", "EUR", "commas only between thousands"),
+    ("1,2345", "EUR", "commas only between thousands"),
+    ("1,234,5", "EUR", "commas only between thousands"),
+    (",5", "EUR", "commas only between thousands"),
+    ("1,,234", "EUR", "commas only between thousands"),
+    ("1,234", "BHD", "'1,234' could be 1234 or 1.234 BHD; type 1234 or 1.234"),
+    ("1_000", "EUR", "is not a number"), ("1 234", "EUR", "is not a number"), ("1.234.567", "EUR", "looks like points between thousands; type 1234567"),
+    ("1e3", "EUR", "is not a number"), ("+5", "EUR", "is not a number"), ("١٢", "EUR", "is not a number"),
+])
+def test_parse_amount_refuses_what_could_be_read_another_way(text, currency, reason):
+    with pytest.raises(money.MoneyError) as exc:
+        money.parse_amount(text, currency)
+    assert reason in str(exc.value)

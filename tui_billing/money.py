@@ -53,18 +53,52 @@ def quantize(amount: Decimal, currency: str) -> Decimal:
     return Decimal(amount).quantize(quantum(currency), rounding=ROUND_HALF_UP)
 
 
+# Commas only as correct thousands grouping: "1,234.50", "12,345".
+_GROUPED = re.compile(r"-?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]*)?")
+_HOW = "(a point for decimals, commas only between thousands)"
+
+
+def _comma_refusal(text: str, currency: str) -> str | None:
+    """Why a typed amount with commas or grouping points is refused, or None.
+
+    Refused is anything a reader from a decimal-comma country would read
+    differently: never guess, say what to type instead.
+    """
+    if "," not in text:
+        if re.fullmatch(r"-?[0-9]{1,3}(?:\.[0-9]{3}){2,}", text):  # 1.234.567
+            return f"{text!r} looks like points between thousands; type {text.replace('.', '')} {_HOW}"
+        return None
+    if (re.fullmatch(r"-?[0-9]{1,3}(?:\.[0-9]{3})+,[0-9]+", text)  # 1.234,50
+            or re.fullmatch(r"-?[0-9]+,(?:[0-9]{1,2}|[0-9]{4,})", text)):  # 1,5  12,50  1,2345
+        plain = text.replace(".", "").replace(",", ".")
+        return f"{text!r} looks like a decimal comma; type {plain} {_HOW}"
+    if not _GROUPED.fullmatch(text):
+        return f"{text!r} has a comma elsewhere than between thousands; type it {_HOW}"
+    if "." not in text and text.count(",") == 1 and minor_units(currency) >= 3:  # 1,234 BHD
+        plain = text.replace(",", "")
+        return (f"{text!r} could be {plain} or {text.replace(',', '.')} {currency}; "
+                f"type {plain} or {text.replace(',', '.')} {_HOW}")
+    return None
+
+
 def parse_amount(text: str, currency: str, *, maximum: Decimal = MAX_ADJUSTMENT) -> Decimal:
     """Parse a positive amount typed by a person; raise MoneyError saying why.
 
-    Accepts "12", "12.5", "1,234.50" (commas as thousands separators).
+    The one parser of typed amounts: the console's adjust dialog and the
+    CLI's --credit/--charge both call it, so one input has one meaning.
+    Accepts "12", "12.5", "1,234.50" (commas only as thousands grouping);
+    refuses "1,5", "12,50", "1.234,50" rather than guess.
     """
-    raw = (text or "").strip().replace(",", "").replace("_", "")
+    raw = (text or "").strip()
     if not raw:
         raise MoneyError("is required")
+    refusal = _comma_refusal(raw, currency)
+    if refusal:
+        raise MoneyError(refusal)
     try:
-        value = parse_typed_number(raw)
+        value = parse_typed_number(raw.replace(",", ""))
     except MoneyError:
-        raise MoneyError(f"{text.strip()!r} is not a number") from None
+        raise MoneyError(f"{raw!r} is not a number") from None
     if value <= 0:
         raise MoneyError("must be greater than zero")
     places = minor_units(currency)

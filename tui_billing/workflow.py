@@ -21,8 +21,8 @@ from decimal import Decimal
 
 from . import revisions, risk
 from . import statuses as S
-from .config import Clock, os_user
-from .money import MAX_ADJUSTMENT, format_money, quantize
+from .config import Clock, os_user, zone
+from .money import MAX_ADJUSTMENT, MoneyError, format_money, parse_amount, quantize
 from .offpeak import next_window_start
 from .store.models import AuditEvent, Correction, CustomerClass, Invoice, Payment, database
 from .store.bulk import insert_rows
@@ -165,10 +165,6 @@ CHANGE_REFUSALS = {
     S.OVERDUE: "was already sent: a sent invoice can no longer be changed",
     S.OPEN: "is open: its period has not closed yet",
 }
-
-
-def _refuse(inv: Invoice, table: dict[str, str]) -> Refused:
-    return Refused(inv.number, table.get(inv.status, f"is {inv.status}"))
 
 
 # --------------------------------------------------------------------------
@@ -566,15 +562,69 @@ def adjusted_total(kind: str, amount: Decimal, total: Decimal, currency: str,
     return total + signed
 
 
+@dataclass(frozen=True)
+class AdjustPreview:
+    """What adjusting an invoice would do now (advisory: adjust checks it all
+    again under the row lock).  A refusal is `reason`, with `field` naming
+    the input at fault (bad input) or None (the invoice's state)."""
+    invoice_id: int
+    number: str
+    currency: str
+    kind: str
+    amount: Decimal | None  # as read, at the currency's minor unit
+    before: Decimal  # the total now
+    correction: Decimal | None = None  # signed: -x for a credit, x for a charge
+    after: Decimal | None = None  # the new total
+    reason: str | None = None
+    field: str | None = None
+
+    @property
+    def applies(self) -> bool:
+        return self.reason is None
+
+
+def preview_adjust(ref, kind: str, amount: Decimal | str, description: str | None = None) -> AdjustPreview:
+    """The outcome of adjust(ref, kind, amount, description), writing nothing.
+
+    ref: an id or number (read here; NotFound if there is none), or the
+    invoice as already read (anything with id, number, currency, total and
+    status, like the console's AdjustTarget: no store read per key typed).
+    amount: a Decimal, or the text a person typed (read by money.parse_amount,
+    the one parser of typed amounts).  Checks run in adjust's order.
+    """
+    inv = ref if hasattr(ref, "total") else find_invoice(ref)
+    out = dict(invoice_id=inv.id, number=inv.number, currency=inv.currency, kind=kind, amount=None,
+               before=inv.total)
+    try:
+        if kind not in ADJUST_KINDS:
+            raise BadInput("kind", f"{kind!r} is not credit or charge")
+        if isinstance(amount, str):
+            try:
+                amount = parse_amount(amount, inv.currency)
+            except MoneyError as exc:
+                raise BadInput("amount", str(exc)) from None
+        validate_adjustment(kind, amount, "-" if description is None else description, inv.currency)
+        amount = quantize(amount, inv.currency)
+        out["amount"] = amount
+        if inv.status != S.UNDER_REVIEW:
+            return AdjustPreview(**out, reason=CHANGE_REFUSALS.get(inv.status, f"is {inv.status}"))
+        after = adjusted_total(kind, amount, inv.total, inv.currency, inv.number)
+    except BadInput as exc:
+        return AdjustPreview(**out, reason=exc.reason, field=exc.field)
+    return AdjustPreview(**out, correction=after - inv.total, after=after)
+
+
 def adjust(ctx: Ctx, ref: str | int, kind: str, amount: Decimal, description: str) -> Invoice:
     """Apply one manual credit (kind='credit') or charge ('charge')."""
     correction_kind, amount, text = validate_adjustment(kind, amount, description)
     with database.atomic():
         inv = _lock(ref)
-        validate_adjustment(kind, amount, text, inv.currency)
-        if inv.status != S.UNDER_REVIEW:
-            raise _refuse(inv, CHANGE_REFUSALS)
-        signed = adjusted_total(kind, amount, inv.total, inv.currency, inv.number) - inv.total
+        outcome = preview_adjust(inv, kind, amount, text)  # the rules the console and dry run show
+        if outcome.field:
+            raise BadInput(outcome.field, outcome.reason)
+        if outcome.reason:
+            raise Refused(inv.number, outcome.reason)
+        signed = outcome.correction
         before = _state(inv)
         position = (Correction.select(Correction.position).where(Correction.invoice == inv.id)
                     .order_by(Correction.position.desc()).scalar() or 0) + 1
@@ -596,21 +646,36 @@ def adjust(ctx: Ctx, ref: str | int, kind: str, amount: Decimal, description: st
 # --------------------------------------------------------------------------
 # Reissue: request (now / off-peak) -> REJECTED; complete -> UNDER_REVIEW.
 
+REISSUE_MANY = 20  # more at once than this: the off-peak window is recommended (seed 000)
+
+
+def _check_reissue_mode(mode: str) -> None:
+    if mode not in S.REISSUE_MODES:
+        raise BadInput("mode", f"{mode!r} is not now or off_peak")
+
+
+def reissue_refusal(inv) -> str | None:
+    """Why this invoice cannot be reissued (the sentence after its number), or None."""
+    if inv.status not in (S.UNDER_REVIEW, S.REJECTED):
+        table = CHANGE_REFUSALS | {S.APPROVED: APPROVE_REFUSALS[S.APPROVED] + ": it can no longer be reissued"}
+        return table.get(inv.status, f"is {inv.status}")
+    if inv.kind != "regular":
+        return "is not a regular invoice: only regular invoices are reviewed"
+    return None
+
+
 def request_reissue(ctx: Ctx, ref: str | int, mode: str) -> Invoice:
     """Mark for reissue: REJECTED until the recalculation is done.
 
     From UNDER_REVIEW, or from REJECTED to change the mode (e.g. an admin
     who cannot wait for the night asks for "now").
     """
-    if mode not in S.REISSUE_MODES:
-        raise BadInput("mode", f"{mode!r} is not now or off_peak")
+    _check_reissue_mode(mode)
     with database.atomic():
         inv = _lock(ref)
-        if inv.status not in (S.UNDER_REVIEW, S.REJECTED):
-            raise _refuse(inv, CHANGE_REFUSALS | {S.APPROVED: APPROVE_REFUSALS[S.APPROVED] +
-                                                  ": it can no longer be reissued"})
-        if inv.kind != "regular":
-            raise Refused(inv.number, "is not a regular invoice: only regular invoices are reviewed")
+        refusal = reissue_refusal(inv)
+        if refusal:
+            raise Refused(inv.number, refusal)
         before = _state(inv)
         if mode == "now":
             after = ctx.clock.now()
@@ -670,6 +735,66 @@ def reissue_many(ctx: Ctx, refs: Iterable[str | int], mode: str,
         if progress:
             progress(i, len(refs))
     return result
+
+
+@dataclass
+class ReissuePreview:
+    """What reissuing these invoices in `mode` would do now (advisory:
+    reissue_many checks each again under its row lock)."""
+    mode: str
+    now: list[str] = field(default_factory=list)  # recalculated at once, back under review
+    queued: list[str] = field(default_factory=list)  # rejected until the off-peak window opens
+    window_opens: dt.datetime | None = None  # naive UTC, when any are queued
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (number, reason)
+    refused_by_status: dict[str, int] = field(default_factory=dict)  # status ("" gone) -> how many
+    ids: list[int] = field(default_factory=list)  # those that would be reissued
+
+    @property
+    def all_apply(self) -> bool:
+        return not self.refused
+
+    @property
+    def recommend_offpeak(self) -> bool:
+        return len(self.ids) > REISSUE_MANY
+
+
+def preview_reissue(refs: Iterable[str | int], mode: str, clock: Clock | None = None) -> ReissuePreview:
+    """Sort the invoices named (ids or numbers) into reissued now, queued for
+    the off-peak window (and when it opens) and refused, in the order given;
+    writes nothing, locks nothing.  clock: the command's (default: the real
+    clock in the billing zone)."""
+    _check_reissue_mode(mode)
+    out = ReissuePreview(mode)
+    refs = list(refs)
+    seen: set[int] = set()
+    for start in range(0, len(refs), CHUNK):
+        chunk = refs[start:start + CHUNK]
+        ids = [r for r in chunk if isinstance(r, int)]
+        numbers = [r for r in chunk if not isinstance(r, int)]
+        rows = (Invoice.select(Invoice.id, Invoice.number, Invoice.status, Invoice.kind)
+                .where(Invoice.id.in_(ids) | Invoice.number.in_(numbers)))
+        by_ref = {r.id: r for r in rows} | {r.number: r for r in rows}
+        for ref in chunk:
+            inv = by_ref.get(ref)
+            if inv is None:
+                out.refused.append((str(ref), "does not exist"))
+                out.refused_by_status[""] = out.refused_by_status.get("", 0) + 1
+                continue
+            if inv.id in seen:
+                continue
+            seen.add(inv.id)
+            refusal = reissue_refusal(inv)
+            if refusal:
+                out.refused.append((inv.number, refusal))
+                out.refused_by_status[inv.status] = out.refused_by_status.get(inv.status, 0) + 1
+            else:
+                out.ids.append(inv.id)
+                (out.now if mode == "now" else out.queued).append(inv.number)
+    if out.queued:  # the moment request_reissue would set
+        settings = load_settings()
+        clock = clock or Clock(tz=zone(settings["timezone"]))
+        out.window_opens = next_window_start(clock, *settings.offpeak)
+    return out
 
 
 def number_of(ref: str | int) -> str:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-from decimal import Decimal
 from pathlib import Path
 
 from .. import statuses as S
@@ -58,6 +57,9 @@ def register(sub) -> None:
     g.add_argument("--credit", metavar="AMOUNT", help="manual credit (lowers the total)")
     g.add_argument("--charge", metavar="AMOUNT", help="manual charge (raises the total)")
     p.add_argument("--description", required=True)
+    p.add_argument("--dry-run", action="store_true",
+                   help="say what the adjustment would do (the total before and after) or why it would be "
+                        "refused; write nothing (exit status as the real command's)")
     add_json(p)
     p.set_defaults(handler=cmd_adjust)
 
@@ -67,6 +69,9 @@ def register(sub) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--now", dest="reissue_now", action="store_true", help="reissue at once")
     g.add_argument("--off-peak", action="store_true", help="in the nearest off-peak window")
+    p.add_argument("--dry-run", action="store_true",
+                   help="say which would be reissued now, which would wait for the off-peak window (and when "
+                        "it opens) and which would be refused; write nothing (exit 0 only if all would be reissued)")
     add_json(p)
     p.set_defaults(handler=cmd_reissue)
 
@@ -308,24 +313,17 @@ def _approve_dry_run(env: Env, preview: workflow.ApprovePreview, include_flagged
     return EXIT_OK if preview.all_ready(include_flagged) else EXIT_SOME_FAILED
 
 
-def parse_cli_amount(text: str, flag: str) -> Decimal:
-    from ..money import MoneyError, parse_typed_number
-
-    try:
-        return parse_typed_number(text)
-    except MoneyError:
-        raise UsageError(flag, f"{text!r} is not a number") from None
-
-
 def cmd_adjust(env: Env, args) -> int:
     flag, raw, kind = ("credit", args.credit, "credit") if args.credit is not None else ("charge", args.charge, "charge")
-    amount = parse_cli_amount(raw, flag)
+    # The console's own reading and rules: money.parse_amount in the invoice's
+    # currency, then the domain's checks, so one input means one thing everywhere.
+    preview = workflow.preview_adjust(args.number, kind, raw, description=args.description)
+    if preview.field:
+        raise UsageError(flag if preview.field == "amount" else preview.field, preview.reason)
+    if args.dry_run:
+        return _adjust_dry_run(env, preview)
     try:
-        workflow.validate_adjustment(kind, amount, args.description)
-    except workflow.BadInput as exc:
-        raise UsageError(flag if exc.field == "amount" else exc.field, exc.reason) from None
-    try:
-        inv = workflow.adjust(env.ctx, args.number, kind, amount, args.description)
+        inv = workflow.adjust(env.ctx, preview.invoice_id, kind, preview.amount, args.description)
     except workflow.BadInput as exc:
         raise UsageError(flag if exc.field == "amount" else exc.field, exc.reason) from None
     except workflow.NotFound:
@@ -335,9 +333,32 @@ def cmd_adjust(env: Env, args) -> int:
     if env.json:
         env.print(dumps(invoice_dict(Invoice.get_by_id(inv.id), env.clock)))
     else:
-        env.print(f"{inv.number}: {kind} of {format_money(amount, inv.currency)} applied; "
+        env.print(f"{inv.number}: {kind} of {format_money(preview.amount, inv.currency)} applied; "
                   f"total now {format_money(inv.total, inv.currency)} (revision {inv.revision})")
     return EXIT_OK
+
+
+def _adjust_dry_run(env: Env, p: workflow.AdjustPreview) -> int:
+    """What adjust would do now; nothing written.  Exit 0 if it would apply, 1 if refused."""
+    from ..present import amount_str
+    from .common import EXIT_SOME_FAILED
+
+    cur = p.currency
+    if env.json:
+        env.print(dumps({
+            "dry_run": True, "number": p.number, "kind": p.kind, "amount": amount_str(p.amount, cur),
+            "currency": cur, "total_before": amount_str(p.before, cur), "correction": amount_str(p.correction, cur),
+            "total_after": amount_str(p.after, cur), "would_apply": p.applies,
+            "refused": [] if p.applies else [{"number": p.number, "reason": p.reason}],
+        }))
+    elif p.applies:
+        env.print(f"dry run: {p.number}: {p.kind} of {format_money(p.amount, cur)} would take the total "
+                  f"{format_money(p.before, cur)} → {format_money(p.after, cur)} "
+                  f"({format_debt_change(p.correction, cur)}); nothing was changed")
+    else:
+        env.print(f"dry run: {p.number}: the {p.kind} would be refused; nothing was changed")
+        print(f"  {p.number}: {p.reason}", file=sys.stderr)
+    return EXIT_OK if p.applies else EXIT_SOME_FAILED
 
 
 def _refused(env: Env, exc: workflow.Refused) -> int:
@@ -353,6 +374,8 @@ def _refused(env: Env, exc: workflow.Refused) -> int:
 def cmd_reissue(env: Env, args) -> int:
     ids = _existing_refs(args.numbers)
     mode = "now" if args.reissue_now else "off_peak"
+    if args.dry_run:
+        return _reissue_dry_run(env, workflow.preview_reissue(ids, mode, clock=env.clock))
     result = workflow.reissue_many(env.ctx, ids, mode, progress=env.progress("reissue"))
     extra = {}
     if mode == "off_peak" and result.done:
@@ -363,6 +386,29 @@ def cmd_reissue(env: Env, args) -> int:
         if not env.json:
             env.print(f"reissue runs in the off-peak window opening {extra['window_opens']}")
     return report_bulk(env, "reissue " + ("done" if mode == "now" else "requested"), result, extra)
+
+
+def _reissue_dry_run(env: Env, p: workflow.ReissuePreview) -> int:
+    """What reissue would do now; nothing written.  Exit 0 if all would be reissued."""
+    from .common import EXIT_SOME_FAILED
+
+    opens = iso_time(env.clock, p.window_opens)
+    if env.json:
+        env.print(dumps({
+            "dry_run": True, "mode": p.mode, "would_reissue_now": p.now, "would_queue": p.queued,
+            "window_opens": opens, "refused": [{"number": n, "reason": r} for n, r in p.refused],
+        }))
+    else:
+        env.print(f"dry run: {len(p.now)} would be reissued now, {len(p.queued)} would wait for the off-peak "
+                  f"window{f' opening {opens}' if opens else ''}, {len(p.refused)} would be refused; "
+                  "nothing was changed")
+        for number in p.now:
+            env.print(f"  reissue now  {number}")
+        for number in p.queued:
+            env.print(f"  queue        {number}")
+        for number, reason in p.refused:
+            print(f"  {number}: {reason}", file=sys.stderr)
+    return EXIT_OK if p.all_apply else EXIT_SOME_FAILED
 
 
 def cmd_assess(env: Env, args) -> int:

@@ -1,10 +1,12 @@
 """Adjust an invoice under review: one manual credit or manual charge.
 
 Validated as typed with Textual Validators that call the domain
-(money.parse_amount, workflow.validate_adjustment); the new total is shown
-live; Escape cancels and nothing is written.  The adjustment itself runs in a
-thread worker and the domain's refusal (e.g. a credit larger than the total)
-is shown in the dialog, which stays open.
+(workflow.preview_adjust, which reads the amount with money.parse_amount,
+the CLI's parser too); the new total shown live is the preview's; the type
+highlighted is the type applied (ChoiceSet); Escape cancels and nothing is
+written.  The adjustment itself runs in a thread worker and the domain's
+refusal (e.g. a credit larger than the total) is shown in the dialog, which
+stays open.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 from .. import statuses as S
 from .. import workflow
 from ..money import MoneyError, format_debt_change, format_money, parse_amount
+from ..widgets.choice_set import ChoiceSet
 from .support import db_session, error_text, post
 
 
@@ -58,16 +61,15 @@ class AmountValidator(Validator):
         self.kind = kind  # the dialog's current choice: "credit" or "charge"
 
     def validate(self, value: str) -> ValidationResult:
-        try:
-            amount = parse_amount(value, self.currency)
-            workflow.validate_adjustment("credit", amount, "-", self.currency)
-            if self.target is not None:
-                t = self.target
-                workflow.adjusted_total(self.kind(), amount, t.total, t.currency, t.number)
-        except MoneyError as exc:
-            return self.failure(str(exc), value)
-        except workflow.BadInput as exc:
-            return self.failure(exc.reason, value)
+        if self.target is None:
+            try:
+                parse_amount(value, self.currency)
+            except MoneyError as exc:
+                return self.failure(str(exc), value)
+            return self.success()
+        preview = workflow.preview_adjust(self.target, self.kind(), value)
+        if preview.field == "amount":
+            return self.failure(preview.reason, value)
         return self.success()
 
 
@@ -99,7 +101,7 @@ class AdjustModal(ModalScreen[AdjustDone | None]):
                               f"total {format_money(t.total, t.currency)}"), classes="dialog-body")
             with Horizontal(classes="form-row"):
                 yield Label("Type", classes="form-label")
-                with RadioSet(id="adj-kind"):
+                with ChoiceSet(id="adj-kind"):
                     yield RadioButton("Manual credit", value=True, id="kind-credit")
                     yield RadioButton("Manual charge", id="kind-charge")
             with Horizontal(classes="form-row"):
@@ -126,14 +128,12 @@ class AdjustModal(ModalScreen[AdjustDone | None]):
 
     # -- live state -------------------------------------------------------------
     def kind(self) -> str:
-        pressed = self.query_one("#adj-kind", RadioSet).pressed_button
-        return "charge" if pressed is not None and pressed.id == "kind-charge" else "credit"
+        chosen = self.query_one("#adj-kind", ChoiceSet).chosen
+        return "charge" if chosen is not None and chosen.id == "kind-charge" else "credit"
 
-    def amount(self) -> Decimal | None:
-        try:
-            return parse_amount(self.query_one("#adj-amount", Input).value, self.target.currency)
-        except MoneyError:
-            return None
+    def preview(self) -> workflow.AdjustPreview:
+        """The domain's outcome of what is typed and chosen now (no store read)."""
+        return workflow.preview_adjust(self.target, self.kind(), self.query_one("#adj-amount", Input).value)
 
     def _show(self, input_id: str, result: ValidationResult | None, show_empty: bool = False) -> bool:
         widget = self.query_one(f"#{input_id}", Input)
@@ -150,13 +150,13 @@ class AdjustModal(ModalScreen[AdjustDone | None]):
     def _new_total(self) -> None:
         t = self.target
         label = self.query_one("#adj-new-total", Static)
-        amount = self.amount()
-        if amount is None:
+        p = self.preview()
+        if p.after is None:  # nothing (valid) typed: the total stays
             label.update(format_money(t.total, t.currency))
             return
-        signed = -amount if self.kind() == "credit" else amount
-        text = Text(format_money(t.total + signed, t.currency), style="bold")
-        text.append(f"   ({format_debt_change(signed, t.currency)})", style="red" if signed < 0 else "green")
+        text = Text(format_money(p.after, t.currency), style="bold")
+        text.append(f"   ({format_debt_change(p.correction, t.currency)})",
+                    style="red" if p.correction < 0 else "green")
         label.update(text)
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -196,10 +196,13 @@ class AdjustModal(ModalScreen[AdjustDone | None]):
         if not (ok_amount and ok_desc):
             (amount_input if not ok_amount else desc_input).focus()
             return
+        preview = self.preview()  # what was validated is what is submitted
+        if preview.amount is None:
+            return
         self.saving = True
         self.query_one("#ok", Button).disabled = True
         self.query_one("#adj-error", Static).update("adjusting…")
-        self._adjust(self.kind(), self.amount(), desc_input.value)
+        self._adjust(preview.kind, preview.amount, desc_input.value)
 
     @work(thread=True, exclusive=True, group="adjust")
     def _adjust(self, kind: str, amount: Decimal, description: str) -> None:
