@@ -1,5 +1,12 @@
 """The Textual console: modes (queue F2, finder F3, classes F4), app-wide keys,
-the command palette, notifications and the optional in-console job loop.
+the command palette, notifications and the in-console job loop.
+
+The header says which job loop serves the store ("jobs: this console, pass
+just now", "jobs: billing-01:4711, pass 2 min ago", "no job loop: approved
+invoices wait"), checked every JOBS_POLL seconds in a thread worker.  The
+console runs the loop itself per its mode: "auto" (the default of
+`tui-billing`): when no other loop is alive on the store; "on" (--jobs):
+always (SQLite: waits for the other one); "off" (--no-jobs, and tests).
 
 Thin on purpose: screens live in screens/, reusable widgets in widgets/, and
 every rule in the domain modules they call.
@@ -14,6 +21,7 @@ from pathlib import Path
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.content import Content
 
 from .screens.palette import BillingCommands
 from .screens.queue import QueueScreen
@@ -21,10 +29,19 @@ from .screens.support import db_session, error_text, post
 
 THEMES = ("textual-dark", "textual-light")
 CHANGE_LOG = 500  # remembered change batches (screens refresh rows changed elsewhere)
+JOBS_POLL = 15.0  # seconds between checks of the store's job loops (they beat every 15 s)
+HEADER_SIDES = 4  # columns of the header that are not its title: icon 3 + right margin 1 (CSS below)
+JOBS_MODES = {True: "on", False: "off", None: "off", "on": "on", "off": "off", "auto": "auto"}
 
 
 class BillingApp(App):
     CSS_PATH = "app.tcss"
+    # The header's title gets the room of the clock we do not show: it also says
+    # which job loop serves the store, and must fit 80 columns with the --now.
+    CSS = """
+    HeaderIcon { width: 3; }
+    HeaderClockSpace { width: 1; }
+    """
     TITLE = "tui-billing"
     MODES = {"queue": QueueScreen, "finder": lambda: _finder()(), "classes": lambda: _classes()()}
     DEFAULT_MODE = "queue"
@@ -40,12 +57,19 @@ class BillingApp(App):
         Binding("ctrl+q", "quit", "Quit", id="app.quit", show=False, priority=True),
     ]
 
-    def __init__(self, env, *, jobs: bool = False, poll_seconds: float = 30, keymap: dict | None = None):
+    def __init__(self, env, *, jobs: bool | str = False, poll_seconds: float = 30,
+                 jobs_poll_seconds: float = JOBS_POLL, keymap: dict | None = None):
         super().__init__()
         self.env = env
         self.ctx = env.ctx
-        self.jobs = jobs
+        self.jobs_mode = JOBS_MODES[jobs]  # "auto" | "on" | "off"
+        self.jobs = self.jobs_mode != "off"
         self.poll_seconds = poll_seconds
+        self.jobs_poll_seconds = jobs_poll_seconds
+        self.loop_status = None  # jobs.LoopStatus of the last check (None until the first)
+        self.jobs_words = ""  # what the header says about the job loops
+        self._jobs_active = False  # this console's loop worker runs (waiting, or holding the store)
+        self._jobs_failed = False  # it stopped on an error: auto mode does not start it again
         self.change_seq = 0
         self._changes: list[tuple[int, frozenset]] = []
         self.stop_jobs = threading.Event()
@@ -65,8 +89,35 @@ class BillingApp(App):
         if self.poll_seconds:
             self.poll_waiting()  # baseline
             self.set_interval(self.poll_seconds, self.poll_waiting)
-        if self.jobs:
+        if self.jobs_mode == "on":
             self.start_jobs()
+        self.check_jobs()  # auto: starts the loop when no other one is alive
+        if self.jobs_poll_seconds:
+            self.set_interval(self.jobs_poll_seconds, self.check_jobs)
+
+    # -- the header: screen title — job loops · user · --now -----------------------------
+    def format_title(self, title: str, sub_title: str) -> Content:
+        """The job loop words come first after the title (in the warning colour when
+        none runs); at a narrow width the user, then the --now, give way to them."""
+        extras = [p for p in sub_title.split(" · ") if p] if sub_title else []
+        jobs = self.jobs_words
+        room = max(self.size.width - HEADER_SIDES, 20)
+
+        def width(parts: list[str]) -> int:
+            return len(title) + sum(len(p) + 3 for p in parts)
+
+        while extras and width([jobs, *extras] if jobs else extras) > room:
+            extras.pop(0)  # the user first (always the same), then the --now
+        parts: list = [title]
+        if jobs:
+            style = "$text-warning" if self.loop_status is not None and not self.loop_status.running else ""
+            parts += [(" — ", "dim"), (jobs, style)]
+        if extras:
+            parts += [(" · " if jobs else " — ", "dim"), (" · ".join(extras), "dim")]
+        return Content.assemble(*parts)
+
+    def on_resize(self, event) -> None:
+        self.mutate_reactive(App.sub_title)  # headers re-format their title for the new width
 
     # -- navigation -------------------------------------------------------------------
     def open_invoice(self, ref: int | str) -> None:
@@ -187,7 +238,34 @@ class BillingApp(App):
         if sync is not None:
             sync()
 
-    # -- the job loop inside the console (--jobs) ----------------------------------------
+    # -- the job loops of the store, and the one inside the console ----------------------
+    @work(thread=True, exclusive=True, group="jobs-status")
+    def check_jobs(self) -> None:
+        """Which job loops are alive on the store (one query); the header says it,
+        and in auto mode the console starts its own loop when none is."""
+        try:
+            from .jobs.status import loop_status
+        except ImportError:  # pragma: no cover - a build without the jobs package
+            return
+        with db_session():
+            try:
+                status = loop_status()
+            except Exception:  # the store is busy or gone: keep the last words
+                return
+        post(self, self._jobs_checked, status)
+
+    def _jobs_checked(self, status) -> None:
+        self.loop_status = status
+        if (self.jobs_mode == "auto" and not status.running and not self._jobs_active
+                and not self._jobs_failed and not self.stop_jobs.is_set()):
+            self.start_jobs()
+        words = status.words(here="this console")
+        if not status.running and self._jobs_active and not self.stop_jobs.is_set():
+            words = "jobs: this console, starting"  # started, not yet holding the store
+        if words != self.jobs_words:
+            self.jobs_words = words
+            self.mutate_reactive(App.sub_title)  # every screen's header
+
     def start_jobs(self) -> None:
         try:
             from .jobs import run_loop
@@ -196,23 +274,49 @@ class BillingApp(App):
                         "run `tui-billing jobs run` beside the console.", title="--jobs",
                         severity="warning", timeout=15)
             return
-        self.notify("Job loop started in the console.", title="--jobs")
-        self._jobs_worker(run_loop)
+        self._jobs_active = True
+        if self.jobs_mode == "auto":
+            self.notify("Job loop started in the console: no other loop runs on this store "
+                        "(tui-billing --no-jobs does not start it).", title="Jobs")
+        else:
+            self.notify("Job loop started in the console.", title="--jobs")
+        self._jobs_worker(run_loop, wait=self.jobs_mode == "on")
 
     @work(thread=True, group="jobs")
-    def _jobs_worker(self, run_loop) -> None:
+    def _jobs_worker(self, run_loop, wait: bool = True) -> None:
+        from .jobs import LoopBusy
+
         with db_session():
             try:
-                run_loop(self.env, self.stop_jobs, log=self._job_line)
+                run_loop(self.env, self.stop_jobs, wait=wait, log=self._job_line,
+                         on_pass=lambda: post(self, self.check_jobs))
+            except LoopBusy:  # auto: another loop took the store first; the header names it
+                pass
             except Exception as exc:
-                post(self, self.notify, f"The job loop stopped: {error_text(exc)}", title="--jobs",
+                self._jobs_failed = True
+                post(self, self.notify, f"The job loop stopped: {error_text(exc)}", title="Jobs",
                      severity="error", timeout=30)
+            finally:
+                self._jobs_active = False
+        post(self, self.check_jobs)
 
     def _job_line(self, line: str) -> None:
         """A line of the job loop's log (from its thread): kept for F8; errors become toasts."""
         self.job_lines.append(line)
         if "action=error" in line:
             post(self, self.notify, line, title="Job loop", severity="error", timeout=15)
+        elif "job=loop action=started" in line:
+            post(self, self.check_jobs)  # the header: "jobs: this console"
+
+    def mail_destination(self) -> str | None:
+        """Where the mail of this console's own loop goes: "maildir /path", "smtp host:port"."""
+        from . import mail
+        from .config import ConfigError
+
+        try:
+            return mail.transport_from_config(getattr(self.env.config, "mail", {}) or {}).describe()
+        except ConfigError:
+            return None
 
     def action_outbox(self) -> None:
         from .screens.outbox import OutboxModal
@@ -223,8 +327,16 @@ class BillingApp(App):
     def action_job_log(self) -> None:
         from .screens.pdf_preview import PdfTextModal
 
-        text = "\n".join(self.job_lines) if self.job_lines else (
-            "The job loop runs in the console with --jobs." if not self.jobs else "Nothing logged yet.")
+        store = f"The store: {self.jobs_words or 'not checked yet'}."
+        if self.job_lines:
+            text = "\n".join(self.job_lines)
+        elif self.jobs_mode == "off":
+            text = f"This console does not run the job loop (--no-jobs, or [jobs] console = \"off\").\n{store}"
+        elif not self._jobs_active:
+            text = ("This console runs no job loop: it starts one when no other loop is alive on the "
+                    f"store.\n{store}")
+        else:
+            text = f"Nothing logged yet by the job loop of this console.\n{store}"
         self.push_screen(PdfTextModal("Job loop log (latest last)", text))
 
     async def action_quit(self) -> None:
@@ -259,7 +371,8 @@ def load_keymap(env) -> dict[str, str]:
     return {str(k): str(v) for k, v in keys.items()} if isinstance(keys, dict) else {}
 
 
-def run(env, jobs: bool = False) -> int:
+def run(env, jobs: bool | str = "auto") -> int:
+    """The console; jobs: "auto" (run the job loop when no other one is alive), "on", "off"."""
     app = BillingApp(env, jobs=jobs, keymap=load_keymap(env))
     try:
         app.run()

@@ -26,7 +26,12 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="tui-billing", description=__doc__.split("\n")[0])
     common.add_global_options(parser, suppress=False)
-    parser.add_argument("--jobs", action="store_true", help="console: run the job loop inside it")
+    loop = parser.add_mutually_exclusive_group()
+    loop.add_argument("--jobs", action="store_true",
+                      help="console: run the job loop inside it, waiting for another loop of the store to stop "
+                           "(default: run it when no other loop is alive; [jobs] console = auto|on|off)")
+    loop.add_argument("--no-jobs", action="store_true",
+                      help="console: never run the job loop inside it (another loop, or none, serves the store)")
     parser.add_argument("--version", action="version", version=f"tui-billing {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     import importlib
@@ -73,9 +78,12 @@ def _fail(args, field: str, reason: str) -> int:
 
 def run_console(args) -> int:
     with common.open_env(args, demo_if_empty=True) as env:
+        from .jobs.loop import console_mode
+
+        jobs = "on" if args.jobs else "off" if args.no_jobs else console_mode(getattr(env.config, "jobs", {}))
         from .app import run  # Textual is imported only here
 
-        return run(env, jobs=args.jobs)
+        return run(env, jobs=jobs)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,6 +20,9 @@ work (LoopRegistration); each job claims its items so none is done twice:
                        in the transaction that queues the digest
     deliver_outbox     per message: queued -> sending (conditional UPDATE), sender + lease
 
+Which loops are alive on the store (the console's header, its dialogs):
+`loop_status()` -> LoopStatus (holder host:pid, heartbeat, last pass).
+
 For the console: `review_notice(cursor)` (toast: invoices newly waiting for
 review) and `mail.failed_messages()` (deliveries an operator must look at).
 """
@@ -28,9 +31,10 @@ from __future__ import annotations
 from .base import JobLog, JobResult, format_line
 from .dispatch import deliver_outbox, dispatch_approved
 from .lock import LoopBusy, LoopLock, LoopRegistration, current_holder, loop_lock, running_loops
-from .loop import DEFAULT_INTERVAL, DEFAULT_SLICE, JOBS, LoopSummary, intervals, run_loop, run_slice
+from .loop import DEFAULT_INTERVAL, DEFAULT_SLICE, JOBS, LoopSummary, console_mode, intervals, run_loop, run_slice
 from .postpay import close_postpay, closing_day, expire_payments
 from .review import ReviewNotice, auto_approve_due, notify_admins, reissue_offpeak, review_notice
+from .status import LoopInfo, LoopStatus, loop_status
 
 
 def failed_messages(limit: int = 200):
@@ -42,8 +46,9 @@ def failed_messages(limit: int = 200):
 
 __all__ = [
     "JOBS", "DEFAULT_INTERVAL", "DEFAULT_SLICE", "JobLog", "JobResult", "LoopBusy", "LoopLock",
-    "LoopRegistration", "LoopSummary", "ReviewNotice",
-    "auto_approve_due", "close_postpay", "closing_day", "current_holder", "deliver_outbox", "dispatch_approved",
-    "expire_payments", "failed_messages", "format_line", "intervals", "loop_lock", "notify_admins",
+    "LoopInfo", "LoopRegistration", "LoopStatus", "LoopSummary", "ReviewNotice",
+    "auto_approve_due", "close_postpay", "closing_day", "console_mode", "current_holder", "deliver_outbox",
+    "dispatch_approved",
+    "expire_payments", "failed_messages", "format_line", "intervals", "loop_lock", "loop_status", "notify_admins",
     "reissue_offpeak", "review_notice", "run_loop", "run_slice", "running_loops",
 ]

@@ -13,6 +13,10 @@ while the holder's heartbeat is fresh, unless the holder is a process on this
 host that no longer exists (killed: no need to wait for the heartbeat to go
 stale).  A heartbeat older than STALE_AFTER (a hung loop, or a loop on
 another host that died) can be taken over.
+
+Beside its lock row every loop keeps a "pass:<lock name>" row (same holder):
+its heartbeat_at is when the loop last finished a pass (every due job run to
+the end).  status.loop_status() reads both to say which loops are alive.
 """
 from __future__ import annotations
 
@@ -23,10 +27,13 @@ import socket
 import threading
 from dataclasses import dataclass
 
+from peewee import fn
+
 from ..store.models import JobLock, database
 from .base import _pid_namespace, real_now
 
 LOCK_NAME = "jobs"
+PASS_PREFIX = "pass:"  # "pass:jobs" (SQLite), "pass:jobs:<random>" (PostgreSQL): last pass finished
 STALE_AFTER = dt.timedelta(minutes=2)
 HEARTBEAT_EVERY = 15.0  # seconds
 
@@ -91,6 +98,15 @@ class Holder:
             return True  # killed, not yet reaped
         start = _proc_start(self.pid)
         return bool(self.start and start and start != self.start)  # pid reused
+
+
+def _note_pass(name: str, holder: str) -> None:
+    """Record that the loop holding `name` just finished a pass (one writer per name)."""
+    now = real_now()
+    row = PASS_PREFIX + name
+    n = JobLock.update(holder=holder, heartbeat_at=now).where(JobLock.name == row).execute()
+    if n == 0:
+        JobLock.insert(name=row, holder=holder, heartbeat_at=now).on_conflict_ignore().execute()
 
 
 class LoopBusy(Exception):
@@ -160,9 +176,17 @@ class LoopLock:
         self.held = n == 1
         return self.held
 
+    def note_pass(self) -> None:
+        """A pass finished (shown by the console: "pass 2 min ago")."""
+        if self.held:
+            _note_pass(self.name, self.holder)
+
     def release(self) -> None:
         if self.held:
-            JobLock.delete().where((JobLock.name == self.name) & (JobLock.holder == self.holder)).execute()
+            with database.atomic():
+                JobLock.delete().where((JobLock.name == self.name) & (JobLock.holder == self.holder)).execute()
+                # The store's one pass row: ours, or left by a holder we took over from.
+                JobLock.delete().where(JobLock.name == PASS_PREFIX + self.name).execute()
             self.held = False
 
 
@@ -194,6 +218,10 @@ class LoopRegistration:
                          .where((JobLock.name == row.name) & (JobLock.holder == row.holder)).execute())
                     if n:
                         self.reaped.append(row.holder)
+            # Pass rows of loops whose registration is gone (reaped now or before).
+            live = JobLock.select(JobLock.name).where(JobLock.name.startswith(LOCK_NAME + ":"))
+            gone = fn.SUBSTR(JobLock.name, len(PASS_PREFIX) + 1).not_in(live)
+            JobLock.delete().where(JobLock.name.startswith(PASS_PREFIX + LOCK_NAME + ":") & gone).execute()
             JobLock.insert(name=self.name, holder=self.holder, heartbeat_at=now).execute()
         self.held = True
 
@@ -213,9 +241,16 @@ class LoopRegistration:
         self.held = True
         return True
 
+    def note_pass(self) -> None:
+        """A pass finished (shown by the console: "pass 2 min ago")."""
+        if self.held:
+            _note_pass(self.name, self.holder)
+
     def release(self) -> None:
         if self.held:
-            JobLock.delete().where((JobLock.name == self.name) & (JobLock.holder == self.holder)).execute()
+            with database.atomic():
+                JobLock.delete().where((JobLock.name == self.name) & (JobLock.holder == self.holder)).execute()
+                JobLock.delete().where(JobLock.name == PASS_PREFIX + self.name).execute()
             self.held = False
 
 

@@ -23,6 +23,8 @@ from .review import auto_approve_due, notify_admins, reissue_offpeak
 DEFAULT_INTERVAL = 60.0  # seconds: "within minutes of approval"
 DEFAULT_SLICE = 60.0  # seconds one job may run before the others get their turn (loop mode)
 SLICE_KEY = "max_run_seconds"  # [jobs] max_run_seconds = N
+CONSOLE_KEY = "console"  # [jobs] console = "auto" | "on" | "off": the loop inside the console
+CONSOLE_MODES = {"auto": "auto", "on": "on", "true": "on", "yes": "on", "off": "off", "false": "off", "no": "off"}
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ def intervals(config_jobs: dict | None) -> dict[str, float | None]:
     """Seconds between runs per job ([jobs] table); 0 or "off" disables one."""
     result: dict[str, float | None] = {name: DEFAULT_INTERVAL for name in JOBS}
     for name, value in (config_jobs or {}).items():
-        if name == SLICE_KEY:
+        if name in (SLICE_KEY, CONSOLE_KEY):
             continue
         if name not in JOBS:
             raise ConfigError(f"jobs.{name}: not a job; known: {', '.join(JOBS)}")
@@ -83,6 +85,21 @@ def run_slice(config_jobs: dict | None) -> float:
     if not (0.1 <= seconds <= 86400):
         raise ConfigError(f"jobs.{SLICE_KEY}: {value!r} must be between 0.1 and 86400 seconds")
     return seconds
+
+
+def console_mode(config_jobs: dict | None) -> str:
+    """[jobs] console: does the console run the job loop itself?
+
+    "auto" (default): when no other loop is alive on the store (checked at
+    start and on every status poll); "on": always (SQLite: waits for the other
+    loop to stop, like --jobs); "off": never (like --no-jobs)."""
+    value = (config_jobs or {}).get(CONSOLE_KEY, "auto")
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    mode = CONSOLE_MODES.get(str(value).strip().lower())
+    if mode is None:
+        raise ConfigError(f"jobs.{CONSOLE_KEY}: {value!r} must be auto, on or off")
+    return mode
 
 
 class _Slice:
@@ -180,7 +197,7 @@ class Runner:
 
 def run_loop(env, stop_event: threading.Event, *, once: bool = False, wait: bool = True,
              only: list[str] | None = None, log: JobLog | Callable[[str], None] | None = None,
-             heartbeat_every: float | None = None) -> LoopSummary:
+             heartbeat_every: float | None = None, on_pass: Callable[[], None] | None = None) -> LoopSummary:
     """The job loop, headless (`tui-billing jobs run`) or in the console.
 
     Runs every job once at start, then each on its interval, until
@@ -189,6 +206,8 @@ def run_loop(env, stop_event: threading.Event, *, once: bool = False, wait: bool
     `wait` (the console's default) it waits for the running one to stop;
     without, LoopBusy is raised.  `log` is a JobLog, or a callable that
     receives each line (the console's log panel); default: stderr.
+    Every finished pass is recorded beside the lock (status.loop_status shows
+    it) and then `on_pass` is called (the console refreshes its header).
     """
     if not isinstance(log, JobLog):
         log = JobLog(env.ctx.clock, write=log) if callable(log) else JobLog(env.ctx.clock)
@@ -237,19 +256,27 @@ def run_loop(env, stop_event: threading.Event, *, once: bool = False, wait: bool
             requeued=requeued or None, released_claims=released or None)
         for name in names:  # the first pass: everything, in order
             runner.run(name)
+        if not once and not runner.unfinished:
+            _note_pass(lock, halt, log, on_pass)
         if not once:
             import schedule
 
             scheduler = schedule.Scheduler()
             for name in names:
                 scheduler.every(every[name]).seconds.do(runner.run, name)
+            ran = bool(runner.unfinished)  # jobs ran since the last pass was noted
             while not halt.is_set():
+                before = runner.summary.runs
                 scheduler.run_pending()
                 again = runner.take_unfinished()
                 for name in again:  # work left when its slice ran out: continue now
                     runner.run(name)
+                ran = ran or runner.summary.runs != before
                 if again:
                     continue
+                if ran:  # every due job ran to the end: a pass (the console shows when)
+                    _note_pass(lock, halt, log, on_pass)
+                    ran = False
                 idle = scheduler.idle_seconds
                 halt.wait(min(max(idle if idle is not None else 1.0, 0.05), 1.0))
     finally:
@@ -266,5 +293,21 @@ def run_loop(env, stop_event: threading.Event, *, once: bool = False, wait: bool
     return summary
 
 
+def _note_pass(lock, halt: _Halt, log: JobLog, on_pass: Callable[[], None] | None = None) -> None:
+    """Record the end of a pass beside the lock; never stops the loop."""
+    if halt.is_set():
+        return
+    try:
+        lock.note_pass()
+    except Exception as exc:  # a busy database: the next pass records it
+        log("loop", action="pass_note_failed", reason=f"{type(exc).__name__}: {exc}")
+        return
+    if on_pass is not None:
+        try:
+            on_pass()
+        except Exception:  # the console went away: not the loop's business
+            pass
+
+
 __all__ = ["JOBS", "LoopBusy", "LoopLock", "LoopRegistration", "LoopSummary", "run_loop", "intervals",
-           "run_slice", "DEFAULT_INTERVAL", "DEFAULT_SLICE"]
+           "run_slice", "console_mode", "DEFAULT_INTERVAL", "DEFAULT_SLICE"]

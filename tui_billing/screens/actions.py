@@ -35,6 +35,27 @@ VERBS = {  # verb -> (progress label, done words, title)
 REFRESH_LIMIT = 5000  # loaded rows refreshed in place after an action
 FLAGGED_SHOWN = 5  # flagged invoices listed in the approve question
 ACCEPT_SHOWN = 20  # ... and with their flags in the acceptance question
+NO_LOOP = "No job loop is running: they will be sent when one runs (tui-billing jobs run)."
+
+
+def loop_where(status) -> str | None:
+    """Where the store's job loop runs, for a sentence ("the job loop in this
+    console", "the job loop on billing-01:4711"), or None when none is alive."""
+    if status is None or not status.running:
+        return None
+    if status.here is not None:
+        return "the job loop in this console"
+    return f"the job loop on {status.where()}"
+
+
+def _loop_status():
+    """jobs.loop_status() (in a worker), or None when it cannot be read."""
+    try:
+        from ..jobs.status import loop_status
+
+        return loop_status()
+    except Exception:
+        return None
 
 
 class Progressed(Message):
@@ -119,10 +140,11 @@ class InvoiceActions:
             except Exception as exc:
                 post(self.app, self.notify, error_text(exc), title=f"{verb} failed", severity="error")
                 return
-        post(self.app, self._ask, verb, ids, preview, numbers, window)
+            loops = _loop_status() if verb == "approve" else None  # the dialog's promise names the loop
+        post(self.app, self._ask, verb, ids, preview, numbers, window, loops)
 
     def _ask(self, verb: str, ids: list[int], preview, numbers: list[str],
-             window: dt.datetime | None) -> None:
+             window: dt.datetime | None, loops=None) -> None:
         from .confirm import ConfirmModal
         from .download import DownloadModal
         from .reissue import ReissueModal
@@ -132,19 +154,32 @@ class InvoiceActions:
             return
         clock = self.app.ctx.clock
         if verb == "approve":
-            self._ask_approve(ids, preview, numbers)
+            self._ask_approve(ids, preview, numbers, loops)
         elif verb == "reissue":
             local = clock.local(window)
             wait = int((window - clock.now()).total_seconds())
             when = f"opens {local:%a %d %b %H:%M}" + (f" (in {span(wait)})" if wait > 0 else " (open now)")
-            self.app.push_screen(ReissueModal(len(ids), numbers, when),
+            self.app.push_screen(ReissueModal(len(ids), numbers, when, ids=ids),
                                  lambda mode: mode and self._launch("reissue", ids, mode))
         elif verb == "download":
             self.app.push_screen(DownloadModal(len(ids), clock.local()),
                                  lambda choice: choice and self._launch("download", ids, choice))
 
     # -- approve: what will be approved, what needs its flags accepted, what is refused
-    def _ask_approve(self, ids: list[int], preview: workflow.ApprovePreview, numbers: list[str]) -> None:
+    def send_promise(self, loops) -> str:
+        """What happens to approved invoices, true to the job loops of the store."""
+        where = loop_where(loops)
+        if where is None:
+            return NO_LOOP
+        if loops.here is not None:
+            dest = self.app.mail_destination() or ""
+            if dest.startswith("maildir "):  # the default: nothing leaves this machine
+                return (f"Approved invoices are sent within minutes by {where}, into the "
+                        f"{dest} (no mail server is configured).")
+        return f"Approved invoices are sent to the customers within minutes by {where}."
+
+    def _ask_approve(self, ids: list[int], preview: workflow.ApprovePreview, numbers: list[str],
+                     loops=None) -> None:
         from .. import statuses as S
         from .confirm import ApproveModal, ConfirmModal
 
@@ -180,7 +215,8 @@ class InvoiceActions:
         if p.refused:
             body.append(f"\n{len(p.refused):,} of the {len(ids):,} marked will be refused "
                         f"({refused}); the summary lists each.", style="yellow")
-        body.append("\nApproved invoices are sent to the customers within minutes.")
+        promise = self.send_promise(loops)
+        body.append("\n" + promise, style="" if loop_where(loops) else "yellow")
         flagged = set(p.flagged_ids)
         rest = [i for i in ids if i not in flagged]  # refused ones too: the summary lists each
         if not p.flagged:
@@ -192,11 +228,11 @@ class InvoiceActions:
             if choice == ApproveModal.UNFLAGGED:
                 self._launch("approve", ids, (rest, []))
             elif choice == ApproveModal.FLAGGED:
-                self._ask_accept(ids, p, rest)
+                self._ask_accept(ids, p, rest, promise)
 
         self.app.push_screen(ApproveModal("Approve", body, count), chosen)
 
-    def _ask_accept(self, ids: list[int], p: workflow.ApprovePreview, rest: list[int]) -> None:
+    def _ask_accept(self, ids: list[int], p: workflow.ApprovePreview, rest: list[int], promise: str) -> None:
         """The second, explicit confirmation: accept the flags of these invoices."""
         from .confirm import ConfirmModal
 
@@ -215,7 +251,7 @@ class InvoiceActions:
             body.append(f"\n… and {k - ACCEPT_SHOWN:,} more flagged invoices\n")
         body.append("\nYou accept these flags as checked: the audit log records your name, "
                     "each flag and the revision.", style="yellow")
-        body.append("\nApproved invoices are sent to the customers within minutes.")
+        body.append("\n" + promise, style="" if promise != NO_LOOP else "yellow")
         accepted = p.flagged_ids
         self.app.push_screen(ConfirmModal("Accept flags and approve", body, "Accept and approve", scroll=True),
                              lambda ok: ok and self._launch("approve", ids, (rest, accepted)))
@@ -245,8 +281,12 @@ class InvoiceActions:
                 elif verb == "reissue":
                     result = workflow.reissue_many(self.app.ctx, ids, option, progress=progress)
                     if option == "off_peak" and result.done:
+                        where = loop_where(_loop_status())
                         notes.append("They stay Rejected until the off-peak window opens; "
-                                     "the job loop recalculates them then and they come back under review.")
+                                     + (f"{where} recalculates them then and they come back under review."
+                                        if where else
+                                        "a job loop recalculates them then and they come back under review, "
+                                        "but none is running now (tui-billing jobs run)."))
                 else:
                     result, notes = self._download(ids, option, progress)
             except Exception as exc:  # the store failed mid-way: report, never crash
