@@ -277,6 +277,16 @@ def test_sending_row_after_crash_is_requeued_and_sent_once(store_url, smtp):
     assert OutboxMessage.get_by_id(first.id).attempts == 2
 
 
+def test_maildir_in_a_folder_that_does_not_exist_yet_is_created(store_url, tmp_path):
+    """The default maildir lives in the user data dir, which a fresh machine
+    (a store opened with --db elsewhere) does not have yet."""
+    transport = mail.MaildirTransport(tmp_path / "data" / "tui-billing" / "maildir")
+    make_approved(2)
+    jobs.dispatch_approved(ctx_at(NOW))
+    assert jobs.deliver_outbox(ctx_at(NOW), transport=transport).done == 2
+    assert len(mailbox.Maildir(str(tmp_path / "data" / "tui-billing" / "maildir"), create=False)) == 2
+
+
 def test_maildir_delivery_is_exactly_once_even_after_a_crash(store_url, tmp_path):
     transport = mail.MaildirTransport(tmp_path / "md")
     invoices = make_approved(3)

@@ -384,6 +384,9 @@ class MaildirTransport:
         return f"maildir {self.path}"
 
     def _ensure(self) -> None:
+        # Maildir(create=True) makes only the last folder; the default one
+        # lives in a user data dir a fresh machine may not have yet.
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         mailbox.Maildir(str(self.path), create=True)
 
     @staticmethod
