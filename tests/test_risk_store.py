@@ -352,6 +352,30 @@ def test_normal_demo_data_flags_at_most_five_percent(store_url, ctx):
     assert queue.where(Invoice.risk_score >= risk.FLAGGED).count() <= 0.03 * queue.count()
 
 
+def test_assess_many_in_worker_processes_stores_what_one_process_stores(store_url, ctx, backend):
+    """assess --all on a SQLite file runs the assessing in a pool of worker
+    processes; what it stores is exactly what one process stores."""
+    from tui_billing.store import demo
+
+    demo.build(ctx, invoices=2400, seed=7, quiet=True)
+    ids = [i for (i,) in Invoice.select(Invoice.id).tuples()]
+    columns = (Invoice.id, Invoice.risk_score, Invoice.risk_flags, Invoice.expected_total, Invoice.risk_at_stake)
+    chunks = -(-len(ids) // risk_store.CHUNK)
+    if backend == "postgresql":
+        assert risk_store.pool_size(2, chunks) == 1  # worker processes only on a SQLite file
+        return
+    assert risk_store.pool_size(2, chunks) == 2 and risk_store.pool_size(1, chunks) == 1
+    assert risk_store.pool_size(2, risk_store.POOL_MIN_CHUNKS - 1) == 1
+    counts = risk_store.assess_many(ids, workers=1)
+    alone = list(Invoice.select(*columns).order_by(Invoice.id).tuples())
+    Invoice.update(risk_score=0, risk_flags="", expected_total=None, risk_at_stake=None).execute()
+    seen = []
+    assert risk_store.assess_many(ids, workers=2, progress=lambda done, total: seen.append((done, total))) == counts
+    assert list(Invoice.select(*columns).order_by(Invoice.id).tuples()) == alone
+    assert counts["assessed"] == len(ids) and seen[-1] == (len(ids), len(ids))
+    assert sum(1 for row in alone if risk.is_flagged(row[1])) == counts["flagged"]
+
+
 def test_inactive_subscription_plant_on_the_demo_queue_is_fixed_by_reissue(store_url, ctx):
     """A planted fee for an idle subscription, reissued: the line goes, the flag too,
     and the diff lists exactly that line."""

@@ -9,6 +9,7 @@ chunk at once), one query for their charge lines.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 
@@ -213,39 +214,100 @@ _FACT_COLUMNS = (Invoice.id, Invoice.account.alias("account_id"), Invoice.status
                  Invoice.discount_total, Invoice.tax_total, Invoice.correction_total)
 
 
-def assess_many(ids: Sequence[int], progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+POOL_MIN_CHUNKS = 4  # fewer chunks than this: not worth starting worker processes
+
+
+def assess_many(ids: Sequence[int], progress: Callable[[int, int], None] | None = None,
+                workers: int | None = None) -> dict[str, int]:
     """Recompute and save flags of these invoices (after an upgrade, or a
-    change of the risk settings).  Chunks of CHUNK, one transaction each:
-    one history query, one line query and one update batch per chunk."""
+    change of the risk settings).
+
+    Chunks of CHUNK invoices of one period (one history query, one line
+    query and one population each); each chunk's scores are written in one
+    transaction, in order, by this process.  On a SQLite file store with
+    enough chunks, the reading and assessing (pure Python, most of the time)
+    runs in `workers` processes (default: one per core) while this one
+    writes: WAL readers never wait for the writer, and what a chunk writes
+    (risk columns) is nothing another chunk reads."""
     cfg = settings()
     counts = {"assessed": 0, "flagged": 0}
-    ids = _by_period(ids)  # a chunk is then one period: one history query, one population
-    for start in range(0, len(ids), CHUNK):
-        with database.atomic():
-            invoices = list(Invoice.select(*_FACT_COLUMNS).where(Invoice.id.in_(ids[start:start + CHUNK]))
-                            .order_by(Invoice.id).namedtuples())
-            facts = _load_many_facts([i for i in invoices if i.status != S.OPEN])
-            by_period: dict[dt.date, list[Invoice]] = {}
-            for inv in invoices:
-                by_period.setdefault(inv.period_from, []).append(inv)
-            updates = []
-            for period_from, group in by_period.items():
-                histories = load_histories([i.account_id for i in group], period_from, cfg.history)
-                pop = population(period_from, cfg)
-                for inv in group:
-                    if inv.status == S.OPEN:
-                        result = DRAFT
-                    else:
-                        result = risk.evaluate(facts[inv.id], histories[inv.account_id], cfg, pop)
-                    columns = stored(result, inv.currency)
-                    updates.append(tuple(Invoice._meta.fields[c].db_value(v) for c, v in columns.items())
-                                   + (inv.id,))
-                    counts["assessed"] += 1
-                    counts["flagged"] += result.flagged
-            update_rows(Invoice, list(STORED_COLUMNS), updates)
-        if progress:
-            progress(min(start + CHUNK, len(ids)), len(ids))
+    ids = _by_period(ids)
+    chunks = [ids[start:start + CHUNK] for start in range(0, len(ids), CHUNK)]
+    workers = pool_size(workers, len(chunks))
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: a forked child would share this process's open connection.
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_worker_open, initargs=(_sqlite_file_url(),))
+        with pool:
+            results = pool.map(_assess_chunk, chunks, [cfg] * len(chunks))
+            _write_results(results, len(ids), counts, progress)
+    else:
+        _write_results((_assess_chunk(chunk, cfg) for chunk in chunks), len(ids), counts, progress)
     return counts
+
+
+def pool_size(workers: int | None, chunks: int) -> int:
+    """Worker processes for assess_many: 1 (in this process) unless the store
+    is a SQLite file and there are POOL_MIN_CHUNKS chunks or more."""
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    if workers <= 1 or chunks < POOL_MIN_CHUNKS or _sqlite_file_url() is None:
+        return 1
+    return min(workers, chunks)
+
+
+def _write_results(results, total: int, counts: dict[str, int], progress) -> None:
+    done = 0
+    for updates, flagged in results:
+        with database.atomic():
+            update_rows(Invoice, list(STORED_COLUMNS), updates)
+        done += len(updates)
+        counts["assessed"] += len(updates)
+        counts["flagged"] += flagged
+        if progress:
+            progress(done, total)
+
+
+def _assess_chunk(chunk: list[int], cfg: risk.RiskSettings) -> tuple[list[tuple], int]:
+    """(rows for update_rows, how many flagged) of one chunk; reads only."""
+    invoices = list(Invoice.select(*_FACT_COLUMNS).where(Invoice.id.in_(chunk)).order_by(Invoice.id)
+                    .namedtuples())
+    facts = _load_many_facts([i for i in invoices if i.status != S.OPEN])
+    by_period: dict[dt.date, list] = {}
+    for inv in invoices:
+        by_period.setdefault(inv.period_from, []).append(inv)
+    updates, flagged = [], 0
+    for period_from, group in by_period.items():
+        histories = load_histories([i.account_id for i in group], period_from, cfg.history)
+        pop = population(period_from, cfg)
+        for inv in group:
+            if inv.status == S.OPEN:
+                result = DRAFT
+            else:
+                result = risk.evaluate(facts[inv.id], histories[inv.account_id], cfg, pop)
+            columns = stored(result, inv.currency)
+            updates.append(tuple(Invoice._meta.fields[c].db_value(v) for c, v in columns.items()) + (inv.id,))
+            flagged += result.flagged
+    return updates, flagged
+
+
+def _sqlite_file_url() -> str | None:
+    from .db import is_sqlite
+
+    db = database.obj
+    path = getattr(db, "database", "")
+    if not is_sqlite(db) or not path or path == ":memory:" or str(path).startswith("file:"):
+        return None
+    return f"sqlite:///{os.path.abspath(path)}"
+
+
+def _worker_open(url: str) -> None:
+    """A pool worker's own connection to the store (schema already current)."""
+    from .db import connect
+
+    connect(url, migrate=False)
 
 
 def _by_period(ids: Sequence[int]) -> list[int]:
