@@ -90,3 +90,11 @@ async def show_detail(pilot, ref):
     pilot.app.open_invoice(ref)
     await settle(pilot)
     return pilot.app.screen
+
+
+async def open_dialog(pilot, ref, key):
+    """The dialog a key opens on an invoice's detail screen (j adjust, r reissue…)."""
+    await show_detail(pilot, ref)
+    await pilot.press(key)
+    await settle(pilot)
+    return pilot.app.screen

@@ -19,7 +19,7 @@ from tui_billing.screens.summary import SummaryModal
 from tui_billing.store.models import AuditEvent, Correction, Invoice
 
 from . import factories as F
-from .conftest_console import console_env, console_template, make_app, settle, show_detail  # noqa: F401
+from .conftest_console import console_env, console_template, make_app, open_dialog, settle  # noqa: F401
 
 
 def run(coro):
@@ -50,10 +50,7 @@ def test_adjust_dialog_refuses_a_decimal_comma_and_books_nothing(console_env, ty
         app = make_app(console_env)
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
-            await show_detail(pilot, inv.id)
-            await pilot.press("j")
-            await settle(pilot)
-            modal = app.screen
+            modal = await open_dialog(pilot, inv.id, "j")
             assert isinstance(modal, AdjustModal)
             await pilot.press(*typed)
             await pilot.pause()
@@ -82,10 +79,7 @@ def test_reissue_dialog_down_then_ctrl_s_reissues_now(console_env):
         app = make_app(console_env)
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
-            await show_detail(pilot, inv.id)
-            await pilot.press("r")
-            await settle(pilot)
-            modal = app.screen
+            modal = await open_dialog(pilot, inv.id, "r")
             assert isinstance(modal, ReissueModal)
             await pilot.press("down")  # the highlight moves to "Now": so does the choice
             assert modal.mode() == "now"
@@ -108,10 +102,7 @@ def test_reissue_dialog_up_and_down_follow_the_highlight(console_env):
         app = make_app(console_env)
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
-            await show_detail(pilot, inv.id)
-            await pilot.press("r")
-            await settle(pilot)
-            modal = app.screen
+            modal = await open_dialog(pilot, inv.id, "r")
             assert modal.mode() == "off_peak"
             await pilot.press("down", "up")
             assert modal.mode() == "off_peak"
@@ -132,10 +123,7 @@ def test_adjust_dialog_down_to_manual_charge_books_a_charge(console_env):
         app = make_app(console_env)
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
-            await show_detail(pilot, inv.id)
-            await pilot.press("j")
-            await settle(pilot)
-            modal = app.screen
+            modal = await open_dialog(pilot, inv.id, "j")
             await pilot.press("shift+tab")  # from the amount back to the type
             await pilot.press("down")  # highlight "Manual charge": it is the choice
             assert modal.kind() == "charge"
