@@ -14,6 +14,7 @@ import socket
 import time
 
 import pytest
+from textual.widgets import Static
 from textual.widgets._header import HeaderTitle
 
 from tui_billing import statuses as S
@@ -262,6 +263,9 @@ def test_off_peak_reissue_note_says_when_no_loop_runs(console_env):
                 await pilot.press("down")
             await pilot.press("r")
             await settle(pilot)
+            # The dialog says it before the admin confirms, not only the summary after.
+            note = str(app.screen.query_one("#reissue-note", Static).render())
+            assert "No job loop is running now: nothing is recalculated until one runs" in note
             await pilot.press("ctrl+s")  # off-peak, the dialog's default
             await settle(pilot)
             assert isinstance(app.screen, SummaryModal)

@@ -140,7 +140,8 @@ class InvoiceActions:
             except Exception as exc:
                 post(self.app, self.notify, error_text(exc), title=f"{verb} failed", severity="error")
                 return
-            loops = _loop_status() if verb == "approve" else None  # the dialog's promise names the loop
+            # The dialogs' promises name the loop that keeps them (approve: sending; reissue: the window).
+            loops = _loop_status() if verb in ("approve", "reissue") else None
         post(self.app, self._ask, verb, ids, preview, numbers, window, loops)
 
     def _ask(self, verb: str, ids: list[int], preview, numbers: list[str],
@@ -159,7 +160,7 @@ class InvoiceActions:
             local = clock.local(window)
             wait = int((window - clock.now()).total_seconds())
             when = f"opens {local:%a %d %b %H:%M}" + (f" (in {span(wait)})" if wait > 0 else " (open now)")
-            self.app.push_screen(ReissueModal(len(ids), numbers, when, ids=ids),
+            self.app.push_screen(ReissueModal(len(ids), numbers, when, ids=ids, loop=loop_where(loops)),
                                  lambda mode: mode and self._launch("reissue", ids, mode))
         elif verb == "download":
             self.app.push_screen(DownloadModal(len(ids), clock.local()),

@@ -31,8 +31,12 @@ class ReissueModal(ModalScreen[str | None]):
         Binding("ctrl+s", "submit", "Reissue", id="modal.submit"),
     ]
 
-    def __init__(self, count: int, numbers: list[str], window_text: str, ids: list[int] | None = None):
+    def __init__(self, count: int, numbers: list[str], window_text: str, ids: list[int] | None = None,
+                 loop: str | None = ""):
         super().__init__()
+        # Who recalculates the queued ones: "the job loop in this console" / "… on host:pid";
+        # None: no loop is running (the promise says so); "": not known.
+        self.loop = loop
         self.count = count
         self.numbers = numbers
         self.window_text = window_text
@@ -106,7 +110,10 @@ class ReissueModal(ModalScreen[str | None]):
             opens = (f"the window opens {clock.local(p.window_opens):%a %d %b %H:%M}"
                      if p.window_opens > clock.now() else "the job loop reaches it (the window is open now)")
             text.append(f"{plural(n, 'invoice')} {'stays' if n == 1 else 'stay'} Rejected until {opens}, "
-                        "then recalculated.")
+                        "then recalculated" + (f" by {self.loop}." if self.loop else "."))
+            if self.loop is None:
+                text.append("\nNo job loop is running now: nothing is recalculated until one runs "
+                            "(tui-billing jobs run).", style="yellow")
         else:
             text.append("Nothing here can be reissued.", style="yellow")
         if p.refused:
