@@ -187,7 +187,7 @@ def _assess(pending: list[tuple[Account, billing.Calculation]], p_from: dt.date,
     out = []
     for account, calc in pending:
         facts = risk.InvoiceFacts.from_calc(account.currency, p_from, p_to, calc, subs)
-        out.append(risk_store.stored(risk.evaluate(facts, histories[account.id], cfg, pop), account.currency))
+        out.append(risk_store.stored(risk.evaluate(facts, histories[account.id], cfg, pop)))
     return out
 
 

@@ -564,19 +564,6 @@ def evaluate(inv: InvoiceFacts, history: Sequence[PastInvoice], settings: RiskSe
     return Assessment(flags, expected, stake_rep, total_score)
 
 
-def assess(inv: InvoiceFacts, history: Sequence[PastInvoice],
-           settings: RiskSettings = DEFAULT_SETTINGS, population: Population = NO_POPULATION) -> list[Flag]:
-    """Every flag that applies to `inv`, heaviest first."""
-    return evaluate(inv, history, settings, population).flags
-
-
-def assess_scored(inv: InvoiceFacts, history: Sequence[PastInvoice],
-                  settings: RiskSettings = DEFAULT_SETTINGS,
-                  population: Population = NO_POPULATION) -> tuple[int, list[Flag]]:
-    result = evaluate(inv, history, settings, population)
-    return result.score, result.flags
-
-
 def _check_lines(inv: InvoiceFacts, past: list[PastInvoice], population: Population, found: _Flags) -> Decimal:
     """Per service and per fee against the account's history; returns the
     net charges the history predicts for this invoice."""
@@ -851,6 +838,6 @@ def inactive_reason(sub: SubscriptionFact | None, period_from: dt.date, period_t
 __all__ = [
     "FLAGGED", "is_flagged", "WEIGHTS", "SHORT", "TITLES", "ChargeFact", "SubscriptionFact", "InvoiceFacts",
     "PastInvoice", "Population", "NO_POPULATION", "RiskSettings", "RiskSettingsError", "DEFAULT_SETTINGS",
-    "Flag", "Assessment", "evaluate", "assess", "assess_scored", "score", "money_points", "dumps_flags",
+    "Flag", "Assessment", "evaluate", "score", "money_points", "dumps_flags",
     "parse_flags", "compact", "inactive_reason", "parse_rates", "median",
 ]

@@ -167,6 +167,11 @@ CHANGE_REFUSALS = {
 }
 
 
+def _refusal(status: str, table: dict[str, str]) -> str:
+    """The sentence (after the number) refusing a transition from `status`."""
+    return table.get(status, f"is {status}")
+
+
 # --------------------------------------------------------------------------
 # Issue: generated -> UNDER_REVIEW (after_review, regular) or APPROVED.
 
@@ -337,7 +342,7 @@ def _approve_chunk(ctx: Ctx, refs: list, include_flagged: bool = False) -> Appro
         elif inv.id in winners:
             continue  # named twice
         elif inv.status != S.UNDER_REVIEW:
-            result.failed.append((inv.number, APPROVE_REFUSALS.get(inv.status, f"is {inv.status}")))
+            result.failed.append((inv.number, _refusal(inv.status, APPROVE_REFUSALS)))
         elif inv.flagged and not include_flagged:
             result.failed.append((inv.number, flagged_reason(inv.flags, inv.risk_score)))
         else:
@@ -423,7 +428,7 @@ def preview_approve(refs: Iterable[str | int]) -> ApprovePreview:
                 continue
             elif inv.status != S.UNDER_REVIEW:
                 seen.add(inv.id)
-                out.refused.append((inv.number, APPROVE_REFUSALS.get(inv.status, f"is {inv.status}")))
+                out.refused.append((inv.number, _refusal(inv.status, APPROVE_REFUSALS)))
                 out.refused_by_status[inv.status] = out.refused_by_status.get(inv.status, 0) + 1
             elif inv.flagged:
                 seen.add(inv.id)
@@ -607,7 +612,7 @@ def preview_adjust(ref, kind: str, amount: Decimal | str, description: str | Non
         amount = quantize(amount, inv.currency)
         out["amount"] = amount
         if inv.status != S.UNDER_REVIEW:
-            return AdjustPreview(**out, reason=CHANGE_REFUSALS.get(inv.status, f"is {inv.status}"))
+            return AdjustPreview(**out, reason=_refusal(inv.status, CHANGE_REFUSALS))
         after = adjusted_total(kind, amount, inv.total, inv.currency, inv.number)
     except BadInput as exc:
         return AdjustPreview(**out, reason=exc.reason, field=exc.field)
@@ -658,7 +663,7 @@ def reissue_refusal(inv) -> str | None:
     """Why this invoice cannot be reissued (the sentence after its number), or None."""
     if inv.status not in (S.UNDER_REVIEW, S.REJECTED):
         table = CHANGE_REFUSALS | {S.APPROVED: APPROVE_REFUSALS[S.APPROVED] + ": it can no longer be reissued"}
-        return table.get(inv.status, f"is {inv.status}")
+        return _refusal(inv.status, table)
     if inv.kind != "regular":
         return "is not a regular invoice: only regular invoices are reviewed"
     return None

@@ -146,7 +146,6 @@ class InvoiceActions:
 
     def _ask(self, verb: str, ids: list[int], preview, numbers: list[str],
              window: dt.datetime | None, loops=None) -> None:
-        from .confirm import ConfirmModal
         from .download import DownloadModal
         from .reissue import ReissueModal
 

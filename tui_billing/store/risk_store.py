@@ -18,7 +18,7 @@ from .. import statuses as S
 from ..money import ZERO
 from .bulk import update_rows
 from .fields import MONEY_SCALE, QUANTITY_SCALE
-from .models import ChargeLine, Correction, Invoice, Subscription, database
+from .models import Correction, Invoice, database
 
 CHUNK = 500
 
@@ -36,13 +36,12 @@ def load_subscriptions(ids: Iterable[int]) -> dict[int, risk.SubscriptionFact]:
     ids = sorted({i for i in ids if i})
     out: dict[int, risk.SubscriptionFact] = {}
     db = database.obj
-    day = Subscription.active_from.python_value
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start:start + CHUNK]
         for sub_id, name, status, active_from, active_to in db.execute_sql(
                 "SELECT id, name, status, active_from, active_to FROM subscription "
                 f"WHERE id IN ({', '.join([db.param] * len(chunk))})", chunk):
-            out[sub_id] = risk.SubscriptionFact(sub_id, name, status, day(active_from), day(active_to))
+            out[sub_id] = risk.SubscriptionFact(sub_id, name, status, _day(active_from), _day(active_to))
     return out
 
 
@@ -93,9 +92,6 @@ def load_facts(inv: Invoice) -> risk.InvoiceFacts:
     return _load_many_facts([inv])[inv.id]
 
 
-facts_from_calc = risk.InvoiceFacts.from_calc
-
-
 def load_histories(account_ids: Iterable[int], before: dt.date,
                    n: int = risk.DEFAULT_SETTINGS.history) -> dict[int, list[risk.PastInvoice]]:
     """Per account: its last `n` issued (not open) regular invoices whose
@@ -120,11 +116,10 @@ def load_histories(account_ids: Iterable[int], before: dt.date,
             [*chunk, "regular", S.OPEN, Invoice.period_from.db_value(before)])
         rows.extend(cursor.fetchall())
     money = _scaled(MONEY_SCALE)
-    day = _day
     lines, corrections = _lines_and_corrections([r[0] for r in rows])
     for inv_id, acc_id, period_from, total, subtotal, discount_total, tax_total in rows:
         out[acc_id].append(risk.PastInvoice(
-            day(period_from), money(total), money(subtotal) - money(discount_total), money(tax_total),
+            _day(period_from), money(total), money(subtotal) - money(discount_total), money(tax_total),
             tuple(lines.get(inv_id, ())), tuple(corrections.get(inv_id, ()))))
     return out
 
@@ -139,10 +134,6 @@ POPULATION_SAMPLE = 10_000  # usage lines read per period (a median needs no mor
 _population_cache: dict[tuple, tuple[float, risk.Population]] = {}
 
 
-def forget_population() -> None:
-    _population_cache.clear()
-
-
 def population(period_from: dt.date, cfg: risk.RiskSettings | None = None) -> risk.Population:
     import time
 
@@ -155,7 +146,7 @@ def population(period_from: dt.date, cfg: risk.RiskSettings | None = None) -> ri
     cfg = cfg or settings()
     prices: dict[tuple[str, str], list[Decimal]] = {}
     p = db.param
-    money, qty = ChargeLine.amount.python_value, ChargeLine.quantity.python_value
+    money, qty = _scaled(MONEY_SCALE), _scaled(QUANTITY_SCALE)
     for currency, service, amount, quantity in db.execute_sql(
             "SELECT i.currency, l.service, l.amount, l.quantity FROM charge_line l "
             f"JOIN invoice i ON i.id = l.invoice_id WHERE i.period_from = {p} AND i.kind = {p} "
@@ -184,7 +175,7 @@ DRAFT = risk.Assessment([], None, ZERO, 0)  # an open invoice: no flags until it
 STORED_COLUMNS = ("risk_score", "risk_flags", "expected_total", "risk_at_stake")
 
 
-def stored(result: risk.Assessment, currency: str) -> dict:
+def stored(result: risk.Assessment) -> dict:
     """The invoice columns an assessment sets (STORED_COLUMNS)."""
     return {"risk_score": result.score, "risk_flags": risk.dumps_flags(result.flags),
             "expected_total": result.expected, "risk_at_stake": result.at_stake}
@@ -201,7 +192,7 @@ def assess_invoice(inv: Invoice, cfg: risk.RiskSettings | None = None, *, save: 
         history = load_histories([inv.account_id], inv.period_from, cfg.history)[inv.account_id]
         result = risk.evaluate(load_facts(inv), history, cfg, population(inv.period_from, cfg))
     if save:
-        columns = stored(result, inv.currency)
+        columns = stored(result)
         Invoice.update(**columns).where(Invoice.id == inv.id).execute()
         for key, value in columns.items():
             setattr(inv, key, value)
@@ -287,7 +278,7 @@ def _assess_chunk(chunk: list[int], cfg: risk.RiskSettings) -> tuple[list[tuple]
                 result = DRAFT
             else:
                 result = risk.evaluate(facts[inv.id], histories[inv.account_id], cfg, pop)
-            columns = stored(result, inv.currency)
+            columns = stored(result)
             updates.append(tuple(Invoice._meta.fields[c].db_value(v) for c, v in columns.items()) + (inv.id,))
             flagged += result.flagged
     return updates, flagged
