@@ -58,8 +58,9 @@ def make_store(url: str, n_accounts: int) -> list[tuple[int, str]]:
     with database.atomic():
         cls = CustomerClass.create(name="Bench", send_mode="immediately", net_days=30)
         insert_rows(Account, ["id", "name", "email", "account_type", "customer_class", "currency", "balance",
-                              "payment_model", "address"],
-                    [(i, f"Account {i}", f"acc{i}@bench.example", "business", cls.id, "EUR", 0, "postpay", "")
+                              "payment_model", "address", "search_text"],
+                    [(i, f"Account {i}", f"acc{i}@bench.example", "business", cls.id, "EUR", 0, "postpay", "",
+                      Account.search_text_of(f"Account {i}", f"acc{i}@bench.example"))
                      for i in range(1, n_accounts + 1)])
     return [(i, f"acc{i}@bench.example") for i in range(1, n_accounts + 1)]
 

@@ -92,17 +92,18 @@ def test_write_lines_replaces_lines_and_recalculate_keeps_corrections(store_url)
     TaxLine.create(invoice=inv, position=1, name="stale", amount=D("1"))
 
     totals = billing.recalculate(inv)
-    assert totals == {"subtotal": D("1235"), "discount_total": D("0"), "tax_total": D("124"),
-                      "correction_total": D("-500"), "total": D("859"), "outstanding": D("859")}
+    # The corrections are net and taxed too: 10 % of (1235 - 500) = 73.5 -> 74.
+    assert totals == {"subtotal": D("1235"), "discount_total": D("0"), "tax_total": D("74"),
+                      "correction_total": D("-500"), "total": D("809"), "outstanding": D("809")}
     rows = list(ChargeLine.select().where(ChargeLine.invoice == inv.id))
     assert [(r.position, r.description, r.quantity, r.amount) for r in rows] == [
         (1, "Voice usage", D("100"), D("1235"))]
-    assert [(t.name, t.amount) for t in TaxLine.select().where(TaxLine.invoice == inv.id)] == [("VAT", D("124"))]
+    assert [(t.name, t.amount) for t in TaxLine.select().where(TaxLine.invoice == inv.id)] == [("VAT", D("74"))]
 
     _xdr(acc, "b", "SMS", dt.datetime(2026, 10, 4), "1", "10")
     totals = billing.recalculate(inv)
-    assert totals["subtotal"] == D("1245") and totals["tax_total"] == D("125")  # 124.5 -> 125
-    assert totals["total"] == D("870")
+    assert totals["subtotal"] == D("1245") and totals["tax_total"] == D("75")  # 74.5 -> 75
+    assert totals["total"] == D("820")
     assert ChargeLine.select().where(ChargeLine.invoice == inv.id).count() == 2
 
 

@@ -40,7 +40,9 @@ def test_reissue_after_importing_xdrs_recalculates_and_keeps_corrections(cli, st
     ctx = Ctx(clock=Clock(tz=zone("UTC"), fixed=dt.datetime(2026, 11, 3, 9)), actor="alice")
     workflow.adjust(ctx, number, "credit", D("5.00"), "Goodwill credit for outage")
     inv = Invoice.get(Invoice.number == number)
-    assert (inv.total, inv.correction_total, inv.revision) == (D("9.94"), D("-5.00"), 2)
+    # A net credit, taxed like the charges: 12.45 - 5.00 = 7.45, VAT 1.49, total 8.94.
+    assert (inv.total, inv.correction_total, inv.tax_total, inv.revision) == (D("8.94"), D("-5.00"), D("1.49"), 2)
+    assert [t.description for t in TaxLine.select().where(TaxLine.invoice == inv.id)] == ["20 % of 7.45"]
 
     # More usage arrives for the same account and period (and one row already imported).
     late = tmp_path / "oct-late.csv"
@@ -62,13 +64,13 @@ def test_reissue_after_importing_xdrs_recalculates_and_keeps_corrections(cli, st
     assert amounts == {"Voice calls": (D("150.5"), D("15.01")),  # 15.0050 -> 15.01
                        "SMS": (D("10"), D("0.45")),
                        "Mobile data": (D("2.5"), D("4.75"))}
-    # 20.21 charges, VAT 4.042 -> 4.04, corrections -5.00 kept: 19.25
-    assert (after.subtotal, after.tax_total) == (D("20.21"), D("4.04"))
+    # 20.21 charges, corrections -5.00 kept: VAT 20 % of 15.21 = 3.042 -> 3.04, total 18.25
+    assert (after.subtotal, after.tax_total) == (D("20.21"), D("3.04"))
     assert after.correction_total == D("-5.00")
-    assert (after.total, after.outstanding) == (D("19.25"), D("19.25"))
+    assert (after.total, after.outstanding) == (D("18.25"), D("18.25"))
     assert [(c.kind, c.amount, c.description) for c in Correction.select().where(Correction.invoice == after.id)] \
         == [("manual_credit", D("-5.00"), "Goodwill credit for outage")]
-    assert [t.amount for t in TaxLine.select().where(TaxLine.invoice == after.id)] == [D("4.04")]
+    assert [t.amount for t in TaxLine.select().where(TaxLine.invoice == after.id)] == [D("3.04")]
     assert after.number == number and after.id == inv.id
     assert after.issue_date == dt.date(2026, 11, 2)  # kept from generation
     assert after.due_date == dt.date(2026, 11, 28)

@@ -299,7 +299,7 @@ def test_adjust_dry_run_says_what_would_happen_and_writes_nothing(store_url, cli
     assert code == 0, err
     doc = json.loads(out)
     assert doc == {"dry_run": True, "number": inv.number, "kind": "credit", "amount": "12.50", "currency": "EUR",
-                   "total_before": "80.00", "correction": "-12.50", "total_after": "67.50",
+                   "total_before": "80.00", "correction": "-12.50", "tax": "0.00", "total_after": "67.50",
                    "would_apply": True, "refused": []}
     code, out, _ = cli("adjust", inv.number, "--charge", "1,000", "--description", "Setup", "--dry-run")
     assert code == 0

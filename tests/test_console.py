@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from textual.widgets import Input, Select, Static, TabbedContent
 
-from tui_billing import risk
+from tui_billing import risk, workflow
 from tui_billing import statuses as S
 from tui_billing.risk import is_flagged
 from tui_billing.screens.adjust import AdjustModal
@@ -103,7 +103,9 @@ def test_find_filter_open_detail_visit_every_tab(console_env):
             has_taxes = has_tax_lines(detail.detail.invoice.id)
             assert ("tab-taxes" in panes) == has_taxes
             assert panes[:4] == ["tab-charges", "tab-subscriptions", "tab-payments", "tab-corrections"]
-            assert panes[-1] == "tab-audit"
+            # Audit last, or the Flags tab after it when the invoice has flags.
+            assert panes[-1] == ("tab-flags" if detail.detail.flags else "tab-audit")
+            assert "tab-audit" in panes[-2:]
             visited = []
             for i in range(len(panes)):
                 if i:
@@ -253,7 +255,8 @@ def test_adjust_refuses_bad_amounts_then_applies_a_good_one(console_env):
             modal.query_one("#adj-amount", Input).focus()
             await pilot.press(*"12.50")
             await pilot.pause()
-            expected = row.total + Decimal("12.50")
+            # The new total is the domain's preview (a charge is taxed like the invoice's charges).
+            expected = workflow.preview_adjust(row.id, "charge", "12.50").after
             assert f"{expected:,.2f} EUR" in str(modal.query_one("#adj-new-total", Static).render())
             await pilot.press("tab")
             await pilot.press(*"On-site support")
@@ -274,6 +277,7 @@ def test_adjust_refuses_bad_amounts_then_applies_a_good_one(console_env):
 def test_adjust_from_detail_updates_total_shown(console_env):
     inv = (Invoice.select().where((Invoice.status == S.UNDER_REVIEW) & (Invoice.currency == "EUR"))
            .order_by(Invoice.id).first())
+    expected = workflow.preview_adjust(inv.id, "credit", "1.00").after  # the domain's new total
 
     async def scenario():
         app = make_app(console_env)
@@ -290,7 +294,7 @@ def test_adjust_from_detail_updates_total_shown(console_env):
             detail = app.screen
             assert isinstance(detail, InvoiceDetailScreen)
             head = str(detail.query_one("#detail-head", Static).render())
-            assert f"{inv.total - Decimal('1.00'):,.2f} EUR" in head
+            assert f"{expected:,.2f} EUR" in head
             assert detail.detail.corrections[-1].description == "Goodwill"
     run(scenario())
 
@@ -392,7 +396,10 @@ def test_classes_warning_live_and_save(console_env):
             screen.query_one("#class-net", Input).value = "19"
             await pilot.pause()
             assert str(screen.query_one("#class-warning", Static).render()) == ""
-            await pilot.press("ctrl+s")
+            await pilot.press("ctrl+s")  # asks first, with the values before and after
+            await settle(pilot)
+            assert isinstance(app.screen, ConfirmModal)
+            await pilot.press("y")
             await settle(pilot)
     run(scenario())
     cls = CustomerClass.get(CustomerClass.name == "Small Business")
@@ -680,12 +687,13 @@ def test_detail_lists_flags_in_full_and_changes_since_review(console_env):
     reasons = ["total 12,400.00 EUR is 9.8x the last 3 invoices' average 1,265.10",
                "first time billed: roaming (120.00 EUR); not on the last 3 invoices"]
     before = Invoice.get_by_id(inv.id).total
+    preview = workflow.preview_adjust(inv.id, "charge", "12.50")
     workflow.adjust(console_ctx(), inv.id, "charge", Decimal("12.50"), "On-site support")
     after = Invoice.get_by_id(inv.id).total
     # (after the adjust: it assesses the invoice again)
     Invoice.update(risk_score=FLAGGED + 50, risk_flags=dumps_flags(
         [Flag("total_spike", reasons[0]), Flag("new_service", reasons[1])])).where(Invoice.id == inv.id).execute()
-    assert after == before + Decimal("12.50")
+    assert after == preview.after  # 12.50 and its tax, if the account's rules tax it
 
     async def scenario():
         app = make_app(console_env)
@@ -711,7 +719,7 @@ def test_detail_lists_flags_in_full_and_changes_since_review(console_env):
             added = [r for r in plain_rows if r[0] == "correction added"]
             assert added and "On-site support" in added[0][1] and added[0][4] == "+12.50"
             total = [r for r in plain_rows if r[1] == "Total"]
-            assert total == [["total", "Total", f"{before:,.2f}", f"{after:,.2f}", "+12.50"]]
+            assert total == [["total", "Total", f"{before:,.2f}", f"{after:,.2f}", f"+{after - before:,.2f}"]]
             head = str(detail.query_one("#changes-head", Static).render())
             assert "Revision 1 (last reviewed) → revision 2" in head and f"{after:,.2f} EUR" in head
             # v: this revision is reviewed; the next diff starts from it.
@@ -933,7 +941,7 @@ def test_mail_waiting_on_an_unreachable_server_is_announced(console_env):
             table = app.screen.query_one(DataTable)
             rows = [table.get_row_at(i) for i in range(table.row_count)]
             # The first message tried (the server down, the rest wait for the next run).
-            assert [r[1] for r in rows] == ["waiting"] and "cannot connect" in rows[0][5]
+            assert [r[1].plain for r in rows] == ["waiting"] and "cannot connect" in rows[0][5]
     run(scenario())
 
 

@@ -118,6 +118,7 @@ def test_reissue_dialog_up_and_down_follow_the_highlight(console_env):
 
 def test_adjust_dialog_down_to_manual_charge_books_a_charge(console_env):
     inv = under_review("EUR")
+    expected = workflow.preview_adjust(inv.id, "charge", "12.50").after  # with its tax, if taxed
 
     async def scenario():
         app = make_app(console_env)
@@ -130,14 +131,18 @@ def test_adjust_dialog_down_to_manual_charge_books_a_charge(console_env):
             await pilot.press("tab", *"12.50", "tab", *"On-site support")
             await pilot.pause()
             total = text_of(modal.query_one("#adj-new-total", Static))
-            assert total.startswith(f"{inv.total + Decimal('12.50'):,.2f} EUR") and "▲ 12.50" in total
+            assert total.startswith(f"{expected:,.2f} EUR") and "▲ 12.50 net" in total
+            # The tax the charge brings is shown, and it is what the domain books.
+            tax = workflow.preview_adjust(inv.id, "charge", "12.50").tax
+            assert (f"tax {tax:,.2f})" if tax else "no tax)") in total
             await pilot.press("ctrl+s")
             await settle(pilot)
             assert not isinstance(app.screen, AdjustModal)
     run(scenario())
     corr = Correction.select().where(Correction.invoice == inv.id).order_by(Correction.id.desc()).first()
     assert corr.kind == "manual_charge" and corr.amount == Decimal("12.50")
-    assert Invoice.get_by_id(inv.id).total == inv.total + Decimal("12.50")
+    assert Invoice.get_by_id(inv.id).total == expected  # what the dialog showed is what was booked
+    assert Invoice.get_by_id(inv.id).total == expected
 
 
 # -- 3. previews from the domain ---------------------------------------------------

@@ -26,7 +26,7 @@ def text_of(data: bytes) -> str:
 def test_pdf_text_loses_its_draft_mark_once_approved(store_url, cli, ctx):
     inv = F.invoice()
     code, out, _ = cli("show", inv.number, "--pdf-text")
-    assert code == 0 and "DRAFT" in out and "under review" in out
+    assert code == 0 and "DRAFT — not yet issued" in out and "under review" not in out
     workflow.adjust(ctx, inv.id, "credit", Decimal("5"), "Goodwill")  # a PDF rendered under review
     workflow.approve(ctx, inv.id)
     code, out, _ = cli("show", inv.number, "--pdf-text")
@@ -34,12 +34,12 @@ def test_pdf_text_loses_its_draft_mark_once_approved(store_url, cli, ctx):
     assert "DRAFT" not in out
 
 
-def test_rejected_invoice_pdf_says_rejected(store_url, cli, ctx):
+def test_rejected_invoice_pdf_is_a_draft_without_internal_status(store_url, cli, ctx):
     inv = F.invoice()
     documents.current_pdf(Invoice.get_by_id(inv.id))
     workflow.request_reissue(ctx, inv.id, "off_peak")
     code, out, _ = cli("show", inv.number, "--pdf-text")
-    assert code == 0 and "DRAFT" in out and "rejected" in out.lower()
+    assert code == 0 and "DRAFT — not yet issued" in out and "rejected" not in out.lower()
 
 
 def test_download_writes_one_file_each_and_a_merged_pdf_with_outline(store_url, cli, tmp_path):
@@ -157,3 +157,25 @@ def test_a_draft_rendered_for_a_stale_invoice_is_not_kept(store_url, ctx):
     assert "DRAFT" not in text_of(data)
     row = InvoicePdf.get((InvoicePdf.invoice == inv.id) & (InvoicePdf.revision == stale.revision))
     assert row.note == ""
+
+
+@pytest.mark.parametrize("merge", ["{file}/sub/all.pdf", "{file}/a/b/all.pdf", "{dangling}/all.pdf"])
+def test_merge_under_a_file_is_refused_before_anything_is_rendered_or_written(store_url, cli, tmp_path, merge):
+    """Issue 14 (defect 10): a merged file whose folder cannot exist (a regular
+    file, or a broken link, somewhere above it) is bad input: exit 2, no PDF
+    rendered, no folder made, nothing written."""
+    inv = F.invoice()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    out_dir = tmp_path / "out"
+    rendered = InvoicePdf.select().count()
+    code, out, err = cli("download", inv.number, "--to", str(out_dir), "--merge",
+                         merge.format(file=a_file, dangling=dangling), "--json")
+    assert code == 2 and "error: merge:" in err
+    assert json.loads(out)["error"]["field"] == "merge"
+    assert not out_dir.exists()  # not even the directory
+    assert not (tmp_path / "nowhere").exists()
+    assert InvoicePdf.select().count() == rendered
+    assert {p.name for p in tmp_path.iterdir() if not p.name.startswith("store.db")} == {"a-file", "dangling"}

@@ -108,6 +108,7 @@ BAD_ROWS = [
     ("{eur},Voice,,1,1", "time", "is empty"),
     ("{eur},,2026-10-05T08:00:00,1,1", "service", "is empty"),
     ("{eur},{long_service},2026-10-05T08:00:00,1,1", "service", "longer than 60"),
+    ("{eur},Voi\x00ce,2026-10-05T08:00:00,1,1", "service", "contains a NUL byte"),  # PostgreSQL cannot store it
     ("{eur},Voice,2026-10-05T08:00:00,NaN,1", "quantity", "not a number"),
     ("{eur},Voice,2026-10-05T08:00:00,1,Infinity", "amount", "not a number"),
     ("{eur},Voice,2026-10-05T08:00:00,1e3,1", "quantity", "not a plain decimal"),
@@ -428,3 +429,45 @@ def test_duplicates_with_skip_bad_and_rejected_rows(cli, accounts, tmp_path):
     assert (doc["imported"], doc["rejected"]) == (1, 1)
     assert doc["duplicates"] == {"count": 1, "examples": [{"line": 3, "xdr_id": "new", "repeats": "old"}]}
     assert "warning: 1 imported record repeats another record's" in err and "line 3: new repeats old" in err
+
+
+# --------------------------------------------------------------------------
+# Issue 14 (defect 11): text PostgreSQL cannot store is refused per row, the
+# same on SQLite, before anything reaches the store.
+
+def test_nul_bytes_and_overlong_text_are_refused_per_row_on_both_backends(cli, accounts, tmp_path):
+    eur, _ = accounts
+    path = write(tmp_path, HEADER +
+                 f"ok-1,{eur.id},Voice,2026-10-05T08:00:00,1,1\n"            # line 2
+                 f"nul\x00id,{eur.id},Voice,2026-10-05T08:00:00,1,1\n"      # line 3
+                 f"ok-2,{eur.id},Voi\x00ce,2026-10-05T08:00:00,1,1\n"       # line 4
+                 f"ok-3,{eur.id}\x00,Voice,2026-10-05T08:00:00,1,1\n"       # line 5
+                 f"ok-4,{eur.id},{'S' * 10_000},2026-10-05T08:00:00,1,1\n"  # line 6
+                 f"{'X' * 65},{eur.id},Voice,2026-10-05T08:00:00,1,1\n"       # line 7
+                 f"ok-5,{eur.id},\"Data\x00\nroaming\",2026-10-05T08:00:00,1,1\n"  # lines 8-9
+                 f"ok-6,{eur.id},Voice,2026-10-05T08:00\x00,1,1\n"           # line 10
+                 f"ok-7,{eur.id},Voice,2026-10-05T08:00:00,1,1\n")           # line 11
+    code, out, err = cli("import-xdrs", str(path), "--skip-bad", "--json")
+    assert code == 1, err
+    doc = json.loads(out)
+    got = [(e["line"], e["field"]) for e in doc["errors"]]
+    assert got == [(3, "xdr_id"), (4, "service"), (5, "account"), (6, "service"), (7, "xdr_id"),
+                   (8, "service"), (10, "time")]
+    reasons = {(e["line"], e["field"]): e["reason"] for e in doc["errors"]}
+    assert (reasons[(3, "xdr_id")] == reasons[(4, "service")] == reasons[(8, "service")]
+            == reasons[(10, "time")] == "contains a NUL byte")  # a trailing NUL, which fromisoformat ignores
+    assert reasons[(6, "service")] == "is longer than 60 characters"
+    assert reasons[(7, "xdr_id")] == "is longer than 64 characters"
+    assert (doc["rows"], doc["imported"], doc["rejected"]) == (9, 2, 7)
+    assert sorted(stored()) == ["ok-1", "ok-7"]
+    assert all("\x00" not in x.service and "\x00" not in x.xdr_id for x in Xdr.select())
+    with open(tmp_path / "xdrs.rejects.csv", encoding="utf-8", newline="") as f:
+        rejects = list(csv.reader(f))
+    assert [r[-1].split(":")[0] for r in rejects[1:]] == [f"line {n}" for n, _ in got]
+    assert rejects[1][0] == "nul\x00id"  # the rejected row as it came, to be fixed and re-imported
+
+    # Atomic mode: the same file is refused as a whole, nothing written, on both backends.
+    Xdr.delete().execute()
+    code, out, err = cli("import-xdrs", str(path), "--json")
+    assert code == 2 and "xdrs.csv:3: xdr_id: contains a NUL byte" in err
+    assert Xdr.select().count() == 0

@@ -368,12 +368,21 @@ def test_payment_rows_unchanged_by_delivery(store_url, smtp):
     assert Payment.select().count() == before == 4
 
 
+def _store_setting(key: str, value: str) -> None:
+    """A setting as a store written before `settings` checked it holds it (straight into the table)."""
+    from tui_billing.store.models import Setting
+
+    (Setting.insert(key=key, value=value)
+     .on_conflict(conflict_target=[Setting.key], update={Setting.value: value}).execute())
+
+
 def test_bad_mail_from_setting_delays_instead_of_failing(store_url, smtp):
     from tui_billing.store.settings import save_setting
 
     make_approved(2)
     jobs.dispatch_approved(ctx_at(NOW))
-    save_setting("mail_from", "Billing <billing@example.com>\r\nBcc: evil@attacker.example")
+    # As a store written before `settings` checked addresses holds it (save_setting refuses it now).
+    _store_setting("mail_from", "Billing <billing@example.com>\r\nBcc: evil@attacker.example")
     r = jobs.deliver_outbox(ctx_at(NOW), transport=smtp.transport())
     assert r.done == 0 and smtp.inbox.messages() == []
     rows = list(OutboxMessage.select().order_by(OutboxMessage.id))
@@ -407,3 +416,72 @@ def test_mail_the_server_has_not_taken_for_15_minutes_is_listed_as_stalled(store
     stalled = mail.stalled_messages(NOW + dt.timedelta(minutes=16))
     assert len(stalled) == 1 and "cannot connect" in stalled[0].last_error  # tried once, still queued
     assert stalled[0].status == mail.QUEUED
+
+
+# --------------------------------------------------------------------------
+# Issue 14 (defect 3): a digest that failed on a bad admin_email setting goes
+# to the corrected address, by `outbox --retry` or by the job loop itself.
+
+def _store_admin_email(value: str) -> None:
+    _store_setting("admin_email", value)
+
+
+def _waiting_for_review():
+    acc = make_account(make_class("Enterprise", "after_review", 5, 26))
+    return make_invoice(acc, status=S.UNDER_REVIEW, review_deadline=NOW + dt.timedelta(days=5))
+
+
+def test_a_digest_failed_on_a_bad_admin_email_is_retried_to_the_corrected_address(store_url, smtp, cli):
+    from tui_billing.store.settings import save_setting
+
+    inv = _waiting_for_review()
+    _store_admin_email("admins@example.com\r\nBcc: evil@attacker.example")
+    assert jobs.notify_admins(ctx_at(NOW)).done == 1
+    [row] = OutboxMessage.select().where(OutboxMessage.kind == mail.DIGEST)
+    assert row.status == mail.FAILED and "admin_email" in row.last_error
+    jobs.deliver_outbox(ctx_at(NOW), transport=smtp.transport())
+    assert smtp.inbox.messages() == []
+
+    code, _, err = cli("outbox", "--retry", str(row.id))  # not fixed yet: refused, naming the setting
+    assert code == 1 and "admin_email" in err
+    assert OutboxMessage.get_by_id(row.id).status == mail.FAILED
+
+    save_setting("admin_email", "billing-ops@northwind.example")
+    code, out, err = cli("--now", "2026-11-20T10:00:00Z", "outbox", "--retry", str(row.id))
+    assert code == 0 and "requeued: 1 done" in out, err
+    jobs.deliver_outbox(ctx_at(NOW), transport=smtp.transport())
+    [got] = smtp.inbox.messages()
+    assert got.rcpt_tos == ["billing-ops@northwind.example"]
+    assert got.message["Bcc"] is None
+    assert inv.number in got.message.get_body(("plain",)).get_content()
+    assert OutboxMessage.get_by_id(row.id).status == mail.SENT
+    # Exactly once: later runs of both jobs send nothing more.
+    later = ctx_at(NOW + dt.timedelta(hours=1))
+    jobs.notify_admins(later)
+    jobs.deliver_outbox(later, transport=smtp.transport())
+    assert len(smtp.inbox.messages()) == 1
+
+
+def test_the_job_loop_sends_a_digest_held_up_by_a_bad_admin_email_once_it_is_fixed(store_url, tmp_path):
+    from tui_billing.store.settings import save_setting
+
+    inv = _waiting_for_review()
+    transport = mail.MaildirTransport(tmp_path / "md")
+    _store_admin_email("not an address")
+    for minute in range(3):  # the loop runs on while the setting is bad: nothing goes, nothing is lost
+        at = ctx_at(NOW + dt.timedelta(minutes=minute))
+        jobs.notify_admins(at)
+        jobs.deliver_outbox(at, transport=transport)
+    [row] = OutboxMessage.select().where(OutboxMessage.kind == mail.DIGEST)
+    assert row.status == mail.FAILED and row.attempts == 0
+
+    save_setting("admin_email", "billing-ops@northwind.example")
+    for minute in range(3, 6):
+        at = ctx_at(NOW + dt.timedelta(minutes=minute))
+        jobs.notify_admins(at)
+        jobs.deliver_outbox(at, transport=transport)
+    [msg] = list(mailbox.Maildir(str(tmp_path / "md"), create=False))
+    assert msg["To"] == "billing-ops@northwind.example"
+    assert inv.number in msg.get_payload(decode=True).decode()
+    assert [r.status for r in OutboxMessage.select().where(OutboxMessage.kind == mail.DIGEST)] == [mail.SENT]
+    assert OutboxMessage.get_by_id(row.id).recipient == "billing-ops@northwind.example"

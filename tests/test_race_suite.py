@@ -36,10 +36,11 @@ import pytest
 
 from tui_billing import jobs, mail
 from tui_billing import statuses as S
+from tui_billing.money import quantize
 from tui_billing.store import db as store_db
 from tui_billing.store.bulk import dbv, insert_rows
 from tui_billing.store.models import (
-    Account, AuditEvent, ChargeLine, Correction, CustomerClass, Invoice, OutboxMessage, Payment, TaxLine,
+    Account, AuditEvent, ChargeLine, Correction, CustomerClass, Invoice, OutboxMessage, Payment, TaxLine, TaxRule,
 )
 from tests.test_jobs_support import NOW, cli_env, spawn, terminated, wait_for
 
@@ -56,10 +57,13 @@ def build_store(seed: int) -> dict[int, Decimal]:
     """Returns the initial total of every invoice."""
     rng = random.Random(seed)
     cls = CustomerClass.create(name="Enterprise", send_mode="after_review", hold_days=5, net_days=26)
+    # The rule behind the VAT lines: an adjust taxes its correction by it (README, Adjust).
+    TaxRule.create(customer_class=cls, name="VAT", percent=Decimal(20), description="20 %")
     insert_rows(Account, ["name", "email", "account_type", "customer_class", "currency", "balance",
-                          "payment_model", "address"],
+                          "payment_model", "address", "search_text"],
                 [(f"Race Customer {i}", f"billing{i}@race.example", "business", cls.id, "EUR",
-                  dbv(Account.balance, Decimal(rng.choice([0, 0, 500, 50_000]))), "postpay", "1 Race Rd")
+                  dbv(Account.balance, Decimal(rng.choice([0, 0, 500, 50_000]))), "postpay", "1 Race Rd",
+                  Account.search_text_of(f"Race Customer {i}", f"billing{i}@race.example"))
                  for i in range(ACCOUNTS)])
     account_ids = [a.id for a in Account.select(Account.id).order_by(Account.id)]
     columns = ["number", "account", "customer_class", "kind", "payment_model", "status", "currency",
@@ -240,7 +244,10 @@ def test_race_suite(store_url, backend, tmp_path):
         assert inv.correction_total == sums[inv.id], inv.number
         assert inv.subtotal == charges[inv.id].amount and inv.discount_total == charges[inv.id].discount
         assert inv.tax_total == taxes[inv.id]
-        assert inv.total == initial[inv.id] + sums[inv.id]
+        if per_invoice[inv.id]:  # corrections are net, taxed like the charges: 20 % of all
+            assert inv.tax_total == quantize((inv.subtotal - inv.discount_total + sums[inv.id]) / 5, "EUR")
+        else:
+            assert inv.total == initial[inv.id]
         assert inv.revision == 1 + per_invoice[inv.id], inv.number
         assert inv.outstanding == (Decimal(0) if inv.status == S.PAID else inv.total), inv.number
     positions = defaultdict(list)

@@ -59,12 +59,13 @@ def fee(amount="100.00", *, sub=1, name="Fibre", service="Internet", off=0, curr
 
 def invoice(*charges: ChargeFact, start=OCT, tax="20", tax_total=None, corrections=(), subs=None,
             currency="EUR") -> InvoiceFacts:
-    """The invoice of these lines: tax `tax` percent of the net, then the corrections."""
+    """The invoice of these lines and net corrections: tax `tax` percent of both (billing.calculate)."""
     subtotal = sum((c.amount for c in charges), D(0))
     discount = sum((c.discount for c in charges), D(0))
-    tax_total = quantize((subtotal - discount) * D(tax) / 100, currency) if tax_total is None else D(tax_total)
     corrections = tuple(D(c) for c in corrections)
     correction_total = sum(corrections, D(0))
+    tax_total = quantize((subtotal - discount + correction_total) * D(tax) / 100, currency) \
+        if tax_total is None else D(tax_total)
     end = start.replace(day=calendar.monthrange(start.year, start.month)[1])
     return InvoiceFacts(currency, start, end, subtotal - discount + tax_total + correction_total, subtotal,
                         discount, tax_total, correction_total, tuple(charges), corrections, subs)
@@ -514,8 +515,8 @@ def test_zero_total_near_miss_a_small_account():
 def test_negative_total_planted():
     result = risk.evaluate(bill(corrections=("-400.00",)), STEADY)
     f = flag(result, "negative_total")
-    assert f.reason == "total is negative: -40.00 EUR"
-    assert f.at_stake == D("400.00")  # the expected 360.00, not -40.00
+    assert f.reason == "total is negative: -120.00 EUR"  # (300.00 - 400.00) + 20 % tax
+    assert f.at_stake == D("480.00")  # the expected 360.00, not -120.00
     assert codes(result)[0] == "negative_total"  # the heaviest first
     assert "large_correction" in codes(result)
 

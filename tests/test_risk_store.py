@@ -305,7 +305,7 @@ def test_cli_find_flagged_json_and_show(store_url, cli, ctx):
 
 def test_cli_settings_validate_risk_values(store_url, cli):
     code, _, err = cli("settings", "risk_total_factor", "5")
-    assert code == 2 and "risk_total_factor: not a setting" in err
+    assert code == 2 and "key: 'risk_total_factor' is not a setting" in err
     code, _, err = cli("settings", "currency_rates", "USD=0.9 JPY=abc")
     assert code == 2 and "currency_rates: JPY" in err
     code, _, err = cli("settings", "reporting_currency", "euro")

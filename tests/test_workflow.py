@@ -243,3 +243,17 @@ def test_expire_payment_makes_invoice_overdue(store_url, ctx):
     assert Payment.get_by_id(pay.id).status == "expired"
     assert reload(inv).status == S.OVERDUE
     assert events(inv, "expire_payment")
+
+
+def test_a_class_change_warning_stays_while_the_class_keeps_those_values(store_url, ctx):
+    """Seed 000: Net 21 + 5 hold days -> Net 26.  The warning is read from the
+    audited change, so a restarted console (or the CLI) still shows it."""
+    from tui_billing.classes import class_rows, save_class
+
+    save_class(ctx, "Wholesale", send_mode="immediately", hold_days=0, net_days=21, create=True)
+    assert class_rows("Wholesale")[0]["warning"] is None
+    warning = save_class(ctx, "Wholesale", send_mode="after_review", hold_days=5)
+    assert warning and "set Net 26 days" in warning
+    assert class_rows("Wholesale")[0]["warning"] == warning  # a fresh read, as after a restart
+    save_class(ctx, "Wholesale", net_days=26)
+    assert class_rows("Wholesale")[0]["warning"] is None

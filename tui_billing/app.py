@@ -45,9 +45,12 @@ class BillingApp(App):
     TITLE = "tui-billing"
     MODES = {"queue": QueueScreen, "finder": lambda: _finder()(), "classes": lambda: _classes()()}
     DEFAULT_MODE = "queue"
-    COMMANDS = App.COMMANDS | {BillingCommands}
+    # The console's own palette only: Textual's system commands named Quit, Keys
+    # and the theme a second time, without their keys.
+    COMMANDS = {BillingCommands}
     BINDINGS = [
-        Binding("f1,question_mark", "help", "Help", id="app.help"),
+        # "?" first: the footer shows the first key, and "? Help" leaves 80 columns room
+        Binding("question_mark,f1", "help", "Help", id="app.help"),
         Binding("f2", "switch_mode('queue')", "Review queue", id="app.queue", show=False),
         Binding("f3", "switch_mode('finder')", "Find invoices", id="app.finder", show=False),
         Binding("f4", "switch_mode('classes')", "Customer classes", id="app.classes", show=False),
@@ -119,6 +122,16 @@ class BillingApp(App):
     def on_resize(self, event) -> None:
         self.mutate_reactive(App.sub_title)  # headers re-format their title for the new width
 
+    def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = True) -> None:
+        """Every toast shows its words as they are: they carry invoice numbers,
+        names and reasons from the store, which are never read as markup and
+        whose control characters are made visible (text.shown)."""
+        from .text import shown
+
+        super().notify("\n".join(shown(line) for line in str(message).split("\n")), title=shown(title),
+                       severity=severity, timeout=timeout, markup=False)
+
     # -- navigation -------------------------------------------------------------------
     def open_invoice(self, ref: int | str) -> None:
         from .screens.detail import InvoiceDetailScreen
@@ -136,11 +149,16 @@ class BillingApp(App):
         self.push_screen(HelpScreen(self.key_sections()))
 
     def key_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        from dataclasses import replace
+
         from .screens.adjust import AdjustModal
         from .screens.classes import ClassesScreen
+        from .screens.confirm import ConfirmModal
         from .screens.detail import InvoiceDetailScreen
         from .screens.finder import FinderScreen
         from .screens.invoice_list import InvoiceListScreen
+        from .screens.outbox import OutboxModal
+        from .screens.summary import SummaryModal
         from .widgets.filter_bar import FilterBar
         from .widgets.invoice_table import InvoiceTable
 
@@ -152,9 +170,23 @@ class BillingApp(App):
                 out.append((shown, b.tooltip or b.description))  # the tooltip says it in full
             return out
 
-        from .screens.outbox import OutboxModal
+        def said(bindings, binding_id: str, words: str) -> Binding:
+            """A dialog binding (its key, as remapped) with what it does in every dialog."""
+            b = next(b for b in bindings if b.id == binding_id)
+            return replace(b, description=words, tooltip="")
 
         palette = Binding("ctrl+p", "command_palette", "Command palette: every action by name")
+        dialogs = [  # the same ids in every dialog; a dialog's button names its own verb
+            said(AdjustModal.BINDINGS, "modal.submit",
+                 "Submit the dialog (its button names what it does)"),
+            said(AdjustModal.BINDINGS, "modal.cancel", "Cancel: close the dialog, nothing is changed"),
+            said(ConfirmModal.BINDINGS, "modal.confirm", "Confirm: yes to a question (approve, accept flags…)"),
+            said(ConfirmModal.BINDINGS, "modal.cancel", "No: cancel a question, nothing is changed"),
+            Binding("f", "include_flagged", "Approve: go on to accept the flags of the flagged invoices"),
+            said(SummaryModal.BINDINGS, "modal.close", "Close a summary"),
+            Binding("tab", "next", "Next field (shift+tab: the one before)"),
+            Binding("up,down", "choose", "Change a choice: the option highlighted is the one applied"),
+        ]
         return [
             ("Everywhere", keys(*self.BINDINGS, palette)),
             ("Review queue and finder", keys(*InvoiceTable.BINDINGS, *InvoiceListScreen.BINDINGS,
@@ -164,7 +196,7 @@ class BillingApp(App):
             ("Filter bar", keys(Binding("tab", "next", "Next filter"), *FilterBar.BINDINGS)),
             ("Finder", keys(*FinderScreen.BINDINGS)),
             ("Invoice detail", keys(*InvoiceDetailScreen.BINDINGS)),
-            ("Dialogs", keys(*AdjustModal.BINDINGS, Binding("tab", "next", "Next field"))),
+            ("Dialogs", keys(*dialogs)),
             ("Customer classes", keys(*ClassesScreen.BINDINGS)),
             ("Email problems (F7)", keys(*OutboxModal.BINDINGS)),
         ]
@@ -325,19 +357,19 @@ class BillingApp(App):
             self.push_screen(OutboxModal())
 
     def action_job_log(self) -> None:
-        from .screens.pdf_preview import PdfTextModal
+        from .screens.job_log import JobLogModal
 
         store = f"The store: {self.jobs_words or 'not checked yet'}."
         if self.job_lines:
-            text = "\n".join(self.job_lines)
+            lines = list(self.job_lines)
         elif self.jobs_mode == "off":
-            text = f"This console does not run the job loop (--no-jobs, or [jobs] console = \"off\").\n{store}"
+            lines = ["This console does not run the job loop (--no-jobs, or [jobs] console = \"off\").", store]
         elif not self._jobs_active:
-            text = ("This console runs no job loop: it starts one when no other loop is alive on the "
-                    f"store.\n{store}")
+            lines = ["This console runs no job loop: it starts one when no other loop is alive on the store.",
+                     store]
         else:
-            text = f"Nothing logged yet by the job loop of this console.\n{store}"
-        self.push_screen(PdfTextModal("Job loop log (latest last)", text))
+            lines = ["Nothing logged yet by the job loop of this console.", store]
+        self.push_screen(JobLogModal("Job loop log (latest last)", lines))
 
     async def action_quit(self) -> None:
         self.stop_jobs.set()

@@ -6,6 +6,9 @@ bill run, reissue and the demo generator all call it.
 Rounding: every line (charge amount, discount, tax) is rounded half-up to the
 currency's minor unit on its own; totals are exact sums of rounded lines, so
 total = charges − discounts + taxes + corrections holds to the cent.
+
+Manual corrections (adjust) are net amounts, taxed like the charges: each tax
+is a share of charges − discounts + corrections (README, *Adjust*).
 """
 from __future__ import annotations
 
@@ -120,7 +123,8 @@ def _discount_for(service: str, rules: tuple[DiscountRule, ...]) -> DiscountRule
     return (specific or general or [None])[0]
 
 
-def calculate(data: PeriodData) -> Calculation:
+def calculate(data: PeriodData, corrections: Decimal = ZERO) -> Calculation:
+    """The invoice's lines; `corrections` (net, signed) join the taxable base."""
     cur = data.currency
     calc = Calculation()
     lines: list[tuple[str, str, Decimal, Decimal, int | None, Usage | None]] = []
@@ -138,13 +142,17 @@ def calculate(data: PeriodData) -> Calculation:
                                    discount, amount, sub_id, *evidence))
         calc.subtotal += amount
         calc.discount_total += discount
-    base = calc.subtotal - calc.discount_total
-    for position, rate in enumerate(data.taxes, 1):
-        amount = quantize(base * rate.percent / HUNDRED, cur)
-        description = rate.description or f"{rate.percent.normalize():f} % of {quantize(base, cur)}"
-        calc.taxes.append(Tax(position, rate.name, description, amount))
-        calc.tax_total += amount
+    calc.taxes = taxes_on(calc.subtotal - calc.discount_total + corrections, data.taxes, cur)
+    calc.tax_total = sum((t.amount for t in calc.taxes), ZERO)
     return calc
+
+
+def taxes_on(base: Decimal, rates: tuple[TaxRate, ...], currency: str) -> list[Tax]:
+    """One tax line per rate on the taxable base, each rounded on its own."""
+    return [Tax(position, rate.name,
+                rate.description or f"{rate.percent.normalize():f} % of {quantize(base, currency)}",
+                quantize(base * rate.percent / HUNDRED, currency))
+            for position, rate in enumerate(rates, 1)]
 
 
 # --------------------------------------------------------------------------
@@ -177,7 +185,7 @@ def load_period_data(account, period_from: dt.date, period_to: dt.date) -> Perio
     from peewee import SQL, NodeList, fn
 
     from .store.fields import QUANTITY_SCALE
-    from .store.models import Discount, Subscription, TaxRule, Xdr
+    from .store.models import Discount, Subscription, Xdr
 
     start, end = period_bounds_utc(period_from, period_to)
     in_period = (Xdr.account == account.id) & (Xdr.time >= start) & (Xdr.time < end)
@@ -205,28 +213,41 @@ def load_period_data(account, period_from: dt.date, period_to: dt.date) -> Perio
             & ((Subscription.active_to.is_null()) | (Subscription.active_to >= period_from))))
     discounts = tuple(DiscountRule(d.percent, d.service, d.description)
                       for d in Discount.select().where(Discount.account == account.id).order_by(Discount.id))
-    taxes = tuple(TaxRate(t.name, t.percent, t.description) for t in TaxRule.select().where(
+    return PeriodData(account.currency, period_from, period_to, usage, recurring, discounts,
+                      load_tax_rates(account))
+
+
+def load_tax_rates(account) -> tuple[TaxRate, ...]:
+    """The account's tax rules: its own, its class's, and the store-wide ones."""
+    from .store.models import TaxRule
+
+    return tuple(TaxRate(t.name, t.percent, t.description) for t in TaxRule.select().where(
         (TaxRule.account == account.id)
         | ((TaxRule.account.is_null()) & (TaxRule.customer_class == account.customer_class_id))
         | ((TaxRule.account.is_null()) & (TaxRule.customer_class.is_null()))).order_by(TaxRule.id))
-    return PeriodData(account.currency, period_from, period_to, usage, recurring, discounts, taxes)
 
 
 def write_lines(invoice_id: int, calc: Calculation) -> None:
-    from .store.models import ChargeLine, TaxLine
+    from .store.models import ChargeLine
 
     ChargeLine.delete().where(ChargeLine.invoice == invoice_id).execute()
-    TaxLine.delete().where(TaxLine.invoice == invoice_id).execute()
     if calc.charges:
         ChargeLine.insert_many([
             {"invoice": invoice_id, "position": c.position, "description": c.description,
              "service": c.service, "subscription": c.subscription_id, "quantity": c.quantity,
              "discount": c.discount, "amount": c.amount, "records": c.records, "days": c.days,
              "duplicates": c.duplicates, "duplicate_amount": c.duplicate_amount} for c in calc.charges]).execute()
-    if calc.taxes:
+    write_taxes(invoice_id, calc.taxes)
+
+
+def write_taxes(invoice_id: int, taxes: list[Tax]) -> None:
+    from .store.models import TaxLine
+
+    TaxLine.delete().where(TaxLine.invoice == invoice_id).execute()
+    if taxes:
         TaxLine.insert_many([
             {"invoice": invoice_id, "position": t.position, "name": t.name,
-             "description": t.description, "amount": t.amount} for t in calc.taxes]).execute()
+             "description": t.description, "amount": t.amount} for t in taxes]).execute()
 
 
 def recalculate(inv) -> dict[str, Decimal]:
@@ -238,6 +259,6 @@ def recalculate(inv) -> dict[str, Decimal]:
     from .store.models import Account
 
     account = Account.get_by_id(inv.account_id)
-    calc = calculate(load_period_data(account, inv.period_from, inv.period_to))
+    calc = calculate(load_period_data(account, inv.period_from, inv.period_to), inv.correction_total)
     write_lines(inv.id, calc)
     return calc.totals(inv.correction_total)

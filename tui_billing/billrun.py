@@ -37,7 +37,7 @@ from .workflow import BadInput, Ctx, Refused
 
 CHUNK = 200
 
-_PERIOD = re.compile(r"(\d{4})-(\d{2})")
+_PERIOD = re.compile(r"([0-9]{4})-([0-9]{2})")
 
 
 def parse_period(text: str, today: dt.date) -> tuple[dt.date, dt.date]:

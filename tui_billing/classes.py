@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from .statuses import SEND_MODES
 from .store.models import CustomerClass, database
+from .text import TextError, typed
 
 MAX_DAYS = 365
+NAME_MAX = CustomerClass.name.max_length  # 120: the column's width, checked before SQLite or PostgreSQL sees it
 
 
 class ClassError(ValueError):
@@ -49,6 +51,16 @@ def change_warning(before: tuple[str, int, int] | None, after: tuple[str, int, i
     return net_days_warning(send_mode, hold_days, net_days)
 
 
+def clean_name(name: str | None) -> str:
+    """A class name as an admin typed it: white space collapsed, no control
+    characters, at most NAME_MAX characters (text.typed); ClassError if not.
+    The same answer on SQLite and PostgreSQL: nothing reaches the store unchecked."""
+    try:
+        return typed("name", name, max_len=NAME_MAX)
+    except TextError as exc:
+        raise ClassError(exc.field, exc.reason) from None
+
+
 def validate(send_mode: str, hold_days: int, net_days: int) -> None:
     if send_mode not in SEND_MODES:
         raise ClassError("send-mode", f"{send_mode!r} is not immediately or after_review")
@@ -64,9 +76,10 @@ def save_class(ctx, name: str, *, send_mode=None, hold_days=None, net_days=None,
     """Change (or create) a class in one audited transaction; return a warning or None."""
     from .workflow import write_audit
 
-    name = " ".join((name or "").split())
-    if not name:
-        raise ClassError("name", "is required")
+    name = clean_name(name)
+    for field, days in (("hold-days", hold_days), ("net-days", net_days)):
+        if days is not None and not 0 <= days <= MAX_DAYS:
+            raise ClassError(field, f"must be between 0 and {MAX_DAYS}")
     with database.atomic():
         cls = CustomerClass.get_or_none(CustomerClass.name == name)
         if cls is None and not create:
@@ -83,10 +96,45 @@ def save_class(ctx, name: str, *, send_mode=None, hold_days=None, net_days=None,
     return change_warning(before, (cls.send_mode, cls.hold_days, cls.net_days))
 
 
+def _last_changes(names: list[str]) -> dict[str, tuple[tuple, tuple]]:
+    """(before, after) of each class's last audited change."""
+    import json
+
+    from .store.models import AuditEvent
+
+    found: dict[str, tuple[tuple, tuple]] = {}
+    wanted = set(names)
+    # invoice IS NULL: found by that column's index, however long the audit log.
+    query = (AuditEvent.select(AuditEvent.detail)
+             .where(AuditEvent.invoice.is_null() & (AuditEvent.action == "class_change"))
+             .order_by(AuditEvent.id.desc()))
+    for (detail,) in query.tuples():
+        try:
+            doc = json.loads(detail or "{}")
+        except ValueError:
+            continue
+        name = doc.get("customer_class")
+        if name in wanted and name not in found and doc.get("before") and doc.get("after"):
+            found[name] = (tuple(doc["before"]), tuple(doc["after"]))
+            if len(found) == len(wanted):
+                break
+    return found
+
+
 def class_rows(name: str | None = None) -> list[dict]:
+    """Every class (or one) with its warning.  The warning of a change stays
+    for as long as the class keeps the values that change gave it (across
+    restarts: it is read from the audit log), then the class's own check."""
     query = CustomerClass.select().order_by(CustomerClass.name)
     if name:
-        query = query.where(CustomerClass.name == name)
-    return [{"name": c.name, "send_mode": c.send_mode, "hold_days": c.hold_days, "net_days": c.net_days,
-             "billing_period": c.billing_period,
-             "warning": net_days_warning(c.send_mode, c.hold_days, c.net_days)} for c in query]
+        query = query.where(CustomerClass.name == clean_name(name))
+    classes = list(query)
+    changes = _last_changes([c.name for c in classes])
+    rows = []
+    for c in classes:
+        now = (c.send_mode, c.hold_days, c.net_days)
+        before, after = changes.get(c.name, (None, None))
+        warning = change_warning(before, now) if after == now else net_days_warning(*now)
+        rows.append({"name": c.name, "send_mode": c.send_mode, "hold_days": c.hold_days, "net_days": c.net_days,
+                     "billing_period": c.billing_period, "warning": warning})
+    return rows

@@ -17,6 +17,7 @@ import os
 import re
 import string
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -51,15 +52,27 @@ def zone(name: str) -> ZoneInfo:
         raise ConfigError(f"timezone: {name!r} is not a known time zone") from None
 
 
+NOW_YEARS = (1970, 9000)  # --now: far enough from year 9999 that due dates and deadlines still fit
+
+
 def parse_now(text: str, tz: ZoneInfo) -> dt.datetime:
     """--now ISO 8601: with an offset as given, without one in the billing zone."""
+    raw = (text or "").strip()
+    if not raw:
+        raise ConfigError("--now: is empty; give an ISO 8601 date-time like 2026-03-01T10:00")
     try:
-        value = dt.datetime.fromisoformat(text.strip())
+        value = dt.datetime.fromisoformat(raw)
     except ValueError:
         raise ConfigError(f"--now: {text!r} is not an ISO 8601 date-time") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz)
-    return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    try:
+        utc = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not NOW_YEARS[0] <= utc.year <= NOW_YEARS[1]:
+        raise ConfigError(f"--now: {text!r} is out of range (years {NOW_YEARS[0]} to {NOW_YEARS[1]})")
+    return utc
 
 
 @dataclass
@@ -86,10 +99,63 @@ class Clock:
 
 
 def os_user() -> str:
-    try:
+    """The real user of this process, for the audit log: the passwd name of
+    its real uid, or the uid as text when it has no passwd entry (containers).
+
+    Never $LOGNAME or $USER: those are the caller's to set, so
+    `LOGNAME=cfo tui-billing approve …` must not approve as "cfo".
+    """
+    getuid = getattr(os, "getuid", None)
+    if getuid is None:  # pragma: no cover - not POSIX
         return getpass.getuser()
-    except Exception:  # no passwd entry (containers)
-        return os.environ.get("USER", "unknown")
+    uid = getuid()
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return str(uid)
+
+
+# --------------------------------------------------------------------------
+# Secrets in output: every store URL shown anywhere goes through redact_url.
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_SECRET_QUERY = re.compile(r"(^|[?&;])((?:ssl)?pass(?:word|wd)?)=[^&;#]*", re.IGNORECASE)
+_SECRET_PAIR = re.compile(r"\b((?:ssl)?password)\s*=\s*(?!\*\*\*)(?:'[^']*'|\"[^\"]*\"|\S+)", re.IGNORECASE)
+REDACTED = "***"
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password (user info or ?password=) replaced by ***.
+
+    `postgresql://billing:S3cret@db/x` -> `postgresql://billing:***@db/x`.
+    """
+    text = str(url)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return _SECRET_PAIR.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
+    # The user info ends at the last "@" before the query: a password may hold
+    # "/" or "@" when its writer did not percent-encode it.
+    cut = min([i for i in (rest.find("?"), rest.find("#")) if i >= 0] or [len(rest)])
+    head, tail = rest[:cut], rest[cut:]
+    userinfo, at, host = head.rpartition("@")
+    if at and ":" in userinfo:
+        head = f"{userinfo.partition(':')[0]}:{REDACTED}@{host}"
+    tail = _SECRET_QUERY.sub(lambda m: f"{m.group(1)}{m.group(2)}={REDACTED}", tail)
+    return f"{scheme}://{head}{tail}"
+
+
+def redact_text(text: object) -> str:
+    """Any text (an error message, a trace) with every URL in it redacted, and
+    libpq-style `password=…` pairs too."""
+    def one(m: re.Match) -> str:
+        url = m.group(0)
+        body = url.rstrip(":.,;)]")  # "cannot open URL: reason": the colon is the sentence's
+        return redact_url(body) + url[len(body):]
+
+    value = _URL_IN_TEXT.sub(one, str(text))
+    return _SECRET_PAIR.sub(lambda m: f"{m.group(1)}={REDACTED}", value)
 
 
 # --------------------------------------------------------------------------
@@ -119,6 +185,9 @@ DEFAULT_SETTINGS: dict[str, str] = {
     # unconditional auto-approval.
     "auto_approve_flagged": "off",
     "risk_hold_score": str(FLAGGED),
+    # The unit of each usage service on the customer's PDF ("12,636.25 GB"):
+    # `Service=unit` pairs separated by ";".  A service not listed shows a bare quantity.
+    "service_units": "",
 }
 
 
@@ -167,10 +236,29 @@ def validate_number_format(fmt: str) -> str:
 
 
 def parse_hhmm(name: str, text: str) -> dt.time:
+    """The off-peak window's reading of a time (offpeak.parse_hhmm): one rule."""
+    from .offpeak import parse_hhmm as parse
+
+    return parse(name, text)
+
+
+def _offpeak(key: str, value: str) -> str:
+    parse_hhmm(key, value)
+    return value.strip()
+
+
+def _address(key: str, value: str) -> str:
+    """admin_email: one plain address; mail_from: one mailbox ('Name <addr>').
+    Read by the parser that mail delivery uses (mail.check_address/parse_mailbox)."""
+    from .mail import AddressError, check_address, parse_mailbox
+
     try:
-        return dt.time.fromisoformat(text.strip())
-    except ValueError:
-        raise ConfigError(f"{name}: {text!r} is not a time like 01:00") from None
+        if key == "admin_email":
+            return check_address(value)
+        parse_mailbox(value)
+    except AddressError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    return value.strip()
 
 
 def parse_switch(name: str, text: str) -> bool:
@@ -182,10 +270,35 @@ def parse_switch(name: str, text: str) -> bool:
     raise ConfigError(f"{name}: {text!r} is not on or off")
 
 
+UNIT_MAX = 12
+
+
+def parse_units(text: str) -> dict[str, str]:
+    """service_units: "Voice calls=min; Mobile data=GB" -> {service: unit}."""
+    units: dict[str, str] = {}
+    for part in (text or "").split(";"):
+        if not part.strip():
+            continue
+        service, sep, unit = part.rpartition("=")
+        service, unit = " ".join(service.split()), unit.strip()
+        if not sep or not service or not unit:
+            raise ConfigError(f"service_units: {part.strip()!r} is not Service=unit "
+                              "(pairs separated by ';', e.g. Voice calls=min; Mobile data=GB)")
+        if len(unit) > UNIT_MAX:
+            raise ConfigError(f"service_units: unit {unit!r} is longer than {UNIT_MAX} characters")
+        if service in units:
+            raise ConfigError(f"service_units: {service!r} is listed twice")
+        units[service] = unit
+    return units
+
+
 VALIDATORS = {
+    "service_units": lambda v: "; ".join(f"{s}={u}" for s, u in parse_units(v).items()),
     "number_format": validate_number_format,
-    "offpeak_start": lambda v: parse_hhmm("offpeak_start", v) and v,
-    "offpeak_end": lambda v: parse_hhmm("offpeak_end", v) and v,
+    "offpeak_start": lambda v: _offpeak("offpeak_start", v),
+    "offpeak_end": lambda v: _offpeak("offpeak_end", v),
+    "admin_email": lambda v: _address("admin_email", v),
+    "mail_from": lambda v: _address("mail_from", v),
     "erp_integration": lambda v: "on" if parse_switch("erp_integration", v) else "off",
     "timezone": lambda v: (zone(v) and v) if v else v,
     "risk_correction_share": lambda v: _risk_setting("risk_correction_share", v),
@@ -233,8 +346,15 @@ class StoreSettings:
 
     @property
     def offpeak(self) -> tuple[dt.time, dt.time]:
-        return (parse_hhmm("offpeak_start", self["offpeak_start"]),
-                parse_hhmm("offpeak_end", self["offpeak_end"]))
+        """The window, read by offpeak.parse_window (the rule `settings` checks
+        with); a pair stored before that check, which it would refuse, falls
+        back to the default window rather than stopping every off-peak job."""
+        from .offpeak import parse_window
+
+        try:
+            return parse_window(self["offpeak_start"], self["offpeak_end"])
+        except ConfigError:
+            return parse_window(DEFAULT_SETTINGS["offpeak_start"], DEFAULT_SETTINGS["offpeak_end"])
 
     @property
     def tz(self) -> ZoneInfo:
@@ -254,6 +374,13 @@ class StoreSettings:
         return RiskSettings.parse(**values)
 
     @property
+    def service_units(self) -> dict[str, str]:
+        try:
+            return parse_units(self["service_units"])
+        except ConfigError:
+            return {}
+
+    @property
     def auto_approve_flagged(self) -> bool:
         try:
             return parse_switch("auto_approve_flagged", self["auto_approve_flagged"])
@@ -261,11 +388,70 @@ class StoreSettings:
             return False
 
 
-def validate_setting(key: str, value: str) -> str:
+SETTING_MAX = 500  # characters of one setting (seller_address: each line)
+MULTILINE_SETTINGS = {"seller_address"}
+OPTIONAL_SETTINGS = {"timezone", "service_units"}  # blank: the machine's zone
+# Read as numbers: written with the digits 0-9 only.  (Python's int() and
+# Decimal() also read "١٢" and "1_0"; a setting must mean what it shows.)
+NUMERIC_SETTINGS = {"risk_correction_share", "risk_tax_tolerance", "risk_hold_score", "currency_rates",
+                    "offpeak_start", "offpeak_end"}
+
+
+def _setting_text(key: str, value: str | None) -> str:
+    """The text rules of every setting (text.typed): no control characters
+    (seller_address: lines), not blank (timezone may be), at most SETTING_MAX."""
+    from .text import TextError, typed
+
+    try:
+        (value or "").encode("utf-8")
+    except UnicodeEncodeError:  # bytes of a non-UTF-8 argument, surrogate-escaped
+        raise ConfigError(f"{key}: is not valid UTF-8 text (the bytes cannot be read as characters)") from None
+    try:
+        if key in MULTILINE_SETTINGS:
+            lines = [typed(key, line, max_len=SETTING_MAX, required=False)
+                     for line in (value or "").replace("\r\n", "\n").split("\n")]
+            text = "\n".join(line for line in lines if line)
+            if not text:
+                raise TextError(key, "is required")
+        else:
+            # An optional setting may be left empty (spaces), not set to invisible characters.
+            required = key not in OPTIONAL_SETTINGS or bool((value or "").strip())
+            text = typed(key, value, max_len=SETTING_MAX, required=required)
+    except TextError as exc:
+        raise ConfigError(f"{key}: {exc.reason}") from None
+    if key in NUMERIC_SETTINGS:
+        odd = next((ch for ch in text if ch == "_" or (ch.isdigit() and not ch.isascii())), None)
+        if odd is not None:
+            what = "_" if odd == "_" else f"{odd} ({unicodedata.name(odd, 'a digit')})"
+            raise ConfigError(f"{key}: {text!r} contains {what}; write numbers with the digits 0-9")
+    return text
+
+
+def validate_setting(key: str, value: str, current: "StoreSettings | None" = None) -> str:
+    """The value as it will be stored, or ConfigError naming the setting.
+
+    `current`: the store's settings, for rules across two keys (the off-peak
+    window must open: its start and end differ).
+    """
+    if not (key or "").strip():
+        raise ConfigError("key: is empty; give a setting's name")
     if key not in DEFAULT_SETTINGS:
-        raise ConfigError(f"{key}: not a setting; known: {', '.join(sorted(DEFAULT_SETTINGS))}")
+        raise ConfigError(f"key: {key!r} is not a setting; known: {', '.join(sorted(DEFAULT_SETTINGS))}")
+    value = _setting_text(key, value)
     check = VALIDATORS.get(key)
-    return check(value) if check else value
+    value = check(value) if check else value
+    if current is not None and key in ("offpeak_start", "offpeak_end"):
+        from .offpeak import parse_window
+
+        other = "offpeak_end" if key == "offpeak_start" else "offpeak_start"
+        try:
+            parse_hhmm(other, current[other])
+        except ConfigError:
+            pass  # a stored value the window cannot use is replaced by the default: nothing to pair with
+        else:
+            pair = {key: value, other: current[other]}
+            parse_window(pair["offpeak_start"], pair["offpeak_end"], changing=key)
+    return value
 
 
 # --------------------------------------------------------------------------

@@ -22,14 +22,19 @@ def draft_note(inv: Invoice) -> str:
 
 
 def build_document(inv: Invoice):
-    from . import pdf, statuses as S
+    from . import pdf
 
     settings = load_settings()
     account = Account.get_by_id(inv.account_id)
     cls = CustomerClass.get_by_id(inv.customer_class_id)
     seller_lines = tuple(settings["seller_address"].splitlines())
     customer_lines = tuple(line for line in (account.address or "").splitlines() if line) + (account.email,)
-    charges = tuple(pdf.ChargeRow(c.position, c.description, c.quantity, c.discount, c.amount)
+    units = settings.service_units
+
+    def unit(c) -> str:  # a fee line is one month of its subscription; usage in its service's unit
+        return "month" if c.subscription_id else units.get(c.service, "")
+
+    charges = tuple(pdf.ChargeRow(c.position, c.description, c.quantity, c.discount, c.amount, unit(c))
                     for c in ChargeLine.select().where(ChargeLine.invoice == inv.id).order_by(ChargeLine.position))
     taxes = tuple(pdf.TaxRow(t.position, t.name, t.description, t.amount)
                   for t in TaxLine.select().where(TaxLine.invoice == inv.id).order_by(TaxLine.position))
@@ -117,21 +122,30 @@ class DownloadTargetError(ValueError):
 
 
 def check_download_target(directory: Path, merged: Path | None) -> None:
-    """Refuse a target that cannot work before any file is written."""
+    """Refuse a target that cannot work before anything is rendered or written.
+
+    Everything is checked first (the directory and the merged file's folder,
+    each the folder itself or, not there yet, its closest existing ancestor);
+    only then is the directory created (folders it creates: owner only)."""
+    from .safefile import check_creatable_dir, make_dirs
+
+    directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise DownloadTargetError("to", f"{directory} is not a directory")
+    problem = check_creatable_dir(directory)
+    if problem:
+        raise DownloadTargetError("to", problem)
     if merged is not None:
+        merged = Path(merged)
         if merged.suffix.lower() != ".pdf":
             raise DownloadTargetError("merge", f"{merged} should end in .pdf")
-        if merged.exists() and not merged.is_file():
-            raise DownloadTargetError("merge", f"{merged} exists and is not a file")
-        folder = merged.parent
-        if folder.exists() and not folder.is_dir():
-            raise DownloadTargetError("merge", f"{folder} is not a directory")
-        if folder.exists() and not os.access(folder, os.W_OK | os.X_OK):
-            raise DownloadTargetError("merge", f"{folder} is not writable")
+        if merged.is_symlink() or (merged.exists() and not merged.is_file()):
+            raise DownloadTargetError("merge", f"{merged} exists and is not a regular file")
+        problem = check_creatable_dir(merged.parent)
+        if problem:
+            raise DownloadTargetError("merge", problem)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        make_dirs(directory)
     except OSError as exc:
         raise DownloadTargetError("to", f"cannot create {directory}: {exc.strerror or exc}") from exc
     if not os.access(directory, os.W_OK | os.X_OK):

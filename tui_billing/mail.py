@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import mailbox
 import os
 import re
 import secrets
@@ -269,7 +268,7 @@ def queue_digest(ctx, invoices: list[Invoice], settings) -> Queued:
     try:
         recipient = check_address(settings["admin_email"])
     except AddressError as exc:
-        status, error = FAILED, f"invalid admin_email setting: {exc}"
+        status, error = FAILED, f"{BAD_ADMIN_EMAIL}{exc}"
         recipient = clean_header_text(recipient, 254)
     fresh = [inv for inv in invoices if getattr(inv, "held_at", None) is None]
     held = [inv for inv in invoices if getattr(inv, "held_at", None) is not None]
@@ -384,10 +383,20 @@ class MaildirTransport:
         return f"maildir {self.path}"
 
     def _ensure(self) -> None:
-        # Maildir(create=True) makes only the last folder; the default one
-        # lives in a user data dir a fresh machine may not have yet.
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        mailbox.Maildir(str(self.path), create=True)
+        """The maildir and every missing folder above it, owner only (0700).
+
+        Maildir(create=True) would make only the last folder; the default one
+        lives in a user data dir a fresh account may not have yet.  A folder
+        that cannot be made stops the run like a server that is down (the
+        mail waits, listed as stalled with this reason), never per message."""
+        from .safefile import make_dirs
+
+        try:
+            for sub in ("tmp", "new", "cur"):
+                make_dirs(self.path / sub)
+        except OSError as exc:
+            raise DeliveryError(f"cannot create the maildir {self.path}: {exc.strerror or exc}",
+                                connection=True) from exc
 
     @staticmethod
     def key(message_id: str) -> str:
@@ -410,10 +419,12 @@ class MaildirTransport:
         self._ensure()
         if self.contains(message_id):
             return "already in the maildir"
+        from .safefile import open_exclusive
+
         key = self.key(message_id)
         tmp = self.path / "tmp" / f"{key}.{os.getpid()}.{secrets.token_hex(4)}"
         try:
-            with open(tmp, "xb") as fh:
+            with open_exclusive(tmp) as fh:  # owner only, never through a link
                 fh.write(data.replace(b"\r\n", b"\n"))
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -953,11 +964,14 @@ def message_dict(msg: OutboxMessage, clock) -> dict:
 def retry(ctx, ids: Iterable[int]) -> tuple[list[int], list[tuple[int, str]]]:
     """Operator: put failed/uncertain messages back in the queue now.
 
-    Invoice emails take the account's current address (fixed meanwhile).
+    Invoice emails take the account's current address, review digests the
+    current admin_email setting (either fixed meanwhile).
     An uncertain message may then arrive twice: the operator decides.
     """
+    from .store.settings import load_settings
     from .workflow import write_audit
 
+    settings = None
     done, refused = [], []
     for msg_id in ids:
         with database.atomic():
@@ -973,10 +987,15 @@ def retry(ctx, ids: Iterable[int]) -> tuple[list[int], list[tuple[int, str]]]:
                 inv = Invoice.get_or_none(Invoice.id == msg.invoice_id)
                 if inv is not None:
                     recipient = Account.get_by_id(inv.account_id).email
+            elif msg.kind == DIGEST:
+                if settings is None:
+                    settings = load_settings()
+                recipient = settings["admin_email"]
             try:
                 recipient = check_address(recipient)
             except AddressError as exc:
-                refused.append((msg_id, f"recipient still invalid: {exc}"))
+                what = "the admin_email setting is" if msg.kind == DIGEST else "recipient"
+                refused.append((msg_id, f"{what} still invalid: {exc}"))
                 continue
             OutboxMessage.update(status=QUEUED, next_attempt_at=ctx.clock.now(), recipient=recipient, refusals=0,
                                  last_error=f"requeued by {ctx.actor}; was {msg.status}: {msg.last_error}"[:2000]
@@ -986,6 +1005,34 @@ def retry(ctx, ids: Iterable[int]) -> tuple[list[int], list[tuple[int, str]]]:
             write_audit(ctx, "mail_retry", inv, outbox=msg_id, message_id=msg.message_id, was=msg.status)
             done.append(msg_id)
     return done, refused
+
+
+BAD_ADMIN_EMAIL = "invalid admin_email setting: "
+
+
+def requeue_digests_for_admin_email(ctx, settings) -> list[OutboxMessage]:
+    """Digests that were never tried because the admin_email setting was not
+    an address (failed when queued, attempts 0) go back to the queue,
+    addressed to the current setting, once it is one.  Nothing was sent, so
+    nothing can arrive twice.  Returns the rows requeued."""
+    try:
+        recipient = check_address(settings["admin_email"])
+    except AddressError:
+        return []
+    rows = list(OutboxMessage.select(OutboxMessage.id, OutboxMessage.message_id, OutboxMessage.last_error)
+                .where((OutboxMessage.kind == DIGEST) & (OutboxMessage.status == FAILED)
+                       & (OutboxMessage.attempts == 0)
+                       & OutboxMessage.last_error.startswith(BAD_ADMIN_EMAIL)))
+    done = []
+    for msg in rows:
+        n = (OutboxMessage.update(status=QUEUED, recipient=recipient, next_attempt_at=ctx.clock.now(), refusals=0,
+                                  last_error=f"requeued: admin_email is now set; was failed: {msg.last_error}"[:2000])
+             .where((OutboxMessage.id == msg.id) & (OutboxMessage.status == FAILED)
+                    & (OutboxMessage.attempts == 0)).execute())
+        if n == 1:
+            msg.recipient = recipient
+            done.append(msg)
+    return done
 
 
 def mark_sent(ctx, ids: Iterable[int]) -> tuple[list[int], list[tuple[int, str]]]:

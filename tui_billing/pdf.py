@@ -3,6 +3,12 @@
 No database and no UI here: callers describe an invoice with the plain,
 frozen dataclasses below and get PDF bytes back.
 
+The PDF is the customer's document: nothing internal is printed (no
+revision, no review status, no seed-001 console columns such as "Current
+Debt Changed" or "Approved at"; corrections read as "Adjustments", credit or
+charge).  Quantities carry their unit when the caller gives one.  A total of
+zero says there is nothing to pay, a negative total is shown as a credit.
+
 Speed.  Naive fpdf2 use with a Unicode TTF costs ~50 ms per document to parse
 the font (``add_font``), ~30 ms to subset it with fontTools on output, and
 ``cell()``/``table()`` cost tens of µs per cell.  Here:
@@ -34,7 +40,6 @@ import io
 import os
 import re
 import struct
-import tempfile
 import sys
 import threading
 import unicodedata
@@ -53,7 +58,7 @@ from fpdf.output import OutputProducer, PDFContentStream, PDFFontStream
 from fpdf.syntax import PDFObject
 from fpdf.util import escape_parens
 
-from .money import SYMBOLS, format_amount, format_debt_change
+from .money import SYMBOLS, format_amount
 
 __all__ = [
     "Party", "ChargeRow", "TaxRow", "CorrectionRow", "InvoiceDocument",
@@ -82,6 +87,7 @@ class ChargeRow:
     quantity: Decimal
     discount: Decimal
     amount: Decimal
+    unit: str = ""  # of the quantity, printed after it: "min", "GB", "month"; "" = a bare number
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,7 @@ class CorrectionRow:
     position: int
     description: str
     amount: Decimal  # negative = credit
-    approved_at: datetime | None
+    approved_at: datetime | None  # the console's "Approved at"; never printed (internal)
 
 
 @dataclass(frozen=True)
@@ -119,9 +125,13 @@ class InvoiceDocument:
     tax_total: Decimal
     correction_total: Decimal
     total: Decimal
-    revision: int = 1
+    revision: int = 1  # internal: not printed (a customer never sees revisions)
     payment_model: str = "postpay"
-    status_note: str = ""  # e.g. "DRAFT – under review": watermark + line; empty = none
+    # Non-empty = a draft (not yet issued): its first word is the watermark
+    # ("DRAFT") and the line under the number says the draft is not yet
+    # issued.  The rest of the note (it may name internal statuses such as
+    # "under review") is not printed.
+    status_note: str = ""
 
 
 # --------------------------------------------------------------------------
@@ -695,12 +705,25 @@ def _fmt_signed(amount: Decimal, currency: str) -> str:
     return ("-" if amount < 0 else "") + format_amount(abs(amount), currency)
 
 
-def _fmt_when(value: datetime | None) -> str:
-    if value is None:
-        return "pending"
-    if value.tzinfo is not None:
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return value.strftime("%Y-%m-%d %H:%M")
+def _fmt_quantity_unit(q: Decimal, unit: str, text: "_Text") -> str:
+    """The quantity cell: "1,234.5 min" (number, one space, unit)."""
+    unit = text.clean(unit) if unit else ""
+    return f"{_fmt_quantity(q)} {unit}" if unit else _fmt_quantity(q)
+
+
+def _draft_word(note: str, text: "_Text") -> str:
+    """The watermark word of a draft's status note ("DRAFT — …" -> "DRAFT")."""
+    words = text.clean(note).split()
+    return (words[0].strip(" -–—:,.").upper() if words else "") or "DRAFT"
+
+
+# How a customer reads the payment model (the store's names are internal).
+_BILLING = {"postpay": "Postpaid", "prepay": "Prepaid"}
+
+
+def _billing_label(model: str, text: "_Text") -> str:
+    model = text.clean(model)
+    return _BILLING.get(model.lower(), model.replace("_", " ").capitalize())
 
 
 # --------------------------------------------------------------------------
@@ -806,9 +829,10 @@ class _Layout:
         self.text(right, top + 6, "INVOICE", "B", 20, ACCENT, align="R")
         self.text(right - 70, top + 12, self.number, "B", 10, INK, align="R", width=70, shrink=True)
         y_right = top + 12
-        if d.status_note:
+        if d.status_note.strip():
             y_right += 5
-            self.text(right - 80, y_right, t.clean(d.status_note), "B", 8.5, ALERT, align="R", width=80)
+            self.text(right - 80, y_right, f"{_draft_word(d.status_note, t)} — not yet issued", "B", 8.5, ALERT,
+                      align="R", width=80)
         self.y = max(y, y_right + 2) + 6
 
         # Bill to (left) and invoice facts (right)
@@ -817,17 +841,19 @@ class _Layout:
         y = self.paragraph(MARGIN, block_top + 5, t.clean(d.customer.name), "B", 10, INK, left_w, 2, 4.5) - 0.5
         for line in d.customer.lines[:8]:
             y = self.paragraph(MARGIN, y, t.clean(line), "", 8.5, INK, left_w, 2, 4)
+        if d.total <= 0:
+            due = "Nothing to pay"
+        else:
+            due = d.due_date.isoformat() if d.due_date else "—"
         facts = [
             ("Invoice number", self.number),
             ("Issue date", d.issue_date.isoformat()),
-            ("Due date", d.due_date.isoformat() if d.due_date else "—"),
+            ("Due date", due),
             ("Service period", f"{d.period_from.isoformat()} – {d.period_to.isoformat()}"),
             ("Payment terms", t.clean(d.payment_terms)),
-            ("Billing", t.clean(d.payment_model).capitalize()),
+            ("Billing", _billing_label(d.payment_model, t)),
             ("Currency", t.clean(d.currency)),
         ]
-        if d.revision and d.revision > 1:
-            facts.insert(1, ("Revision", str(d.revision)))
         label_x = MARGIN + CONTENT_W * 0.58
         value_x = label_x + 27
         fy = block_top
@@ -881,11 +907,22 @@ class _Layout:
         keep = laid_out if len(laid_out) <= 6 else laid_out[:3]
         self.ensure(title_h + header_h + sum(h for _, h in keep))
         draw_header(False)
-        fraction_w = {}  # decimal columns: width of the longest ".ddd" part
+        # Decimal columns ("number" or "number unit"): the width of the longest
+        # ".ddd" part, and of the longest " unit" (the room the numbers leave, at
+        # least half the column).
+        fraction_w, unit_w = {}, {}
         for i, col in enumerate(columns):
             if col.align == "D":
-                fraction_w[i] = max(t.width(cells[i][0][cells[i][0].find("."):], "", BODY)
-                                    if "." in cells[i][0] else 0.0 for cells, _ in laid_out)
+                numbers = [cells[i][0].partition(" ") for cells, _ in laid_out]
+                fraction_w[i] = max(t.width(n[n.find("."):], "", BODY) if "." in n else 0.0
+                                    for n, _, _ in numbers)
+                if any(u for _, _, u in numbers):
+                    room = col.width - 2 * CELL_PAD - fraction_w[i] - max(
+                        t.width(n.partition(".")[0], "", BODY) for n, _, _ in numbers)
+                    unit_w[i] = min(max(t.width(" " + u, "", BODY) for _, _, u in numbers),
+                                    max(room, (col.width - 2 * CELL_PAD) / 2))
+                else:
+                    unit_w[i] = 0.0
         for cells, row_h in laid_out:
             if self.ensure(row_h):
                 draw_header(True)
@@ -893,11 +930,16 @@ class _Layout:
             base = self.y + ROW_PAD + 2.6
             for i, (col, lines) in enumerate(zip(columns, cells)):
                 width = col.width - 2 * CELL_PAD
-                if col.align == "D":  # decimal points line up (digits are tabular)
-                    value = lines[0]
+                if col.align == "D":  # decimal points line up (digits are tabular), units after them
+                    value, _, unit = lines[0].partition(" ")
                     dot = value.find(".")
                     pad = fraction_w[i] - (t.width(value[dot:], "", BODY) if dot >= 0 else 0.0)
-                    self.text(x + CELL_PAD, base, value, "", BODY, INK, align="R", width=width - pad)
+                    box = width - unit_w[i]
+                    self.text(x + CELL_PAD, base, value, "", BODY, INK, align="R", width=box - pad)
+                    if unit:
+                        space = t.width(" ", "", BODY)
+                        self.text(x + CELL_PAD + box + space, base, unit, "", BODY, INK,
+                                  width=unit_w[i] - space)
                 else:
                     for n, line in enumerate(lines):
                         self.text(x + CELL_PAD, base + n * ROW_LINE, line, "", BODY, INK, align=col.align,
@@ -914,11 +956,17 @@ class _Layout:
             ("Charges", _fmt_signed(d.subtotal, cur)),
             ("Discounts", _fmt_signed(discount, cur)),
             ("Taxes", _fmt_signed(d.tax_total, cur)),
-            ("Corrections", _fmt_signed(d.correction_total, cur)),
+            ("Adjustments", _fmt_signed(d.correction_total, cur)),
         ]
         symbol = SYMBOLS.get(cur.upper())
-        total = _fmt_signed(d.total, cur)
-        total_text = f"{symbol} {total}" if symbol and symbol != cur.upper() else f"{total} {self.t.clean(cur)}"
+
+        def money(amount: Decimal) -> str:
+            value = _fmt_signed(amount, cur)
+            return f"{symbol} {value}" if symbol and symbol != cur.upper() else f"{value} {self.t.clean(cur)}"
+
+        # A negative total is a credit: shown as such, never as "-12.00 to pay".
+        credit = d.total < 0
+        total_text = money(-d.total if credit else d.total)
         block_h = 5 * len(lines) + 12
         self.ensure(block_h + 14)
         width = 82.0
@@ -930,14 +978,20 @@ class _Layout:
         self.y += 1.5
         self.rect(x, self.y, width, 9, TOTAL_FILL)
         self.rule(x, self.y, x + width, ACCENT, 0.4)
-        self.text(x + CELL_PAD, self.y + 6, f"Total ({self.t.clean(cur)})", "B", 10.5, ACCENT)
+        self.text(x + CELL_PAD, self.y + 6, f"{'Credit' if credit else 'Total'} ({self.t.clean(cur)})", "B", 10.5,
+                  ACCENT)
         self.text(x + 28, self.y + 6, total_text, "B", 11, INK, align="R", width=width - 28 - CELL_PAD)
         self.y += 14
-        terms = f"Payment terms: {self.t.clean(d.payment_terms)}"
-        if d.due_date:
-            terms += f" — please pay by {d.due_date.isoformat()}"
-        self.text(MARGIN, self.y, terms + f", quoting invoice {self.number}.", "", 8.5, INK,
-                  width=CONTENT_W)
+        if credit:
+            terms = f"This invoice is a credit of {total_text} in your favour: there is nothing to pay."
+        elif d.total == 0:
+            terms = f"Nothing to pay: this invoice totals {total_text}."
+        else:
+            terms = f"Payment terms: {self.t.clean(d.payment_terms)}"
+            if d.due_date:
+                terms += f" — please pay by {d.due_date.isoformat()}"
+            terms += f", quoting invoice {self.number}."
+        self.text(MARGIN, self.y, terms, "", 8.5, INK, width=CONTENT_W)
         self.y += 5
 
     # -- the document --------------------------------------------------------
@@ -945,13 +999,20 @@ class _Layout:
         d, t, cur = self.doc, self.t, self.doc.currency
         self.heading()
         num_w = 10.0
+        qty_w = 22.0
+        if any(c.unit for c in d.charges):  # "1,234.5 min": as wide as the longest number and unit need
+            quantities = [_fmt_quantity_unit(c.quantity, c.unit, t).partition(" ") for c in d.charges]
+            need = (max(t.width(n.partition(".")[0], "", BODY) for n, _, _ in quantities)  # decimal points
+                    + max(t.width("".join(n.partition(".")[1:]), "", BODY) for n, _, _ in quantities)  # line up
+                    + max(t.width(" " + u, "", BODY) for _, _, u in quantities) + 2 * CELL_PAD + 0.5)
+            qty_w = min(max(qty_w, need), 40.0)
         self.table("Charges", (
             _Column("#", num_w, "R"),
-            _Column("Description", CONTENT_W - num_w - 22 - 24 - 28, "L", wrap=True),
-            _Column("Quantity", 22, "D"),
+            _Column("Description", CONTENT_W - num_w - qty_w - 24 - 28, "L", wrap=True),
+            _Column("Quantity", qty_w, "D"),
             _Column("Discount", 24, "R"),
             _Column("Amount", 28, "R"),
-        ), ((str(c.position), t.clean(c.description), _fmt_quantity(c.quantity),
+        ), ((str(c.position), t.clean(c.description), _fmt_quantity_unit(c.quantity, c.unit, t),
              format_amount(c.discount, cur) if c.discount else "—", _fmt_signed(c.amount, cur))
             for c in d.charges), empty="No charges for this period")
         if d.taxes:
@@ -965,13 +1026,15 @@ class _Layout:
                  "Refund" if x.amount < 0 else "Tax", _fmt_signed(x.amount, cur))
                 for x in d.taxes))
         if d.corrections:
-            self.table("Corrections", (
+            # Seed 001's "Current Debt Changed" (▼/▲) and "Approved at" are the
+            # console's view; the customer reads a credit or a charge and its amount.
+            self.table("Adjustments", (
                 _Column("#", num_w, "R"),
-                _Column("Description", CONTENT_W - num_w - 38 - 34, "L", wrap=True),
-                _Column("Current Debt Changed", 38, "R"),
-                _Column("Approved at", 34, "R"),
-            ), ((str(c.position), t.clean(c.description), format_debt_change(c.amount, cur),
-                 _fmt_when(c.approved_at)) for c in d.corrections))
+                _Column("Description", CONTENT_W - num_w - 20 - 28, "L", wrap=True),
+                _Column("Type", 20, "L"),
+                _Column("Amount", 28, "R"),
+            ), ((str(c.position), t.clean(c.description), "Credit" if c.amount < 0 else "Charge",
+                 _fmt_signed(c.amount, cur)) for c in d.corrections))
         self.totals()
         return self.pages
 
@@ -1086,7 +1149,7 @@ def render_invoice(doc: InvoiceDocument) -> bytes:
     painter = _Painter(pdf, {"": pdf.fonts[regular.fontkey], "B": pdf.fonts[bold.fontkey]})
     mark = ""
     if doc.status_note.strip():
-        mark = text.clean(doc.status_note).split()[0].strip(" -–—:,.").upper() or "DRAFT"
+        mark = _draft_word(doc.status_note, text)
     count = len(pages)
     for n, ops in enumerate(pages, 1):
         pdf.add_page()
@@ -1134,19 +1197,10 @@ def safe_filename(number: str) -> str:
 
 
 def _atomic_write(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pdf.part", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """An exclusive, owner-only temp file renamed into place (safefile)."""
+    from .safefile import atomic_write
+
+    atomic_write(target, data)
 
 
 def _inside(directory: Path, name: str) -> Path:
@@ -1165,8 +1219,10 @@ def write_pdfs(items: Iterable[tuple[str, bytes]], directory: Path) -> list[Path
     """One file per (invoice number, PDF bytes) in ``directory``, each written
     atomically; returns the paths in order.  A number given twice with the same
     bytes is written once; with different bytes it is an error."""
+    from .safefile import make_dirs
+
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dirs(directory)  # folders it creates: owner only
     root = directory.resolve()
     written: dict[str, bytes] = {}
     paths: list[Path] = []
@@ -1201,7 +1257,9 @@ def merge_pdfs(items: Iterable[tuple[str, bytes]], target: Path) -> Path:
     writer.page_mode = "/UseOutlines"
     buf = io.BytesIO()
     writer.write(buf)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    from .safefile import make_dirs
+
+    make_dirs(target.parent)
     _atomic_write(target, buf.getvalue())
     return target
 

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+import unicodedata
+from dataclasses import dataclass
 from decimal import Decimal
 
 from . import statuses as S
 from .config import Clock
 from .money import format_amount, format_debt_change, format_money
 from .risk import is_flagged, parse_flags
+from .text import shown
 
 
 def iso_time(clock: Clock, moment: dt.datetime | None) -> str | None:
@@ -139,19 +143,119 @@ def changes_text(diff, currency: str) -> list[str]:
 
 
 def flags_text(flags) -> list[str]:
-    return [f"{f.code:<22} {f.reason}" for f in flags]
+    return [f"{f.code:<22} {shown(f.reason)}" for f in flags]
+
+
+# JSON escapes C0 controls (ESC is \u001b) but, with ensure_ascii=False, prints
+# DEL, the C1 controls (U+009B is a one-byte CSI), bidi overrides and line
+# separators raw: they are escaped here too, so a JSON document piped to a
+# terminal never drives it.  (Lone surrogates: escaped, never a print error.)
+_NON_ASCII = re.compile(r"[^\x00-\x7e]")
+_UNSAFE = {"Cc", "Cf", "Zl", "Zp", "Cs"}
+
+
+def _json_escape(match: re.Match) -> str:
+    ch = match.group(0)
+    if unicodedata.category(ch) not in _UNSAFE:
+        return ch
+    code = ord(ch)
+    if code > 0xFFFF:  # a UTF-16 pair, as JSON spells astral characters
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
 
 
 def dumps(doc) -> str:
-    return json.dumps(doc, ensure_ascii=False, indent=2, default=str)
+    """One JSON document: readable non-ASCII text, every control character escaped."""
+    return _NON_ASCII.sub(_json_escape, json.dumps(doc, ensure_ascii=False, indent=2, default=str))
+
+
+def terminal_text(text: object) -> str:
+    """Text for a terminal: each line through text.shown (ESC, CR, bidi
+    overrides made visible); the line breaks between lines are kept."""
+    text = str(text)
+    if text.isprintable():  # the common case, at C speed (find --all streams a million lines)
+        return text
+    text = "\n".join(line if line.isprintable() else shown(line) for line in text.split("\n"))
+    # Lone surrogates (bytes of a non-UTF-8 argument echoed back) as \udcff, never an encoding error.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def status_text(inv) -> str:
     return S.label(S.INVOICE_STATUSES, inv.status)
 
 
+def issue_date_words(inv) -> str:
+    """The issue date, or when an open postpay invoice closes (and is issued)."""
+    return inv.issue_date.isoformat() if inv.status != S.OPEN else f"— (closes {inv.issue_date})"
+
+
+# --------------------------------------------------------------------------
+# Seed 001's tables of one invoice, as cells: `show` prints them, the
+# detail screen puts them in its tabs.  One wording, one place.
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    right: bool = False
+    tone: str = ""  # "down" / "up": a ▼ credit / ▲ charge (the console colours them)
+
+
+@dataclass(frozen=True)
+class TableView:
+    key: str  # charges, subscriptions, payments, corrections, taxes
+    title: str
+    headers: tuple[str, ...]
+    rows: tuple[tuple[Cell, ...], ...]
+    note: str | None = None  # instead of rows: why there are none yet (payments before closing)
+
+    def text(self) -> str:
+        """The table as `show` prints it."""
+        if self.note is not None:
+            return shown(self.note)
+        right = {i for row in self.rows[:1] for i, c in enumerate(row) if c.right}
+        return table([[c.text for c in row] for row in self.rows], list(self.headers), right)
+
+
+def _n(value) -> Cell:
+    return Cell(str(value), right=True)
+
+
+def detail_tables(d, clock: Clock) -> list[TableView]:
+    """Charges, Subscriptions, Payments (rows once the invoice is closed),
+    Corrections, and Taxes (only when it has one: seed 001) of a loaded detail."""
+    cur = d.invoice.currency
+    views = [
+        TableView("charges", "Charges", ("#", "Description", "Quantity", "Discount", "Amount"), tuple(
+            (_n(c.position), Cell(c.description), _n(f"{c.quantity:,.3f}"),
+             _n(format_amount(c.discount, cur)), _n(format_amount(c.amount, cur))) for c in d.charges)),
+        TableView("subscriptions", "Subscriptions", ("ID", "Name", "Status"), tuple(
+            (_n(s.id), Cell(s.name), Cell(S.label(S.SUBSCRIPTION_STATUSES, s.status))) for s in d.subscriptions)),
+        TableView("payments", "Payments", ("ID", "Description", "Created at", "Due date", "Status", "Amount"), tuple(
+            (_n(p.id), Cell(p.description), Cell(_local(clock, p.created_at, "%Y-%m-%d")),
+             Cell(p.due_date.isoformat() if p.due_date else "—"), Cell(S.label(S.PAYMENT_STATUSES, p.status)),
+             _n(format_amount(p.amount, cur))) for p in d.payments) if d.closed else (),
+            note=None if d.closed else d.payments_note),
+        TableView("corrections", "Corrections", ("#", "Description", "Current Debt Changed", "Approved at"), tuple(
+            (_n(c.position), Cell(c.description),
+             Cell(format_debt_change(c.amount, cur), right=True, tone="down" if c.amount < 0 else "up"),
+             Cell(_local(clock, c.approved_at))) for c in d.corrections)),
+    ]
+    if d.taxes:
+        views.append(TableView("taxes", "Taxes", ("#", "Name", "Description", "Amount"), tuple(
+            (_n(t.position), Cell(t.name), Cell(t.description), _n(format_amount(t.amount, cur)))
+            for t in d.taxes)))
+    return views
+
+
+def _local(clock: Clock, moment: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    return clock.local(moment).strftime(fmt) if moment is not None else "—"
+
+
 def table(rows: list[list[str]], headers: list[str], right: set[int] = frozenset()) -> str:
-    """A plain aligned text table for terminals and pipes."""
+    """A plain aligned text table for terminals and pipes; every cell is shown
+    escaped (text.shown), so a stored line break cannot forge a row."""
+    rows = [[shown(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):

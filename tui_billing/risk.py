@@ -205,6 +205,19 @@ class InvoiceFacts:
         """Charges after discounts, before taxes and corrections."""
         return self.subtotal - self.discount_total
 
+    @property
+    def taxable(self) -> Decimal:
+        """The base of its taxes: corrections are taxed like charges."""
+        return self.net + self.correction_total
+
+    @property
+    def before_corrections(self) -> Decimal:
+        """The total without the corrections and the tax they brought."""
+        if not self.correction_total:
+            return self.total
+        share = self.tax_total / self.taxable if self.taxable else ZERO
+        return quantize(self.net * (1 + share), self.currency)
+
     @classmethod
     def from_calc(cls, currency: str, period_from: dt.date, period_to: dt.date, calc: Calculation,
                   subscriptions: Mapping[int, SubscriptionFact] | None,
@@ -236,6 +249,10 @@ class PastInvoice:
     @property
     def services(self) -> frozenset[str]:
         return frozenset(c.service for c in self.charges if c.service)
+
+    @property
+    def taxable(self) -> Decimal:
+        return self.net + sum(self.corrections, ZERO)
 
     def usage_line(self, service: str) -> ChargeFact | None:
         for c in self.charges:
@@ -758,15 +775,16 @@ def _check_subscriptions(inv: InvoiceFacts, found: _Flags) -> None:
 
 
 def _check_tax(inv: InvoiceFacts, past: list[PastInvoice], settings: RiskSettings, found: _Flags) -> None:
-    """Tax share of the net charges against the account's usual share."""
-    net = inv.net
-    taxed = [p for p in past if p.net > 0]
+    """Tax share of the taxable base against the account's usual share."""
+    net = inv.taxable
+    taxed = [p for p in past if p.taxable > 0]
     if net <= 0 or not taxed:
         return
     share = inv.tax_total * HUNDRED / net
-    usual = median([p.tax_total * HUNDRED / p.net for p in taxed])
+    usual = median([p.tax_total * HUNDRED / p.taxable for p in taxed])
     if abs(share - usual) > settings.tax_tolerance:
-        found.add("tax_ratio", f"tax is {_pct(share)} of the net charges {format_amount(net, inv.currency)}; "
+        base = "net charges and corrections" if inv.correction_total else "net charges"
+        found.add("tax_ratio", f"tax is {_pct(share)} of the {base} {format_amount(net, inv.currency)}; "
                                f"usually {_pct(usual)} ({_of(len(taxed))})", (share - usual) * net / HUNDRED)
 
 
@@ -779,7 +797,7 @@ def _check_corrections(inv: InvoiceFacts, past: list[PastInvoice], settings: Ris
         return
     cur = inv.currency
     limit = settings.correction_share
-    base = inv.total - inv.correction_total
+    base = inv.before_corrections
     usual_total = median([p.total for p in past]) if past else None
     earlier = [abs(a) for p in past for a in p.corrections if a]
     reasons: list[str] = []

@@ -14,6 +14,8 @@ File format (UTF-8, a byte-order mark is accepted):
 - account: the account's numeric id, or its email address (compared without
   regard to case; it must belong to exactly one account).
 - service: 1-60 characters.
+- No text field may contain a NUL byte (PostgreSQL cannot store one): such a
+  row is refused naming its line and field, the same on SQLite.
 - time: ISO 8601 date-time.  With an offset (`Z`, `+02:00`) it is taken as
   given; without one it is wall-clock time in the billing time zone (the
   store's `timezone` setting), like `--now`.  Stored as UTC.
@@ -28,7 +30,9 @@ File format (UTF-8, a byte-order mark is accepted):
 
 Modes: atomic (default) imports the whole file or nothing; with
 `skip_bad=True` the good rows are imported (committed per batch) and the bad
-ones written to FILE.rejects.csv (original fields + a `reason` column).
+ones written to FILE.rejects.csv (original fields + a `reason` column),
+created owner-only through an exclusive temp file (safefile), never through
+a link planted at its name.
 
 Duplicate-looking usage (issue 12): an imported row with the same account,
 service, time, quantity and amount as an earlier row of the file or a record
@@ -44,7 +48,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import os
 import re
 import time
 from collections.abc import Callable
@@ -54,6 +57,7 @@ from zoneinfo import ZoneInfo
 
 from .store.bulk import insert_rows
 from .store.models import Account, Xdr, database
+from .text import TextError, check_stored
 
 COLUMNS = ("xdr_id", "account", "service", "time", "quantity", "amount")
 MAX_ID = 64
@@ -217,6 +221,8 @@ def _time_parser(tz: ZoneInfo | dt.tzinfo | None) -> Callable[[str], dt.datetime
     fromiso = dt.datetime.fromisoformat
 
     def parse(text: str) -> dt.datetime:
+        if "\x00" in text:  # fromisoformat stops reading at a NUL: "…08:00\x00junk" would pass
+            raise _RowError("time", "contains a NUL byte")
         try:
             value = fromiso(text)
             if value.tzinfo is not None:
@@ -284,6 +290,7 @@ class _Importer:
         self.start_max = 0
         self.header: list[str] = []
         self.rejects_tmp: Path | None = None
+        self._rejects = None  # safefile.AtomicFile of FILE.rejects.csv
         self._rejects_file = None
         self._rejects_writer = None
         self.rejected_ids: dict[str, int] = {}  # ids of rejected rows: later copies are duplicates too
@@ -304,27 +311,35 @@ class _Importer:
             self._rejects_writer.writerow([*(raw or []), f"line {line}: {field_name}: {reason}"])
 
     def open_rejects(self) -> None:
-        """Opened before anything is written, so an unwritable directory fails early."""
-        self.rejects_tmp = rejects_path_for(self.path).with_suffix(".csv.tmp")
+        """Opened before anything is written, so an unwritable directory fails early.
+
+        Written to a fresh exclusive temp file beside the import file (never
+        through a link planted at FILE.rejects.csv or at a temp name), owner
+        only, renamed over FILE.rejects.csv when the run ends well."""
+        from .safefile import AtomicFile
+
+        final = rejects_path_for(self.path)
+        if final.is_dir() and not final.is_symlink():
+            raise ImportFileError("rejects", f"{final} is a directory")
         try:
-            self._rejects_file = open(self.rejects_tmp, "w", encoding="utf-8", newline="")
+            self._rejects = AtomicFile(final, text=True, newline="")
         except OSError as exc:
-            raise ImportFileError("rejects", f"cannot write {self.rejects_tmp}: {exc.strerror or exc}") from None
+            raise ImportFileError("rejects", f"cannot write beside {self.path}: {exc.strerror or exc}") from None
+        self.rejects_tmp = self._rejects.tmp
+        self._rejects_file = self._rejects.file
         self._rejects_writer = csv.writer(self._rejects_file)
         self._rejects_writer.writerow([*self.header, "reason"])
 
     def finish_rejects(self, ok: bool) -> None:
         if self._rejects_file is None:
             return
-        self._rejects_file.close()
         final = rejects_path_for(self.path)
         if ok and self.result.rejected:
-            os.replace(self.rejects_tmp, final)
-            self.result.rejects_path = final
+            self.result.rejects_path = self._rejects.commit()
             return
-        self.rejects_tmp.unlink(missing_ok=True)
-        if ok and final.exists():
-            final.unlink()  # a rejects file always describes the last run
+        self._rejects.discard()
+        if ok and (final.exists() or final.is_symlink()):
+            final.unlink()  # a rejects file always describes the last run (a link: the link goes, not its target)
 
     # -- the batch ----------------------------------------------------------
     def flush(self) -> None:
@@ -470,8 +485,7 @@ class _Importer:
             try:
                 if not xid:
                     raise _RowError("xdr_id", "is empty")
-                if len(xid) > MAX_ID:
-                    raise _RowError("xdr_id", f"is longer than {MAX_ID} characters")
+                stored_text("xdr_id", xid, MAX_ID)
                 first = self.batch_ids.get(xid) or self.rejected_ids.get(xid)
                 if first is not None:
                     raise _RowError("xdr_id", f"duplicate xdr_id {xid!r} (first on line {first})")
@@ -484,8 +498,7 @@ class _Importer:
                 service = service.strip()
                 if not service:
                     raise _RowError("service", "is empty")
-                if len(service) > MAX_SERVICE:
-                    raise _RowError("service", f"is longer than {MAX_SERVICE} characters")
+                stored_text("service", service, MAX_SERVICE)
                 moment = parse_time(when.strip())
                 q = scaled(qty.strip(), QUANTITY_PLACES, "quantity", negative=False)
                 a = scaled(amount.strip(), AMOUNT_PLACES, "amount", negative=True)
@@ -500,6 +513,15 @@ class _Importer:
                 self.flush()
                 if progress:
                     progress(handle.tell(), size)
+
+
+def stored_text(field_name: str, value: str, max_len: int) -> str:
+    """Text that goes into a column: no NUL, at most the column's length (text.check_stored),
+    so SQLite and PostgreSQL take and refuse the same rows."""
+    try:
+        return check_stored(field_name, value, max_len=max_len)
+    except TextError as exc:
+        raise _RowError(exc.field, exc.reason) from None
 
 
 def _account_reason(text: str, accounts: dict) -> str:

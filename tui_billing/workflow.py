@@ -22,8 +22,10 @@ from decimal import Decimal
 from . import revisions, risk
 from . import statuses as S
 from .config import Clock, os_user, zone
-from .money import MAX_ADJUSTMENT, MoneyError, format_money, parse_amount, quantize
+from .money import MAX_ADJUSTMENT, ZERO, MoneyError, format_money, parse_amount, quantize
 from .offpeak import next_window_start
+from .text import TextError
+from .text import typed as typed_text
 from .store.models import AuditEvent, Correction, CustomerClass, Invoice, Payment, database
 from .store.bulk import insert_rows
 from .store.settings import load_settings
@@ -548,37 +550,62 @@ def validate_adjustment(kind: str, amount: Decimal, description: str, currency: 
     if currency and quantize(amount, currency) != amount:
         raise BadInput("amount", f"{currency} amounts have at most "
                        f"{-quantize(Decimal(1), currency).as_tuple().exponent} decimal places")
-    text = " ".join((description or "").split())
-    if not text:
-        raise BadInput("description", "is required")
-    if len(text) > 300:
-        raise BadInput("description", "is longer than 300 characters")
+    try:
+        text = typed_text("description", description, max_len=300)
+    except TextError as exc:
+        raise BadInput(exc.field, exc.reason) from None
     return ADJUST_KINDS[kind], amount, text
 
 
-def adjusted_total(kind: str, amount: Decimal, total: Decimal, currency: str,
-                   number: str = "the invoice") -> Decimal:
-    """The total after the adjustment.  A credit that would make it negative
-    is refused: that is a credit note, not an adjustment."""
-    signed = -amount if kind == "credit" else amount
-    if total + signed < 0:
-        raise BadInput("amount", f"a credit of {format_money(amount, currency)} would make "
-                       f"{number}'s total negative ({format_money(total, currency)})")
-    return total + signed
+@dataclass(frozen=True)
+class AdjustBasis:
+    """What previewing an adjustment needs of the invoice, read once (the
+    console previews every key typed without a store read)."""
+    id: int
+    number: str
+    currency: str
+    status: str
+    total: Decimal
+    taxable: Decimal  # charges − discounts + corrections: the base of its taxes
+    tax_total: Decimal
+    rates: tuple  # billing.TaxRate of the account, in order
+
+
+def adjust_basis(ref) -> AdjustBasis:
+    """The basis of an invoice given as id, number or the Invoice read."""
+    from . import billing
+    from .store.models import Account
+
+    inv = ref if isinstance(ref, Invoice) else find_invoice(getattr(ref, "id", ref))
+    rates = billing.load_tax_rates(Account.get_by_id(inv.account_id))
+    return AdjustBasis(inv.id, inv.number, inv.currency, inv.status, inv.total,
+                       inv.subtotal - inv.discount_total + inv.correction_total, inv.tax_total, rates)
+
+
+def _taxes_after(basis: AdjustBasis, signed: Decimal) -> list:
+    """The invoice's tax lines once a net correction `signed` joins the base."""
+    from . import billing
+
+    return billing.taxes_on(basis.taxable + signed, basis.rates, basis.currency)
 
 
 @dataclass(frozen=True)
 class AdjustPreview:
     """What adjusting an invoice would do now (advisory: adjust checks it all
     again under the row lock).  A refusal is `reason`, with `field` naming
-    the input at fault (bad input) or None (the invoice's state)."""
+    the input at fault (bad input) or None (the invoice's state).
+
+    A manual charge or credit is a net amount taxed like the invoice's
+    charges: `correction` is the net (signed), `tax` the change in tax, and
+    `after` = `before` + `correction` + `tax`."""
     invoice_id: int
     number: str
     currency: str
     kind: str
     amount: Decimal | None  # as read, at the currency's minor unit
     before: Decimal  # the total now
-    correction: Decimal | None = None  # signed: -x for a credit, x for a charge
+    correction: Decimal | None = None  # net, signed: -x for a credit, x for a charge
+    tax: Decimal | None = None  # the change in tax the correction brings
     after: Decimal | None = None  # the new total
     reason: str | None = None
     field: str | None = None
@@ -587,64 +614,80 @@ class AdjustPreview:
     def applies(self) -> bool:
         return self.reason is None
 
+    @property
+    def change(self) -> Decimal | None:
+        """The change in the total (correction and its tax)."""
+        return None if self.after is None else self.after - self.before
+
 
 def preview_adjust(ref, kind: str, amount: Decimal | str, description: str | None = None) -> AdjustPreview:
     """The outcome of adjust(ref, kind, amount, description), writing nothing.
 
-    ref: an id or number (read here; NotFound if there is none), or the
-    invoice as already read (anything with id, number, currency, total and
-    status, like the console's AdjustTarget: no store read per key typed).
+    ref: an id or number, the Invoice read, or its AdjustBasis (no store
+    read: the console passes it on every key typed).  NotFound if there is none.
     amount: a Decimal, or the text a person typed (read by money.parse_amount,
     the one parser of typed amounts).  Checks run in adjust's order.
     """
-    inv = ref if hasattr(ref, "total") else find_invoice(ref)
-    out = dict(invoice_id=inv.id, number=inv.number, currency=inv.currency, kind=kind, amount=None,
-               before=inv.total)
+    basis = ref if isinstance(ref, AdjustBasis) else adjust_basis(ref)
+    out = dict(invoice_id=basis.id, number=basis.number, currency=basis.currency, kind=kind, amount=None,
+               before=basis.total)
     try:
         if kind not in ADJUST_KINDS:
             raise BadInput("kind", f"{kind!r} is not credit or charge")
         if isinstance(amount, str):
             try:
-                amount = parse_amount(amount, inv.currency)
+                amount = parse_amount(amount, basis.currency)
             except MoneyError as exc:
                 raise BadInput("amount", str(exc)) from None
-        validate_adjustment(kind, amount, "-" if description is None else description, inv.currency)
-        amount = quantize(amount, inv.currency)
+        validate_adjustment(kind, amount, "-" if description is None else description, basis.currency)
+        amount = quantize(amount, basis.currency)
         out["amount"] = amount
-        if inv.status != S.UNDER_REVIEW:
-            return AdjustPreview(**out, reason=_refusal(inv.status, CHANGE_REFUSALS))
-        after = adjusted_total(kind, amount, inv.total, inv.currency, inv.number)
+        if basis.status != S.UNDER_REVIEW:
+            return AdjustPreview(**out, reason=_refusal(basis.status, CHANGE_REFUSALS))
+        signed = -amount if kind == "credit" else amount
+        tax = quantize(sum((t.amount for t in _taxes_after(basis, signed)), ZERO) - basis.tax_total,
+                       basis.currency)
+        after = quantize(basis.total + signed + tax, basis.currency)
+        if after < 0:  # that is a credit note, not an adjustment
+            raise BadInput("amount", f"a credit of {format_money(amount, basis.currency)} would make "
+                           f"{basis.number}'s total negative ({format_money(after, basis.currency)})")
     except BadInput as exc:
         return AdjustPreview(**out, reason=exc.reason, field=exc.field)
-    return AdjustPreview(**out, correction=after - inv.total, after=after)
+    return AdjustPreview(**out, correction=signed, tax=tax, after=after)
 
 
 def adjust(ctx: Ctx, ref: str | int, kind: str, amount: Decimal, description: str) -> Invoice:
-    """Apply one manual credit (kind='credit') or charge ('charge')."""
+    """Apply one manual credit (kind='credit') or charge ('charge'), net,
+    with the tax it brings under the account's tax rules."""
+    from . import billing
+
     correction_kind, amount, text = validate_adjustment(kind, amount, description)
     with database.atomic():
         inv = _lock(ref)
-        outcome = preview_adjust(inv, kind, amount, text)  # the rules the console and dry run show
+        basis = adjust_basis(inv)
+        outcome = preview_adjust(basis, kind, amount, text)  # the rules the console and dry run show
         if outcome.field:
             raise BadInput(outcome.field, outcome.reason)
         if outcome.reason:
             raise Refused(inv.number, outcome.reason)
-        signed = outcome.correction
+        signed, tax = outcome.correction, outcome.tax
         before = _state(inv)
         position = (Correction.select(Correction.position).where(Correction.invoice == inv.id)
                     .order_by(Correction.position.desc()).scalar() or 0) + 1
         revision = inv.revision
         revisions.take(ctx, inv, "adjust")  # the lines as they were, for the diff
         _save_guarded(inv, S.UNDER_REVIEW, revision,
-                      total=inv.total + signed, outstanding=inv.outstanding + signed,
-                      correction_total=inv.correction_total + signed, revision=revision + 1)
+                      total=outcome.after, outstanding=inv.outstanding + outcome.change,
+                      correction_total=inv.correction_total + signed, tax_total=inv.tax_total + tax,
+                      revision=revision + 1)
+        billing.write_taxes(inv.id, _taxes_after(basis, signed))
         Correction.create(invoice=inv.id, position=position, kind=correction_kind,
                           description=text, amount=signed, created_by=ctx.actor,
                           approved_at=ctx.clock.now(), revision=inv.revision)
         write_audit(ctx, "adjust", inv, before, _state(inv), kind=correction_kind,
-                    amount=str(signed), description=text, revision=inv.revision)
+                    amount=str(signed), tax=str(tax), description=text, revision=inv.revision)
         _assess(inv)
-        _after_change(inv)
+    _after_change(inv)
     return inv
 
 
@@ -714,7 +757,7 @@ def complete_reissue(ctx: Ctx, ref: str | int) -> Invoice:
                       notified_at=None, **totals)
         write_audit(ctx, "reissue", inv, before, _state(inv), revision=inv.revision)
         _assess(inv)
-        _after_change(inv)
+    _after_change(inv)
     return inv
 
 
@@ -877,7 +920,21 @@ def _assess(inv: Invoice) -> None:
 
 
 def _after_change(inv: Invoice) -> None:
-    """Regenerate the PDF of the new revision, inside the same transaction."""
+    """Render the PDF of the new revision, after the commit.
+
+    Rendering inside the transaction would hold the store's write lock (on
+    SQLite, for every admin) while fpdf2 works.  The change is already
+    committed, so a failed render does not undo it: the PDF of a revision is
+    rendered on demand when it is missing (documents.current_pdf).
+    """
     from . import documents
 
-    documents.store_pdf(inv)
+    if database.in_transaction():
+        return  # a caller's transaction: its PDF is rendered on first use
+    try:
+        documents.store_pdf(inv)
+    except Exception as exc:  # noqa: BLE001 - committed; the next reader renders it
+        import logging
+
+        logging.getLogger(__name__).warning("PDF of %s revision %s not rendered: %s",
+                                            inv.number, inv.revision, exc)

@@ -1,44 +1,64 @@
 """find, show, approve, adjust, reissue, download: the review operations."""
 from __future__ import annotations
 
+import csv
+import itertools
+import json
+import shlex
 import sys
 from pathlib import Path
 
 from .. import statuses as S
 from .. import workflow
-from ..money import format_debt_change, format_money
+from ..money import format_amount, format_debt_change, format_money
 from ..present import changes_dict, changes_text, dumps, flags_text, invoice_dict, iso_time, table
 from ..risk import compact
 from ..store.models import Invoice
 from ..store.settings import load_settings
+from ..text import shown
 from .common import (
-    EXIT_OK, Env, UsageError, add_filters, add_global_options, add_json, filters_from, report_bulk,
+    EXIT_OK, Env, UsageError, add_filters, add_global_options, add_json, ascii_int, eprint, filters_from,
+    report_bulk,
 )
 
 
 def register(sub) -> None:
-    p = sub.add_parser("find", help="find invoices")
+    p = sub.add_parser("find", help="find invoices", description=(
+        "Find invoices.  One page at a time (--limit, default 50): when more match, stderr says how many "
+        "and the cursor of the next page (--after), and --json carries them as total and next.  "
+        "--all prints every match, streamed."))
     add_global_options(p)
     add_filters(p)
     p.add_argument("--flagged", action="store_true", help="only invoices with risk flags")
     p.add_argument("--sort", default="issue_date", choices=["issue_date", "number", "total", "deadline", "risk"],
-                   help="risk: highest risk score first, then the nearest review deadline")
-    p.add_argument("--asc", action="store_true", help="ascending order")
-    p.add_argument("--limit", type=int, default=50, help="at most N invoices (default 50, max 5000)")
+                   help="order: issue_date (newest first, the default), number, total (largest first), "
+                        "deadline (nearest review deadline first; only invoices that have one), "
+                        "risk (highest risk score first, then the nearest review deadline)")
+    p.add_argument("--asc", action="store_true", help="ascending order (smallest, oldest, lowest risk first)")
+    p.add_argument("--limit", type=ascii_int("limit"), metavar="N",
+                   help="at most N invoices on this page (default 50, max 5000); stderr says when more match")
+    p.add_argument("--all", action="store_true",
+                   help="every matching invoice, streamed as it is read (not with --limit)")
+    p.add_argument("--after", metavar="CURSOR",
+                   help="the page after CURSOR: the \"next\" of find --json or the cursor stderr names "
+                        "(same filters, --sort and --asc), or an invoice number")
+    p.add_argument("--format", choices=["table", "csv"],
+                   help="table (default) or csv: a header row, RFC 4180, amounts as plain decimals, "
+                        "for spreadsheets (not with --json)")
     p.add_argument("--counts", action="store_true", help="also print counts per status")
     add_json(p)
     p.set_defaults(handler=cmd_find)
 
     p = sub.add_parser("show", help="an invoice with all its tables")
     add_global_options(p)
-    p.add_argument("number")
+    p.add_argument("number", help="the invoice number")
     p.add_argument("--pdf-text", action="store_true", help="print the text of its current PDF")
     add_json(p)
     p.set_defaults(handler=cmd_show)
 
     p = sub.add_parser("approve", help="approve invoices under review")
     add_global_options(p)
-    p.add_argument("numbers", nargs="*", metavar="NUMBER")
+    p.add_argument("numbers", nargs="*", metavar="NUMBER", help="invoice numbers to approve (or --all)")
     p.add_argument("--all", action="store_true",
                    help="every invoice matching the filters (flagged ones are left for a person)")
     p.add_argument("--include-flagged", action="store_true",
@@ -48,15 +68,16 @@ def register(sub) -> None:
                         "refused; write nothing (exit 0 only if all would be approved)")
     add_filters(p)
     add_json(p)
-    p.set_defaults(handler=cmd_approve)
+    p.set_defaults(handler=cmd_approve, check=check_numbers_or_all)
 
     p = sub.add_parser("adjust", help="one manual credit or charge on an invoice under review")
     add_global_options(p)
-    p.add_argument("number")
+    p.add_argument("number", help="the invoice number")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--credit", metavar="AMOUNT", help="manual credit (lowers the total)")
     g.add_argument("--charge", metavar="AMOUNT", help="manual charge (raises the total)")
-    p.add_argument("--description", required=True)
+    p.add_argument("--description", required=True, metavar="TEXT",
+                   help="why: shown on the Corrections table and in the audit log (plain text)")
     p.add_argument("--dry-run", action="store_true",
                    help="say what the adjustment would do (the total before and after) or why it would be "
                         "refused; write nothing (exit status as the real command's)")
@@ -65,7 +86,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("reissue", help="recalculate invoices under review, now or off-peak")
     add_global_options(p, now=False)
-    p.add_argument("numbers", nargs="+", metavar="NUMBER")
+    p.add_argument("numbers", nargs="+", metavar="NUMBER", help="invoice numbers to reissue")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--now", dest="reissue_now", action="store_true", help="reissue at once")
     g.add_argument("--off-peak", action="store_true", help="in the nearest off-peak window")
@@ -77,17 +98,18 @@ def register(sub) -> None:
 
     p = sub.add_parser("assess", help="recompute risk flags (after an upgrade or a change of the risk settings)")
     add_global_options(p)
-    p.add_argument("numbers", nargs="*", metavar="NUMBER")
+    p.add_argument("numbers", nargs="*", metavar="NUMBER", help="invoice numbers to assess (or --all)")
     p.add_argument("--all", action="store_true",
                    help="every invoice matching the filters (default status: under_review,rejected)")
     add_filters(p)
     add_json(p)
-    p.set_defaults(handler=cmd_assess)
+    p.set_defaults(handler=cmd_assess, check=check_numbers_or_all)
 
     p = sub.add_parser("download", help="write invoice PDFs to a directory")
     add_global_options(p)
-    p.add_argument("numbers", nargs="+", metavar="NUMBER")
-    p.add_argument("--to", required=True, metavar="DIR", dest="to_dir")
+    p.add_argument("numbers", nargs="+", metavar="NUMBER", help="invoice numbers to download")
+    p.add_argument("--to", required=True, metavar="DIR", dest="to_dir",
+                   help="the folder for the PDFs (created if missing)")
     p.add_argument("--merge", metavar="FILE.pdf", help="also one merged PDF with an outline entry per invoice")
     add_json(p)
     p.set_defaults(handler=cmd_download)
@@ -98,25 +120,135 @@ def register(sub) -> None:
 def cmd_find(env: Env, args) -> int:
     from ..store import queries
 
+    if env.json and args.format is not None:
+        raise UsageError("format", "--json and --format cannot be used together: pick one output")
+    if args.all and args.limit is not None:
+        raise UsageError("limit", "--all prints every match: leave out --limit")
+    if args.counts and args.format == "csv":
+        raise UsageError("counts", "--counts is not part of a CSV: leave it out, or use --json")
     f = filters_from(args)
-    rows = queries.page(f, sort=args.sort, descending=False if args.asc else None, limit=args.limit)
-    erp = load_settings().erp_integration
-    if env.json:
-        doc = {"invoices": [invoice_dict(r, env.clock, erp=erp) for r in rows]}
-        if args.counts:
-            doc["counts"] = queries.counts_by_status(f)
-        env.print(dumps(doc))
+    desc = False if args.asc else None
+    limit = 50 if args.limit is None else args.limit
+    after = queries.after_key(args.after, sort=args.sort, descending=desc) if args.after else None
+    settings = load_settings()  # once: invoice_dict would read the store for every row
+    erp = (settings.erp_integration, settings["reporting_currency"])
+    fmt = "json" if env.json else args.format or "table"
+    if args.all:
+        rows = queries.iter_matching(f, sort=args.sort, descending=desc, after=after)
+        printed = _FIND_OUTPUTS[fmt](env, rows, erp)
+        total = printed if after is None else queries.count_matching(f)
+        next_cursor = None
+    else:
+        rows, more = queries.find_page(f, sort=args.sort, descending=desc, after=after, limit=limit)
+        total = len(rows) if not (more or after) else queries.count_matching(f)
+        next_cursor = queries.cursor_of(rows[-1], args.sort, desc) if more else None
+        if fmt != "json":
+            _FIND_OUTPUTS[fmt](env, iter(rows), erp)
+        if more:  # never truncate silently; stdout stays the data alone
+            eprint(f"{len(rows):,} of {total:,} matching invoices shown; --all for every one, "
+                   f"--after {shlex.quote(next_cursor)} for the next page")
+    if fmt == "json":
+        counts = queries.counts_by_status(f) if args.counts else None
+        if args.all:
+            tail = {"total": total, "next": None}
+        else:
+            doc = {"invoices": [invoice_dict(r, env.clock, erp=erp[0], reporting=erp[1]) for r in rows],
+                   "total": total, "next": next_cursor}
+            if counts is not None:
+                doc["counts"] = counts
+            env.print(dumps(doc))
+            return EXIT_OK
+        if counts is not None:
+            tail["counts"] = counts
+        env.print(dumps(tail)[1:-1].strip("\n") + "\n}")  # closes the document _find_json opened
         return EXIT_OK
-    env.print(table(
-        [[r.number, r.account.name[:32], r.customer_class.name, S.label(S.INVOICE_STATUSES, r.status),
-          format_money(r.total, r.currency),
-          f"closes {r.issue_date}" if r.status == S.OPEN else r.issue_date.isoformat(),
-          _deadline_text(env, r), str(r.risk_score or ""), compact(r.flags, 28)] for r in rows],
-        ["Number", "Account", "Class", "Status", "Total", "Issued", "Deadline", "Risk", "Flags"], right={4, 7}))
     if args.counts:
         counts = queries.counts_by_status(f)
         env.print("\n" + "  ".join(f"{S.INVOICE_STATUSES[k]}: {v:,}" for k, v in counts.items()))
     return EXIT_OK
+
+
+_FIND_HEADERS = ["Number", "Account", "Class", "Status", "Total", "Issued", "Deadline", "Risk", "Flags"]
+_FIND_RIGHT = {4, 7}
+_CSV_COLUMNS = ["number", "account", "account_type", "customer_class", "kind", "payment_model", "status",
+                "total", "outstanding", "currency", "period_from", "period_to", "issue_date", "due_date",
+                "review_deadline", "revision", "risk_score", "flagged", "flags"]
+
+
+def _find_cells(env: Env, r) -> list[str]:
+    """One table row, every cell through text.shown (as table() does): the
+    rows streamed past the first 500 are printed without table()."""
+    return [shown(c) for c in (
+        r.number, r.account.name[:32], r.customer_class.name, S.label(S.INVOICE_STATUSES, r.status),
+        format_money(r.total, r.currency),
+        f"closes {r.issue_date}" if r.status == S.OPEN else r.issue_date.isoformat(),
+        _deadline_text(env, r), str(r.risk_score or ""), compact(r.flags, 28))]
+
+
+def _find_table(env: Env, rows, erp: tuple[bool, str]) -> int:
+    """The rows as an aligned table, streamed: the widths come from the first
+    500 rows (a later, longer cell sticks out rather than being cut)."""
+    first = [_find_cells(env, r) for r in itertools.islice(rows, 500)]
+    if not first:
+        eprint("no invoice matches")
+    env.print(table(first, _FIND_HEADERS, right=_FIND_RIGHT))
+    if len(first) < 500:
+        return len(first)
+    widths = [max(len(h), *(len(cells[i]) for cells in first)) for i, h in enumerate(_FIND_HEADERS)]
+    n = len(first)
+    for r in rows:
+        cells = _find_cells(env, r)
+        env.print("  ".join(c.rjust(widths[i]) if i in _FIND_RIGHT else c.ljust(widths[i])
+                            for i, c in enumerate(cells)).rstrip())
+        n += 1
+    return n
+
+
+def _csv_text(value) -> str:
+    """A text cell (account, class names come from imports): control
+    characters made visible (text.shown, as on every face), and one that
+    starts like a formula (= + - @) gets a leading apostrophe, so a
+    spreadsheet shows it and never evaluates it (CSV injection)."""
+    text = shown(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def _find_csv(env: Env, rows, erp: tuple[bool, str]) -> int:
+    out = csv.writer(sys.stdout)  # RFC 4180: commas, double quotes, CRLF
+    columns = _CSV_COLUMNS + (["external_total", "external_currency"] if erp[0] else [])
+    out.writerow(columns)
+    n = 0
+    for r in rows:
+        d = invoice_dict(r, env.clock, erp=erp[0], reporting=erp[1])
+        d["account"], d["customer_class"] = _csv_text(d["account"]), _csv_text(d["customer_class"])
+        d["flagged"] = "true" if d["flagged"] else "false"
+        d["flags"] = " ".join(flag["code"] for flag in d["flags"])
+        out.writerow(["" if d[c] is None else d[c] for c in columns])
+        n += 1
+    return n
+
+
+def _find_json(env: Env, rows, erp: tuple[bool, str]) -> int:
+    """Opens {"invoices": [ and streams them, one invoice a line (json's C
+    encoder: an indented document costs twice the time); cmd_find writes the rest."""
+    env.print('{\n  "invoices": [')
+    n, pending = 0, None
+    for r in rows:
+        if pending is not None:
+            env.print(pending + ",")
+        d = invoice_dict(r, env.clock, erp=erp[0], reporting=erp[1])
+        line = json.dumps(d, ensure_ascii=False, default=str)
+        if not line.isprintable():  # a control character in stored text: all of it \u-escaped, as dumps() does
+            line = json.dumps(d, ensure_ascii=True, default=str)
+        pending = "    " + line
+        n += 1
+    if pending is not None:
+        env.print(pending)
+    env.print("  ],")
+    return n
+
+
+_FIND_OUTPUTS = {"table": _find_table, "csv": _find_csv, "json": _find_json}
 
 
 def _deadline_text(env: Env, inv: Invoice) -> str:
@@ -162,11 +294,13 @@ def cmd_show(env: Env, args) -> int:
         doc["changes_since_review"] = changes_dict(d.changes, cur)
         env.print(dumps(doc))
         return EXIT_OK
-    from ..present import status_text
+    from ..present import issue_date_words, status_text
+    from ..text import shown  # stored text with a line break stays on its line (Env.print escapes the rest)
 
     lines = [
-        f"Invoice number  {inv.number}",
-        f"Account         {inv.account.name} ({inv.account.account_type}, {inv.customer_class.name})",
+        f"Invoice number  {shown(inv.number)}",
+        f"Account         {shown(inv.account.name)} ({shown(inv.account.account_type)}, "
+        f"{shown(inv.customer_class.name)})",
         f"Total           {format_money(inv.total, cur)}   outstanding {format_money(inv.outstanding, cur)}",
         "Expected        " + (format_money(inv.expected_total, cur) if inv.expected_total is not None
                               else "— (no history to go by)"),
@@ -180,7 +314,7 @@ def cmd_show(env: Env, args) -> int:
         f"Status          {status_text(inv)}" + (" (closed)" if d.closed and inv.payment_model == 'postpay' else ""),
         f"From            {inv.period_from}",
         f"To              {inv.period_to}",
-        f"Issue date      {inv.issue_date if inv.status != S.OPEN else '— (closes ' + str(inv.issue_date) + ')'}",
+        f"Issue date      {issue_date_words(inv)}",
         f"Due date        {inv.due_date or '—'}",
         f"Review deadline {env.clock.local(inv.review_deadline).strftime('%Y-%m-%d %H:%M') if inv.review_deadline else '—'}",
         f"Revision        {inv.revision}",
@@ -198,31 +332,11 @@ def cmd_show(env: Env, args) -> int:
         lines += ["", "Risk flags", *("  " + text for text in flags_text(d.flags))]
     if d.changes is not None:
         lines += ["", *changes_text(d.changes, cur)]
-    lines += [
-        "",
-        "Charges",
-        table([[str(c.position), c.description, f"{c.quantity:,.3f}", _m(c.discount, cur), _m(c.amount, cur)]
-               for c in d.charges], ["#", "Description", "Quantity", "Discount", "Amount"], right={0, 2, 3, 4}),
-    ]
-    if d.subscriptions:
-        lines += ["", "Subscriptions", table([[str(s.id), s.name, S.label(S.SUBSCRIPTION_STATUSES, s.status)]
-                                              for s in d.subscriptions], ["ID", "Name", "Status"], right={0})]
-    lines += ["", "Payments"]
-    if d.closed:
-        lines.append(table([[str(p.id), p.description, env.clock.local(p.created_at).strftime("%Y-%m-%d"),
-                             str(p.due_date or "—"), S.label(S.PAYMENT_STATUSES, p.status), _m(p.amount, cur)]
-                            for p in d.payments], ["ID", "Description", "Created at", "Due date", "Status", "Amount"],
-                           right={0, 5}))
-    else:
-        lines.append(d.payments_note)
-    if d.corrections:
-        lines += ["", "Corrections", table(
-            [[str(c.position), c.description, format_debt_change(c.amount, cur),
-              env.clock.local(c.approved_at).strftime("%Y-%m-%d %H:%M") if c.approved_at else "—"]
-             for c in d.corrections], ["#", "Description", "Current Debt Changed", "Approved at"], right={0, 2})]
-    if d.taxes:
-        lines += ["", "Taxes", table([[str(t.position), t.name, t.description, _m(t.amount, cur)] for t in d.taxes],
-                                     ["#", "Name", "Description", "Amount"], right={0, 3})]
+    from ..present import detail_tables
+
+    for view in detail_tables(d, env.clock):  # the detail screen's tabs, the same cells
+        if view.rows or view.note is not None or view.key == "charges":
+            lines += ["", view.title, view.text()]
     env.print("\n".join(lines))
     return EXIT_OK
 
@@ -232,9 +346,16 @@ def _q(cur: str):
     return quantum(cur)
 
 
-def _m(value, cur):
-    from ..money import format_amount
-    return format_amount(value, cur)
+def check_numbers_or_all(args) -> None:
+    """approve/assess, before the store opens: invoice numbers or --all, not both, not neither."""
+    if args.all and args.numbers:
+        raise UsageError("NUMBER", "give invoice numbers or --all, not both")
+    if not args.all and not args.numbers:
+        raise UsageError("NUMBER", "give invoice numbers, or --all with filters")
+    if args.all and getattr(args, "include_flagged", False):
+        # A person accepts the flags of invoices they checked: named ones, never "all matching".
+        raise UsageError("include-flagged", "accept flags invoice by invoice: name the flagged invoices "
+                         "(approve NUMBER... --include-flagged); --all leaves flagged ones for a person")
 
 
 def _existing_refs(numbers: list[str]) -> list[int]:
@@ -250,14 +371,7 @@ def _existing_refs(numbers: list[str]) -> list[int]:
 def cmd_approve(env: Env, args) -> int:
     from ..store import queries
 
-    if args.all and args.numbers:
-        raise UsageError("NUMBER", "give invoice numbers or --all, not both")
-    if not args.all and not args.numbers:
-        raise UsageError("NUMBER", "give invoice numbers, or --all with filters")
-    if args.all and args.include_flagged:
-        # A person accepts the flags of invoices they checked: named ones, never "all matching".
-        raise UsageError("include-flagged", "accept flags invoice by invoice: name the flagged invoices "
-                         "(approve NUMBER... --include-flagged); --all leaves flagged ones for a person")
+    check_numbers_or_all(args)  # (checked before the store opened too: kept for direct callers)
     if args.all:
         f = filters_from(args)
         if not f.statuses:
@@ -305,11 +419,11 @@ def _approve_dry_run(env: Env, preview: workflow.ApprovePreview, include_flagged
             for flag in f.flags:
                 env.print(f"             {flag.code}: {flag.reason}")
         for f in waiting:
-            print(f"  {f.number}: {f.reason}", file=sys.stderr)
+            eprint(f"  {f.number}: {f.reason}")
             for flag in f.flags:
-                print(f"      {flag.code}: {flag.reason}", file=sys.stderr)
+                eprint(f"      {flag.code}: {flag.reason}")
         for number, reason in preview.refused:
-            print(f"  {number}: {reason}", file=sys.stderr)
+            eprint(f"  {number}: {reason}")
     return EXIT_OK if preview.all_ready(include_flagged) else EXIT_SOME_FAILED
 
 
@@ -348,16 +462,17 @@ def _adjust_dry_run(env: Env, p: workflow.AdjustPreview) -> int:
         env.print(dumps({
             "dry_run": True, "number": p.number, "kind": p.kind, "amount": amount_str(p.amount, cur),
             "currency": cur, "total_before": amount_str(p.before, cur), "correction": amount_str(p.correction, cur),
-            "total_after": amount_str(p.after, cur), "would_apply": p.applies,
+            "tax": amount_str(p.tax, cur), "total_after": amount_str(p.after, cur), "would_apply": p.applies,
             "refused": [] if p.applies else [{"number": p.number, "reason": p.reason}],
         }))
     elif p.applies:
         env.print(f"dry run: {p.number}: {p.kind} of {format_money(p.amount, cur)} would take the total "
                   f"{format_money(p.before, cur)} → {format_money(p.after, cur)} "
-                  f"({format_debt_change(p.correction, cur)}); nothing was changed")
+                  f"({format_debt_change(p.correction, cur)} net, tax {format_amount(p.tax, cur)}); "
+                  "nothing was changed")
     else:
         env.print(f"dry run: {p.number}: the {p.kind} would be refused; nothing was changed")
-        print(f"  {p.number}: {p.reason}", file=sys.stderr)
+        eprint(f"  {p.number}: {p.reason}")
     return EXIT_OK if p.applies else EXIT_SOME_FAILED
 
 
@@ -367,7 +482,7 @@ def _refused(env: Env, exc: workflow.Refused) -> int:
     if env.json:
         env.print(dumps({"done": [], "failed": [{"number": exc.number, "reason": exc.reason}]}))
     else:
-        print(f"tui-billing: refused: {exc}", file=sys.stderr)
+        eprint(f"tui-billing: refused: {exc}")
     return EXIT_SOME_FAILED
 
 
@@ -407,17 +522,14 @@ def _reissue_dry_run(env: Env, p: workflow.ReissuePreview) -> int:
         for number in p.queued:
             env.print(f"  queue        {number}")
         for number, reason in p.refused:
-            print(f"  {number}: {reason}", file=sys.stderr)
+            eprint(f"  {number}: {reason}")
     return EXIT_OK if p.all_apply else EXIT_SOME_FAILED
 
 
 def cmd_assess(env: Env, args) -> int:
     from ..store import queries, risk_store
 
-    if args.all and args.numbers:
-        raise UsageError("NUMBER", "give invoice numbers or --all, not both")
-    if not args.all and not args.numbers:
-        raise UsageError("NUMBER", "give invoice numbers, or --all with filters")
+    check_numbers_or_all(args)
     if args.all:
         f = filters_from(args)
         if not f.statuses:

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 
 from ..config import ConfigError
-from .common import EXIT_OK, EXIT_SOME_FAILED, Env, UsageError, add_global_options, add_json
+from .common import (
+    EXIT_OK, EXIT_SOME_FAILED, ID_MAX, Env, UsageError, add_global_options, add_json, ascii_int, eprint,
+)
+
+OUTBOX_LIMIT = 100_000
 
 
 def register(sub) -> None:
@@ -40,11 +43,12 @@ def register(sub) -> None:
     add_global_options(o)
     o.add_argument("--failed", action="store_true", help="only failed and uncertain deliveries")
     o.add_argument("--all", action="store_true", help="also messages already sent")
-    o.add_argument("--limit", type=int, default=200, help="at most N messages (default 200)")
+    o.add_argument("--limit", type=ascii_int("limit", 1, OUTBOX_LIMIT), default=200, metavar="N",
+                   help=f"at most N messages (default 200, at most {OUTBOX_LIMIT:,})")
     g = o.add_mutually_exclusive_group()
-    g.add_argument("--retry", type=int, nargs="+", metavar="ID",
+    g.add_argument("--retry", type=ascii_int("retry", 1, ID_MAX), nargs="+", metavar="ID",
                    help="put failed/uncertain messages back in the queue (an uncertain one may arrive twice)")
-    g.add_argument("--mark-sent", type=int, nargs="+", metavar="ID",
+    g.add_argument("--mark-sent", type=ascii_int("mark-sent", 1, ID_MAX), nargs="+", metavar="ID",
                    help="record uncertain messages as delivered (found in the server's log)")
     add_json(o)
     o.set_defaults(handler=cmd_outbox)
@@ -74,7 +78,7 @@ def cmd_jobs_run(env: Env, args) -> int:
     try:
         summary = run_loop(env, stop, once=args.once, wait=args.wait, only=args.job)
     except LoopBusy as exc:
-        print(f"tui-billing: {exc}", file=sys.stderr)
+        eprint(f"tui-billing: {exc}")
         return EXIT_SOME_FAILED
     except ConfigError as exc:
         name, _, reason = str(exc).partition(": ")
@@ -83,7 +87,7 @@ def cmd_jobs_run(env: Env, args) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if summary.lost_lock:
-        print("tui-billing: another job loop took the job lock over; stopped", file=sys.stderr)
+        eprint("tui-billing: another job loop took the job lock over; stopped")
         return EXIT_SOME_FAILED
     if args.once and not summary.ok:
         return EXIT_SOME_FAILED
@@ -94,8 +98,6 @@ def cmd_outbox(env: Env, args) -> int:
     from .. import mail
     from ..present import dumps, table
 
-    if args.limit < 1 or args.limit > 100_000:
-        raise UsageError("limit", "must be between 1 and 100,000")
     if args.retry or args.mark_sent:
         ctx = env.ctx
         done, refused = (mail.retry(ctx, args.retry) if args.retry else mail.mark_sent(ctx, args.mark_sent))
@@ -105,7 +107,7 @@ def cmd_outbox(env: Env, args) -> int:
         else:
             env.print(f"{verb}: {len(done)} done, {len(refused)} failed")
             for msg_id, reason in refused:
-                print(f"  {msg_id}: {reason}", file=sys.stderr)
+                eprint(f"  {msg_id}: {reason}")
         return EXIT_SOME_FAILED if refused else EXIT_OK
 
     statuses = mail.PROBLEM_STATUSES if args.failed else (None if args.all else mail.PENDING_STATUSES)

@@ -1,11 +1,11 @@
 """import-xdrs and bill-run: turning usage into invoices."""
 from __future__ import annotations
 
-import sys
+import re
 
 from ..present import dumps
 from .common import (
-    EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, Env, UsageError, add_global_options, add_json,
+    EXIT_BAD_INPUT, EXIT_OK, EXIT_SOME_FAILED, Env, UsageError, add_global_options, add_json, eprint,
 )
 
 SHOW_ERRORS = 50  # row errors printed on stderr; --json lists up to usage.KEEP_ERRORS
@@ -20,7 +20,7 @@ def register(sub) -> None:
                     "record's account, service, time, quantity and amount under a new id are imported and "
                     "reported as a warning (possible re-sent usage).")
     add_global_options(p)
-    p.add_argument("file", metavar="FILE.csv")
+    p.add_argument("file", metavar="FILE.csv", help="the CSV file to import (UTF-8)")
     p.add_argument("--skip-bad", action="store_true",
                    help="import the good rows; write the bad ones (+ a reason column) to FILE.rejects.csv "
                         "and exit 1")
@@ -32,11 +32,23 @@ def register(sub) -> None:
         description="One regular invoice per account for the period; accounts that already have one are "
                     "skipped, open postpay invoices are recalculated, closed and issued.")
     add_global_options(p)
-    p.add_argument("--period", required=True, metavar="YYYY-MM", help="the month to bill (must have ended)")
+    p.add_argument("--period", required=True, metavar="YYYY-MM", type=period_arg,
+                   help="the month to bill (must have ended)")
     p.add_argument("--include-empty", action="store_true",
                    help="also invoice accounts with nothing to bill (a zero invoice)")
     add_json(p)
     p.set_defaults(handler=cmd_bill_run)
+
+
+_PERIOD = re.compile(r"[0-9]{4}-[0-9]{2}", re.ASCII)
+
+
+def period_arg(text: str) -> str:
+    """--period: YYYY-MM in the digits 0-9, before the store opens (billrun.parse_period,
+    which needs today's date, then checks the month itself)."""
+    if not _PERIOD.fullmatch(text.strip()):
+        raise UsageError("period", f"{text!r} is not a month like 2026-10 (YYYY-MM, digits 0-9)")
+    return text
 
 
 # --------------------------------------------------------------------------
@@ -51,14 +63,14 @@ def cmd_import_xdrs(env: Env, args) -> int:
         raise UsageError(exc.field, exc.reason) from None
     name = args.file
     for err in result.errors[:SHOW_ERRORS]:
-        print(f"{name}:{err.line}: {err.field}: {err.reason}", file=sys.stderr)
+        eprint(f"{name}:{err.line}: {err.field}: {err.reason}")
     if result.rejected > SHOW_ERRORS:
-        print(f"{name}: … and {result.rejected - SHOW_ERRORS:,} more bad rows", file=sys.stderr)
+        eprint(f"{name}: … and {result.rejected - SHOW_ERRORS:,} more bad rows")
     doc = result.as_dict()
     if not result.committed:
         message = f"{result.rejected:,} bad row(s) in {result.rows:,}; nothing imported " \
                   "(fix them, or use --skip-bad to import the good rows)"
-        print(f"tui-billing: error: {name}: {message}", file=sys.stderr)
+        eprint(f"tui-billing: error: {name}: {message}")
         if env.json:
             env.print(dumps({"error": {"field": "file", "message": message}, **doc}))
         return EXIT_BAD_INPUT
@@ -71,7 +83,7 @@ def cmd_import_xdrs(env: Env, args) -> int:
         if result.rejects_path:
             env.print(f"rejected rows written to {result.rejects_path}")
     if result.duplicates:  # a warning (exit status unchanged), on stderr like the other warnings
-        print(f"warning: {duplicates_warning(result)}", file=sys.stderr)
+        eprint(f"warning: {duplicates_warning(result)}")
     return EXIT_SOME_FAILED if result.rejected else EXIT_OK
 
 
@@ -115,5 +127,5 @@ def cmd_bill_run(env: Env, args) -> int:
                   f"({counts['already_invoiced']:,} already invoiced, {counts['nothing_to_bill']:,} nothing to bill)"
                   + (f", failed {counts['failed']:,}" if result.failed else ""))
         for item, reason in result.failed:
-            print(f"  {item}: {reason}", file=sys.stderr)
+            eprint(f"  {item}: {reason}")
     return EXIT_SOME_FAILED if result.failed else EXIT_OK

@@ -105,12 +105,18 @@ def notify_admins(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch
     so a held invoice is announced once more, in the digest's section "Held
     for a person (flagged)".  On PostgreSQL the invoices are claimed with FOR
     UPDATE SKIP LOCKED, so two loops never list the same invoice (each sends
-    a digest of others)."""
+    a digest of others).  A digest queued while admin_email was not an
+    address is failed at once (listed by `outbox --failed`); once the setting
+    is fixed, the next run requeues it to the new address."""
     from .. import mail
 
     log = log or null_log
     res = JobResult()
     settings = load_settings()
+    # Digests that failed on an unusable admin_email go out once it is fixed.
+    for msg in mail.requeue_digests_for_admin_email(ctx, settings):
+        log("notify_admins", action="digest_requeued", to=msg.recipient, message=msg.message_id,
+            reason="admin_email fixed")
     while not stopped(stop):
         with database.atomic():
             order = (Invoice.review_deadline, Invoice.id)

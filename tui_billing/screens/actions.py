@@ -21,6 +21,7 @@ from textual.message import Message
 from .. import workflow
 from ..money import format_money
 from ..risk import compact
+from ..text import shown
 from ..widgets.fmt import plural, span, totals_line
 from ..widgets.progress_panel import ProgressPanel
 from ..widgets.rows import fresh_rows
@@ -195,7 +196,7 @@ class InvoiceActions:
         if count:
             what = "unflagged invoice" if p.flagged else "invoice"
             body.append(f"Approve {plural(count, what)} under review?\n", style="bold")
-            body.append(", ".join(numbers) + (" …" if count > len(numbers) else "") + "\n")
+            body.append(", ".join(shown(n) for n in numbers) + (" …" if count > len(numbers) else "") + "\n")
             body.append("Totals: ")
             body.append(totals_line(p.ready_totals), style="bold")
         if p.flagged:
@@ -204,7 +205,7 @@ class InvoiceActions:
             body.append(f"{plural(len(p.flagged), 'flagged invoice')}: approved only if you accept "
                         "their flags\n", style="bold yellow")
             for f in p.flagged[:FLAGGED_SHOWN]:
-                body.append(f"  {f.number}", style="bold")
+                body.append(f"  {shown(f.number)}", style="bold")
                 body.append(f"  {format_money(f.total, f.currency)}  ")
                 body.append(compact(f.flags, 30) or f"risk score {f.risk_score}", style="yellow")
                 body.append("\n")
@@ -242,11 +243,11 @@ class InvoiceActions:
         body.append(f"Accept the flags of {plural(k, 'invoice')} and approve "
                     f"{'them' if k != 1 else 'it'}{also}?\n", style="bold")
         for f in p.flagged[:ACCEPT_SHOWN]:
-            body.append(f"\n{f.number}", style="bold")
+            body.append(f"\n{shown(f.number)}", style="bold")
             body.append(f"  {format_money(f.total, f.currency)}  revision {f.revision}\n")
             for flag in f.flags:
                 body.append(f"  {flag.short}: ", style="yellow")
-                body.append(f"{flag.reason}\n")
+                body.append(f"{shown(flag.reason)}\n")
         if k > ACCEPT_SHOWN:
             body.append(f"\n… and {k - ACCEPT_SHOWN:,} more flagged invoices\n")
         body.append("\nYou accept these flags as checked: the audit log records your name, "
@@ -368,7 +369,8 @@ class InvoiceActions:
                        .where(Invoice.id == invoice_id).first())
                 if inv is None:
                     raise workflow.NotFound(str(invoice_id), "does not exist")
-                target = AdjustTarget(inv.id, inv.number, inv.account.name, inv.currency, inv.total, inv.status)
+                target = AdjustTarget(inv.id, inv.number, inv.account.name, inv.currency, inv.total, inv.status,
+                                      workflow.adjust_basis(inv))
                 # The domain's own sentence when this status cannot change.
                 refusal = workflow.CHANGE_REFUSALS.get(inv.status)
             except Exception as exc:
@@ -387,10 +389,11 @@ class InvoiceActions:
     def _adjusted(self, done) -> None:
         if done is None:
             return
-        from ..money import format_money
+        from ..money import format_amount, format_money
 
         self.app.note_changed([done.id])
-        self.notify(f"{done.number}: manual {done.kind} of {format_money(done.amount, done.currency)}; "
+        tax = f" + tax {format_amount(done.tax, done.currency)}" if done.tax else ""
+        self.notify(f"{done.number}: manual {done.kind} of {format_money(done.amount, done.currency)}{tax}; "
                     f"total now {format_money(done.total, done.currency)} (revision {done.revision})",
                     title="Adjusted")
         self.refresh_invoices([done.id])
@@ -427,14 +430,16 @@ class InvoiceActions:
         with db_session():
             try:
                 inv = Invoice.get_by_id(invoice_id)
-                text = pdf.pdf_text(documents.current_pdf(inv))
-                title = f"{inv.number} · revision {inv.revision} · PDF text"
+                data = documents.current_pdf(inv)
+                text = pdf.pdf_text(data)
+                title = f"{shown(inv.number)} · revision {inv.revision} · PDF text"
             except Exception as exc:
-                post(self.app, self.notify, error_text(exc), title="PDF text", severity="error")
+                post(self.app, self.notify, error_text(exc), title="PDF", severity="error")
                 return
-        post(self.app, self._show_pdf_text, title, text)
+        post(self.app, self._show_pdf_text, title, text, data)
 
-    def _show_pdf_text(self, title: str, text: str) -> None:
+    def _show_pdf_text(self, title: str, text: str, data: bytes | None = None) -> None:
         from .pdf_preview import PdfTextModal
 
-        self.app.push_screen(PdfTextModal(title, text))
+        # The bytes too: where the terminal draws pictures, the page is shown as one.
+        self.app.push_screen(PdfTextModal(title, text, pdf_bytes=data))

@@ -24,8 +24,9 @@ from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
 from .. import statuses as S
 from .. import workflow
-from ..money import MoneyError, format_debt_change, format_money, parse_amount
+from ..money import MoneyError, format_amount, format_debt_change, format_money, parse_amount
 from ..widgets.choice_set import ChoiceSet
+from ..widgets.fmt import text_cell
 from .support import db_session, error_text, post
 
 
@@ -37,6 +38,7 @@ class AdjustTarget:
     currency: str
     total: Decimal
     status: str
+    basis: workflow.AdjustBasis | None = None  # read once by the worker: previews need no store read
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class AdjustDone:
     currency: str
     total: Decimal
     revision: int
+    tax: Decimal = Decimal(0)  # the tax the correction brought (taxed like the charges)
 
 
 class AmountValidator(Validator):
@@ -67,7 +70,7 @@ class AmountValidator(Validator):
             except MoneyError as exc:
                 return self.failure(str(exc), value)
             return self.success()
-        preview = workflow.preview_adjust(self.target, self.kind(), value)
+        preview = workflow.preview_adjust(self.target.basis or self.target.id, self.kind(), value)
         if preview.field == "amount":
             return self.failure(preview.reason, value)
         return self.success()
@@ -96,9 +99,9 @@ class AdjustModal(ModalScreen[AdjustDone | None]):
     def compose(self) -> ComposeResult:
         t = self.target
         with Vertical(classes="dialog", id="adjust-dialog"):
-            yield Static(f"Adjust {t.number}", classes="dialog-title")
-            yield Static(Text(f"{t.account} · {S.label(S.INVOICE_STATUSES, t.status)} · "
-                              f"total {format_money(t.total, t.currency)}"), classes="dialog-body")
+            yield Static(text_cell(f"Adjust {t.number}"), classes="dialog-title")
+            yield Static(text_cell(f"{t.account} · {S.label(S.INVOICE_STATUSES, t.status)} · "
+                                   f"total {format_money(t.total, t.currency)}"), classes="dialog-body")
             with Horizontal(classes="form-row"):
                 yield Label("Type", classes="form-label")
                 with ChoiceSet(id="adj-kind"):
@@ -133,7 +136,8 @@ class AdjustModal(ModalScreen[AdjustDone | None]):
 
     def preview(self) -> workflow.AdjustPreview:
         """The domain's outcome of what is typed and chosen now (no store read)."""
-        return workflow.preview_adjust(self.target, self.kind(), self.query_one("#adj-amount", Input).value)
+        return workflow.preview_adjust(self.target.basis or self.target.id, self.kind(),
+                                       self.query_one("#adj-amount", Input).value)
 
     def _show(self, input_id: str, result: ValidationResult | None, show_empty: bool = False) -> bool:
         widget = self.query_one(f"#{input_id}", Input)
@@ -143,7 +147,7 @@ class AdjustModal(ModalScreen[AdjustDone | None]):
             error.update("")
             widget.set_class(False, "-invalid")
             return ok
-        error.update("" if ok else "✗ " + "; ".join(result.failure_descriptions))
+        error.update("" if ok else text_cell("✗ " + "; ".join(result.failure_descriptions)))
         widget.set_class(not ok, "-invalid")
         return ok
 
@@ -154,9 +158,12 @@ class AdjustModal(ModalScreen[AdjustDone | None]):
         if p.after is None:  # nothing (valid) typed: the total stays
             label.update(format_money(t.total, t.currency))
             return
+        # Net, its tax (manual corrections are taxed like the charges), new total.
         text = Text(format_money(p.after, t.currency), style="bold")
-        text.append(f"   ({format_debt_change(p.correction, t.currency)})",
+        text.append(f"  ({format_debt_change(p.correction, t.currency)} net",
                     style="red" if p.correction < 0 else "green")
+        tax = f", tax {format_amount(p.tax, t.currency)})" if p.tax else ", no tax)"
+        text.append(tax, style="red" if p.correction < 0 else "green")
         label.update(text)
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -219,7 +226,9 @@ class AdjustModal(ModalScreen[AdjustDone | None]):
             except Exception as exc:  # the store failed: say so, keep the dialog
                 post(self.app, self._refused, None, error_text(exc))
                 return
-        done = AdjustDone(inv.id, inv.number, kind, amount, inv.currency, inv.total, inv.revision)
+        signed = amount if kind == "charge" else -amount
+        done = AdjustDone(inv.id, inv.number, kind, amount, inv.currency, inv.total, inv.revision,
+                          inv.total - t.total - signed)
         post(self.app, self.dismiss, done)
 
     def _refused(self, field: str | None, reason: str) -> None:
@@ -227,10 +236,10 @@ class AdjustModal(ModalScreen[AdjustDone | None]):
         self.query_one("#ok", Button).disabled = False
         self.query_one("#adj-error", Static).update("")
         if field in ("amount", "description"):
-            self.query_one(f"#adj-{field}-error", Static).update(f"✗ {reason}")
+            self.query_one(f"#adj-{field}-error", Static).update(text_cell(f"✗ {reason}"))
             self.query_one(f"#adj-{field}", Input).set_class(True, "-invalid")
         else:
-            self.query_one("#adj-error", Static).update(f"✗ {reason}")
+            self.query_one("#adj-error", Static).update(text_cell(f"✗ {reason}"))
 
     def action_cancel(self) -> None:
         if not self.saving:

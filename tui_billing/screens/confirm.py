@@ -16,16 +16,17 @@ class ConfirmModal(ModalScreen[bool]):
         Binding("y", "confirm", "Yes", id="modal.confirm"),
     ]
 
-    def __init__(self, title: str, body: Text | str, confirm: str = "Confirm", scroll: bool = False):
+    def __init__(self, title: str, body, confirm: str = "Confirm", scroll: bool = False):
+        """`body`: a Text or any Rich renderable (a str is read as plain text)."""
         super().__init__()
         self.title_text = title
-        self.body = body
+        self.body = Text(body) if isinstance(body, str) else body
         self.confirm = confirm
         self.scroll = scroll  # a long body scrolls (the buttons stay in sight)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(self.title_text, classes="dialog-title")
+            yield Static(Text(self.title_text), classes="dialog-title")
             if self.scroll:
                 with VerticalScroll(classes="dialog-scroll"):
                     yield Static(self.body, classes="dialog-body")
@@ -66,7 +67,7 @@ class ApproveModal(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(self.title_text, classes="dialog-title")
+            yield Static(Text(self.title_text), classes="dialog-title")
             with VerticalScroll(classes="dialog-scroll"):
                 yield Static(self.body, classes="dialog-body")
             with Horizontal(classes="buttons"):

@@ -6,6 +6,7 @@ last reviewed, and Audit), with approve / adjust / reissue / download / PDF
 text / mark reviewed."""
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 from textual import work
@@ -16,9 +17,13 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from .. import statuses as S
-from ..money import format_amount, format_debt_change, format_money
-from ..widgets.fit_table import Col, FitTable
-from ..widgets.fmt import FLAGGED_STYLE, HELD, STATUS_STYLES, hold_ran_out, local_time, reissue_when, time_left
+from ..money import format_amount, format_money
+from ..present import Cell, detail_tables, issue_date_words, signed_amount, status_text
+from ..text import shown
+from ..widgets.fit_table import Col, FitTable, plain_of
+from ..widgets.fmt import (
+    FLAGGED_STYLE, HELD, STATUS_STYLES, hold_ran_out, local_time, plural, reissue_when, text_cell, time_left,
+)
 from ..widgets.history_chart import HistoryChart, Series
 from ..widgets.progress_panel import ProgressPanel
 from ..widgets.selection import Targets
@@ -36,9 +41,11 @@ CHARGE_COLUMNS = [Col("pos", "#", 3, "right"), Col("description", "Description")
                   Col("quantity", "Quantity", 12, "right"), Col("discount", "Discount", 11, "right"),
                   Col("amount", "Amount", 13, "right")]
 SUBSCRIPTION_COLUMNS = [Col("id", "ID", 7, "right"), Col("name", "Name"), Col("status", "Status", 26)]
-PAYMENT_COLUMNS = [Col("id", "ID", 6, "right"), Col("description", "Description"),
+# ID, Status and Amount as wide as their longest cell (80 columns: the
+# payment's description keeps room to be read).
+PAYMENT_COLUMNS = [Col("id", "ID", 3, "right", max_width=10), Col("description", "Description"),
                    Col("created", "Created at", 10), Col("due", "Due date", 10),
-                   Col("status", "Status", 19), Col("amount", "Amount", 12, "right")]
+                   Col("status", "Status", 6, max_width=19), Col("amount", "Amount", 8, "right", max_width=20)]
 CORRECTION_COLUMNS = [Col("pos", "#", 3, "right"), Col("description", "Description"),
                       Col("debt", "Current Debt Changed", 20, "right"), Col("approved", "Approved at", 16)]
 TAX_COLUMNS = [Col("pos", "#", 3, "right"), Col("name", "Name", 22), Col("description", "Description"),
@@ -54,6 +61,8 @@ NO_CHANGES = "No changes since the revision last reviewed."
 # titles are shortened so that every tab (Flags, Audit) stays in sight.
 SHORT_TITLES = {"tab-subscriptions": ("Subscriptions", "Subs."), "tab-corrections": ("Corrections", "Corr.")}
 TAB_PADDING = 2  # a Tab's left and right padding
+VIEW_COLUMNS = {"charges": CHARGE_COLUMNS, "subscriptions": SUBSCRIPTION_COLUMNS, "payments": PAYMENT_COLUMNS,
+                "corrections": CORRECTION_COLUMNS, "taxes": TAX_COLUMNS}
 AUDIT_COLUMNS = [Col("at", "When", 16), Col("actor", "Who", 12), Col("action", "What", 15),
                  Col("change", "Change")]
 
@@ -66,18 +75,45 @@ class DetailTable(FitTable):
         for i, row in enumerate(rows):
             self.items[str(i)] = row
             self.order.append(str(i))
+        self._grew(rows)  # columns with a max_width fit their longest cell
 
     def render_cells(self, item: dict, cols, wide: bool) -> list:
         return [item.get(c.key, "") for c in cols]
+
+    def measure(self, item: dict) -> dict[str, int]:
+        return {c.key: cell_len(plain_of(item.get(c.key, ""))) for c in self.specs if c.max_width}
 
 
 def _r(text: str) -> Text:
     return Text(text, justify="right")
 
 
+TONES = {"down": "red", "up": "green"}
+
+
+def _cell(cell: Cell) -> Text:
+    if cell.right:
+        return Text(cell.text, justify="right", style=TONES.get(cell.tone, ""))
+    return _t(cell.text)
+
+
 def _t(text: str) -> Text:
-    """User text: never markup, cut with an ellipsis when the column is narrow."""
-    return Text(text, no_wrap=True, overflow="ellipsis")
+    """Stored text (descriptions, names): escaped, never markup (fmt.text_cell),
+    cut with an ellipsis when the column is narrow."""
+    return text_cell(text, no_wrap=True, overflow="ellipsis")
+
+
+def change_name(change) -> str:
+    """A changed line's name: its description, with its service when the
+    description does not start with it (the words `show` prints too)."""
+    if not change.service or change.description.startswith(change.service):
+        return change.description
+    return f"{change.description} [{change.service}]"
+
+
+def flags_title(n: int) -> str:
+    """The Flags tab's title says what its number counts: "3 flags" (the checks that raised one)."""
+    return plural(n, "flag")
 
 
 class InvoiceDetailScreen(InvoiceActions, Screen):
@@ -87,7 +123,7 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
         Binding("j", "adjust", "Adjust", id="detail.adjust"),
         Binding("r", "reissue", "Reissue", id="detail.reissue"),
         Binding("d", "download", "Download", id="detail.download"),
-        Binding("p", "pdf_text", "PDF text", id="detail.pdf"),
+        Binding("p", "pdf_text", "PDF", id="detail.pdf"),
         Binding("n", "next_tab", "Next tab", id="detail.next_tab"),
         Binding("v", "mark_reviewed", "Mark revision reviewed (the next Changes start here)",
                 id="detail.reviewed", show=False),
@@ -147,7 +183,7 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
              not settings.auto_approve_flagged)
 
     def _failed(self, reason: str) -> None:
-        self.query_one("#detail-head", Static).update(Text(f"✗ {reason}", style="bold red"))
+        self.query_one("#detail-head", Static).update(text_cell(f"✗ {reason}", style="bold red"))
 
     async def _show(self, detail, erp: bool, reporting: str, holds_flagged: bool) -> None:
         self.detail = detail
@@ -156,7 +192,7 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
         self.holds_flagged = holds_flagged
         inv = detail.invoice
         self.ref = inv.id
-        self.title = f"Invoice {inv.number}"
+        self.title = f"Invoice {shown(inv.number)}"
         self.paint_head()
         self.query_one("#detail-flags", Static).update(self.flags_view())
         body = self.query_one("#detail-body", Container)
@@ -199,7 +235,7 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
         totals = f"Last {len(points)} totals" if self.size.width >= CHART_WIDE else "Totals"
         series = [Series(totals, tuple(p.total for p in points), current)]
         if d.history_service:
-            series.append(Series(d.history_service, tuple(p.service for p in points), current))
+            series.append(Series(shown(d.history_service), tuple(p.service for p in points), current))
         return series
 
     def fit_tab_titles(self) -> None:
@@ -224,14 +260,14 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
 
         def pair(l1, v1, l2=None, v2=None):
             text.append(f"{l1:<{LABEL}}", style="bold")
-            v1 = v1 if isinstance(v1, Text) else Text(str(v1))
+            v1 = v1 if isinstance(v1, Text) else text_cell(v1)
             if l2 is None:
                 text.append_text(v1)
             else:
                 v1.truncate(value_width, overflow="ellipsis", pad=True)
                 text.append_text(v1)
                 text.append(f"{l2:<{LABEL - 1}}", style="bold")
-                text.append_text(v2 if isinstance(v2, Text) else Text(str(v2)))
+                text.append_text(v2 if isinstance(v2, Text) else text_cell(v2))
             text.append("\n")
 
         pair("Invoice number", inv.number, "Revision", str(inv.revision))
@@ -245,8 +281,7 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
             pair("External total", ext, "Approval date",
                  local_time(clock, inv.approved_at, "%Y-%m-%d" if narrow else "%Y-%m-%d %H:%M"))
         pair("From", inv.period_from.isoformat(), "To", inv.period_to.isoformat())
-        issued = inv.issue_date.isoformat() if inv.status != S.OPEN else f"— (closes {inv.issue_date})"
-        pair("Issue date", issued, "Due date", inv.due_date.isoformat() if inv.due_date else "—")
+        pair("Issue date", issue_date_words(inv), "Due date", inv.due_date.isoformat() if inv.due_date else "—")
         pair("Review deadline", self.deadline_words(narrow))
         text.rstrip()
         return text
@@ -287,11 +322,12 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
             text = Text(f"{'Flags':<{LABEL}}", style="bold")
             text.append("No flags", style="dim")
             return text
-        shown = d.flags if len(d.flags) <= HEAD_FLAGS else d.flags[:HEAD_FLAGS - 1]
-        grid = self._flag_grid(shown, "Flags", d.flagged, self.stake_words())
-        if len(shown) < len(d.flags):  # the header stays small at 80x24; the tab has them all
-            more = len(d.flags) - len(shown)
-            grid.add_row(Text(""), Text(f"… and {more} more: every flag in full on the Flags tab",
+        listed = d.flags if len(d.flags) <= HEAD_FLAGS else d.flags[:HEAD_FLAGS - 1]
+        grid = self._flag_grid(listed, "Flags", d.flagged, self.stake_words())
+        if len(listed) < len(d.flags):  # the header stays small at 80x24; the tab has them all
+            more = len(d.flags) - len(listed)
+            tab = flags_title(len(d.flags))
+            grid.add_row(Text(""), Text(f"… and {more} more: every flag in full on the “{tab}” tab",
                                         style="italic"))
         return grid
 
@@ -322,7 +358,7 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
             label = Text(title if not grid.rows else "", style="bold")
             reason = Text("• ", style=FLAGGED_STYLE if flagged and flag.weight >= 40 else "yellow")
             reason.append(flag.short, style="bold")
-            reason.append(f": {flag.reason}")
+            reason.append(f": {shown(flag.reason)}")
             at_stake = getattr(flag, "at_stake", None)
             if stakes and at_stake:
                 reason.append(f" ({format_money(at_stake, stakes)} at stake)", style="dim")
@@ -332,12 +368,12 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
     def flags_pane(self) -> TabPane:
         d = self.detail
         grid = self._flag_grid(d.flags, "Flags", d.flagged, self.stake_words(), stakes=d.invoice.currency)
-        return TabPane(f"Flags {len(d.flags)}", VerticalScroll(Static(grid, id="flags-full"), id="flags-scroll"),
+        return TabPane(flags_title(len(d.flags)), VerticalScroll(Static(grid, id="flags-full"), id="flags-scroll"),
                        id="tab-flags")
 
     def status_words(self) -> Text:
         inv = self.detail.invoice
-        label = S.label(S.INVOICE_STATUSES, inv.status)
+        label = status_text(inv)
         text = Text()
         if inv.payment_model == "postpay":
             # Seed 001: a postpay invoice is Open while its period runs, then Closed.
@@ -351,42 +387,19 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
     def panes(self) -> list[TabPane]:
         d, clock = self.detail, self.app.ctx.clock
         cur = d.invoice.currency
-        panes = [
-            TabPane(f"Charges {len(d.charges)}", DetailTable(CHARGE_COLUMNS, [
-                {"pos": _r(str(c.position)), "description": _t(c.description),
-                 "quantity": _r(f"{c.quantity:,.3f}"), "discount": _r(format_amount(c.discount, cur)),
-                 "amount": _r(format_amount(c.amount, cur))} for c in d.charges], id="charges-table"),
-                id="tab-charges"),
-            TabPane(f"Subscriptions {len(d.subscriptions)}", DetailTable(SUBSCRIPTION_COLUMNS, [
-                {"id": _r(str(s.id)), "name": _t(s.name),
-                 "status": Text(S.label(S.SUBSCRIPTION_STATUSES, s.status))} for s in d.subscriptions],
-                id="subscriptions-table"), id="tab-subscriptions"),
-        ]
-        if d.closed:
-            payments = DetailTable(PAYMENT_COLUMNS, [
-                {"id": _r(str(p.id)), "description": _t(p.description),
-                 "created": local_time(clock, p.created_at, "%Y-%m-%d"),
-                 "due": p.due_date.isoformat() if p.due_date else "—",
-                 "status": Text(S.label(S.PAYMENT_STATUSES, p.status)),
-                 "amount": _r(format_amount(p.amount, cur))} for p in d.payments], id="payments-table")
-            panes.append(TabPane(f"Payments {len(d.payments)}", payments, id="tab-payments"))
-        else:
-            panes.append(TabPane("Payments", Static(d.payments_note, id="payments-note", classes="note"),
-                                 id="tab-payments"))
-        panes.append(TabPane(f"Corrections {len(d.corrections)}", DetailTable(CORRECTION_COLUMNS, [
-            {"pos": _r(str(c.position)), "description": _t(c.description),
-             "debt": Text(format_debt_change(c.amount, cur), justify="right",
-                          style="red" if c.amount < 0 else "green"),
-             "approved": local_time(clock, c.approved_at)} for c in d.corrections], id="corrections-table"),
-            id="tab-corrections"))
-        if d.taxes:  # seed 001: the Taxes table exists only when there is a tax
-            panes.append(TabPane(f"Taxes {len(d.taxes)}", DetailTable(TAX_COLUMNS, [
-                {"pos": _r(str(t.position)), "name": _t(t.name), "description": _t(t.description),
-                 "amount": _r(format_amount(t.amount, cur))} for t in d.taxes], id="taxes-table"),
-                id="tab-taxes"))
+        panes = []
+        # The cells are present.detail_tables': `show` prints the same ones.
+        for view in detail_tables(d, clock):
+            columns, tab = VIEW_COLUMNS[view.key], f"tab-{view.key}"
+            if view.note is not None:
+                panes.append(TabPane(view.title, Static(view.note, id=f"{view.key}-note", classes="note"), id=tab))
+                continue
+            rows = [{col.key: _cell(cell) for col, cell in zip(columns, row)} for row in view.rows]
+            panes.append(TabPane(f"{view.title} {len(view.rows)}",
+                                 DetailTable(columns, rows, id=f"{view.key}-table"), id=tab))
         panes.append(self.changes_pane())
         panes.append(TabPane("Audit", DetailTable(AUDIT_COLUMNS, [
-            {"at": local_time(clock, a.at), "actor": Text(a.actor), "action": Text(a.action),
+            {"at": local_time(clock, a.at), "actor": _t(a.actor), "action": _t(a.action),
              "change": _t(self.audit_change(a, cur))} for a in d.audit], id="audit-table"),
             id="tab-audit"))
         if d.flags:
@@ -395,8 +408,6 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
 
     def changes_pane(self) -> TabPane:
         """What changed between the revision last reviewed and now: per line and in total."""
-        from ..present import signed_amount
-
         diff, cur = self.detail.changes, self.detail.invoice.currency
         if diff is None:
             return TabPane("Changes", Static(NO_CHANGES, id="changes-note", classes="note"), id="tab-changes")
@@ -411,8 +422,7 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
         rows = []
         for section, items in (("", diff.charges), ("tax ", diff.taxes), ("correction ", diff.corrections)):
             for c in items:
-                name = c.description if not c.service or c.description.startswith(c.service) else \
-                    f"{c.description} [{c.service}]"
+                name = change_name(c)
                 if c.fields:
                     name += f" ({', '.join(c.fields)})"
                 rows.append({"change": Text(section + c.change), "line": _t(name),

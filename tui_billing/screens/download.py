@@ -5,12 +5,14 @@ import datetime as dt
 import os
 from pathlib import Path
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
+from ..text import shown
 from ..widgets.fmt import plural
 
 
@@ -58,7 +60,7 @@ class DownloadModal(ModalScreen[tuple[Path, Path | None] | None]):
             return None
         directory = Path(os.path.expanduser(raw))
         if directory.exists() and not directory.is_dir():
-            error.update(f"✗ directory: {directory} is not a directory")
+            error.update(Text(f"✗ directory: {shown(directory)} is not a directory"))  # typed: never markup
             return None
         merged = None
         if self.query_one("#dl-merge", Checkbox).value:

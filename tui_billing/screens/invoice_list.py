@@ -8,13 +8,15 @@ in memory.
 """
 from __future__ import annotations
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Header
+from textual.widgets import Footer, Header, Static
 
 from .. import statuses as S
+from ..text import shown
 from ..widgets.filter_bar import FilterBar
 from ..widgets.invoice_table import NEAR_END, InvoiceTable
 from ..widgets.pager import Pager
@@ -37,6 +39,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
     SORT = "issue_date"
     DESCENDING: bool | None = None
     STATUS_PROMPT = "Any status"
+    NOTHING = "No invoice at all in this store."  # the note when no filter is set and nothing is listed
 
     BINDINGS = [
         Binding("slash", "focus_filter", "Filter", id="list.filter"),
@@ -45,7 +48,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
         Binding("r", "reissue", "Reissue", id="list.reissue"),
         Binding("d", "download", "PDFs", id="list.download",
                 tooltip="Download PDFs (to a directory, or merged into one file)"),
-        Binding("p", "pdf_text", "PDF text", id="list.pdf", show=False),
+        Binding("p", "pdf_text", "PDF", id="list.pdf", show=False),
         Binding("m", "mark_page", "Mark page", id="list.mark_page", show=False),
         Binding("M", "mark_matching", "Mark all matching", id="list.mark_all", show=False),
         Binding("u", "unmark", "Unmark all", id="list.unmark", show=False),
@@ -68,6 +71,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
         self.wanted = False  # the cursor asked for rows while they were being fetched
         self.seen_changes = 0
         self.flagged = False  # "flagged only": invoices with a risk flag (Filters.flagged)
+        self.raw: dict = {}  # the filter bar's values of the rows being loaded / shown
 
     # -- layout -------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -75,6 +79,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
         yield FilterBar(self.STATUSES, status_prompt=self.STATUS_PROMPT, id="filters")
         yield StatusCounts(self.STATUSES, id="counts")
         yield InvoiceTable(self.COLUMNS, self.app.ctx.clock, queue=self.QUEUE, id="invoices")
+        yield Static("", id="no-match")  # instead of an empty table: which filter matches nothing
         yield ProgressPanel(id="progress")
         yield Footer(compact=True, show_command_palette=False)
 
@@ -113,6 +118,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
     # -- loading ------------------------------------------------------------------------
     def reload(self, raw: dict | None = None) -> None:
         raw = dict(raw if raw is not None else self.query_one(FilterBar).values(), flagged=self.flagged)
+        self.raw = raw
         self.generation += 1
         # The old pager is done with: nothing may be fetched from it any more.
         self.pager, self.has_more = None, False
@@ -166,9 +172,41 @@ class InvoiceListScreen(InvoiceActions, Screen):
         self.pager = pager
         self.has_more = pager.has_more  # (ahead/fetching/wanted were reset by reload())
         self.table.set_rows(rows)
+        self._paint_empty()
         self._paint_marked()
         self._fetch_ahead()
         self.post_message(InvoiceTable.NearEnd())  # short page: more at once if the cursor is near the end
+
+    # -- nothing matches: a line that says so (and which filter), not an empty table
+    def _paint_empty(self) -> None:
+        empty = not self.table.row_count and not self.has_more
+        if empty:
+            self.query_one("#no-match", Static).update(self.no_match_words())
+        self.set_class(empty, "-no-match")
+
+    def no_match_words(self) -> Text:
+        raw = self.raw
+        parts = []
+        if raw.get("status"):
+            parts.append(f"status {S.label(S.INVOICE_STATUSES, raw['status'])}")
+        if raw.get("account_type"):
+            parts.append(f"account type {S.label(S.ACCOUNT_TYPES, raw['account_type'])}")
+        if raw.get("customer_class"):
+            parts.append(f"class {shown(raw['customer_class'])}")
+        for key, words in (("customer", "customer"), ("number", "number")):
+            if raw.get(key):
+                parts.append(f"{words} “{shown(raw[key])}”")
+        if raw.get("date_from") or raw.get("date_to"):
+            parts.append(f"issued {shown(raw.get('date_from') or '…')} to {shown(raw.get('date_to') or '…')}")
+        if raw.get("flagged"):
+            parts.append("flagged only")
+        if not parts:
+            return Text(self.NOTHING, style="bold")
+        text = Text("No invoice matches ", style="bold")
+        text.append(" · ".join(parts))
+        text.append(".  / changes the filter" + (", f shows unflagged ones too." if raw.get("flagged") else "."),
+                    style="dim")
+        return text
 
     def count_held(self) -> int | None:
         """In a worker: invoices held for a person, for the counts line (None: not shown here)."""
@@ -230,6 +268,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
             return
         self.has_more = more
         self.table.append_rows(rows)
+        self._paint_empty()
         if seq is not None:  # read a while ago: rows changed since (here or elsewhere) are read again
             stale = self.app.changes_since(seq) & {r.id for r in rows}
             if stale:
@@ -329,6 +368,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
 
     def after_change(self, ids: list[int], fresh: dict) -> None:
         self.table.refresh_rows(fresh, self.keeps)
+        self._paint_empty()
         self.seen_changes = self.app.change_seq
         self._paint_marked()
         self._reload_counts()

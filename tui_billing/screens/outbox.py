@@ -14,6 +14,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
+from ..text import shown
+from ..widgets.fmt import text_cell
 from .support import db_session, error_text, post
 
 COLUMNS = ("ID", "Status", "Invoice", "To", "Tries", "Why")
@@ -82,9 +84,10 @@ class OutboxModal(ModalScreen[None]):
         for row in rows:
             key = str(row["id"])
             self.rows[key] = row
-            why = (row["last_error"] or "").replace("\n", " ")
-            table.add_row(key, row["status"], row["invoice"] or row["kind"], row["recipient"],
-                          str(row["attempts"]), why[:60], key=key)
+            why = shown((row["last_error"] or "").replace("\n", " "))
+            # DataTable reads a str cell as markup ("[Errno 111] …" would vanish): Text cells
+            table.add_row(*(text_cell(v) for v in (key, row["status"], row["invoice"] or row["kind"],
+                                                    row["recipient"], str(row["attempts"]), why[:60])), key=key)
         if not rows:
             self.query_one("#outbox-detail", Static).update("Nothing failed, uncertain or waiting.")
         else:
@@ -106,8 +109,8 @@ class OutboxModal(ModalScreen[None]):
         if row is None:
             return
         text = Text()
-        text.append(f"{row['message_id']}\n", style="bold")
-        text.append(f"{row['subject']}\n{row['last_error'] or ''}")
+        text.append(f"{shown(row['message_id'])}\n", style="bold")
+        text.append(f"{shown(row['subject'])}\n{shown(row['last_error'] or '')}")
         self.query_one("#outbox-detail", Static).update(text)
 
     def action_retry(self) -> None:

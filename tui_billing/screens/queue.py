@@ -17,6 +17,7 @@ class QueueScreen(InvoiceListScreen):
     STATUSES = [S.UNDER_REVIEW, S.REJECTED]
     BASE_STATUSES = (S.UNDER_REVIEW, S.REJECTED)
     STATUS_PROMPT = "Review + rejected"
+    NOTHING = "Nothing waits for review: no invoice is under review or awaiting reissue."
     COLUMNS = QUEUE_COLUMNS
     SORT = "risk"  # risk score high to low, then the nearest deadline (queries.page merges the statuses)
     QUEUE = True

@@ -17,6 +17,7 @@ from textual.widgets import Button, RadioButton, RadioSet, Static
 
 from .. import workflow
 from ..widgets.choice_set import ChoiceSet
+from ..text import shown
 from ..widgets.fmt import plural
 from .support import db_session, error_text, post
 
@@ -44,7 +45,8 @@ class ReissueModal(ModalScreen[str | None]):
         self.previews: dict[str, workflow.ReissuePreview] = {}
 
     def compose(self) -> ComposeResult:
-        which = ", ".join(self.numbers[:3]) + (f" and {self.count - 3:,} more" if self.count > 3 else "")
+        which = ", ".join(shown(n) for n in self.numbers[:3])
+        which += f" and {self.count - 3:,} more" if self.count > 3 else ""
         with Vertical(classes="dialog"):
             yield Static(f"Reissue {plural(self.count, 'invoice')}", classes="dialog-title")
             yield Static(Text(which), classes="dialog-body")
@@ -84,7 +86,7 @@ class ReissueModal(ModalScreen[str | None]):
         self._show_note()
 
     def _note_failed(self, reason: str) -> None:
-        self.query_one("#reissue-note", Static).update(Text(f"Could not check the invoices: {reason}"))
+        self.query_one("#reissue-note", Static).update(Text(f"Could not check the invoices: {shown(reason)}"))
 
     def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
         event.stop()
@@ -117,7 +119,7 @@ class ReissueModal(ModalScreen[str | None]):
         else:
             text.append("Nothing here can be reissued.", style="yellow")
         if p.refused:
-            named = "; ".join(f"{number} {reason}" for number, reason in p.refused[:REFUSED_SHOWN])
+            named = "; ".join(f"{shown(number)} {shown(reason)}" for number, reason in p.refused[:REFUSED_SHOWN])
             more = f" … and {len(p.refused) - REFUSED_SHOWN:,} more" if len(p.refused) > REFUSED_SHOWN else ""
             text.append(f"\n{len(p.refused):,} refused: {named}{more}", style="yellow")
         if p.recommend_offpeak and p.mode == "now":

@@ -8,6 +8,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from ..text import shown
 from ..workflow import BulkResult
 
 SHOW_DONE = 30
@@ -30,22 +31,22 @@ class SummaryModal(ModalScreen[None]):
         text.append(f"✗ {len(r.failed):,} failed", style="bold red" if r.failed else "dim")
         text.append("\n")
         for note in self.notes:
-            text.append(note + "\n")
+            text.append(shown(note) + "\n")
         if r.failed:
             text.append("\nFailed:\n", style="bold")
             for number, reason in r.failed:
-                text.append(f"  {number}", style="bold")
-                text.append(f"  {reason}\n")
+                text.append(f"  {shown(number)}", style="bold")
+                text.append(f"  {shown(reason)}\n")
         if r.done:
             text.append("\nDone: ", style="bold")
-            shown = ", ".join(r.done[:SHOW_DONE])
+            listed = ", ".join(shown(n) for n in r.done[:SHOW_DONE])
             more = len(r.done) - SHOW_DONE
-            text.append(shown + (f" and {more:,} more" if more > 0 else ""))
+            text.append(listed + (f" and {more:,} more" if more > 0 else ""))
         return text
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(self.title_text, classes="dialog-title")
+            yield Static(Text(self.title_text), classes="dialog-title")
             with VerticalScroll(classes="dialog-scroll", id="summary-scroll"):
                 yield Static(self.body(), id="summary-body")
             with Horizontal(classes="buttons"):

@@ -1,6 +1,8 @@
 """Open the store from one URL and keep its schema current.
 
 `sqlite:///path` (the default, WAL mode) or `postgresql://user@host/db`.
+A new SQLite store and the folders made for it are the owner's only (0600,
+0700); see create_private_sqlite.
 Schema changes are numbered scripts in store/migrations, applied with
 playhouse.migrations; opening a store applies any that are pending.
 """
@@ -44,11 +46,10 @@ def connect(url: str | None = None, *, migrate: bool = True) -> Database:
     url = url or default_url()
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         path = Path(url[len("sqlite:///"):])
-        path.parent.mkdir(parents=True, exist_ok=True)
+        create_private_sqlite(path)
         # IMMEDIATE: a writer takes the lock when its transaction begins, so
         # two racing transitions queue instead of failing on lock upgrade.
         db = SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE")
-        _add_functions(db)
     elif url.startswith(("postgres://", "postgresql://")):
         try:
             # jit off: every query here is short (a page, a batch), and the
@@ -59,7 +60,6 @@ def connect(url: str | None = None, *, migrate: bool = True) -> Database:
             raise StoreError(f"--db: cannot open {url}: {exc}") from exc
     elif url.startswith("sqlite:"):
         db = db_url.connect(url, pragmas=SQLITE_PRAGMAS)
-        _add_functions(db)
     else:
         raise StoreError(f"--db: {url!r} is not a sqlite:/// or postgresql:// URL")
     database.initialize(db)
@@ -72,14 +72,27 @@ def connect(url: str | None = None, *, migrate: bool = True) -> Database:
     return db
 
 
-def _lower(text):
-    return None if text is None else str(text).lower()
+def create_private_sqlite(path: Path) -> bool:
+    """A new SQLite store is for its owner only: missing folders 0700, the file
+    0600 (created here, empty, before SQLite opens it; SQLite gives its -wal
+    and -shm files the database file's mode).  An existing store, and existing
+    folders, keep the modes their owner set (say 0660 for a group on purpose).
+    Returns True if the file was created now."""
+    from ..safefile import create_exclusive, make_dirs
 
-
-def _add_functions(db: SqliteDatabase) -> None:
-    """SQL functions SQLite lacks, on every connection: tb_lower(text) is
-    Unicode lower case for searches (SQLite's LOWER() is ASCII only)."""
-    db.register_function(_lower, "tb_lower", 1, deterministic=True)
+    if not path.name:
+        return False
+    try:
+        make_dirs(path.parent)
+    except OSError as exc:
+        raise StoreError(f"--db: cannot create the folder {path.parent}: {exc.strerror or exc}") from exc
+    try:
+        os.close(create_exclusive(path))
+    except FileExistsError:
+        return False  # there already (or a link someone put there: SQLite opens what it names)
+    except OSError as exc:
+        raise StoreError(f"--db: cannot create {path}: {exc.strerror or exc}") from exc
+    return True
 
 
 def is_sqlite(db: Database | None = None) -> bool:

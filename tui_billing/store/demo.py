@@ -37,9 +37,11 @@ from .models import (
     Account, AuditEvent, ChargeLine, Correction, CustomerClass, Discount, Invoice, InvoiceSnapshot,
     Payment, Subscription, TaxLine, TaxRule, Xdr, database,
 )
-from .settings import format_number, load_settings, reserve
+from .settings import format_number, load_settings, reserve, save_setting
 
 BATCH = 5000
+# Who the demo's audit trail says approved and corrected invoices.
+ADMINS = ("anna.kowalska", "marek.nowak", "li.chen")
 RECORDS = 10  # xDRs per service and period, spread evenly from the first day to the last
 
 CLASSES = [  # name, send mode, hold days, net days
@@ -100,6 +102,9 @@ def build(ctx, *, invoices: int = 2000, seed: int = 1, quiet: bool = False, anom
     n_accounts = max(12, -(-invoices // months))
 
     with database.atomic():
+        # The customer's PDF prints quantities with their unit.
+        if not load_settings()["service_units"]:
+            save_setting("service_units", "; ".join(f"{name}={unit}" for name, unit, _ in SERVICES))
         classes = _classes()
         accounts = _accounts(rng, n_accounts, classes)
         subs = _subscriptions(rng, accounts)
@@ -123,7 +128,8 @@ def build(ctx, *, invoices: int = 2000, seed: int = 1, quiet: bool = False, anom
     skip = months * len(accounts) - invoices
     plan = ((back, acc) for back in range(months - 1, -1, -1) for acc in accounts)
     plan = itertools.islice(plan, skip, None)
-    batch = _Batch(offpeak_at=next_window_start(ctx.clock, *settings.offpeak), tz=settings.tz)
+    batch = _Batch(offpeak_at=next_window_start(ctx.clock, *settings.offpeak), tz=settings.tz,
+                   rng=random.Random(f"{seed}:history"))
     for i, (back, account) in enumerate(plan):
         period_from = _month_start(today, back)
         period_to = _month_end(period_from)
@@ -210,13 +216,13 @@ def _accounts(rng: random.Random, n: int, classes: list[dict]) -> list[dict]:
         model = "prepay" if rng.random() < 0.15 else "postpay"
         address = f"{rng.randint(1, 220)} {rng.choice(['Market St', 'Rue de Rivoli', 'Hauptstraße', 'Ulica Długa', 'Kōen-dōri'])}\n{rng.choice(['Berlin', 'Paris', 'Kraków', 'Ōsaka', 'Zürich', 'London'])}"
         rows.append((acc_id, name, email, kind, classes[cls_index]["id"], currency,
-                     dbv(Account.balance, balance), model, address))
+                     dbv(Account.balance, balance), model, address, Account.search_text_of(name, email)))
         out.append({"id": acc_id, "name": name, "currency": currency, "class": cls_index,
                     "type": kind, "model": model, "balance": balance,
                     "usage_scale": Decimal(rng.choice([1, 2, 5, 10, 50])), "usage_base": {},
                     "services": rng.sample(range(len(SERVICES)), rng.randint(1, 3))})
     insert_rows(Account, ["id", "name", "email", "account_type", "customer_class", "currency", "balance",
-                          "payment_model", "address"], rows)
+                          "payment_model", "address", "search_text"], rows)
     sync_sequence(Account)
     return out
 
@@ -394,12 +400,16 @@ def _plant(rng: random.Random, account: dict, data: PeriodData, status: str, sub
 
 
 class _Batch:
-    def __init__(self, offpeak_at: dt.datetime | None = None, tz=dt.timezone.utc):
+    def __init__(self, offpeak_at: dt.datetime | None = None, tz=dt.timezone.utc, rng=None):
         # When the store's off-peak window next opens: off-peak reissue
         # requests wait for it (as workflow.request_reissue would set them).
         self.offpeak_at = offpeak_at
         self.tz = tz  # records fall in the working day, billing time zone
+        # A stream of its own for who did what (audit) and the corrections of
+        # closed postpay invoices: the main stream stays as it was.
+        self.rng = rng or random.Random(0)
         self.invoices, self.charges, self.taxes, self.corrections, self.payments, self.xdrs = [], [], [], [], [], []
+        self.audits: list[tuple] = []
         self.snapshots: list[tuple] = []
         self.last_number = ""
 
@@ -426,38 +436,30 @@ class _Batch:
                 generated = earliest
                 review_deadline = generated + dt.timedelta(days=cls["hold_days"])
             issue_date = generated.date()
+        past_due = status == S.UNPAID and issue_date + dt.timedelta(days=cls["net_days"]) < today
+        if past_due:
+            status = S.OVERDUE  # past its due date: the expiry job has run (payment expired)
         corrections = Decimal(0)
         signed_list: list[Decimal] = []
         revision = 1
         base = calc.total()
+        made: list[tuple[Decimal, str, dt.datetime]] = []  # (signed, description, when)
         if status == S.UNDER_REVIEW and rng.random() < 0.12:
-            for _ in range(rng.randint(1, 2)):
-                credit = rng.random() < 0.6
-                amount = quantize(Decimal(rng.randint(500, 25_000)) / 100 * (150 if cur == "JPY" else 1), cur)
-                # A routine correction stays small next to the invoice (4-12 %
-                # of it at most); large ones are planted anomalies.
-                cap = Decimal(4 + int(amount * 100) % 9) / 100
-                amount = min(amount, quantize(base * cap, cur))
-                if credit and calc.total(corrections) - amount < 0:
-                    credit = False
-                desc = rng.choice(["Promotional credit: spring campaign", "Goodwill credit for outage 12 May",
-                                   "On-site support visit (4 h)", "Porting fee", "Service credit per SLA"]) \
-                    if credit else rng.choice(["On-site support visit (4 h)", "Hardware replacement",
-                                               "Porting fee", "Professional services: PBX set-up"])
-                if amount <= 0:
-                    continue
-                signed = -amount if credit else amount
-                self._correction(inv_id, len(signed_list) + 1, signed, desc, generated, revision + 1)
-                signed_list.append(signed)
-                corrections += signed
-                revision += 1
+            made = self._routine_corrections(rng, cur, base, generated)
+        elif (account["model"] == "postpay" and status in (S.APPROVED, *S.SENT_STATUSES) and generated
+              and self.rng.random() < 0.1):
+            # Corrected during review, then closed and sent (seed 001's Corrections tab).
+            made = self._routine_corrections(self.rng, cur, base, generated)
         if plant == "large_correction":
-            signed = -quantize(base / 2, cur)
-            self._correction(inv_id, len(signed_list) + 1, signed, "Goodwill credit: disputed roaming charges",
-                             generated, revision + 1)
+            made.append((-quantize(base / 2, cur), "Goodwill credit: disputed roaming charges", generated))
+        first_calc = calc
+        for signed, desc, when in made:
+            self._correction(inv_id, len(signed_list) + 1, signed, desc, when, revision + 1)
             signed_list.append(signed)
             corrections += signed
             revision += 1
+        if made:  # corrections are net and taxed like the charges (billing.calculate)
+            calc = calculate(data, corrections)
         total = calc.total(corrections)
         facts = None
         risk_score, risk_flags, expected, at_stake = 0, "", None, None
@@ -471,13 +473,17 @@ class _Batch:
             # The revision as generated, before its corrections: the detail
             # screen shows what the adjustments changed since.
             self.snapshots.append((
-                inv_id, 1, generated, "adjust", dbv(Invoice.subtotal, calc.subtotal),
-                dbv(Invoice.subtotal, calc.discount_total), dbv(Invoice.subtotal, calc.tax_total), 0,
-                dbv(Invoice.subtotal, calc.total()), _snapshot_lines(calc)))
+                inv_id, 1, generated, "adjust", dbv(Invoice.subtotal, first_calc.subtotal),
+                dbv(Invoice.subtotal, first_calc.discount_total), dbv(Invoice.subtotal, first_calc.tax_total), 0,
+                dbv(Invoice.subtotal, first_calc.total()), _snapshot_lines(first_calc)))
         approved_at = generated + dt.timedelta(days=rng.randint(0, max(cls["hold_days"], 1))) \
             if status in (S.APPROVED, *S.SENT_STATUSES) and generated else None
         if approved_at and approved_at > now:
             approved_at = now
+        approver = None
+        if approved_at:
+            approver = "auto:send-immediately" if cls["send_mode"] == "immediately" else \
+                "job:auto_approve" if self.rng.random() < 0.4 else self.rng.choice(ADMINS)
         sent = status in S.SENT_STATUSES
         outstanding = Decimal(0) if status == S.PAID else total
         reissue = ("off_peak" if rng.random() < 0.7 else "now") if status == S.REJECTED else None
@@ -490,8 +496,7 @@ class _Batch:
             dbv(Invoice.subtotal, calc.tax_total), dbv(Invoice.subtotal, corrections),
             dbv(Invoice.subtotal, total), dbv(Invoice.subtotal, outstanding),
             dbv(Invoice.subtotal, total) if sent else None, cur if sent else None,
-            approved_at, ("auto:send-immediately" if cls["send_mode"] == "immediately" else "demo")
-            if approved_at else None, generated if account["model"] == "postpay" and status != S.OPEN else None,
+            approved_at, approver, generated if account["model"] == "postpay" and status != S.OPEN else None,
             revision, reissue, now - dt.timedelta(hours=1) if reissue else None, reissue_after,
             approved_at if sent else None, revision if sent else None, risk_score, risk_flags,
             dbv(Invoice.subtotal, expected), dbv(Invoice.subtotal, at_stake)))
@@ -504,25 +509,89 @@ class _Batch:
         for t in calc.taxes:
             self.taxes.append((inv_id, t.position, t.name, t.description, dbv(TaxLine.amount, t.amount)))
         if sent:
-            self._payment(rng, inv_id, status, total, issue_date, approved_at, cls, account)
+            self._payment(rng, inv_id, status, total, issue_date, approved_at, cls, account, past_due)
+        if generated:
+            self._history(inv_id, self.last_number, account, status, first_calc.total(), total, generated,
+                          made, approved_at, approver, issue_date + dt.timedelta(days=cls["net_days"]), now)
         if status in (S.UNDER_REVIEW, S.REJECTED, S.OPEN):
             # Open ones too: closing them (bill run) recalculates the same usage.
             self._xdrs(rng, inv_id, account, data, period_from)
         return facts
 
+    def _routine_corrections(self, rng, cur, base, generated) -> list[tuple[Decimal, str, dt.datetime]]:
+        """One or two small manual credits or charges, made during review."""
+        made = []
+        running = base
+        for k in range(rng.randint(1, 2)):
+            credit = rng.random() < 0.6
+            amount = quantize(Decimal(rng.randint(500, 25_000)) / 100 * (150 if cur == "JPY" else 1), cur)
+            # A routine correction stays small next to the invoice (4-12 %
+            # of it at most); large ones are planted anomalies.
+            cap = Decimal(4 + int(amount * 100) % 9) / 100
+            amount = min(amount, quantize(base * cap, cur))
+            if credit and running - amount < 0:
+                credit = False
+            desc = rng.choice(["Promotional credit: spring campaign", "Goodwill credit for outage 12 May",
+                               "On-site support visit (4 h)", "Porting fee", "Service credit per SLA"]) \
+                if credit else rng.choice(["On-site support visit (4 h)", "Hardware replacement",
+                                           "Porting fee", "Professional services: PBX set-up"])
+            if amount <= 0:
+                continue
+            signed = -amount if credit else amount
+            running += signed
+            made.append((signed, desc, generated + dt.timedelta(hours=2 + 3 * k)))
+        return made
+
     def _correction(self, inv_id, pos, signed, desc, at, revision):
         self.corrections.append((inv_id, pos, "manual_credit" if signed < 0 else "manual_charge", desc,
-                                 dbv(Correction.amount, signed), "demo", at, revision))
+                                 dbv(Correction.amount, signed), self.rng.choice(ADMINS), at, revision))
 
-    def _payment(self, rng, inv_id, status, total, issue_date, created, cls, account):
+    def _history(self, inv_id, number, account, status, first_total, total, generated, made, approved_at,
+                 approver, due, now):
+        """The audit events the invoice's life so far would have written."""
+        def event(at, actor, action, before, after, **detail):
+            self.audits.append((at, actor, action, inv_id, number, before[0], dbv(Invoice.subtotal, before[1]),
+                                after[0], dbv(Invoice.subtotal, after[1]), json.dumps(detail)))
+
+        reviewed = status not in (S.APPROVED, *S.SENT_STATUSES) or approver != "auto:send-immediately"
+        first = S.UNDER_REVIEW if reviewed else S.APPROVED
+        if account["model"] == "postpay":
+            event(generated, "job:close_postpay", "close", (S.OPEN, first_total), (first, first_total))
+        else:
+            event(generated, "bill-run", "generate", (None, None), (first, first_total), revision=1)
+        running = first_total
+        for k, (signed, desc, when) in enumerate(made, 2):
+            after = total if k == len(made) + 1 else running + signed
+            event(when, self.corrections[-len(made) + k - 2][5], "adjust", (S.UNDER_REVIEW, running),
+                  (S.UNDER_REVIEW, after), kind="manual_credit" if signed < 0 else "manual_charge",
+                  amount=str(signed), description=desc, revision=k)
+            running = after
+        if status == S.REJECTED:
+            event(now - dt.timedelta(hours=1), self.rng.choice(ADMINS), "request_reissue",
+                  (S.UNDER_REVIEW, total), (S.REJECTED, total))
+        if approved_at and reviewed:
+            action = "auto_approve" if approver.startswith("job:") else "approve"
+            event(approved_at, approver, action, (S.UNDER_REVIEW, total), (S.APPROVED, total))
+        if approved_at and status in S.SENT_STATUSES:
+            sent_to = S.PAID if status == S.PAID else S.UNPAID
+            event(approved_at + dt.timedelta(minutes=3), "job:dispatch_approved", "send", (S.APPROVED, total),
+                  (sent_to, total), revision=1 + len(made))
+            if status == S.OVERDUE:
+                event(dt.datetime.combine(due + dt.timedelta(days=1), dt.time(2, 0)), "job:expire_payments",
+                      "expire_payment", (S.UNPAID, total), (S.OVERDUE, total))
+
+    def _payment(self, rng, inv_id, status, total, issue_date, created, cls, account, past_due=False):
         due = issue_date + dt.timedelta(days=cls["net_days"])
         desc = f"PMT-{inv_id:08d}"
+        if past_due:
+            rng.random()  # the draw it made as unpaid: the rest of the seed's stream stays as it was
         if status == S.PAID:
             pstatus = "paid_from_balance" if rng.random() < 0.3 else rng.choices(
                 ["completed", "receipt_sent"], weights=[90, 10])[0]
         elif status == S.UNPAID:
-            pstatus = rng.choices(["waiting_for_payment", "processing", "receipt_creating", "cancelled"],
-                                  weights=[85, 5, 5, 5])[0]
+            # Not yet due (past due it is overdue): waiting, or on its way.
+            pstatus = rng.choices(["waiting_for_payment", "processing", "receipt_creating"],
+                                  weights=[90, 5, 5])[0]
         else:
             pstatus = "expired"
         self.payments.append((inv_id, f"{desc} {S.PAYMENT_STATUSES[pstatus].lower()}", created, due, pstatus,
@@ -561,6 +630,8 @@ class _Batch:
             insert_rows(Payment, ["invoice", "description", "created_at", "due_date", "status", "amount"],
                         self.payments)
             insert_rows(Xdr, ["xdr_id", "account", "service", "time", "quantity", "amount"], self.xdrs)
+            insert_rows(AuditEvent, ["at", "actor", "action", "invoice", "number", "before_status",
+                                     "before_total", "after_status", "after_total", "detail"], self.audits)
             insert_rows(InvoiceSnapshot, ["invoice", "revision", "taken_at", "action", "subtotal",
                                           "discount_total", "tax_total", "correction_total", "total", "lines"],
                         self.snapshots)
@@ -569,4 +640,4 @@ class _Batch:
         stats["payments"] += len(self.payments)
         stats["corrections"] += len(self.corrections)
         stats["xdrs"] += len(self.xdrs)
-        self.__init__(self.offpeak_at, self.tz)
+        self.__init__(self.offpeak_at, self.tz, self.rng)

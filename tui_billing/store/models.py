@@ -52,6 +52,24 @@ class Account(BaseModel):
     balance = MoneyField(default=0)
     payment_model = CharField(max_length=10, default="postpay")
     address = TextField(default="")
+    # fold(name) + " " + fold(email): what the customer search matches any part
+    # of (accent- and case-insensitive, the same SQL LIKE on every backend).
+    # Filled by save() and, for bulk inserts, by search_text_of().
+    search_text = TextField(default="")
+
+    @staticmethod
+    def search_text_of(name: str | None, email: str | None) -> str:
+        from ..text import fold
+        return f"{fold(name)} {fold(email)}"
+
+    def save(self, *args, **kwargs):
+        self.search_text = self.search_text_of(self.name, self.email)
+        only = kwargs.get("only")
+        if only is not None:  # save(only=[Account.name]) writes the folded copy too
+            names = {getattr(f, "name", f) for f in only}
+            if names & {"name", "email"} and "search_text" not in names:
+                kwargs["only"] = [*only, Account.search_text]
+        return super().save(*args, **kwargs)
 
 
 class Subscription(BaseModel):

@@ -9,11 +9,11 @@ import datetime as dt
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from peewee import OP, SQL, Expression, fn
+from peewee import OP, SQL, Expression, NodeList, Value, fn
 
 from .. import statuses as S
 from ..risk import FLAGGED
-from .db import is_sqlite
+from ..text import fold
 from .models import Account, CustomerClass, Invoice
 
 SORTS = {  # name -> (column, default descending?)
@@ -38,9 +38,9 @@ class FilterError(ValueError):
 class Filters:
     statuses: tuple[str, ...] = ()
     account_type: str | None = None
-    customer: str | None = None  # text in the account name or email
+    customer: str | None = None  # any part of the account name or email, accents and case ignored
     customer_class: str | None = None  # class name
-    number: str | None = None  # prefix (or exact) of the invoice number
+    number: str | None = None  # any part of the invoice number, case ignored
     date_from: dt.date | None = None  # issue date range, inclusive
     date_to: dt.date | None = None
     flagged: bool = False
@@ -79,12 +79,23 @@ def make_filters(*, status=None, account_type=None, customer=None, customer_clas
                    customer_class or None, (number or "").strip() or None, d_from, d_to, flagged)
 
 
-def _folded(column):
-    """The column in lower case, in SQL, for a case-insensitive search.
-    SQLite's LOWER() only knows ASCII ('Ōsaka' stays 'Ōsaka'), so SQLite
-    stores get Python's str.lower as tb_lower() (store/db.py); PostgreSQL's
-    LOWER() knows Unicode."""
-    return fn.tb_lower(column) if is_sqlite() else fn.LOWER(column)
+def _like_part(column, text: str):
+    """column LIKE '%text%', with %, _ and \\ in text matched literally.
+
+    A plain LIKE, the same on SQLite and PostgreSQL: the callers compare
+    folded text (text.fold) with folded text, so no collation, LOWER() or
+    ILIKE is involved ('Ōsaka' -> 'osaka' on both backends)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    # Spelled out: peewee renders OP.LIKE as GLOB on SQLite, which has no ESCAPE.
+    return NodeList((column, SQL("LIKE"), Value(f"%{escaped}%", converter=False),
+                     SQL("ESCAPE"), Value("\\", converter=False)))
+
+
+def customer_matches(text: str):
+    """Accounts whose name or email contains `text`, accents and case ignored
+    ("angstrom" and "ANGSTR" find "Ångström Labs"): their ids, as a sub-query.
+    Matched on the folded copy the account keeps (Account.search_text)."""
+    return Account.select(Account.id).where(_like_part(Account.search_text, fold(text)))
 
 
 _OWNER = Account.alias("owner")  # built once: peewee makes a class per aliased field
@@ -105,13 +116,14 @@ def _where(f: Filters, paged: bool = False):
     elif f.account_type:  # counts, sums, all matching ids: every row is read, a join is best
         cond.append(Account.account_type == f.account_type)
     if f.customer:
-        needle = f.customer.lower()
-        cond.append(_folded(Account.name).contains(needle) | _folded(Account.email).contains(needle))
+        # The matching accounts are found once (a scan of the account table,
+        # not of the invoices' joined rows), then their invoices.
+        cond.append(Invoice.account.in_(customer_matches(f.customer)))
     if f.customer_class:
         cond.append(Invoice.customer_class == CustomerClass.select(CustomerClass.id).where(
             CustomerClass.name == f.customer_class))
-    if f.number:
-        cond.append(Invoice.number.startswith(f.number))
+    if f.number:  # any part: "000658" finds INV-2026-000658
+        cond.append(Invoice.number.contains(f.number))
     if f.date_from:
         cond.append(Invoice.issue_date >= f.date_from)
     if f.date_to:
@@ -264,15 +276,8 @@ def rows_by_id(ids) -> list[InvoiceRow]:
 def page(f: Filters, *, sort: str = "issue_date", descending: bool | None = None,
          after: PageKey | None = None, limit: int = 100) -> list[InvoiceRow]:
     """One page of invoices after `after` (None: the first page)."""
-    if sort not in SORTS:
-        raise FilterError("sort", f"{sort!r} is not one of {', '.join(SORTS)}")
-    if not 1 <= limit <= MAX_LIMIT:
-        raise FilterError("limit", f"must be between 1 and {MAX_LIMIT}")
-    _, default_desc = SORTS[sort]
-    desc = default_desc if descending is None else descending
-    if sort == "risk":
-        return _risk_page(f, desc, after, limit)
-    return _rows(page_query(f, sort=sort, descending=desc, after=after, limit=limit))
+    _checked(sort, limit)
+    return _fetch(f, sort, _descending(sort, descending), after, limit)
 
 
 def page_query(f: Filters, *, sort: str, descending: bool, after: PageKey | None, limit: int):
@@ -282,10 +287,15 @@ def page_query(f: Filters, *, sort: str, descending: bool, after: PageKey | None
     if sort == "deadline":  # only invoices with a deadline sort by it
         query = query.where(Invoice.review_deadline.is_null(False))
     if after is not None:
+        # The plain bound first (column <= value) lets the index seek to the
+        # key: with the OR alone SQLite walks the index from its start, so
+        # page N, and every batch of find --all, cost more the deeper it is.
         if descending:
-            query = query.where((column < after.value) | ((column == after.value) & (Invoice.id < after.id)))
+            query = query.where(column <= after.value).where(
+                (column < after.value) | ((column == after.value) & (Invoice.id < after.id)))
         else:
-            query = query.where((column > after.value) | ((column == after.value) & (Invoice.id > after.id)))
+            query = query.where(column >= after.value).where(
+                (column > after.value) | ((column == after.value) & (Invoice.id > after.id)))
     order = (column.desc(), Invoice.id.desc()) if descending else (column.asc(), Invoice.id.asc())
     return query.order_by(*order).limit(limit)
 
@@ -314,8 +324,9 @@ def _risk_page(f: Filters, desc: bool, after: PageKey | None, limit: int) -> lis
                     # walk of the undated rows of every other status.
                     continue
                 query = query.where(Invoice.status == status)
-            if after is not None:
-                query = query.where(_risk_after(after, desc, dated))
+            if after is not None:  # the plain bound on the score first: see page_query
+                bound = score <= after.value[0] if desc else score >= after.value[0]
+                query = query.where(bound).where(_risk_after(after, desc, dated))
             rows += _rows(query.order_by(*order).limit(limit))
     rows.sort(key=_risk_key, reverse=not desc)
     return rows[:limit]
@@ -376,3 +387,122 @@ def totals_by_status(ids: list[int] | None = None, f: Filters | None = None
             out[status] = (count + n, sums)
     return out
 
+
+# --------------------------------------------------------------------------
+# `find` (CLI): a page and whether more follow, the total, every match
+# streamed, and a cursor that names the position after a page.
+
+def count_matching(f: Filters) -> int:
+    """How many invoices match f (one COUNT; the finder's counts do it per status).
+    The account and class are joined only when a filter reads the joined
+    account (its type): on a million invoices the joins double the count's cost."""
+    if f.account_type:
+        return base_query(f, fn.COUNT(Invoice.id)).scalar() or 0
+    query = Invoice.select(fn.COUNT(Invoice.id))
+    for c in _where(f):
+        query = query.where(c)
+    return query.scalar() or 0
+
+
+def _checked(sort: str, limit: int) -> None:
+    if sort not in SORTS:
+        raise FilterError("sort", f"{sort!r} is not one of {', '.join(SORTS)}")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise FilterError("limit", f"must be between 1 and {MAX_LIMIT}")
+
+
+def _descending(sort: str, descending: bool | None) -> bool:
+    return SORTS[sort][1] if descending is None else descending
+
+
+def _fetch(f: Filters, sort: str, desc: bool, after: PageKey | None, limit: int) -> list[InvoiceRow]:
+    if sort == "risk":
+        return _risk_page(f, desc, after, limit)
+    return _rows(page_query(f, sort=sort, descending=desc, after=after, limit=limit))
+
+
+def find_page(f: Filters, *, sort: str = "issue_date", descending: bool | None = None,
+              after: PageKey | None = None, limit: int = 50) -> tuple[list[InvoiceRow], bool]:
+    """One page after `after` and whether more invoices follow it (one row
+    more is read to know; no count)."""
+    _checked(sort, limit)
+    rows = _fetch(f, sort, _descending(sort, descending), after, limit + 1)
+    return rows[:limit], len(rows) > limit
+
+
+def iter_matching(f: Filters, *, sort: str = "issue_date", descending: bool | None = None,
+                  after: PageKey | None = None, batch: int = 1000):
+    """Every invoice matching f, in the page order, streamed: read in keyset
+    batches of `batch` rows (each one query of the same cost, wherever it
+    is), so memory stays constant however many match."""
+    _checked(sort, batch)
+    desc = _descending(sort, descending)
+    while True:
+        rows = _fetch(f, sort, desc, after, batch)
+        yield from rows
+        if len(rows) < batch:
+            return
+        after = key_of(rows[-1], sort)
+
+
+# A cursor is "SORT:asc|desc:VALUE:ID" (VALUE of the risk order: "SCORE,DEADLINE").
+# Scripts should treat it as opaque: pass it back with the same --sort/--asc.
+
+def _value_text(sort: str, value) -> str:
+    if sort == "risk":
+        score, deadline = value
+        return f"{score},{deadline.isoformat() if deadline else ''}"
+    return value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else str(value)
+
+
+def _value_of(sort: str, text: str):
+    if sort == "issue_date":
+        return dt.date.fromisoformat(text)
+    if sort == "deadline":
+        return dt.datetime.fromisoformat(text)
+    if sort == "total":
+        value = Decimal(text)
+        if not value.is_finite():
+            raise ValueError(text)
+        return value
+    if sort == "risk":
+        score, _, deadline = text.partition(",")
+        return int(score), (dt.datetime.fromisoformat(deadline) if deadline else None)
+    return text  # number
+
+
+def cursor_of(row, sort: str, descending: bool | None = None) -> str:
+    """The cursor for the position after `row` in the order (sort, descending)."""
+    desc = _descending(sort, descending)
+    key = key_of(row, sort)
+    return f"{sort}:{'desc' if desc else 'asc'}:{_value_text(sort, key.value)}:{key.id}"
+
+
+def after_key(text: str, *, sort: str, descending: bool | None = None) -> PageKey:
+    """The position a find --after names: a cursor from cursor_of (find's
+    `next`), or an invoice number (the page after that invoice, in this
+    order).  FilterError("after") for anything else, or a cursor of another
+    order."""
+    desc = _descending(sort, descending)
+    text = (text or "").strip()
+    head, sep, rest = text.partition(":")
+    if sep and head in SORTS:
+        direction, _, rest = rest.partition(":")
+        value_text, _, id_text = rest.rpartition(":")
+        try:
+            key = PageKey(_value_of(head, value_text), int(id_text))
+        except (ValueError, ArithmeticError):
+            key = None
+        if key is not None and direction in ("asc", "desc"):
+            if (head, direction == "desc") != (sort, desc):
+                order = f"--sort {head}" + (" --asc" if direction == "asc" and SORTS[head][1] else "")
+                raise FilterError("after", f"the cursor continues the order of {order}; "
+                                           "repeat the options of the first page")
+            return key
+    inv = Invoice.get_or_none(Invoice.number == text) if text else None
+    if inv is None:
+        raise FilterError("after", f"{text!r} is neither a cursor from find (its \"next\") nor an invoice number")
+    key = key_of(inv, sort)
+    if key.value is None:  # only --sort deadline has a column that can be empty
+        raise FilterError("after", f"{inv.number} has no review deadline, so no place in --sort {sort}")
+    return key

@@ -12,16 +12,23 @@ def load_settings() -> StoreSettings:
 
 
 def save_setting(key: str, value: str) -> str:
-    value = validate_setting(key, value)
+    """Validate (config.validate_setting, against the other stored settings) and store."""
+    value = validate_setting(key, value, load_settings())
     (Setting.insert(key=key, value=value)
      .on_conflict(conflict_target=[Setting.key], update={Setting.value: value})
      .execute())
     return value
 
 
-def ensure_defaults() -> None:
-    for key, value in DEFAULT_SETTINGS.items():
-        Setting.insert(key=key, value=value).on_conflict_ignore().execute()
+def ensure_defaults() -> StoreSettings:
+    """Store the default of every setting the store lacks; return the settings.
+    One read when none is missing (every command opens the store this way: no
+    write per command)."""
+    have = {row.key: row.value for row in Setting.select()}
+    missing = [key for key in DEFAULT_SETTINGS if key not in have]
+    for key in missing:
+        Setting.insert(key=key, value=DEFAULT_SETTINGS[key]).on_conflict_ignore().execute()
+    return load_settings() if missing else StoreSettings(have)
 
 
 def reserve(name: str, count: int = 1) -> int:

@@ -6,6 +6,7 @@ store.queries.make_filters, which says which field is wrong.
 """
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -14,6 +15,7 @@ from textual.timer import Timer
 from textual.widgets import Input, Select, Static
 
 from .. import statuses as S
+from ..text import shown
 
 FIELD_IDS = {  # make_filters / FilterError field -> widget id
     "status": "f-status", "account-type": "f-type", "class": "f-class", "customer": "f-customer",
@@ -22,7 +24,8 @@ FIELD_IDS = {  # make_filters / FilterError field -> widget id
 
 
 class FilterBar(Vertical):
-    BINDINGS = [Binding("escape", "done", "Back to list", id="filter.done")]
+    # "Done": the footer must fit 80 columns with the finder's keys (help: the tooltip)
+    BINDINGS = [Binding("escape", "done", "Done", id="filter.done", tooltip="Back to the list (the filter stays)")]
 
     class Changed(Message):
         def __init__(self, raw: dict, submitted: bool = False):
@@ -70,7 +73,7 @@ class FilterBar(Vertical):
         select = self.query_one("#f-class", Select)
         current = select.value
         with select.prevent(Select.Changed):
-            select.set_options([(n, n) for n in names])
+            select.set_options([(Text(shown(n)), n) for n in names])  # stored names: escaped, never markup
             if current is not Select.NULL and current in names:
                 select.value = current
 
@@ -82,7 +85,7 @@ class FilterBar(Vertical):
             wid = FIELD_IDS.get(field)
             if wid:
                 self.query_one(f"#{wid}").set_class(True, "-invalid")
-            error.update(f"✗ {field}: {reason}")
+            error.update(Text(f"✗ {field}: {shown(reason)}"))
         else:
             error.update("")
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import DataTable
 
+from ..text import shown
+
 
 @dataclass(frozen=True)
 class Col:
@@ -142,8 +144,12 @@ class FitTable(DataTable):
 
     def _cells(self, item, cols: list[Col], wide: bool) -> list:
         if self._render_cells is not None:
-            return self._render_cells(item, cols, wide)
-        return self.render_cells(item, cols, wide)
+            cells = self._render_cells(item, cols, wide)
+        else:
+            cells = self.render_cells(item, cols, wide)
+        # DataTable reads a str cell as markup: a plain string is shown as it is
+        # (text.shown: control characters escaped), never interpreted.
+        return [Text(shown(c)) if isinstance(c, str) else c for c in cells]
 
     def render_cells(self, item, cols: list[Col], wide: bool) -> list:
         return [item.get(c.key, "") for c in cols]
@@ -185,7 +191,7 @@ class FitTable(DataTable):
         before = self._cells(old, cols, wide)
         after = self._cells(item, cols, wide)
         for col, a, b in zip(cols, before, after):
-            if _plain(a) != _plain(b) or _style(a) != _style(b):
+            if plain_of(a) != plain_of(b) or _style(a) != _style(b):
                 self.update_cell(key, col.key, b)
 
     def remove_item(self, key: str) -> None:
@@ -206,9 +212,10 @@ class FitTable(DataTable):
         return row_key.value
 
 
-def _plain(cell) -> str:
-    return cell.plain if isinstance(cell, Text) else str(cell)
+def plain_of(cell) -> str:
+    plain = getattr(cell, "plain", None)
+    return plain if isinstance(plain, str) else str(cell)
 
 
 def _style(cell) -> str:
-    return str(cell.style) if isinstance(cell, Text) else ""
+    return str(getattr(cell, "style", ""))

@@ -7,12 +7,15 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+from rich.cells import cell_len
+from rich.measure import Measurement
 from rich.text import Text
 
 from .. import statuses as S
 from ..config import Clock
 from ..money import format_amount, format_money
 from ..risk import compact, is_flagged
+from ..text import shown
 
 # Styles that read on both the light and the dark theme (ANSI names follow
 # the theme's ANSI palette).
@@ -28,6 +31,69 @@ STATUS_STYLES = {
 FLAGGED_STYLE = "bold red"  # risk.is_flagged: a person must look at it
 HELD_STYLE = "bold red"
 HELD = "held for a person"  # flagged, its hold ran out: the job loop left it for a person
+
+
+def text_cell(value: object, style: str = "", **kwargs) -> Text:
+    """Stored text (names, descriptions, numbers, reasons) as the console shows
+    it: control characters made visible (text.shown: a terminal never obeys
+    them) and never read as markup ("[bold]" stays "[bold]").  Every piece of
+    imported or typed text reaches the screen through here."""
+    return Text(shown(value), style=style, **kwargs)
+
+
+def middle_cut(text: str, width: int) -> str:
+    """`text` in `width` cells, cut in the middle when too long: the start and
+    the end are kept ("Acme Wid… #33"), so that names that differ only at the
+    end stay apart.  The end kept is the last word when it is short (" #33",
+    " AB"), else the last 40 %."""
+    if cell_len(text) <= width:
+        return text
+    if width <= 2:
+        return "…"[:max(width, 0)]
+    room = width - 1  # the "…"
+    head_room = room - room * 2 // 5
+    _, space, last = text.rpartition(" ")
+    tail = " " + last if space and 0 < cell_len(last) + 1 <= (room + 1) // 2 else ""
+    if not tail:
+        tail = _last_cells(text, room - head_room)
+    head = _first_cells(text, room - cell_len(tail)).rstrip()
+    return head + "…" + tail
+
+
+def _first_cells(text: str, width: int) -> str:
+    out, used = [], 0
+    for ch in text:
+        used += cell_len(ch)
+        if used > width:
+            break
+        out.append(ch)
+    return "".join(out)
+
+
+def _last_cells(text: str, width: int) -> str:
+    return _first_cells(text[::-1], width)[::-1]
+
+
+class MiddleCut:
+    """A one-line table cell cut in the middle to the width of its column (the
+    width is known only when it is drawn: a resize needs no new cells)."""
+
+    def __init__(self, value: object, style: str = ""):
+        self.plain = shown(value)
+        self.style = style
+
+    def __rich_console__(self, console, options):
+        yield Text(middle_cut(self.plain, options.max_width), style=self.style, no_wrap=True, overflow="crop",
+                   end="")
+
+    def __rich_measure__(self, console, options) -> Measurement:
+        return Measurement(1, cell_len(self.plain))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, MiddleCut) and (self.plain, self.style) == (other.plain, other.style)
+
+    def __repr__(self) -> str:
+        return f"MiddleCut({self.plain!r})"
 
 
 def span(seconds: int) -> str:

@@ -72,7 +72,7 @@ class HistoryChart(Widget):
     flag names a service, that service's amounts on the same invoices."""
 
     DEFAULT_CSS = """
-    HistoryChart { width: 13; height: auto; padding: 0 0 0 1; }
+    HistoryChart { width: 13; height: auto; padding: 0 0 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def __init__(self, **kwargs):

@@ -9,7 +9,9 @@ from textual.message import Message
 from .. import statuses as S
 from ..config import Clock
 from .fit_table import Col, FitTable
-from .fmt import amount_cell, flags_cell, left_cell, money_cell, review_or_flags, review_state, status_text
+from .fmt import (
+    MiddleCut, amount_cell, flags_cell, left_cell, money_cell, review_or_flags, review_state, status_text, text_cell,
+)
 from .rows import InvoiceRow
 from .selection import Selection
 
@@ -18,6 +20,10 @@ NUMBER_MAX = 24  # the Number column grows to fit numbers up to this; longer one
 TOTAL_MAX = 24  # and the Total column to fit its amounts: money is never cut
 EXPECTED_MAX = TOTAL_MAX - 4  # the Expected amount without its currency (80 columns)
 NEAR_END = 25  # rows before the end at which the next page is fetched
+# The Account column never gets narrower than this (80 columns, large totals):
+# a name too long is cut in the middle ("Acme Wid… #33", fmt.MiddleCut), so
+# accounts whose names differ only at the end stay apart.
+ACCOUNT_MIN = 10
 
 # 80 columns: Total with the Expected amount beside it (the total the
 # account's history predicts, without the currency Total already shows), and
@@ -36,7 +42,7 @@ QUEUE_COLUMNS = [
     Col("expected_amount", "Expected", 10, justify="right", max_width=EXPECTED_MAX, max_table=QUEUE_FLAGS),
     Col("expected", "Expected", 14, justify="right", max_width=TOTAL_MAX, min_table=QUEUE_FLAGS),
     Col("flags", "Flags", 11, wide_width=16, min_table=QUEUE_FLAGS),
-    Col("review", "Review", 14, max_table=QUEUE_WIDE),
+    Col("review", "Review", 13, max_table=QUEUE_WIDE),
     Col("left", "Time left", 11, min_table=QUEUE_WIDE),
     Col("state", "Status", 40, min_table=QUEUE_WIDE),
 ]
@@ -55,7 +61,8 @@ FINDER_COLUMNS = [
 
 class InvoiceTable(FitTable):
     BINDINGS = [
-        Binding("space", "toggle_mark", "Mark", id="list.mark"),
+        Binding("space", "toggle_mark", "Mark ↓", id="list.mark",
+                tooltip="Mark or unmark the row, then move down to the next one"),
         Binding("home", "first_row", "First row", show=False),
         Binding("end", "last_row", "Last loaded row (loads the next page)", show=False),
     ]
@@ -70,6 +77,7 @@ class InvoiceTable(FitTable):
         self.clock = clock
         self.queue = queue
         self.selection = Selection()
+        kwargs.setdefault("min_flex", ACCOUNT_MIN)
         super().__init__(columns, **kwargs)
 
     # -- cells ----------------------------------------------------------------
@@ -81,11 +89,11 @@ class InvoiceTable(FitTable):
             if k == "mark":
                 cells.append(Text(MARK, style="bold green") if self.selection.is_marked(row.id) else Text(" "))
             elif k == "number":  # never cut silently: a wrong-looking number is worse than "…"
-                cells.append(Text(row.number, no_wrap=True, overflow="ellipsis"))
+                cells.append(text_cell(row.number, no_wrap=True, overflow="ellipsis"))
             elif k == "account":
-                cells.append(Text(row.account, no_wrap=True, overflow="ellipsis"))
+                cells.append(MiddleCut(row.account))
             elif k == "class":
-                cells.append(Text(row.customer_class, no_wrap=True, overflow="ellipsis"))
+                cells.append(text_cell(row.customer_class, no_wrap=True, overflow="ellipsis"))
             elif k == "status":
                 cells.append(status_text(row.status))
             elif k == "total":
@@ -114,7 +122,7 @@ class InvoiceTable(FitTable):
         return cells
 
     def measure(self, row: InvoiceRow) -> dict[str, int]:
-        sizes = {"number": len(row.number), "total": len(money_cell(row.total, row.currency).plain)}
+        sizes = {"number": len(text_cell(row.number).plain), "total": len(money_cell(row.total, row.currency).plain)}
         if row.expected_total is not None:
             sizes["expected"] = len(money_cell(row.expected_total, row.currency).plain)
             sizes["expected_amount"] = len(amount_cell(row.expected_total, row.currency).plain)
