@@ -2,13 +2,18 @@
 
     python bench/bench_pdf.py [--count 300]
 
-Prints invoices per CPU-second (best of 3 rounds of N; naive: one round of
-N/30) and ms/invoice for:
-  ours   tui_billing.pdf.render_invoice, 30 charge lines, Unicode font
-  bare   the same text drawn with bare fpdf2 core-font cell() calls
-         (Helvetica, no table(), non-Latin-1 characters replaced)
-  naive  fpdf2 used naively: add_font() per document + table()
+Prints invoices per CPU-second (best of 3 rounds of N; fallback: best of 3
+rounds of N/30; naive: one round of N/30) and ms/invoice for:
+  ours      tui_billing.pdf.render_invoice, 30 charge lines, Unicode font,
+            on the path it takes here (the fast path unless fpdf2 differs from
+            the version it was tested with, or TUI_BILLING_PDF_FALLBACK=1)
+  fallback  the same, forced through fpdf2's public API (pdf/fpdf_public.py):
+            what an untested fpdf2 upgrade would cost
+  bare      the same text drawn with bare fpdf2 core-font cell() calls
+            (Helvetica, no table(), non-Latin-1 characters replaced)
+  naive     fpdf2 used naively: add_font() per document + table()
 and the rate for a 500-line invoice and the size of a 30-line PDF.
+A quick look: --count 30 (about ten seconds).
 """
 from __future__ import annotations
 
@@ -117,6 +122,15 @@ def naive(doc: pdf.InvoiceDocument) -> bytes:
     return bytes(p.output())
 
 
+def fallback(doc: pdf.InvoiceDocument) -> bytes:
+    """render_invoice forced through fpdf2's public API."""
+    pdf.use_fallback(True)
+    try:
+        return pdf.render_invoice(doc)
+    finally:
+        pdf.use_fallback(False)
+
+
 def rate(fn, docs, count: int, rounds: int = 3) -> float:
     """Documents per CPU-second of this (single-threaded) process: best of
     ``rounds`` rounds of ``count`` renders.  CPU time and the best round keep
@@ -139,14 +153,17 @@ def main(argv=None) -> int:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
     count = max(1, args.count)
     docs = [sample(30, seq) for seq in range(8)]  # different names -> different glyph sets
+    path = pdf.rendering_path()
     ours = rate(pdf.render_invoice, docs, count)
+    public = rate(fallback, docs, max(3, count // 30))
     base = rate(bare, docs, count)
     slow = rate(naive, docs, max(3, count // 30), rounds=1)
     big = [sample(500, 1)]
     big_rate = rate(pdf.render_invoice, big, max(3, count // 20))
     pages = pdf.pdf_text(pdf.render_invoice(big[0])).count("Page ")
     size = len(pdf.render_invoice(docs[0]))
-    print(f"ours  (30 lines, DejaVu Sans):   {ours:8.1f} invoices/s  {1000 / ours:7.2f} ms/invoice")
+    print(f"ours  (30 lines, DejaVu Sans):   {ours:8.1f} invoices/s  {1000 / ours:7.2f} ms/invoice  ({path} path)")
+    print(f"fallback (30 lines, public API):  {public:8.1f} invoices/s  {1000 / public:7.2f} ms/invoice")
     print(f"bare  (30 lines, Helvetica cell): {base:8.1f} invoices/s  {1000 / base:7.2f} ms/invoice")
     print(f"ratio ours/bare:                  {ours / base:8.2f}")
     print(f"naive (add_font per doc + table): {slow:8.1f} invoices/s  {1000 / slow:7.2f} ms/invoice")

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tui_billing.config import Clock, zone
+from tui_billing.clock import Clock, zone
 from tui_billing.store import db as store_db
 from tui_billing.workflow import Ctx
 

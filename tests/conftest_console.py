@@ -12,8 +12,9 @@ import shutil
 
 import pytest
 
+from tui_billing.clock import Clock, zone
 from tui_billing.commands.common import Env
-from tui_billing.config import AppConfig, Clock, zone
+from tui_billing.config import AppConfig
 from tui_billing.store import db as store_db
 from tui_billing.workflow import Ctx
 

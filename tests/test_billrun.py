@@ -9,7 +9,7 @@ import pytest
 
 from tui_billing import billrun
 from tui_billing import statuses as S
-from tui_billing.config import Clock, zone
+from tui_billing.clock import Clock, zone
 from tui_billing.store.models import (
     Account, AuditEvent, ChargeLine, CustomerClass, Discount, Invoice, Subscription, TaxLine, TaxRule, Xdr,
 )

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 
 from tui_billing import statuses as S
 from tui_billing import workflow
-from tui_billing.config import Clock, zone
+from tui_billing.clock import Clock, zone
 from tui_billing.store.models import (
     Account, AuditEvent, ChargeLine, Correction, CustomerClass, Invoice, InvoicePdf, TaxLine, TaxRule,
 )

@@ -20,7 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from tui_billing import statuses as S
-from tui_billing.config import Clock, zone
+from tui_billing.clock import Clock, zone
 from tui_billing.store.models import Account, ChargeLine, CustomerClass, Invoice, Payment
 from tui_billing.store.settings import format_number, load_settings, reserve
 from tui_billing.workflow import Ctx

@@ -485,3 +485,144 @@ def test_the_job_loop_sends_a_digest_held_up_by_a_bad_admin_email_once_it_is_fix
     assert inv.number in msg.get_payload(decode=True).decode()
     assert [r.status for r in OutboxMessage.select().where(OutboxMessage.kind == mail.DIGEST)] == [mail.SENT]
     assert OutboxMessage.get_by_id(row.id).recipient == "billing-ops@northwind.example"
+
+
+# --------------------------------------------------------------------------
+# Claims and leases: their own columns (migration 0007), never last_error
+
+def _failed_once(server_down: SmtpServer) -> OutboxMessage:
+    """One invoice email, tried once against a server that is down: queued, with its error."""
+    make_approved(1)
+    jobs.dispatch_approved(ctx_at(NOW))
+    jobs.deliver_outbox(ctx_at(NOW), transport=server_down.transport())
+    [row] = OutboxMessage.select()
+    assert row.status == mail.QUEUED and row.attempts == 1 and "cannot connect" in row.last_error
+    return row
+
+
+def test_a_claim_keeps_the_last_error_and_records_sender_and_lease_in_their_own_columns(store_url):
+    row = _failed_once(SmtpServer())  # not started: nothing listens on its port
+    due = row.next_attempt_at
+    before = jobs.base.real_now()
+
+    token = mail._claim(row.id, due, "billing-b.example|4711|99|ab|")
+    claimed = OutboxMessage.get_by_id(row.id)
+    assert token == 2 and claimed.status == mail.SENDING and claimed.attempts == 2
+    assert claimed.last_error == row.last_error  # the previous attempt's error, not the claim
+    assert claimed.next_attempt_at == due
+    assert (row.claimed_by, row.claimed_until) == (None, None)  # the queued row held no claim
+    assert claimed.claimed_by == "billing-b.example|4711|99|ab|"
+    assert before + mail.SEND_LEASE <= claimed.claimed_until <= jobs.base.real_now() + mail.SEND_LEASE
+    assert mail.claim_holder(claimed) == "billing-b.example|4711|99|ab|"
+    assert mail.interrupted_reason(claimed) is None  # a live sender on another host, lease running
+    assert mail.recover_interrupted(now=NOW) == 0
+
+    mail._point_of_no_return(row.id, token)  # leaving "sending" ends the claim
+    uncertain = OutboxMessage.get_by_id(row.id)
+    assert uncertain.status == mail.UNCERTAIN and (uncertain.claimed_by, uncertain.claimed_until) == (None, None)
+    assert mail.claim_holder(uncertain) is None
+
+
+def test_the_lease_is_claimed_until_and_a_requeued_slow_sender_is_fenced_off(store_url):
+    make_approved(1)
+    jobs.dispatch_approved(ctx_at(NOW))
+    [row] = OutboxMessage.select()
+    slow = mail._claim(row.id, NOW, "slow-host|1|1|a|")
+    # next_attempt_at says nothing about the lease any more:
+    OutboxMessage.update(next_attempt_at=jobs.base.real_now() - dt.timedelta(hours=1)).execute()
+    assert mail.recover_interrupted(now=NOW) == 0
+    OutboxMessage.update(claimed_until=jobs.base.real_now() - dt.timedelta(seconds=1)).execute()
+    assert mail.recover_interrupted(now=NOW) == 1
+    requeued = OutboxMessage.get_by_id(row.id)
+    assert (requeued.status, requeued.next_attempt_at) == (mail.QUEUED, NOW)
+    assert (requeued.claimed_by, requeued.claimed_until) == (None, None)
+    assert requeued.last_error == "requeued after an interrupted delivery (lease expired)"
+    fresh = mail._claim(row.id, NOW, "fresh-host|2|2|b|")
+    assert fresh == slow + 1
+    with pytest.raises(mail.ClaimLost):
+        mail._point_of_no_return(row.id, slow)
+    mail._point_of_no_return(row.id, fresh)
+    assert OutboxMessage.get_by_id(row.id).status == mail.UNCERTAIN
+
+
+def test_every_way_out_of_sending_clears_the_claim(store_url, tmp_path):
+    row = _failed_once(SmtpServer())  # retry: back to the queue
+    assert (row.claimed_by, row.claimed_until) == (None, None)
+    OutboxMessage.update(next_attempt_at=NOW).execute()
+    assert jobs.deliver_outbox(ctx_at(NOW), transport=mail.MaildirTransport(tmp_path / "md")).done == 1
+    sent = OutboxMessage.get_by_id(row.id)
+    assert (sent.status, sent.claimed_by, sent.claimed_until, sent.last_error) == (mail.SENT, None, None, "")
+    # A sender that is gone: requeued by recovery, claim cleared.
+    make_approved(1, prefix="Other")
+    jobs.dispatch_approved(ctx_at(NOW))
+    other = OutboxMessage.select().where(OutboxMessage.status == mail.QUEUED).get()
+    mail._claim(other.id, NOW)  # this process
+    assert mail.recover_interrupted(exclusive=True, now=NOW) == 1
+    back = OutboxMessage.get_by_id(other.id)
+    assert (back.status, back.claimed_by, back.claimed_until) == (mail.QUEUED, None, None)
+
+
+# -- migration 0007 carries the old claims over -----------------------------------
+
+_fresh_db = iter(range(1, 10**6))
+
+
+@pytest.fixture
+def bare_url(request, backend, tmp_path):
+    """An empty store with no migration applied (SQLite file or PostgreSQL database)."""
+    from tui_billing.store import db as store_db
+
+    if backend == "sqlite":
+        yield "sqlite:///" + str(tmp_path / "old.db")
+    else:
+        yield request.getfixturevalue("pg_cluster").create_database(f"bare_mail{next(_fresh_db)}")
+    store_db.close()
+
+
+def test_migration_0007_moves_claims_out_of_last_error_and_recovery_still_works(bare_url):
+    """A store of the last release with deliveries in flight: a live sender
+    elsewhere, one whose lease ran out, one with no sender recorded, and a
+    queued message with a real error."""
+    import socket
+
+    from playhouse.migrations import Runner
+
+    from tui_billing.jobs.lock import _pid_namespace
+    from tui_billing.store import db as store_db
+
+    db = store_db.connect(bare_url, migrate=False)
+    Runner(db, str(store_db.MIGRATIONS_DIR)).up(target="0006_account_search_text")
+    now = jobs.base.real_now()
+    live, gone = now + dt.timedelta(minutes=4), now - dt.timedelta(seconds=5)
+    dead_here = f"{socket.gethostname()}|999999999||x|{_pid_namespace()}"
+    rows = [  # message id, status, last_error, next_attempt_at
+        ("<a@x>", "sending", "sending, claimed by other-host|123|456|y|", live),
+        ("<b@x>", "sending", "sending, claimed by other-host|124|457|z|", gone),
+        ("<c@x>", "sending", f"sending, claimed by {dead_here}", live),
+        ("<d@x>", "sending", "", now),
+        ("<e@x>", "queued", "451 4.3.0 mailbox busy", now),
+    ]
+    p = db.param
+    for message_id, status, error, at in rows:
+        db.execute_sql(
+            f'INSERT INTO outbox_message (kind, revision, message_id, recipient, subject, body, status, attempts, '
+            f'refusals, next_attempt_at, last_error, created_at) '
+            f'VALUES ({p}, 0, {p}, {p}, {p}, {p}, {p}, 1, 0, {p}, {p}, {p})',
+            ("digest", message_id, "ops@x.example", "s", "b", status, at.strftime("%Y-%m-%d %H:%M:%S"),
+             error, now.strftime("%Y-%m-%d %H:%M:%S")))
+    assert "0007_outbox_lease" in store_db.apply_migrations(db)
+
+    got = {m.message_id: m for m in OutboxMessage.select()}
+    assert {k: (m.claimed_by, m.claimed_until, m.last_error) for k, m in got.items()} == {
+        "<a@x>": ("other-host|123|456|y|", live, ""),
+        "<b@x>": ("other-host|124|457|z|", gone, ""),
+        "<c@x>": (dead_here, live, ""),
+        "<d@x>": (None, None, ""),
+        "<e@x>": (None, None, "451 4.3.0 mailbox busy"),
+    }
+    assert {k: mail.interrupted_reason(m) for k, m in got.items() if m.status == mail.SENDING} == {
+        "<a@x>": None, "<b@x>": "lease expired", "<c@x>": "sender is gone", "<d@x>": "sender not recorded"}
+    assert mail.recover_interrupted(now=NOW) == 3
+    assert {m.message_id: m.status for m in OutboxMessage.select()} == {
+        "<a@x>": mail.SENDING, "<b@x>": mail.QUEUED, "<c@x>": mail.QUEUED, "<d@x>": mail.QUEUED,
+        "<e@x>": mail.QUEUED}

@@ -372,7 +372,7 @@ def test_a_requeued_slow_sender_stops_before_the_final_dot(store_url):
     jobs.dispatch_approved(ctx_at(NOW))
     [row] = OutboxMessage.select()
     slow = mail._claim(row.id, NOW, "slow-host|1|1|a|")
-    OutboxMessage.update(next_attempt_at=jobs.base.real_now() - dt.timedelta(seconds=1)).execute()
+    OutboxMessage.update(claimed_until=jobs.base.real_now() - dt.timedelta(seconds=1)).execute()
     assert mail.recover_interrupted(now=NOW) == 1
     fresh = mail._claim(row.id, NOW, "fresh-host|2|2|b|")
     assert fresh == slow + 1

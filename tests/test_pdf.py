@@ -221,7 +221,7 @@ def test_same_document_same_bytes_even_in_another_process(doc30, pdf30):
 def test_four_threads_render_the_same_bytes_as_one():
     docs = [make_doc(20 + i, number=f"INV-T-{i}", customer=NAMES[i % 4]) for i in range(12)]
     expected = [pdf.render_invoice(d) for d in docs]
-    pdf._FONTS = None  # the threads also race to parse the fonts on first use
+    pdf.render._FONTS = None  # the threads also race to parse the fonts on first use
     with ThreadPoolExecutor(max_workers=4) as pool:
         for _ in range(3):
             assert list(pool.map(pdf.render_invoice, docs)) == expected
@@ -316,3 +316,28 @@ def test_empty_charges_and_no_corrections():
     assert "# Description Quantity Discount Amount No charges for this period" in joined
     assert "Adjustments #" not in joined and "Adjustments 0.00" in joined
     assert "Total (EUR) € 0.00" in joined and "Nothing to pay" in joined
+
+
+# -- the package ------------------------------------------------------------------
+
+# Each module of tui_billing/pdf/ may import only the ones before it here: no
+# cycles, and the fpdf2 internals reachable from render.py alone (lazily).
+PACKAGE_ORDER = ["model", "fonts", "measure", "layout", "paint", "fpdf_public", "fpdf_internals", "render",
+                 "files", "text", "__init__"]
+
+
+def test_package_modules_import_only_the_modules_below_them():
+    import ast
+
+    folder = ROOT / "tui_billing" / "pdf"
+    assert sorted(p.stem for p in folder.glob("*.py")) == sorted(PACKAGE_ORDER)
+    for n, name in enumerate(PACKAGE_ORDER):
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        used = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                used.update([node.module] if node.module else [a.name for a in node.names])
+        below = set(PACKAGE_ORDER[:n])
+        assert used <= below, f"{name}.py imports {sorted(used - below)} from above it"
+    render = (folder / "render.py").read_text()
+    assert "from . import fpdf_internals" not in render and "from .fpdf_internals" not in render

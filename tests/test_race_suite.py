@@ -100,7 +100,7 @@ def build_store(seed: int) -> dict[int, Decimal]:
 
 def _admin(url: str, actor: str, ids: list[int], seconds: float, out: str, seed: int) -> None:
     from tui_billing import workflow as W
-    from tui_billing.config import Clock, zone
+    from tui_billing.clock import Clock, zone
 
     store_db.connect(url)
     ctx = W.Ctx(clock=Clock(tz=zone("UTC"), fixed=NOW), actor=actor)

@@ -15,7 +15,7 @@ from . import factories as F
 def _approver(url: str, ids: list[int], actor: str, auto: bool, queue) -> None:
     import datetime as dt
 
-    from tui_billing.config import Clock, zone
+    from tui_billing.clock import Clock, zone
     from tui_billing.store import db
 
     db.connect(url)

@@ -23,6 +23,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.content import Content
 
+from .errors import ConfigError
 from .screens.palette import BillingCommands
 from .screens.queue import QueueScreen
 from .screens.support import db_session, error_text, post
@@ -343,7 +344,6 @@ class BillingApp(App):
     def mail_destination(self) -> str | None:
         """Where the mail of this console's own loop goes: "maildir /path", "smtp host:port"."""
         from . import mail
-        from .config import ConfigError
 
         try:
             return mail.transport_from_config(getattr(self.env.config, "mail", {}) or {}).describe()

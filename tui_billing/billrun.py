@@ -28,12 +28,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import billing
+from . import billing, risk, workflow
 from . import statuses as S
-from . import workflow
+from .context import Ctx
+from .errors import Refused
+from .store import risk_store
 from .store.models import Account, CustomerClass, Invoice, database
 from .store.settings import format_number, load_settings, reserve
-from .workflow import BadInput, Ctx, Refused
+from .workflow import BadInput
 
 CHUNK = 200
 
@@ -177,9 +179,6 @@ def _assess(pending: list[tuple[Account, billing.Calculation]], p_from: dt.date,
             ) -> list[dict]:
     """Risk columns of each invoice about to be created: one history query
     and one subscription query for the whole chunk."""
-    from . import risk
-    from .store import risk_store
-
     cfg = risk_store.settings()
     histories = risk_store.load_histories([a.id for a, _ in pending], p_from, cfg.history)
     subs = risk_store.load_subscriptions(c.subscription_id for _, calc in pending for c in calc.charges)

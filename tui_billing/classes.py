@@ -3,19 +3,20 @@ of seed 000 — with review on, Net days must include the hold days so the
 customer keeps the same time to pay (Net 21 + 5 hold days -> Net 26)."""
 from __future__ import annotations
 
+import json
+
+from .audit import write_audit
+from .errors import FieldError
 from .statuses import SEND_MODES
-from .store.models import CustomerClass, database
+from .store.models import AuditEvent, CustomerClass, database
 from .text import TextError, typed
 
 MAX_DAYS = 365
 NAME_MAX = CustomerClass.name.max_length  # 120: the column's width, checked before SQLite or PostgreSQL sees it
 
 
-class ClassError(ValueError):
-    def __init__(self, field: str, reason: str):
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
+class ClassError(FieldError):
+    """A class's name, send mode or days refused; `.field` is the CLI's flag name."""
 
 
 def net_days_warning(send_mode: str, hold_days: int, net_days: int) -> str | None:
@@ -74,8 +75,6 @@ def validate(send_mode: str, hold_days: int, net_days: int) -> None:
 
 def save_class(ctx, name: str, *, send_mode=None, hold_days=None, net_days=None, create=False) -> str | None:
     """Change (or create) a class in one audited transaction; return a warning or None."""
-    from .workflow import write_audit
-
     name = clean_name(name)
     for field, days in (("hold-days", hold_days), ("net-days", net_days)):
         if days is not None and not 0 <= days <= MAX_DAYS:
@@ -98,10 +97,6 @@ def save_class(ctx, name: str, *, send_mode=None, hold_days=None, net_days=None,
 
 def _last_changes(names: list[str]) -> dict[str, tuple[tuple, tuple]]:
     """(before, after) of each class's last audited change."""
-    import json
-
-    from .store.models import AuditEvent
-
     found: dict[str, tuple[tuple, tuple]] = {}
     wanted = set(names)
     # invoice IS NULL: found by that column's index, however long the audit log.

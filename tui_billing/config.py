@@ -12,7 +12,6 @@ Flags beat environment, environment beats the file.
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import os
 import re
 import string
@@ -20,101 +19,15 @@ import tomllib
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from .risk import DEFAULT_RATES, FLAGGED
-
-
-class ConfigError(ValueError):
-    """A setting or flag that cannot be accepted; the message names it."""
-
-
-# --------------------------------------------------------------------------
-# Clock: naive UTC in the store; --now fixes it for a whole command.
-
-def system_zone_name() -> str:
-    name = os.environ.get("TZ", "").lstrip(":")
-    if name:
-        return name
-    try:
-        target = os.readlink("/etc/localtime")
-        if "zoneinfo/" in target:
-            return target.split("zoneinfo/", 1)[1]
-    except OSError:
-        pass
-    return "UTC"
-
-
-def zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or system_zone_name())
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"timezone: {name!r} is not a known time zone") from None
-
-
-NOW_YEARS = (1970, 9000)  # --now: far enough from year 9999 that due dates and deadlines still fit
-
-
-def parse_now(text: str, tz: ZoneInfo) -> dt.datetime:
-    """--now ISO 8601: with an offset as given, without one in the billing zone."""
-    raw = (text or "").strip()
-    if not raw:
-        raise ConfigError("--now: is empty; give an ISO 8601 date-time like 2026-03-01T10:00")
-    try:
-        value = dt.datetime.fromisoformat(raw)
-    except ValueError:
-        raise ConfigError(f"--now: {text!r} is not an ISO 8601 date-time") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=tz)
-    try:
-        utc = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    except (OverflowError, ValueError):
-        utc = None
-    if utc is None or not NOW_YEARS[0] <= utc.year <= NOW_YEARS[1]:
-        raise ConfigError(f"--now: {text!r} is out of range (years {NOW_YEARS[0]} to {NOW_YEARS[1]})")
-    return utc
-
-
-@dataclass
-class Clock:
-    """What time it is for this command: fixed by --now, else the real clock."""
-    tz: ZoneInfo = field(default_factory=lambda: zone(""))
-    fixed: dt.datetime | None = None  # naive UTC
-
-    def now(self) -> dt.datetime:
-        if self.fixed is not None:
-            return self.fixed
-        return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
-
-    def local(self, moment: dt.datetime | None = None) -> dt.datetime:
-        """A stored (naive UTC) time as local wall-clock time, naive."""
-        moment = self.now() if moment is None else moment
-        return moment.replace(tzinfo=dt.timezone.utc).astimezone(self.tz).replace(tzinfo=None)
-
-    def to_utc(self, local: dt.datetime) -> dt.datetime:
-        return local.replace(tzinfo=self.tz).astimezone(dt.timezone.utc).replace(tzinfo=None)
-
-    def today(self) -> dt.date:
-        return self.local().date()
-
-
-def os_user() -> str:
-    """The real user of this process, for the audit log: the passwd name of
-    its real uid, or the uid as text when it has no passwd entry (containers).
-
-    Never $LOGNAME or $USER: those are the caller's to set, so
-    `LOGNAME=cfo tui-billing approve …` must not approve as "cfo".
-    """
-    getuid = getattr(os, "getuid", None)
-    if getuid is None:  # pragma: no cover - not POSIX
-        return getpass.getuser()
-    uid = getuid()
-    try:
-        import pwd
-
-        return pwd.getpwuid(uid).pw_name
-    except (ImportError, KeyError):
-        return str(uid)
+from .clock import Clock, parse_now, zone  # noqa: F401 - re-exported: the clock lives in clock.py
+from .context import os_user  # noqa: F401 - re-exported: who acts lives in context.py
+from .errors import ConfigError
+from .offpeak import parse_window
+from .offpeak import parse_hhmm as _parse_hhmm
+from .risk_settings import DEFAULT_RATES, FLAGGED, RiskSettings, RiskSettingsError, parse_rates
+from .text import TextError, typed
 
 
 # --------------------------------------------------------------------------
@@ -199,13 +112,13 @@ def validate_number_format(fmt: str) -> str:
     try:
         parts = list(string.Formatter().parse(fmt))
     except ValueError as exc:
-        raise ConfigError(f"number_format: {exc}") from None
+        raise ConfigError("number_format", str(exc)) from None
     for _, name, spec, conversion in parts:
         if name is None:
             continue
         if conversion or not _NUMBER_SPEC.fullmatch(spec or ""):
             shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-            raise ConfigError(f"number_format: {shown} is not allowed; use a width like "
+            raise ConfigError("number_format", f"{shown} is not allowed; use a width like "
                               "{seq:06d} (zero-padded, 1 to 9 digits)")
     previous = None  # a field directly followed by another must have a fixed width, or numbers repeat
     for literal, name, spec, _ in parts:  # ({month}{seq}: month 1 + seq 12 = month 11 + seq 2 = "112")
@@ -214,32 +127,30 @@ def validate_number_format(fmt: str) -> str:
         if previous is not None and not literal and previous not in (("year", ""), ("year", "d"),
                                                                       ("month", "02d"), ("month", "02")):
             hint = " (or write {month:02d})" if previous[0] == "month" else ""
-            raise ConfigError(f"number_format: put a separator after {{{previous[0]}}}{hint}: "
+            raise ConfigError("number_format", f"put a separator after {{{previous[0]}}}{hint}: "
                               "two numbers side by side can repeat a number")
         previous = (name, spec or "")
     fields = {name for _, name, _, _ in parts if name}
     unknown = fields - {"year", "month", "seq"}
     if unknown:
-        raise ConfigError(f"number_format: unknown field {{{sorted(unknown)[0]}}}; use year, month, seq")
+        raise ConfigError("number_format", f"unknown field {{{sorted(unknown)[0]}}}; use year, month, seq")
     if "seq" not in fields:
-        raise ConfigError("number_format: must contain {seq} so numbers are unique")
+        raise ConfigError("number_format", "must contain {seq} so numbers are unique")
     try:
         longest = fmt.format(year=2026, month=12, seq=10**12 - 1)
     except (ValueError, IndexError, KeyError) as exc:
-        raise ConfigError(f"number_format: {exc}") from None
+        raise ConfigError("number_format", str(exc)) from None
     if len(longest) > NUMBER_MAX:
-        raise ConfigError(f"number_format: numbers could be {len(longest)} characters long; "
+        raise ConfigError("number_format", f"numbers could be {len(longest)} characters long; "
                           f"at most {NUMBER_MAX}")
     if not fmt.format(year=2026, month=1, seq=1).strip():
-        raise ConfigError("number_format: gives an empty number")
+        raise ConfigError("number_format", "gives an empty number")
     return fmt
 
 
 def parse_hhmm(name: str, text: str) -> dt.time:
     """The off-peak window's reading of a time (offpeak.parse_hhmm): one rule."""
-    from .offpeak import parse_hhmm as parse
-
-    return parse(name, text)
+    return _parse_hhmm(name, text)
 
 
 def _offpeak(key: str, value: str) -> str:
@@ -249,7 +160,9 @@ def _offpeak(key: str, value: str) -> str:
 
 def _address(key: str, value: str) -> str:
     """admin_email: one plain address; mail_from: one mailbox ('Name <addr>').
-    Read by the parser that mail delivery uses (mail.check_address/parse_mailbox)."""
+    Read by the parser that mail delivery uses (mail.check_address/parse_mailbox).
+    Imported here, not at the top: mail imports config (ConfigError, and
+    load_settings through the store), so a module-level import would be a cycle."""
     from .mail import AddressError, check_address, parse_mailbox
 
     try:
@@ -257,7 +170,7 @@ def _address(key: str, value: str) -> str:
             return check_address(value)
         parse_mailbox(value)
     except AddressError as exc:
-        raise ConfigError(f"{key}: {exc}") from None
+        raise ConfigError(key, str(exc)) from None
     return value.strip()
 
 
@@ -267,7 +180,7 @@ def parse_switch(name: str, text: str) -> bool:
         return True
     if value in ("off", "false", "no", "0"):
         return False
-    raise ConfigError(f"{name}: {text!r} is not on or off")
+    raise ConfigError(name, f"{text!r} is not on or off")
 
 
 UNIT_MAX = 12
@@ -282,12 +195,12 @@ def parse_units(text: str) -> dict[str, str]:
         service, sep, unit = part.rpartition("=")
         service, unit = " ".join(service.split()), unit.strip()
         if not sep or not service or not unit:
-            raise ConfigError(f"service_units: {part.strip()!r} is not Service=unit "
+            raise ConfigError("service_units", f"{part.strip()!r} is not Service=unit "
                               "(pairs separated by ';', e.g. Voice calls=min; Mobile data=GB)")
         if len(unit) > UNIT_MAX:
-            raise ConfigError(f"service_units: unit {unit!r} is longer than {UNIT_MAX} characters")
+            raise ConfigError("service_units", f"unit {unit!r} is longer than {UNIT_MAX} characters")
         if service in units:
-            raise ConfigError(f"service_units: {service!r} is listed twice")
+            raise ConfigError("service_units", f"{service!r} is listed twice")
         units[service] = unit
     return units
 
@@ -314,17 +227,13 @@ RISK_KEYS = ("risk_correction_share", "risk_tax_tolerance", "reporting_currency"
 
 
 def _risk_setting(key: str, value: str) -> str:
-    """Checked by the same parser that uses it (risk.RiskSettings.parse)."""
-    from .risk import RiskSettings, RiskSettingsError
-
+    """Checked by the same parser that uses it (risk_settings.RiskSettings.parse)."""
     args = {k: DEFAULT_SETTINGS[k] for k in RISK_KEYS} | {key: value}
     try:
         RiskSettings.parse(**args)
     except RiskSettingsError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(exc.field, exc.reason) from None
     if key == "currency_rates":  # stored as read: CODE=rate, upper case, sorted
-        from .risk import parse_rates
-
         return " ".join(f"{code}={rate}" for code, rate in parse_rates(value, args["reporting_currency"]))
     return value.strip().upper() if key == "reporting_currency" else value.strip()
 
@@ -349,8 +258,6 @@ class StoreSettings:
         """The window, read by offpeak.parse_window (the rule `settings` checks
         with); a pair stored before that check, which it would refuse, falls
         back to the default window rather than stopping every off-peak job."""
-        from .offpeak import parse_window
-
         try:
             return parse_window(self["offpeak_start"], self["offpeak_end"])
         except ConfigError:
@@ -363,8 +270,6 @@ class StoreSettings:
     @property
     def risk(self):
         """risk.RiskSettings; a bad stored value falls back to its default."""
-        from .risk import RiskSettings, RiskSettingsError
-
         values = {k: self[k] for k in RISK_KEYS}
         for key in RISK_KEYS:
             try:
@@ -400,12 +305,10 @@ NUMERIC_SETTINGS = {"risk_correction_share", "risk_tax_tolerance", "risk_hold_sc
 def _setting_text(key: str, value: str | None) -> str:
     """The text rules of every setting (text.typed): no control characters
     (seller_address: lines), not blank (timezone may be), at most SETTING_MAX."""
-    from .text import TextError, typed
-
     try:
         (value or "").encode("utf-8")
     except UnicodeEncodeError:  # bytes of a non-UTF-8 argument, surrogate-escaped
-        raise ConfigError(f"{key}: is not valid UTF-8 text (the bytes cannot be read as characters)") from None
+        raise ConfigError(key, "is not valid UTF-8 text (the bytes cannot be read as characters)") from None
     try:
         if key in MULTILINE_SETTINGS:
             lines = [typed(key, line, max_len=SETTING_MAX, required=False)
@@ -418,12 +321,12 @@ def _setting_text(key: str, value: str | None) -> str:
             required = key not in OPTIONAL_SETTINGS or bool((value or "").strip())
             text = typed(key, value, max_len=SETTING_MAX, required=required)
     except TextError as exc:
-        raise ConfigError(f"{key}: {exc.reason}") from None
+        raise ConfigError(key, exc.reason) from None
     if key in NUMERIC_SETTINGS:
         odd = next((ch for ch in text if ch == "_" or (ch.isdigit() and not ch.isascii())), None)
         if odd is not None:
             what = "_" if odd == "_" else f"{odd} ({unicodedata.name(odd, 'a digit')})"
-            raise ConfigError(f"{key}: {text!r} contains {what}; write numbers with the digits 0-9")
+            raise ConfigError(key, f"{text!r} contains {what}; write numbers with the digits 0-9")
     return text
 
 
@@ -434,15 +337,13 @@ def validate_setting(key: str, value: str, current: "StoreSettings | None" = Non
     window must open: its start and end differ).
     """
     if not (key or "").strip():
-        raise ConfigError("key: is empty; give a setting's name")
+        raise ConfigError("key", "is empty; give a setting's name")
     if key not in DEFAULT_SETTINGS:
-        raise ConfigError(f"key: {key!r} is not a setting; known: {', '.join(sorted(DEFAULT_SETTINGS))}")
+        raise ConfigError("key", f"{key!r} is not a setting; known: {', '.join(sorted(DEFAULT_SETTINGS))}")
     value = _setting_text(key, value)
     check = VALIDATORS.get(key)
     value = check(value) if check else value
     if current is not None and key in ("offpeak_start", "offpeak_end"):
-        from .offpeak import parse_window
-
         other = "offpeak_end" if key == "offpeak_start" else "offpeak_start"
         try:
             parse_hhmm(other, current[other])
@@ -477,7 +378,7 @@ class AppConfig:
             try:
                 data = tomllib.loads(path.read_text(encoding="utf-8"))
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"--config: {path}: {exc}") from None
+                raise ConfigError("--config", f"{path}: {exc}") from None
         cfg = cls(
             db_url=data.get("db"),
             theme=data.get("theme", cls.theme),

@@ -6,6 +6,10 @@ import datetime as dt
 import os
 from pathlib import Path
 
+from . import statuses as S
+from .context import BulkResult
+from .errors import FieldError
+from .safefile import check_creatable_dir, make_dirs
 from .store.models import (
     Account, ChargeLine, Correction, CustomerClass, Invoice, InvoicePdf, TaxLine, database,
 )
@@ -14,8 +18,6 @@ from .store.settings import load_settings
 
 def draft_note(inv: Invoice) -> str:
     """The DRAFT mark a PDF of this invoice carries now ("" once issued)."""
-    from . import statuses as S
-
     if inv.status in (S.UNDER_REVIEW, S.REJECTED, S.OPEN):
         return f"DRAFT — {S.label(S.INVOICE_STATUSES, inv.status).lower()}, not yet issued"
     return ""
@@ -113,12 +115,8 @@ def _kept_pdf(inv: Invoice) -> bytes | None:
     return None
 
 
-class DownloadTargetError(ValueError):
+class DownloadTargetError(FieldError):
     """The target directory or merged file cannot be used (bad input: nothing written)."""
-
-    def __init__(self, field: str, reason: str):
-        super().__init__(f"{field}: {reason}")
-        self.field, self.reason = field, reason
 
 
 def check_download_target(directory: Path, merged: Path | None) -> None:
@@ -127,8 +125,6 @@ def check_download_target(directory: Path, merged: Path | None) -> None:
     Everything is checked first (the directory and the merged file's folder,
     each the folder itself or, not there yet, its closest existing ancestor);
     only then is the directory created (folders it creates: owner only)."""
-    from .safefile import check_creatable_dir, make_dirs
-
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise DownloadTargetError("to", f"{directory} is not a directory")
@@ -159,7 +155,6 @@ def download_many(ids, directory: Path, merged: Path | None = None, progress=Non
     it is listed in the result's `failed`.  Returns (BulkResult, files, merged
     path or None)."""
     from . import pdf
-    from .workflow import BulkResult
 
     check_download_target(directory, merged)
     result = BulkResult()

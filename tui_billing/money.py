@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from decimal import ROUND_HALF_UP, Decimal
 
+from .errors import FieldError
+
 # ISO 4217 minor units for the currencies we bill in; anything else: 2.
 MINOR_UNITS = {
     "JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "HUF": 2, "VND": 0,
@@ -21,8 +23,8 @@ MAX_ADJUSTMENT = Decimal("10000000")
 ZERO = Decimal("0")
 
 
-class MoneyError(ValueError):
-    """An amount that cannot be accepted; the message names the reason."""
+class MoneyError(FieldError):
+    """An amount that cannot be accepted: `.reason` says why; `.field` is "amount"."""
 
 
 # What a person may type: ASCII digits, one optional '-' and '.'.  Decimal()
@@ -34,7 +36,7 @@ def parse_typed_number(raw: str) -> Decimal:
     """A plain decimal typed by a person, or MoneyError('... is not a number')."""
     text = (raw or "").strip()
     if not _TYPED_NUMBER.fullmatch(text):
-        raise MoneyError(f"{text!r} is not a number (digits, optionally '.' and decimals)")
+        raise MoneyError("amount", f"{text!r} is not a number (digits, optionally '.' and decimals)")
     return Decimal(text)
 
 
@@ -91,21 +93,21 @@ def parse_amount(text: str, currency: str, *, maximum: Decimal = MAX_ADJUSTMENT)
     """
     raw = (text or "").strip()
     if not raw:
-        raise MoneyError("is required")
+        raise MoneyError("amount", "is required")
     refusal = _comma_refusal(raw, currency)
     if refusal:
-        raise MoneyError(refusal)
+        raise MoneyError("amount", refusal)
     try:
         value = parse_typed_number(raw.replace(",", ""))
     except MoneyError:
-        raise MoneyError(f"{raw!r} is not a number") from None
+        raise MoneyError("amount", f"{raw!r} is not a number") from None
     if value <= 0:
-        raise MoneyError("must be greater than zero")
+        raise MoneyError("amount", "must be greater than zero")
     places = minor_units(currency)
     if -value.as_tuple().exponent > places and value != value.quantize(quantum(currency)):
-        raise MoneyError(f"{currency} amounts have at most {places} decimal places")
+        raise MoneyError("amount", f"{currency} amounts have at most {places} decimal places")
     if value > maximum:
-        raise MoneyError(f"must not exceed {format_amount(maximum, currency)}")
+        raise MoneyError("amount", f"must not exceed {format_amount(maximum, currency)}")
     return quantize(value, currency)
 
 

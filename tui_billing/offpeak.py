@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from .config import Clock, ConfigError
+from .clock import Clock
+from .errors import ConfigError
 
 # "HH:MM" in the billing zone's wall-clock time: ASCII digits, no seconds, no
 # offset ("01:00Z" or "01:00+05:00" would be an aware time that the job loop
@@ -23,7 +24,7 @@ def parse_hhmm(name: str, text: str) -> dt.time:
     value = (text or "").strip()
     m = _HHMM.fullmatch(value)
     if not m:
-        raise ConfigError(f"{name}: {text!r} is not a time like 01:00 (HH:MM, 00:00 to 23:59, in the "
+        raise ConfigError(name, f"{text!r} is not a time like 01:00 (HH:MM, 00:00 to 23:59, in the "
                           "billing time zone; no offset)")
     return dt.time(int(m.group(1)), int(m.group(2)))
 
@@ -33,7 +34,7 @@ def parse_window(start: str, end: str, *, changing: str = "offpeak_start") -> tu
     `changing`: the setting being changed, named when the pair is refused."""
     s, e = parse_hhmm("offpeak_start", start), parse_hhmm("offpeak_end", end)
     if s == e:
-        raise ConfigError(f"{changing}: the window {start.strip()}–{end.strip()} would never open "
+        raise ConfigError(changing, f"the window {start.strip()}–{end.strip()} would never open "
                           "(start and end are the same time)")
     return s, e
 

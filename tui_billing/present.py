@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from . import statuses as S
-from .config import Clock
-from .money import format_amount, format_debt_change, format_money
+from .clock import Clock
+from .money import format_amount, format_debt_change, format_money, quantize
 from .risk import is_flagged, parse_flags
 from .text import shown
 
@@ -28,7 +28,6 @@ def iso_time(clock: Clock, moment: dt.datetime | None) -> str | None:
 def amount_str(value: Decimal | None, currency: str) -> str | None:
     if value is None:
         return None
-    from .money import quantize
     return str(quantize(value, currency))
 
 

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from .errors import Refused
 from .money import ZERO
 
 
@@ -270,19 +271,20 @@ def mark_reviewed(ctx, ref) -> object:
     """An admin has seen the current revision: it becomes the baseline of the
     next diff.  Only for an invoice under review; writes an audit event."""
     from . import statuses as S
-    from . import workflow
+    from .audit import write_audit
+    from .store.locking import lock_invoice
     from .store.models import Invoice, InvoiceSnapshot, database
 
     with database.atomic():
-        inv = workflow._lock(ref)
+        inv = lock_invoice(ref)
         if inv.status != S.UNDER_REVIEW:
-            raise workflow.Refused(inv.number, f"is {S.label(S.INVOICE_STATUSES, inv.status).lower()}, "
-                                               "not under review")
+            raise Refused(inv.number, f"is {S.label(S.INVOICE_STATUSES, inv.status).lower()}, "
+                                      "not under review")
         before = (inv.status, inv.total)
         Invoice.update(reviewed_revision=inv.revision).where(
             (Invoice.id == inv.id) & (Invoice.revision == inv.revision)).execute()
         InvoiceSnapshot.delete().where((InvoiceSnapshot.invoice == inv.id)
                                        & (InvoiceSnapshot.revision < inv.revision)).execute()
         inv.reviewed_revision = inv.revision
-        workflow.write_audit(ctx, "mark_reviewed", inv, before, before, revision=inv.revision)
+        write_audit(ctx, "mark_reviewed", inv, before, before, revision=inv.revision)
     return inv

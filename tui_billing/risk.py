@@ -30,7 +30,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -38,13 +37,13 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from . import statuses as S
 from .billing import BILLABLE_SUBSCRIPTION_STATUSES, Calculation
 from .money import ZERO, format_amount, format_money, quantize
+from .risk_settings import (  # noqa: F401 - re-exported: the settings are read by config too
+    DEFAULT_RATES, DEFAULT_SETTINGS, FLAGGED, RiskSettings, RiskSettingsError, parse_rates,
+)
 
 HUNDRED = Decimal(100)
 CENT = Decimal("0.01")
 
-# A flagged invoice's score is at least FLAGGED (a person must look at it);
-# below it, unflagged invoices are ordered by their distance from expected.
-FLAGGED = 1000
 
 
 def is_flagged(score: int | None) -> bool:
@@ -273,81 +272,6 @@ class Population:
 
 
 NO_POPULATION = Population()
-
-
-class RiskSettingsError(ValueError):
-    pass
-
-
-def _decimal(name: str, text: str | Decimal, *, low: Decimal, low_ok: bool, high: Decimal | None = None) -> Decimal:
-    try:
-        value = Decimal(str(text).strip())
-    except (InvalidOperation, ValueError):
-        raise RiskSettingsError(f"{name}: {text!r} is not a number") from None
-    if not value.is_finite() or (value < low if low_ok else value <= low) or (high is not None and value > high):
-        bound = f"{'at least' if low_ok else 'greater than'} {low}" + (f" and at most {high}" if high else "")
-        raise RiskSettingsError(f"{name}: {text!r} must be {bound}")
-    return value
-
-
-_CURRENCY = re.compile(r"[A-Z]{3}")
-
-
-def parse_rates(text: str, reporting: str = "EUR") -> tuple[tuple[str, Decimal], ...]:
-    """'USD=0.92 GBP=1.17' (commas or spaces between) -> sorted pairs."""
-    rates: dict[str, Decimal] = {}
-    for item in text.replace(",", " ").split():
-        code, sep, value = item.partition("=")
-        code = code.strip().upper()
-        if not sep or not _CURRENCY.fullmatch(code):
-            raise RiskSettingsError(f"currency_rates: {item!r} is not like USD=0.92")
-        if code in rates:
-            raise RiskSettingsError(f"currency_rates: {code} is given twice")
-        rates[code] = _decimal(f"currency_rates: {code}", value, low=ZERO, low_ok=False, high=Decimal(10**9))
-    rates.pop(reporting, None)
-    return tuple(sorted(rates.items()))
-
-
-# Units of the reporting currency (EUR) per unit; `currency_rates` setting.
-DEFAULT_RATES = "USD=0.92 GBP=1.17 PLN=0.23 CHF=1.05 JPY=0.0062 SEK=0.088 NOK=0.086 DKK=0.134"
-
-
-@dataclass(frozen=True)
-class RiskSettings:
-    correction_share: Decimal = Decimal("0.25")  # of the usual total (and of this invoice's charges)
-    tax_tolerance: Decimal = Decimal(2)  # percentage points from the usual tax share
-    reporting_currency: str = "EUR"
-    rates: tuple[tuple[str, Decimal], ...] = parse_rates(DEFAULT_RATES)  # reporting currency per unit
-    hold_score: int = FLAGGED  # the job loop holds flagged invoices scored at least this
-    history: int = 6  # earlier invoices compared with
-
-    @classmethod
-    def parse(cls, *, risk_correction_share: str = "0.25", risk_tax_tolerance: str = "2",
-              reporting_currency: str = "EUR", currency_rates: str = DEFAULT_RATES,
-              risk_hold_score: str = str(FLAGGED)) -> "RiskSettings":
-        reporting = reporting_currency.strip().upper()
-        if not _CURRENCY.fullmatch(reporting):
-            raise RiskSettingsError(f"reporting_currency: {reporting_currency!r} is not a currency code like EUR")
-        try:
-            hold = int(str(risk_hold_score).strip())
-        except ValueError:
-            raise RiskSettingsError(f"risk_hold_score: {risk_hold_score!r} is not a whole number") from None
-        if hold < 1:
-            raise RiskSettingsError(f"risk_hold_score: {risk_hold_score!r} must be at least 1")
-        return cls(_decimal("risk_correction_share", risk_correction_share, low=ZERO, low_ok=False,
-                            high=Decimal(100)),
-                   _decimal("risk_tax_tolerance", risk_tax_tolerance, low=ZERO, low_ok=True, high=HUNDRED),
-                   reporting, parse_rates(currency_rates, reporting), hold)
-
-    def to_reporting(self, amount: Decimal, currency: str) -> Decimal:
-        """`amount` in the reporting currency; a currency without a rate
-        counts one for one (README: keep the rates of every currency billed)."""
-        if currency == self.reporting_currency:
-            return amount
-        return amount * dict(self.rates).get(currency, Decimal(1))
-
-
-DEFAULT_SETTINGS = RiskSettings()
 
 
 # --------------------------------------------------------------------------

@@ -6,11 +6,13 @@ Two rules (README, *Security*):
 - Text that arrives from imports (service names, customer names) is stored as
   it came, and every face shows it through `shown()`, which escapes control
   characters so that a terminal never obeys them.
-Pure: no store, no Textual.
+Pure: no store, no Textual; imports nothing of tui_billing but errors.
 """
 from __future__ import annotations
 
 import unicodedata
+
+from .errors import FieldError
 
 # Cc: C0/C1 controls (ESC, NUL, CR, LF, DEL); Cf: format (bidi overrides, zero width);
 # Zl/Zp: line/paragraph separators.  None of them belongs in typed text.
@@ -18,13 +20,8 @@ _CONTROL = {"Cc", "Cf", "Zl", "Zp"}
 _INVISIBLE = _CONTROL | {"Zs", "Mn", "Me"}
 
 
-class TextError(ValueError):
+class TextError(FieldError):
     """Refused text: names the field and the reason."""
-
-    def __init__(self, field_name: str, reason: str):
-        super().__init__(f"{field_name}: {reason}")
-        self.field = field_name
-        self.reason = reason
 
 
 def _bad_char(value: str) -> str | None:

@@ -13,128 +13,35 @@ and the other gets a clear refusal.
 from __future__ import annotations
 
 import datetime as dt
-import json
-from collections.abc import Callable, Iterable, Sequence
+import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-
-from . import revisions, risk
+from . import billing, documents, revisions, risk
 from . import statuses as S
-from .config import Clock, os_user, zone
+from .audit import AUDIT_COLUMNS, audit_row, insert_audits, write_audit  # noqa: F401 - re-exported
+from .clock import Clock, zone
+from .context import BulkResult, Ctx, Progress  # noqa: F401 - re-exported: they live in context.py
+from .errors import FieldError, NotFound, Refused
 from .money import MAX_ADJUSTMENT, ZERO, MoneyError, format_money, parse_amount, quantize
 from .offpeak import next_window_start
+from .store import risk_store
+from .store.locking import find_invoice, for_update, lock_invoice
+from .store.models import Account, Correction, CustomerClass, Invoice, InvoicePdf, Payment, database
+from .store.settings import load_settings
 from .text import TextError
 from .text import typed as typed_text
-from .store.models import AuditEvent, Correction, CustomerClass, Invoice, Payment, database
-from .store.bulk import insert_rows
-from .store.settings import load_settings
 
 CHUNK = 500  # ids per transaction in bulk transitions
 
 
-class Refused(Exception):
-    """A transition that does not apply; str() is the sentence admins read."""
-
-    def __init__(self, number: str, reason: str):
-        super().__init__(f"{number} {reason}" if number else reason)
-        self.number = number
-        self.reason = reason
-
-
-class NotFound(Refused):
-    pass
-
-
-class BadInput(ValueError):
+class BadInput(FieldError):
     """Input that is wrong whatever the invoice's state; names the field."""
-
-    def __init__(self, field: str, reason: str):
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
-
-
-@dataclass
-class Ctx:
-    """Who acts and what time it is, for one command or one job tick."""
-    clock: Clock = field(default_factory=Clock)
-    actor: str = field(default_factory=os_user)
-
-
-@dataclass
-class BulkResult:
-    done: list[str] = field(default_factory=list)  # invoice numbers
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (number, reason)
-
-    def merge(self, other: "BulkResult") -> None:
-        self.done.extend(other.done)
-        self.failed.extend(other.failed)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-
-Progress = Callable[[int, int], None]  # (done so far, total)
 
 
 # --------------------------------------------------------------------------
 # Helpers
-
-def _locked(query):
-    """SELECT … FOR UPDATE where the database has row locks (PostgreSQL)."""
-    return query.for_update() if database.obj.for_update else query
-
-
-def _audit(ctx: Ctx, action: str, inv: Invoice | None, before: tuple | None,
-           after: tuple | None, /, **detail) -> dict:
-    return {
-        "at": ctx.clock.now(), "actor": ctx.actor, "action": action,
-        "invoice": inv.id if inv else None, "number": inv.number if inv else None,
-        "before_status": before[0] if before else None,
-        "before_total": before[1] if before else None,
-        "after_status": after[0] if after else None,
-        "after_total": after[1] if after else None,
-        "detail": json.dumps(detail, default=str, ensure_ascii=False) if detail else "",
-    }
-
-
-def write_audit(ctx: Ctx, action: str, inv: Invoice | None = None, before=None, after=None, /, **detail):
-    AuditEvent.insert(_audit(ctx, action, inv, before, after, **detail)).execute()
-
-
-AUDIT_COLUMNS = ("at", "actor", "action", "invoice", "number", "before_status", "before_total",
-                 "after_status", "after_total", "detail")
-
-
-def insert_audits(rows: list[dict]) -> None:
-    """Many audit events in one executemany (bulk transitions write thousands)."""
-    fields = [AuditEvent._meta.fields[c] for c in AUDIT_COLUMNS]
-    insert_rows(AuditEvent, list(AUDIT_COLUMNS),
-                [tuple(f.db_value(row[c]) for f, c in zip(fields, AUDIT_COLUMNS)) for row in rows])
-
-
-def find_invoice(ref: str | int) -> Invoice:
-    """By id or number; NotFound names the reference."""
-    query = Invoice.select()
-    if isinstance(ref, int):
-        inv = query.where(Invoice.id == ref).first()
-    else:
-        inv = query.where(Invoice.number == ref).first()
-    if inv is None:
-        raise NotFound(str(ref), "does not exist")
-    return inv
-
-
-def _lock(ref: str | int) -> Invoice:
-    query = Invoice.select()
-    query = query.where(Invoice.id == ref) if isinstance(ref, int) else query.where(Invoice.number == ref)
-    inv = _locked(query).first()
-    if inv is None:
-        raise NotFound(str(ref), "does not exist")
-    return inv
-
 
 def _save_guarded(inv: Invoice, expected_status: str, expected_revision: int, **changes) -> None:
     n = (Invoice.update(**changes)
@@ -201,11 +108,8 @@ def close_postpay(ctx: Ctx, ref: str | int) -> Invoice:
     Corrections are kept; the draft PDFs of the open invoice are dropped (the
     issued invoice's PDF is rendered on first use).
     """
-    from . import billing
-    from .store.models import InvoicePdf
-
     with database.atomic():
-        inv = _lock(ref)
+        inv = lock_invoice(ref)
         if inv.status != S.OPEN:
             raise Refused(inv.number, f"is {S.label(S.INVOICE_STATUSES, inv.status).lower()}, not open")
         cls = CustomerClass.get_by_id(inv.customer_class_id)
@@ -367,7 +271,7 @@ def _approve_chunk(ctx: Ctx, refs: list, include_flagged: bool = False) -> Appro
             extra = {}
             if w.id in accepted:  # who accepted which flags, at which revision
                 extra = {"accepted_flags": flag_dicts(accepted[w.id]), "risk_score": w.risk_score}
-            audits.append(_audit(ctx, "approve", w, (S.UNDER_REVIEW, w.total), (S.APPROVED, w.total),
+            audits.append(audit_row(ctx, "approve", w, (S.UNDER_REVIEW, w.total), (S.APPROVED, w.total),
                                  revision=w.revision, **extra))
         insert_audits(audits)
         result.done.extend(w.number for w in winners.values())
@@ -500,7 +404,7 @@ def auto_approve_due(ctx: Ctx, limit: int = 10_000) -> AutoApproveResult:
              Invoice.review_deadline.db_value(now), *args, S.UNDER_REVIEW, *args])
         rows = [_Row(i, n, S.APPROVED, Invoice.total.python_value(t), rev, risk_score=score or 0,
                      risk_flags=flags or "") for i, n, t, rev, score, flags in cursor]
-        insert_audits([_audit(ctx, "auto_approve", r, (S.UNDER_REVIEW, r.total), (S.APPROVED, r.total),
+        insert_audits([audit_row(ctx, "auto_approve", r, (S.UNDER_REVIEW, r.total), (S.APPROVED, r.total),
                               revision=r.revision,
                               **({"flags": flag_dicts(r.flags), "risk_score": r.risk_score,
                                   "auto_approve_flagged": "on"} if r.flagged else {}))
@@ -517,7 +421,7 @@ def auto_approve_due(ctx: Ctx, limit: int = 10_000) -> AutoApproveResult:
                  S.UNDER_REVIEW, threshold])
             held = [_Row(i, n, S.UNDER_REVIEW, Invoice.total.python_value(t), rev, risk_score=score or 0,
                          risk_flags=flags or "") for i, n, t, rev, score, flags in cursor]
-            insert_audits([_audit(ctx, "hold", r, (S.UNDER_REVIEW, r.total), (S.UNDER_REVIEW, r.total),
+            insert_audits([audit_row(ctx, "hold", r, (S.UNDER_REVIEW, r.total), (S.UNDER_REVIEW, r.total),
                                   flags=flag_dicts(r.flags), risk_score=r.risk_score, hold_score=threshold,
                                   revision=r.revision)
                            for r in held])
@@ -573,9 +477,6 @@ class AdjustBasis:
 
 def adjust_basis(ref) -> AdjustBasis:
     """The basis of an invoice given as id, number or the Invoice read."""
-    from . import billing
-    from .store.models import Account
-
     inv = ref if isinstance(ref, Invoice) else find_invoice(getattr(ref, "id", ref))
     rates = billing.load_tax_rates(Account.get_by_id(inv.account_id))
     return AdjustBasis(inv.id, inv.number, inv.currency, inv.status, inv.total,
@@ -584,8 +485,6 @@ def adjust_basis(ref) -> AdjustBasis:
 
 def _taxes_after(basis: AdjustBasis, signed: Decimal) -> list:
     """The invoice's tax lines once a net correction `signed` joins the base."""
-    from . import billing
-
     return billing.taxes_on(basis.taxable + signed, basis.rates, basis.currency)
 
 
@@ -638,7 +537,7 @@ def preview_adjust(ref, kind: str, amount: Decimal | str, description: str | Non
             try:
                 amount = parse_amount(amount, basis.currency)
             except MoneyError as exc:
-                raise BadInput("amount", str(exc)) from None
+                raise BadInput(exc.field, exc.reason) from None
         validate_adjustment(kind, amount, "-" if description is None else description, basis.currency)
         amount = quantize(amount, basis.currency)
         out["amount"] = amount
@@ -659,11 +558,9 @@ def preview_adjust(ref, kind: str, amount: Decimal | str, description: str | Non
 def adjust(ctx: Ctx, ref: str | int, kind: str, amount: Decimal, description: str) -> Invoice:
     """Apply one manual credit (kind='credit') or charge ('charge'), net,
     with the tax it brings under the account's tax rules."""
-    from . import billing
-
     correction_kind, amount, text = validate_adjustment(kind, amount, description)
     with database.atomic():
-        inv = _lock(ref)
+        inv = lock_invoice(ref)
         basis = adjust_basis(inv)
         outcome = preview_adjust(basis, kind, amount, text)  # the rules the console and dry run show
         if outcome.field:
@@ -720,7 +617,7 @@ def request_reissue(ctx: Ctx, ref: str | int, mode: str) -> Invoice:
     """
     _check_reissue_mode(mode)
     with database.atomic():
-        inv = _lock(ref)
+        inv = lock_invoice(ref)
         refusal = reissue_refusal(inv)
         if refusal:
             raise Refused(inv.number, refusal)
@@ -738,10 +635,8 @@ def request_reissue(ctx: Ctx, ref: str | int, mode: str) -> Invoice:
 
 def complete_reissue(ctx: Ctx, ref: str | int) -> Invoice:
     """REJECTED -> UNDER_REVIEW with amounts recalculated, corrections kept."""
-    from . import billing  # the one calculation, shared with the bill run
-
     with database.atomic():
-        inv = _lock(ref)
+        inv = lock_invoice(ref)
         if inv.status != S.REJECTED:
             raise Refused(inv.number, f"is {S.label(S.INVOICE_STATUSES, inv.status).lower()}: "
                           "only a rejected invoice awaits reissue")
@@ -865,15 +760,13 @@ def due_for_offpeak_reissue(ctx: Ctx, limit: int = 200) -> list[int]:
 
 def mark_sent(ctx: Ctx, ref: str | int, revision: int) -> Invoice:
     """APPROVED -> PAID (balance covers it) or UNPAID (a payment to wait for)."""
-    from .store.models import Account
-
     with database.atomic():
-        inv = _lock(ref)
+        inv = lock_invoice(ref)
         if inv.status != S.APPROVED:
             raise Refused(inv.number, f"is {inv.status}, not approved")
         if inv.revision != revision:
             raise Refused(inv.number, f"changed to revision {inv.revision} after revision {revision} was queued")
-        account = _locked(Account.select().where(Account.id == inv.account_id)).get()
+        account = for_update(Account.select().where(Account.id == inv.account_id)).get()
         before = _state(inv)
         now = ctx.clock.now()
         covered = inv.outstanding <= 0 or account.balance >= inv.outstanding
@@ -897,13 +790,13 @@ def mark_sent(ctx: Ctx, ref: str | int, revision: int) -> Invoice:
 def expire_payment(ctx: Ctx, payment_id: int) -> Payment | None:
     """waiting_for_payment past its due date -> expired; its invoice OVERDUE."""
     with database.atomic():
-        pay = _locked(Payment.select().where(Payment.id == payment_id)).first()
+        pay = for_update(Payment.select().where(Payment.id == payment_id)).first()
         today = ctx.clock.today()
         if pay is None or pay.status != "waiting_for_payment" or not pay.due_date or pay.due_date >= today:
             return None
         Payment.update(status="expired").where(
             (Payment.id == pay.id) & (Payment.status == "waiting_for_payment")).execute()
-        inv = _lock(pay.invoice_id)
+        inv = lock_invoice(pay.invoice_id)
         before = _state(inv)
         if inv.status == S.UNPAID:
             _save_guarded(inv, S.UNPAID, inv.revision, status=S.OVERDUE)
@@ -914,8 +807,6 @@ def expire_payment(ctx: Ctx, payment_id: int) -> Payment | None:
 
 def _assess(inv: Invoice) -> None:
     """Risk flags and score of the invoice's new revision (same transaction)."""
-    from .store import risk_store
-
     risk_store.assess_invoice(inv)
 
 
@@ -927,14 +818,10 @@ def _after_change(inv: Invoice) -> None:
     committed, so a failed render does not undo it: the PDF of a revision is
     rendered on demand when it is missing (documents.current_pdf).
     """
-    from . import documents
-
     if database.in_transaction():
         return  # a caller's transaction: its PDF is rendered on first use
     try:
         documents.store_pdf(inv)
     except Exception as exc:  # noqa: BLE001 - committed; the next reader renders it
-        import logging
-
         logging.getLogger(__name__).warning("PDF of %s revision %s not rendered: %s",
                                             inv.number, inv.revision, exc)

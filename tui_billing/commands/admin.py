@@ -1,7 +1,7 @@
 """migrate, demo, settings, class: setting the store up."""
 from __future__ import annotations
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..present import dumps, table
 from .common import (
     EXIT_OK, Env, UsageError, add_global_options, add_json, ascii_int, eprint, raw_value,
@@ -61,8 +61,7 @@ def check_settings(args) -> None:
     try:
         validate_setting(args.key, args.value)
     except ConfigError as exc:
-        name, _, reason = str(exc).partition(": ")
-        raise UsageError(name, reason) from None
+        raise UsageError(exc.field, exc.reason) from None
 
 
 def check_class(args) -> None:
@@ -104,8 +103,7 @@ def cmd_settings(env: Env, args) -> int:
         try:
             save_setting(args.key, args.value)
         except ConfigError as exc:
-            name, _, reason = str(exc).partition(": ")
-            raise UsageError(name, reason) from None
+            raise UsageError(exc.field, exc.reason) from None
     values = load_settings()
     data = {k: values[k] for k in sorted(set(values.values) | set(_defaults()))}
     if args.key is not None and args.key not in data:

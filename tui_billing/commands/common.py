@@ -16,11 +16,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import AppConfig, Clock, ConfigError, os_user, parse_now, redact_text, redact_url, zone
+from ..clock import Clock, parse_now, zone
+from ..config import AppConfig, redact_text, redact_url
+from ..context import BulkResult, Ctx, os_user
+from ..errors import ConfigError, FieldError, NotFound
 from ..present import terminal_text
 from ..store.queries import FilterError
 from ..text import TextError, typed
-from ..workflow import BadInput, BulkResult, Ctx, NotFound
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 ARG_MAX = 4096  # characters of any one argument (PATH_MAX); fields with a column are checked tighter
@@ -34,6 +36,13 @@ class UsageError(Exception):
         super().__init__(f"{field_name}: {reason}")
         self.field = field_name
         self.reason = reason
+
+
+def usage_error(exc: FieldError) -> UsageError:
+    """Refused input (any FieldError: BadInput, FilterError, TextError,
+    ConfigError …) as the CLI reports it, exit 2: its field as the CLI names
+    it, a flag without its dashes (ConfigError "--now" -> now)."""
+    return UsageError(exc.field.lstrip("-"), exc.reason)
 
 
 @dataclass
@@ -142,7 +151,7 @@ def now_arg(text: str) -> str:
     try:
         parse_now(text, zone("UTC"))
     except ConfigError as exc:
-        raise UsageError("now", str(exc).partition(": ")[2]) from None
+        raise UsageError("now", exc.reason) from None
     return text
 
 
@@ -205,7 +214,7 @@ def filter_date(field: str):
         try:
             parse_date(field, text)
         except FilterError as exc:
-            raise UsageError(exc.field, str(exc).partition(": ")[2]) from None
+            raise usage_error(exc) from None
         return text
 
     parse.__name__ = "date"
@@ -248,7 +257,7 @@ def load_config(args) -> AppConfig:
     try:
         return AppConfig.load(Path(args.config) if getattr(args, "config", None) else None)
     except ConfigError as exc:
-        raise UsageError("config", str(exc).removeprefix("--config: ")) from None
+        raise UsageError("config", exc.reason) from None
 
 
 def run_command(args, handler) -> int:
@@ -336,11 +345,10 @@ def open_env(args, *, demo_if_empty: bool = False, config: AppConfig | None = No
         actor = actor_of_session()
     except store_db.StoreError as exc:
         store_db.close()
-        raise UsageError("db", redact_text(str(exc).removeprefix("--db: "))) from None
+        raise UsageError("db", redact_text(exc.reason)) from None
     except ConfigError as exc:
         store_db.close()
-        name, _, reason = str(exc).partition(": ")
-        raise UsageError(name.lstrip("-"), reason) from None
+        raise usage_error(exc) from None
     except (peewee.DatabaseError, peewee.InterfaceError, OSError) as exc:  # /dev/null, not a SQLite file, …
         store_db.close()
         raise UsageError("db", redact_text(f"cannot use {url} as a store: {exc}".strip())) from None
@@ -353,15 +361,10 @@ def open_env(args, *, demo_if_empty: bool = False, config: AppConfig | None = No
             demo.build(env.ctx, invoices=2000, seed=1, quiet=True)
     try:
         yield env
-    except (BadInput, FilterError) as exc:
-        raise UsageError(exc.field, getattr(exc, "reason", str(exc).split(": ", 1)[-1])) from None
-    except TextError as exc:
-        raise UsageError(exc.field, exc.reason) from None
+    except FieldError as exc:  # BadInput, FilterError, TextError, ConfigError …: the field named
+        raise usage_error(exc) from None
     except NotFound as exc:
         raise UsageError("invoice", str(exc)) from None
-    except ConfigError as exc:
-        name, _, reason = str(exc).partition(": ")
-        raise UsageError(name.lstrip("-"), reason) from None
     finally:
         store_db.close()
 

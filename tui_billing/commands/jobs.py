@@ -4,7 +4,7 @@ from __future__ import annotations
 import signal
 import threading
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from .common import (
     EXIT_OK, EXIT_SOME_FAILED, ID_MAX, Env, UsageError, add_global_options, add_json, ascii_int, eprint,
 )
@@ -81,8 +81,7 @@ def cmd_jobs_run(env: Env, args) -> int:
         eprint(f"tui-billing: {exc}")
         return EXIT_SOME_FAILED
     except ConfigError as exc:
-        name, _, reason = str(exc).partition(": ")
-        raise UsageError(name, reason) from None
+        raise UsageError(exc.field, exc.reason) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

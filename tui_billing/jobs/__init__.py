@@ -28,6 +28,7 @@ review) and `mail.failed_messages()` (deliveries an operator must look at).
 """
 from __future__ import annotations
 
+from ..mail import failed_messages as _failed
 from .base import JobLog, JobResult, format_line
 from .dispatch import deliver_outbox, dispatch_approved
 from .lock import LoopBusy, LoopLock, LoopRegistration, current_holder, loop_lock, running_loops
@@ -39,8 +40,6 @@ from .status import LoopInfo, LoopStatus, loop_status
 
 def failed_messages(limit: int = 200):
     """Failed and uncertain deliveries (for the console's outbox view)."""
-    from ..mail import failed_messages as _failed
-
     return _failed(limit)
 
 

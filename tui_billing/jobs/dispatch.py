@@ -1,10 +1,11 @@
 """Dispatch jobs: approved invoice -> email queued + sent status; outbox delivery."""
 from __future__ import annotations
 
-from .. import mail
+from .. import documents, mail, workflow
 from .. import statuses as S
-from .. import workflow
-from ..store.models import Invoice, OutboxMessage, database
+from ..config import AppConfig
+from ..store.locking import for_update
+from ..store.models import Account, Invoice, OutboxMessage, database
 from ..store.settings import load_settings
 from ..workflow import number_of
 from .base import JobResult, Log, claim_invoices, claimant, null_log, release_invoices, stopped
@@ -62,8 +63,6 @@ def dispatch_approved(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, b
 
 
 def dispatch_one(ctx: workflow.Ctx, inv_id: int, settings) -> tuple[Invoice, OutboxMessage] | None:
-    from .. import documents
-
     inv = Invoice.get_or_none(Invoice.id == inv_id)
     if inv is None or inv.status != S.APPROVED:
         return None  # someone else dispatched it meanwhile
@@ -72,8 +71,7 @@ def dispatch_one(ctx: workflow.Ctx, inv_id: int, settings) -> tuple[Invoice, Out
     # PDF rendered here outside the transaction is the one of this revision.
     documents.store_pdf(inv, now=ctx.clock.now())
     with database.atomic():
-        query = Invoice.select().where(Invoice.id == inv_id)
-        inv = (query.for_update() if database.obj.for_update else query).first()
+        inv = for_update(Invoice.select().where(Invoice.id == inv_id)).first()
         if inv is None or inv.status != S.APPROVED:
             return None
         if inv.revision != revision:
@@ -81,8 +79,6 @@ def dispatch_one(ctx: workflow.Ctx, inv_id: int, settings) -> tuple[Invoice, Out
         queued = mail.queue_invoice(ctx, inv, settings)  # 1. queue (idempotent)
         inv = workflow.mark_sent(ctx, inv_id, revision)  # 2. approved -> paid / unpaid
         if queued.message.status == mail.QUEUED:  # say what to do now that the payment exists
-            from ..store.models import Account
-
             body = mail.invoice_body(inv, Account.get_by_id(inv.account_id), settings,
                                      paid=inv.status == S.PAID)
             (OutboxMessage.update(body=body)
@@ -107,8 +103,6 @@ def deliver_outbox(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, tran
     """
     log = log or null_log
     if transport is None:
-        from ..config import AppConfig
-
         cfg = AppConfig.load()
         transport = mail.transport_from_config(cfg.mail)
         policy = policy or mail.RetryPolicy.from_config(cfg.mail)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from peewee import fn
 
 from ..store.models import JobLock, database
-from .base import _pid_namespace, real_now
+from .base import _pid_namespace, real_now, shared_store
 
 LOCK_NAME = "jobs"
 PASS_PREFIX = "pass:"  # "pass:jobs" (SQLite), "pass:jobs:<random>" (PostgreSQL): last pass finished
@@ -257,8 +257,6 @@ class LoopRegistration:
 def loop_lock(shared: bool | None = None) -> LoopLock | LoopRegistration:
     """The right guard for the store: LoopLock on SQLite, LoopRegistration on PostgreSQL."""
     if shared is None:
-        from .base import shared_store
-
         shared = shared_store()
     return LoopRegistration() if shared else LoopLock()
 

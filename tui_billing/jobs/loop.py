@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import mail
-from ..config import ConfigError
-from ..workflow import Ctx
+from ..context import Ctx
+from ..errors import ConfigError
 from .base import JobLog, JobResult, release_all_claims, release_dead_claims, shared_store
 from .dispatch import deliver_outbox, dispatch_approved
 from .lock import Heartbeat, LoopBusy, LoopLock, LoopRegistration, loop_lock
@@ -55,13 +55,13 @@ def intervals(config_jobs: dict | None) -> dict[str, float | None]:
         if name in (SLICE_KEY, CONSOLE_KEY):
             continue
         if name not in JOBS:
-            raise ConfigError(f"jobs.{name}: not a job; known: {', '.join(JOBS)}")
+            raise ConfigError(f"jobs.{name}", f"not a job; known: {', '.join(JOBS)}")
         if isinstance(value, str) and value.strip().lower() in ("off", "false", "no"):
             result[name] = None
             continue
         seconds = _seconds(name, value)
         if seconds < 0 or seconds != seconds or seconds > 7 * 86400:
-            raise ConfigError(f"jobs.{name}: {value!r} must be between 0 (off) and 604800 seconds")
+            raise ConfigError(f"jobs.{name}", f"{value!r} must be between 0 (off) and 604800 seconds")
         result[name] = seconds or None
     return result
 
@@ -69,11 +69,11 @@ def intervals(config_jobs: dict | None) -> dict[str, float | None]:
 def _seconds(key: str, value) -> float:
     """A [jobs] value as seconds, or a ConfigError naming the key."""
     if isinstance(value, bool):  # TOML true/false is not a duration
-        raise ConfigError(f"jobs.{key}: {value!r} is not a number of seconds")
+        raise ConfigError(f"jobs.{key}", f"{value!r} is not a number of seconds")
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"jobs.{key}: {value!r} is not a number of seconds") from None
+        raise ConfigError(f"jobs.{key}", f"{value!r} is not a number of seconds") from None
 
 
 def run_slice(config_jobs: dict | None) -> float:
@@ -83,7 +83,7 @@ def run_slice(config_jobs: dict | None) -> float:
     value = (config_jobs or {}).get(SLICE_KEY, DEFAULT_SLICE)
     seconds = _seconds(SLICE_KEY, value)
     if not (0.1 <= seconds <= 86400):
-        raise ConfigError(f"jobs.{SLICE_KEY}: {value!r} must be between 0.1 and 86400 seconds")
+        raise ConfigError(f"jobs.{SLICE_KEY}", f"{value!r} must be between 0.1 and 86400 seconds")
     return seconds
 
 
@@ -98,7 +98,7 @@ def console_mode(config_jobs: dict | None) -> str:
         return "on" if value else "off"
     mode = CONSOLE_MODES.get(str(value).strip().lower())
     if mode is None:
-        raise ConfigError(f"jobs.{CONSOLE_KEY}: {value!r} must be auto, on or off")
+        raise ConfigError(f"jobs.{CONSOLE_KEY}", f"{value!r} must be auto, on or off")
     return mode
 
 
@@ -216,7 +216,7 @@ def run_loop(env, stop_event: threading.Event, *, once: bool = False, wait: bool
     if only:
         unknown = [n for n in only if n not in JOBS]
         if unknown:
-            raise ConfigError(f"--job: {unknown[0]!r} is not a job; known: {', '.join(JOBS)}")
+            raise ConfigError("--job", f"{unknown[0]!r} is not a job; known: {', '.join(JOBS)}")
     slice_seconds = run_slice(getattr(env.config, "jobs", {}))  # validated in both modes
     if once:
         slice_seconds = None  # --once: every job runs to the end of its work

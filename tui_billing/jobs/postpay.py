@@ -5,6 +5,7 @@ import datetime as dt
 
 from .. import statuses as S
 from .. import workflow
+from ..billrun import close_open_invoice
 from ..money import format_money
 from ..store.models import Invoice, Payment, database
 from ..workflow import number_of
@@ -42,10 +43,7 @@ def close_postpay(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch
     first claims the invoice (FOR UPDATE SKIP LOCKED): several loops close
     different invoices.
     """
-    try:
-        from ..billrun import close_open_invoice as close_one
-    except ImportError:  # pragma: no cover - the bill run module is part of the package
-        close_one = workflow.close_postpay
+    close_one = close_open_invoice
     log = log or null_log
     res = JobResult()
     last_period_to = ctx.clock.today() - dt.timedelta(days=CLOSE_ON_DAY)

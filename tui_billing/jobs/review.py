@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import mail, workflow
 from .. import statuses as S
-from .. import workflow
 from ..offpeak import in_window
 from ..money import format_money
 from ..store.models import Account, AuditEvent, Invoice, database
@@ -108,8 +108,6 @@ def notify_admins(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch
     a digest of others).  A digest queued while admin_email was not an
     address is failed at once (listed by `outbox --failed`); once the setting
     is fixed, the next run requeues it to the new address."""
-    from .. import mail
-
     log = log or null_log
     res = JobResult()
     settings = load_settings()

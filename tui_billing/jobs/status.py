@@ -17,6 +17,7 @@ import os
 import socket
 from dataclasses import dataclass
 
+from ..store.models import JobLock
 from .base import _pid_namespace, real_now
 from .lock import LOCK_NAME, PASS_PREFIX, STALE_AFTER, Holder
 
@@ -103,8 +104,6 @@ def loop_status(now: dt.datetime | None = None) -> LoopStatus:
     """Every job loop registered on the open store, and whether it is alive.
 
     One query.  `now` is the real clock (heartbeats never follow --now)."""
-    from ..store.models import JobLock
-
     now = now or real_now()
     rows = list(JobLock.select().where((JobLock.name == LOCK_NAME) | JobLock.name.startswith(LOCK_NAME + ":")
                                        | JobLock.name.startswith(PASS_PREFIX + LOCK_NAME)))

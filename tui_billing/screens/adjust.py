@@ -68,7 +68,7 @@ class AmountValidator(Validator):
             try:
                 parse_amount(value, self.currency)
             except MoneyError as exc:
-                return self.failure(str(exc), value)
+                return self.failure(exc.reason, value)
             return self.success()
         preview = workflow.preview_adjust(self.target.basis or self.target.id, self.kind(), value)
         if preview.field == "amount":

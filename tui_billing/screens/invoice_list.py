@@ -141,7 +141,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
                     date_from=raw.get("date_from"), date_to=raw.get("date_to"),
                     flagged=bool(raw.get("flagged")))
             except queries.FilterError as exc:
-                post(self.app, self._filter_error, generation, exc.field, str(exc).split(": ", 1)[-1])
+                post(self.app, self._filter_error, generation, exc.field, exc.reason)
                 return
             try:
                 pager = Pager(filters, sort, descending, PAGE)

@@ -8,8 +8,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from ..context import BulkResult
 from ..text import shown
-from ..workflow import BulkResult
 
 SHOW_DONE = 30
 

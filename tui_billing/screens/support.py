@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 
+from ..errors import FieldError
+
 log = logging.getLogger("tui_billing.console")
 
 
@@ -32,8 +34,7 @@ def post(app, fn, *args, **kwargs):
 
 
 def error_text(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None)
-    field = getattr(exc, "field", None)
-    if reason and field:
-        return f"{field}: {reason}"
+    """A failure as a toast says it: "field: reason" for refused input, else its own sentence."""
+    if isinstance(exc, FieldError) and exc.field and exc.reason:
+        return f"{exc.field}: {exc.reason}"
     return str(exc) or exc.__class__.__name__

@@ -15,6 +15,7 @@ from peewee import Database, SqliteDatabase
 from playhouse import db_url
 from playhouse.migrations import Runner
 
+from ..safefile import create_exclusive, make_dirs
 from .models import database
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -28,7 +29,11 @@ SQLITE_PRAGMAS = {
 
 
 class StoreError(Exception):
-    """The store cannot be opened or used; the message says why."""
+    """The store (--db) cannot be opened or used; `.reason` says why."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"--db: {reason}")
+        self.reason = reason
 
 
 def default_url() -> str:
@@ -57,16 +62,16 @@ def connect(url: str | None = None, *, migrate: bool = True) -> Database:
             # JIT-compile it: 20 ms of compiling for 2 ms of work.
             db = db_url.connect(url, options="-c jit=off")
         except Exception as exc:  # driver missing, bad URL
-            raise StoreError(f"--db: cannot open {url}: {exc}") from exc
+            raise StoreError(f"cannot open {url}: {exc}") from exc
     elif url.startswith("sqlite:"):
         db = db_url.connect(url, pragmas=SQLITE_PRAGMAS)
     else:
-        raise StoreError(f"--db: {url!r} is not a sqlite:/// or postgresql:// URL")
+        raise StoreError(f"{url!r} is not a sqlite:/// or postgresql:// URL")
     database.initialize(db)
     try:
         db.connect(reuse_if_open=True)
     except Exception as exc:
-        raise StoreError(f"--db: cannot open {url}: {exc}") from exc
+        raise StoreError(f"cannot open {url}: {exc}") from exc
     if migrate:
         apply_migrations(db)
     return db
@@ -78,20 +83,18 @@ def create_private_sqlite(path: Path) -> bool:
     and -shm files the database file's mode).  An existing store, and existing
     folders, keep the modes their owner set (say 0660 for a group on purpose).
     Returns True if the file was created now."""
-    from ..safefile import create_exclusive, make_dirs
-
     if not path.name:
         return False
     try:
         make_dirs(path.parent)
     except OSError as exc:
-        raise StoreError(f"--db: cannot create the folder {path.parent}: {exc.strerror or exc}") from exc
+        raise StoreError(f"cannot create the folder {path.parent}: {exc.strerror or exc}") from exc
     try:
         os.close(create_exclusive(path))
     except FileExistsError:
         return False  # there already (or a link someone put there: SQLite opens what it names)
     except OSError as exc:
-        raise StoreError(f"--db: cannot create {path}: {exc.strerror or exc}") from exc
+        raise StoreError(f"cannot create {path}: {exc.strerror or exc}") from exc
     return True
 
 

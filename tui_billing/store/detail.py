@@ -10,6 +10,7 @@ from decimal import Decimal
 from peewee import fn
 
 from .. import statuses as S
+from ..errors import NotFound
 from ..revisions import RevisionDiff, since_review
 from ..risk import Flag, is_flagged, parse_flags
 from .fields import MONEY_SCALE
@@ -86,7 +87,6 @@ def load_detail(ref: int | str, *, history: bool = True) -> InvoiceDetail:
              .join(CustomerClass, on=(Invoice.customer_class == CustomerClass.id)))
     inv = query.where((Invoice.id == ref) if isinstance(ref, int) else (Invoice.number == ref)).first()
     if inv is None:
-        from ..workflow import NotFound
         raise NotFound(str(ref), "does not exist")
     charges = list(ChargeLine.select().where(ChargeLine.invoice == inv.id).order_by(ChargeLine.position))
     sub_ids = sorted({c.subscription_id for c in charges if c.subscription_id})

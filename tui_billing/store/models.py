@@ -270,9 +270,13 @@ class OutboxMessage(BaseModel):
     attempts = IntegerField(default=0)  # claims so far (also the claim's fencing token)
     refusals = IntegerField(default=0)  # temporary refusals by the server: [mail] max_attempts counts these
     next_attempt_at = DateTimeField(null=True)
-    last_error = TextField(default="")
+    last_error = TextField(default="")  # the last attempt's error (a claim never overwrites it)
     created_at = DateTimeField()
     sent_at = DateTimeField(null=True)
+    # The claim of a row in "sending" (mail/delivery.py), cleared when it leaves
+    # that state: the sender (a job loop's holder) and the end of its lease.
+    claimed_by = CharField(max_length=200, null=True)
+    claimed_until = DateTimeField(null=True)
 
     class Meta:
         indexes = (

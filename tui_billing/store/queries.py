@@ -12,7 +12,8 @@ from decimal import Decimal
 from peewee import OP, SQL, Expression, NodeList, Value, fn
 
 from .. import statuses as S
-from ..risk import FLAGGED
+from ..errors import FieldError
+from ..risk import FLAGGED, parse_flags
 from ..text import fold
 from .models import Account, CustomerClass, Invoice
 
@@ -28,10 +29,8 @@ SORTS = {  # name -> (column, default descending?)
 MAX_LIMIT = 5000
 
 
-class FilterError(ValueError):
-    def __init__(self, field_name: str, reason: str):
-        super().__init__(f"{field_name}: {reason}")
-        self.field = field_name
+class FilterError(FieldError):
+    """A filter refused; `.field` is the filter's name (the CLI flag, the filter bar's field)."""
 
 
 @dataclass(frozen=True)
@@ -231,7 +230,6 @@ class InvoiceRow:
     @property
     def flags(self):
         """The risk flags (risk.Flag, heaviest first) stored on the invoice."""
-        from ..risk import parse_flags
         return parse_flags(self.risk_flags)
 
 

@@ -17,15 +17,15 @@ from .. import risk
 from .. import statuses as S
 from ..money import ZERO
 from .bulk import update_rows
+from .db import connect, is_sqlite
 from .fields import MONEY_SCALE, QUANTITY_SCALE
 from .models import Correction, Invoice, database
+from .settings import load_settings
 
 CHUNK = 500
 
 
 def settings() -> risk.RiskSettings:
-    from .settings import load_settings
-
     return load_settings().risk
 
 
@@ -285,8 +285,6 @@ def _assess_chunk(chunk: list[int], cfg: risk.RiskSettings) -> tuple[list[tuple]
 
 
 def _sqlite_file_url() -> str | None:
-    from .db import is_sqlite
-
     db = database.obj
     path = getattr(db, "database", "")
     if not is_sqlite(db) or not path or path == ":memory:" or str(path).startswith("file:"):
@@ -296,8 +294,6 @@ def _sqlite_file_url() -> str | None:
 
 def _worker_open(url: str) -> None:
     """A pool worker's own connection to the store (schema already current)."""
-    from .db import connect
-
     connect(url, migrate=False)
 
 

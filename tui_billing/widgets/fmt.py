@@ -12,7 +12,7 @@ from rich.measure import Measurement
 from rich.text import Text
 
 from .. import statuses as S
-from ..config import Clock
+from ..clock import Clock
 from ..money import format_amount, format_money
 from ..risk import compact, is_flagged
 from ..text import shown

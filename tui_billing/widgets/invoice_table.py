@@ -7,7 +7,7 @@ from textual.binding import Binding
 from textual.message import Message
 
 from .. import statuses as S
-from ..config import Clock
+from ..clock import Clock
 from .fit_table import Col, FitTable
 from .fmt import (
     MiddleCut, amount_cell, flags_cell, left_cell, money_cell, review_or_flags, review_state, status_text, text_cell,
