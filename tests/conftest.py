@@ -118,3 +118,17 @@ def cli(store_url, capsys):
         return code, out, err
 
     return run
+
+
+_bare_counter = iter(range(1, 10**6))
+
+
+@pytest.fixture
+def bare_url(request, backend, tmp_path):
+    """An empty store with no migration applied (SQLite file or PostgreSQL
+    database): migration tests bring it to an older schema themselves."""
+    if backend == "sqlite":
+        yield "sqlite:///" + str(tmp_path / "old.db")
+    else:
+        yield request.getfixturevalue("pg_cluster").create_database(f"bare{next(_bare_counter)}")
+    store_db.close()

@@ -116,19 +116,6 @@ def test_number_matches_any_part_ignoring_case(store_url):
 
 # -- migration 0006 fills old stores ----------------------------------------------
 
-_fresh = iter(range(1, 10**6))
-
-
-@pytest.fixture
-def bare_url(request, backend, tmp_path):
-    """An empty store with no migration applied (SQLite file or PostgreSQL database)."""
-    if backend == "sqlite":
-        yield "sqlite:///" + str(tmp_path / "old.db")
-    else:
-        yield request.getfixturevalue("pg_cluster").create_database(f"bare{next(_fresh)}")
-    store_db.close()
-
-
 def test_migration_0006_fills_search_text_of_existing_accounts(bare_url):
     from playhouse.migrations import Runner
 

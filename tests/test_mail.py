@@ -564,21 +564,6 @@ def test_every_way_out_of_sending_clears_the_claim(store_url, tmp_path):
 
 # -- migration 0007 carries the old claims over -----------------------------------
 
-_fresh_db = iter(range(1, 10**6))
-
-
-@pytest.fixture
-def bare_url(request, backend, tmp_path):
-    """An empty store with no migration applied (SQLite file or PostgreSQL database)."""
-    from tui_billing.store import db as store_db
-
-    if backend == "sqlite":
-        yield "sqlite:///" + str(tmp_path / "old.db")
-    else:
-        yield request.getfixturevalue("pg_cluster").create_database(f"bare_mail{next(_fresh_db)}")
-    store_db.close()
-
-
 def test_migration_0007_moves_claims_out_of_last_error_and_recovery_still_works(bare_url):
     """A store of the last release with deliveries in flight: a live sender
     elsewhere, one whose lease ran out, one with no sender recorded, and a
