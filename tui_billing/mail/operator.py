@@ -81,18 +81,14 @@ def retry(ctx, ids: Iterable[int]) -> tuple[list[int], list[tuple[int, str]]]:
     An uncertain message may then arrive twice: the operator decides.
     """
     from ..store.settings import load_settings
-    from ..workflow import write_audit
+    from ..audit import write_audit
 
     settings = None
     done, refused = [], []
     for msg_id in ids:
         with database.atomic():
-            msg = OutboxMessage.get_or_none(OutboxMessage.id == msg_id)
+            msg = _operable(msg_id, PROBLEM_STATUSES, "failed or uncertain", refused)
             if msg is None:
-                refused.append((msg_id, "does not exist"))
-                continue
-            if msg.status not in PROBLEM_STATUSES:
-                refused.append((msg_id, f"is {msg.status}, not failed or uncertain"))
                 continue
             recipient = msg.recipient
             if msg.kind == INVOICE and msg.invoice_id:
@@ -145,19 +141,27 @@ def requeue_digests_for_admin_email(ctx, settings) -> list[OutboxMessage]:
     return done
 
 
+def _operable(msg_id: int, statuses, wanted: str, refused: list) -> OutboxMessage | None:
+    """The message an operator action may take, or None with the refusal noted."""
+    msg = OutboxMessage.get_or_none(OutboxMessage.id == msg_id)
+    if msg is None:
+        refused.append((msg_id, "does not exist"))
+    elif msg.status not in statuses:
+        refused.append((msg_id, f"is {msg.status}, not {wanted}"))
+    else:
+        return msg
+    return None
+
+
 def mark_sent(ctx, ids: Iterable[int]) -> tuple[list[int], list[tuple[int, str]]]:
     """Operator: an uncertain message was found in the server's log."""
-    from ..workflow import write_audit
+    from ..audit import write_audit
 
     done, refused = [], []
     for msg_id in ids:
         with database.atomic():
-            msg = OutboxMessage.get_or_none(OutboxMessage.id == msg_id)
+            msg = _operable(msg_id, (UNCERTAIN,), "uncertain", refused)
             if msg is None:
-                refused.append((msg_id, "does not exist"))
-                continue
-            if msg.status != UNCERTAIN:
-                refused.append((msg_id, f"is {msg.status}, not uncertain"))
                 continue
             OutboxMessage.update(status=SENT, sent_at=ctx.clock.now(),
                                  last_error=f"confirmed delivered by {ctx.actor}"
