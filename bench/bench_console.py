@@ -20,6 +20,7 @@ the way `tui-billing` opens it) in a fresh Python process, headless at 80x24:
 
 Targets (DESIGN, at 1M): start <= 1.5 s, next page <= 100 ms, RSS <= 150 MB.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,14 +45,14 @@ def ensure_store(n: int, url: str | None) -> str:
         return url
     print(f"creating a demo store of {n:,} invoices at {path} (once; reused later)…", flush=True)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "tui_billing", "demo", "--invoices", str(n), "--db", url],
-                   check=True)
+    subprocess.run([sys.executable, "-m", "tui_billing", "demo", "--invoices", str(n), "--db", url], check=True)
     print(f"  done in {time.perf_counter() - t0:.1f} s", flush=True)
     return url
 
 
 # ---------------------------------------------------------------------------
 # The child: one console run, measured from inside.
+
 
 def child(url: str, pages: int, spawned: float) -> None:
     import asyncio
@@ -73,6 +74,7 @@ def child(url: str, pages: int, spawned: float) -> None:
         def wrapper(self, *args):
             original(self, *args)
             self.call_after_refresh(lambda: painted.__setitem__(name, time.perf_counter()))
+
         setattr(InvoiceListScreen, name, wrapper)
 
     hook("_show_first")
@@ -130,6 +132,7 @@ def child(url: str, pages: int, spawned: float) -> None:
 
 # ---------------------------------------------------------------------------
 
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("n", nargs="?", type=int, default=100_000, help="invoices in the demo store")
@@ -155,8 +158,12 @@ def main() -> int:
     results = []
     for _ in range(args.runs):
         spawned = time.time()
-        proc = subprocess.run([sys.executable, __file__, "--child", "--db", url, "--pages", str(args.pages),
-                               "--spawned", repr(spawned)], capture_output=True, text=True, env=env)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", "--db", url, "--pages", str(args.pages), "--spawned", repr(spawned)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if proc.returncode or line is None:
             print(proc.stdout[-2000:], proc.stderr[-4000:], file=sys.stderr)
@@ -169,18 +176,23 @@ def main() -> int:
     start = [r["start_ms"] for r in results]
     nxt = pages("queue_next_page_ms") + pages("finder_next_page_ms")
     rss = max(r["rss_mb"] for r in results)
-    print(f"store: {url} ({total:,} invoices); {os.cpu_count()} CPUs, load average "
-          f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after (figures grow with other load)")
-    print(f"console start to first screen painted: median {statistics.median(start):.0f} ms "
-          f"(runs: {', '.join(f'{s:.0f}' for s in start)}; target <= {TARGETS['start_ms']} ms)")
-    print(f"finder first page after F3: median "
-          f"{statistics.median(r['finder_first_page_ms'] for r in results):.0f} ms")
+    print(
+        f"store: {url} ({total:,} invoices); {os.cpu_count()} CPUs, load average "
+        f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after (figures grow with other load)"
+    )
+    print(
+        f"console start to first screen painted: median {statistics.median(start):.0f} ms "
+        f"(runs: {', '.join(f'{s:.0f}' for s in start)}; target <= {TARGETS['start_ms']} ms)"
+    )
+    print(f"finder first page after F3: median {statistics.median(r['finder_first_page_ms'] for r in results):.0f} ms")
     if nxt:
-        print(f"next page, key to paint: median {statistics.median(nxt):.1f} ms, "
-              f"max {max(nxt):.1f} ms over {len(nxt)} pages "
-              f"(queue median {statistics.median(pages('queue_next_page_ms') or [0]):.1f} ms, "
-              f"finder median {statistics.median(pages('finder_next_page_ms') or [0]):.1f} ms; "
-              f"target <= {TARGETS['next_page_ms']} ms)")
+        print(
+            f"next page, key to paint: median {statistics.median(nxt):.1f} ms, "
+            f"max {max(nxt):.1f} ms over {len(nxt)} pages "
+            f"(queue median {statistics.median(pages('queue_next_page_ms') or [0]):.1f} ms, "
+            f"finder median {statistics.median(pages('finder_next_page_ms') or [0]):.1f} ms; "
+            f"target <= {TARGETS['next_page_ms']} ms)"
+        )
     print(f"peak RSS: {rss:.0f} MB (target <= {TARGETS['rss_mb']} MB)")
     return 0
 

@@ -8,6 +8,7 @@ import can reach): once for the insert alone (rows already in memory) and
 once for csv-read + insert without any validation.
 Target (issue 3): 1,000,000 rows in <= 60 s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,11 +58,36 @@ def make_store(url: str, n_accounts: int) -> list[tuple[int, str]]:
     ensure_defaults()
     with database.atomic():
         cls = CustomerClass.create(name="Bench", send_mode="immediately", net_days=30)
-        insert_rows(Account, ["id", "name", "email", "account_type", "customer_class", "currency", "balance",
-                              "payment_model", "address", "search_text"],
-                    [(i, f"Account {i}", f"acc{i}@bench.example", "business", cls.id, "EUR", 0, "postpay", "",
-                      Account.search_text_of(f"Account {i}", f"acc{i}@bench.example"))
-                     for i in range(1, n_accounts + 1)])
+        insert_rows(
+            Account,
+            [
+                "id",
+                "name",
+                "email",
+                "account_type",
+                "customer_class",
+                "currency",
+                "balance",
+                "payment_model",
+                "address",
+                "search_text",
+            ],
+            [
+                (
+                    i,
+                    f"Account {i}",
+                    f"acc{i}@bench.example",
+                    "business",
+                    cls.id,
+                    "EUR",
+                    0,
+                    "postpay",
+                    "",
+                    Account.search_text_of(f"Account {i}", f"acc{i}@bench.example"),
+                )
+                for i in range(1, n_accounts + 1)
+            ],
+        )
     return [(i, f"acc{i}@bench.example") for i in range(1, n_accounts + 1)]
 
 
@@ -80,9 +106,15 @@ def raw_baseline(csv_path: Path, directory: Path, template: Path) -> tuple[float
             r = csv.reader(f)
             next(r)
             for xid, acc, service, when, qty, amount in r:
-                account = int(acc) if acc.isdigit() else email_to_id.get(acc) or int(acc[3:acc.index("@")])
-                yield (xid, account, service, when.replace("T", " "),
-                       int(qty.replace(".", "")), int(amount.replace(".", "")))
+                account = int(acc) if acc.isdigit() else email_to_id.get(acc) or int(acc[3 : acc.index("@")])
+                yield (
+                    xid,
+                    account,
+                    service,
+                    when.replace("T", " "),
+                    int(qty.replace(".", "")),
+                    int(amount.replace(".", "")),
+                )
 
     for with_csv in (False, True):
         path = directory / f"raw{int(with_csv)}.db"
@@ -106,7 +138,7 @@ def raw_baseline(csv_path: Path, directory: Path, template: Path) -> tuple[float
             t0 = time.perf_counter()
             con.execute("BEGIN")
             for i in range(0, len(rows), 10_000):
-                con.executemany(sql, rows[i:i + 10_000])
+                con.executemany(sql, rows[i : i + 10_000])
             con.execute("COMMIT")
             del rows
         results.append(time.perf_counter() - t0)
@@ -143,23 +175,25 @@ def main(argv=None) -> int:
         size_mb = csv_path.stat().st_size / 1e6
         print(f"generated {args.rows:,} rows ({size_mb:,.1f} MB) in {gen_s:.1f} s; RSS so far {peak_rss_mb():.0f} MB")
 
-        from tui_billing import usage
+        from tui_billing import xdr_import
         from tui_billing.store.models import Xdr
 
         rss_before = peak_rss_mb()
         t0 = time.perf_counter()
-        result = usage.import_xdrs(csv_path)
+        result = xdr_import.import_xdrs(csv_path)
         secs = time.perf_counter() - t0
         assert result.committed and result.imported == args.rows, result.as_dict()
         assert Xdr.select().count() == args.rows
         t1 = time.perf_counter()
-        again = usage.import_xdrs(csv_path)
+        again = xdr_import.import_xdrs(csv_path)
         secs_again = time.perf_counter() - t1
         assert again.imported == 0 and again.existing == args.rows
         db.close()
         rss = peak_rss_mb()
-        print(f"import:    {args.rows:,} rows in {secs:.2f} s = {args.rows / secs:,.0f} rows/s "
-              f"(target: 1,000,000 in <= 60 s)")
+        print(
+            f"import:    {args.rows:,} rows in {secs:.2f} s = {args.rows / secs:,.0f} rows/s "
+            f"(target: 1,000,000 in <= 60 s)"
+        )
         print(f"re-import: {secs_again:.2f} s (all {again.existing:,} already in the store, nothing added)")
         print(f"peak RSS:  {rss:.0f} MB (before import {rss_before:.0f} MB)")
         if not args.no_raw:

@@ -15,6 +15,7 @@ rounds of N/30; naive: one round of N/30) and ms/invoice for:
 and the rate for a 500-line invoice and the size of a 30-line PDF.
 A quick look: --count 30 (about ten seconds).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,56 +38,115 @@ CUSTOMERS = ["Zoë Łukasiewicz", "Ōsaka Trading KK", "Müller & Söhne GmbH", 
 
 def sample(lines: int = 30, seq: int = 0) -> pdf.InvoiceDocument:
     charges = tuple(
-        pdf.ChargeRow(i, f"{['Cloud storage', 'Support hours', 'Licence seat', 'API calls (€ metered)'][i % 4]}"
-                         f" — {CUSTOMERS[(i + seq) % 4]} project #{i}",
-                      Decimal(i % 7 + 1) / Decimal(4), Decimal("1.50") if i % 5 == 0 else Decimal(0),
-                      Decimal(100 + i) + Decimal("0.25"))
-        for i in range(1, lines + 1))
+        pdf.ChargeRow(
+            i,
+            f"{['Cloud storage', 'Support hours', 'Licence seat', 'API calls (€ metered)'][i % 4]}"
+            f" — {CUSTOMERS[(i + seq) % 4]} project #{i}",
+            Decimal(i % 7 + 1) / Decimal(4),
+            Decimal("1.50") if i % 5 == 0 else Decimal(0),
+            Decimal(100 + i) + Decimal("0.25"),
+        )
+        for i in range(1, lines + 1)
+    )
     subtotal = sum(c.amount for c in charges)
     discount = sum(c.discount for c in charges)
-    taxes = (pdf.TaxRow(1, "VAT 19 %", "Umsatzsteuer", Decimal("57.00")),
-             pdf.TaxRow(2, "Refund", "Over-charged VAT March", Decimal("-3.10")))
-    corrections = (pdf.CorrectionRow(1, "Goodwill credit ▼", Decimal("-12.00"), datetime(2026, 3, 2, 10, 30)),
-                   pdf.CorrectionRow(2, "Late fee ▲", Decimal("12.00"), None))
+    taxes = (
+        pdf.TaxRow(1, "VAT 19 %", "Umsatzsteuer", Decimal("57.00")),
+        pdf.TaxRow(2, "Refund", "Over-charged VAT March", Decimal("-3.10")),
+    )
+    corrections = (
+        pdf.CorrectionRow(1, "Goodwill credit ▼", Decimal("-12.00"), datetime(2026, 3, 2, 10, 30)),
+        pdf.CorrectionRow(2, "Late fee ▲", Decimal("12.00"), None),
+    )
     tax = sum(t.amount for t in taxes)
     corr = sum(c.amount for c in corrections)
     return pdf.InvoiceDocument(
-        number=f"INV-2026-{seq:06d}", currency="EUR",
+        number=f"INV-2026-{seq:06d}",
+        currency="EUR",
         seller=pdf.Party("Müller & Söhne GmbH", ("Königstraße 1", "70173 Stuttgart", "billing@mueller.example")),
         customer=pdf.Party(CUSTOMERS[seq % 4], ("1-2-3 Umeda, Kita-ku", "Ōsaka 530-0001", "ap@osaka.example")),
-        issue_date=date(2026, 4, 1), due_date=date(2026, 4, 27),
-        period_from=date(2026, 3, 1), period_to=date(2026, 3, 31), payment_terms="Net 26 days",
-        charges=charges, taxes=taxes, corrections=corrections,
-        subtotal=subtotal, discount_total=discount, tax_total=tax, correction_total=corr,
-        total=subtotal - discount + tax + corr)
+        issue_date=date(2026, 4, 1),
+        due_date=date(2026, 4, 27),
+        period_from=date(2026, 3, 1),
+        period_to=date(2026, 3, 31),
+        payment_terms="Net 26 days",
+        charges=charges,
+        taxes=taxes,
+        corrections=corrections,
+        subtotal=subtotal,
+        discount_total=discount,
+        tax_total=tax,
+        correction_total=corr,
+        total=subtotal - discount + tax + corr,
+    )
 
 
 def _rows(doc: pdf.InvoiceDocument) -> list[list[str]]:
     cur = doc.currency
-    rows = [[str(c.position), c.description, str(c.quantity), format_amount(c.discount, cur),
-             format_amount(c.amount, cur)] for c in doc.charges]
+    rows = [
+        [str(c.position), c.description, str(c.quantity), format_amount(c.discount, cur), format_amount(c.amount, cur)]
+        for c in doc.charges
+    ]
     rows += [[str(t.position), t.name, t.description, format_amount(t.amount, cur)] for t in doc.taxes]
-    rows += [[str(c.position), c.description, format_debt_change(c.amount, cur), str(c.approved_at)]
-             for c in doc.corrections]
+    rows += [
+        [str(c.position), c.description, format_debt_change(c.amount, cur), str(c.approved_at)] for c in doc.corrections
+    ]
     return rows
 
 
 def _head(doc: pdf.InvoiceDocument) -> list[str]:
-    return [doc.seller.name, *doc.seller.lines, "INVOICE", doc.number, doc.customer.name, *doc.customer.lines,
-            *(f"{k}: {v}" for k, v in (("Issue", doc.issue_date), ("Due", doc.due_date),
-                                       ("Period", f"{doc.period_from} - {doc.period_to}"),
-                                       ("Terms", doc.payment_terms), ("Currency", doc.currency))),
-            "Charges", "#", "Description", "Quantity", "Discount", "Amount",
-            "Taxes", "#", "Tax", "Description", "Type", "Amount",
-            "Corrections", "#", "Description", "Current Debt Changed", "Approved at",
-            *(f"{k} {v}" for k, v in (("Charges", doc.subtotal), ("Discounts", doc.discount_total),
-                                      ("Taxes", doc.tax_total), ("Corrections", doc.correction_total),
-                                      ("Total", doc.total))),
-            f"Payment terms: {doc.payment_terms}", "Page 1 of 1"]
+    return [
+        doc.seller.name,
+        *doc.seller.lines,
+        "INVOICE",
+        doc.number,
+        doc.customer.name,
+        *doc.customer.lines,
+        *(
+            f"{k}: {v}"
+            for k, v in (
+                ("Issue", doc.issue_date),
+                ("Due", doc.due_date),
+                ("Period", f"{doc.period_from} - {doc.period_to}"),
+                ("Terms", doc.payment_terms),
+                ("Currency", doc.currency),
+            )
+        ),
+        "Charges",
+        "#",
+        "Description",
+        "Quantity",
+        "Discount",
+        "Amount",
+        "Taxes",
+        "#",
+        "Tax",
+        "Description",
+        "Type",
+        "Amount",
+        "Corrections",
+        "#",
+        "Description",
+        "Current Debt Changed",
+        "Approved at",
+        *(
+            f"{k} {v}"
+            for k, v in (
+                ("Charges", doc.subtotal),
+                ("Discounts", doc.discount_total),
+                ("Taxes", doc.tax_total),
+                ("Corrections", doc.correction_total),
+                ("Total", doc.total),
+            )
+        ),
+        f"Payment terms: {doc.payment_terms}",
+        "Page 1 of 1",
+    ]
 
 
 def bare(doc: pdf.InvoiceDocument) -> bytes:
     """Same text volume with Helvetica and cell(): the floor fpdf2 offers."""
+
     def latin(s: str) -> str:
         return s.encode("latin-1", "replace").decode("latin-1")
 

@@ -24,6 +24,7 @@ Targets: recall >= 95 % on every seed; <= 3 % of honest invoices flagged;
 over N demo invoices' ids in <= 60 s, against the raw driver replaying the
 reads (SELECTs) assess_many ran on a sample.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,6 +43,8 @@ os.environ.setdefault("TZ", "UTC")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(1, str(Path(__file__).resolve().parent))
 
+import plant as P  # noqa: E402
+
 from tui_billing import risk  # noqa: E402
 from tui_billing import statuses as S  # noqa: E402
 from tui_billing import workflow as W  # noqa: E402
@@ -49,8 +52,6 @@ from tui_billing.config import Clock, zone  # noqa: E402
 from tui_billing.store import db as store_db  # noqa: E402
 from tui_billing.store import queries as Q  # noqa: E402
 from tui_billing.store.models import Invoice, database  # noqa: E402
-
-import plant as P  # noqa: E402
 
 NOW = dt.datetime(2026, 11, 20, 10, 0)  # naive UTC, as the other benches
 QUEUE = (S.UNDER_REVIEW, S.REJECTED)
@@ -64,8 +65,10 @@ def ctx() -> W.Ctx:
 if hasattr(risk, "is_flagged"):
     is_flagged, FLAG_RULE = risk.is_flagged, "risk.is_flagged"
 else:  # an engine from before the flagged threshold
+
     def is_flagged(score):
         return (score or 0) > 0
+
     FLAG_RULE = "risk_score > 0 (this engine has no risk.is_flagged)"
 
 
@@ -100,7 +103,7 @@ def pct(n: int, d: int) -> str:
 
 
 def run_seed(seed: int, invoices: int, errors: int, keep: Path | None) -> dict:
-    from tui_billing.store import demo
+    from tui_billing import demo
 
     directory = (keep / f"seed{seed}") if keep else Path(tempfile.mkdtemp(prefix=f"bench-risk-{seed}-"))
     directory.mkdir(parents=True, exist_ok=True)
@@ -140,34 +143,53 @@ def run_seed(seed: int, invoices: int, errors: int, keep: Path | None) -> dict:
     raw_hits = sum(1 for _, pos, *_ in ranked if pos <= cut)
     statuses = {s: sum(1 for r in queue if r.status == s) for s in QUEUE}
 
-    print(f"\nseed {seed}: {invoices:,} invoices; queue {len(queue):,} ({statuses[S.UNDER_REVIEW]:,} under review, "
-          f"{statuses[S.REJECTED]:,} rejected); top 5 % = {cut}; {len(plants)} planted"
-          f"   [build {t_build:.1f} s, plant {t_plant:.1f} s, read queue {t_read:.2f} s]")
-    print(f"  {'rank':>4} {'pos':>4}  {'kind':<12} {'size':>8} {'total':>8}  {'score':>5}  {'number':<16} "
-          f"flags / what was planted")
+    print(
+        f"\nseed {seed}: {invoices:,} invoices; queue {len(queue):,} ({statuses[S.UNDER_REVIEW]:,} under review, "
+        f"{statuses[S.REJECTED]:,} rejected); top 5 % = {cut}; {len(plants)} planted"
+        f"   [build {t_build:.1f} s, plant {t_plant:.1f} s, read queue {t_read:.2f} s]"
+    )
+    print(
+        f"  {'rank':>4} {'pos':>4}  {'kind':<12} {'size':>8} {'total':>8}  {'score':>5}  {'number':<16} "
+        f"flags / what was planted"
+    )
     for rank, pos, p, row in sorted(ranked, key=lambda r: r[1]):
         mark = " " if rank <= cut else "*"
-        print(f" {mark}{rank:>4} {pos:>4}  {p.kind:<12} {P.size(p.factor):>8} {P.size(p.total_ratio):>8}  "
-              f"{row.risk_score or 0:>5}  {p.number:<16} {flag_codes(row)}  ({p.detail})")
+        print(
+            f" {mark}{rank:>4} {pos:>4}  {p.kind:<12} {P.size(p.factor):>8} {P.size(p.total_ratio):>8}  "
+            f"{row.risk_score or 0:>5}  {p.number:<16} {flag_codes(row)}  ({p.detail})"
+        )
     for p in missing:
         print(f"  ---- not in the queue: {p.kind} {p.number} ({p.detail})")
-    print(f"  recall, rank among honest <= {cut}: {hits}/{len(plants)} = {pct(hits, len(plants))}"
-          f"   (raw: planted in the first {cut} rows of the queue: {raw_hits}/{len(plants)})")
+    print(
+        f"  recall, rank among honest <= {cut}: {hits}/{len(plants)} = {pct(hits, len(plants))}"
+        f"   (raw: planted in the first {cut} rows of the queue: {raw_hits}/{len(plants)})"
+    )
     print(f"  honest invoices flagged: {flagged_honest}/{honest} = {pct(flagged_honest, honest)}")
     misses = [(rank, pos, p, row) for rank, pos, p, row in ranked if rank > cut]
     if misses:
         print(f"  misses ({len(misses)}):")
-        for rank, pos, p, row in misses:
-            print(f"    {p.kind:<12} {P.size(p.factor):>8} (total {P.size(p.total_ratio)}) rank {rank:>4}  "
-                  f"{p.number}: score {row.risk_score or 0}, flags {flag_codes(row)}")
-    return {"seed": seed, "queue": len(queue), "cut": cut, "planted": len(plants), "hits": hits,
-            "raw_hits": raw_hits, "honest": honest, "flagged_honest": flagged_honest,
-            "kinds": [(p.kind, rank <= cut) for rank, _, p, _ in ranked],
-            "seconds": t_build + t_plant + t_read}
+        for rank, _pos, p, row in misses:
+            print(
+                f"    {p.kind:<12} {P.size(p.factor):>8} (total {P.size(p.total_ratio)}) rank {rank:>4}  "
+                f"{p.number}: score {row.risk_score or 0}, flags {flag_codes(row)}"
+            )
+    return {
+        "seed": seed,
+        "queue": len(queue),
+        "cut": cut,
+        "planted": len(plants),
+        "hits": hits,
+        "raw_hits": raw_hits,
+        "honest": honest,
+        "flagged_honest": flagged_honest,
+        "kinds": [(p.kind, rank <= cut) for rank, _, p, _ in ranked],
+        "seconds": t_build + t_plant + t_read,
+    }
 
 
 def bench_assess(n: int, keep: Path | None, sample: int = 5000) -> bool:
-    from tui_billing.store import demo, risk_store
+    from tui_billing import demo
+    from tui_billing.store import risk_store
 
     directory = (keep / "assess") if keep else Path(tempfile.mkdtemp(prefix="bench-risk-assess-"))
     directory.mkdir(parents=True, exist_ok=True)
@@ -184,12 +206,14 @@ def bench_assess(n: int, keep: Path | None, sample: int = 5000) -> bool:
         counts = risk_store.assess_many(ids)
         secs = time.perf_counter() - t0
         ok = secs <= TARGET_ASSESS_S * len(ids) / 100_000
-        print(f"assess_many: {len(ids):,} invoices in {secs:.1f} s = {len(ids) / secs:,.0f} invoices/s "
-              f"({counts}); target 100,000 in <= {TARGET_ASSESS_S:.0f} s: {'PASS' if ok else 'FAIL'}")
+        print(
+            f"assess_many: {len(ids):,} invoices in {secs:.1f} s = {len(ids) / secs:,.0f} invoices/s "
+            f"({counts}); target 100,000 in <= {TARGET_ASSESS_S:.0f} s: {'PASS' if ok else 'FAIL'}"
+        )
         # The same reads on the raw driver: the SELECTs assess_many runs for a
         # sample (history query, charge lines, corrections, subscriptions...).
         middle = max(len(ids) // 2 - sample // 2, 0)
-        part = ids[middle:middle + sample]  # contiguous, as assess_many's chunks are in the full run
+        part = ids[middle : middle + sample]  # contiguous, as assess_many's chunks are in the full run
         statements: list[tuple[str, tuple]] = []
         db = database.obj
         original = db.execute_sql
@@ -219,17 +243,26 @@ def bench_assess(n: int, keep: Path | None, sample: int = 5000) -> bool:
         raw = min(replay(reads), replay(reads))  # warm, like the sample run it follows
         try:
             with database.atomic() as txn:  # rolled back: the store is left as assess_many left it
-                raw_all = replay([st for st in statements if st[0].lstrip().upper().startswith(
-                    ("SELECT", "WITH", "UPDATE", "INSERT", "DELETE"))])
+                raw_all = replay(
+                    [
+                        st
+                        for st in statements
+                        if st[0].lstrip().upper().startswith(("SELECT", "WITH", "UPDATE", "INSERT", "DELETE"))
+                    ]
+                )
                 txn.rollback()
         except Exception as exc:  # noqa: BLE001 - a write that cannot be replayed as is
             print(f"  (reads + writes not replayable: {type(exc).__name__}: {exc})")
             raw_all = float("nan")
-        print(f"  sample of {len(part):,} (ids {part[0]}-{part[-1]}): assess_many {ours:.2f} s "
-              f"({len(part) / ours:,.0f}/s, {len(statements):,} statements: {len(reads):,} reads, "
-              f"{len(writes):,} writes)")
-        print(f"  the same reads on the raw driver {raw:.2f} s ({len(part) / raw:,.0f}/s) -> assess_many is "
-              f"{ours / raw:.1f}x; reads + writes {raw_all:.2f} s -> {ours / raw_all:.1f}x")
+        print(
+            f"  sample of {len(part):,} (ids {part[0]}-{part[-1]}): assess_many {ours:.2f} s "
+            f"({len(part) / ours:,.0f}/s, {len(statements):,} statements: {len(reads):,} reads, "
+            f"{len(writes):,} writes)"
+        )
+        print(
+            f"  the same reads on the raw driver {raw:.2f} s ({len(part) / raw:,.0f}/s) -> assess_many is "
+            f"{ours / raw:.1f}x; reads + writes {raw_all:.2f} s -> {ours / raw_all:.1f}x"
+        )
         store_db.close()
         return ok
     finally:
@@ -242,14 +275,23 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--invoices", type=int, default=4000)
     ap.add_argument("--errors", type=int, default=20)
-    ap.add_argument("--assess", type=int, nargs="?", const=100_000, default=0, metavar="N",
-                    help="also time risk_store.assess_many over N demo invoices (default N 100,000)")
+    ap.add_argument(
+        "--assess",
+        type=int,
+        nargs="?",
+        const=100_000,
+        default=0,
+        metavar="N",
+        help="also time risk_store.assess_many over N demo invoices (default N 100,000)",
+    )
     ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep the stores and plant CSVs")
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     keep = Path(args.keep) if args.keep else None
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"flagged = {FLAG_RULE}; engine {Path(risk.__file__).resolve()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"flagged = {FLAG_RULE}; engine {Path(risk.__file__).resolve()}"
+    )
     started = time.perf_counter()
     results = [run_seed(s, args.invoices, args.errors, keep) for s in seeds] if args.errors else []
     ok = True
@@ -259,9 +301,11 @@ def main(argv=None) -> int:
         honest = sum(r["honest"] for r in results)
         fp = sum(r["flagged_honest"] for r in results)
         worst = min(r["hits"] / r["planted"] if r["planted"] else 0 for r in results)
-        print(f"\ntotal over seeds {','.join(map(str, seeds))}: recall {hits}/{planted} = {pct(hits, planted)} "
-              f"(worst seed {100 * worst:.1f} %; raw {sum(r['raw_hits'] for r in results)}/{planted}); "
-              f"honest flagged {fp}/{honest} = {pct(fp, honest)}")
+        print(
+            f"\ntotal over seeds {','.join(map(str, seeds))}: recall {hits}/{planted} = {pct(hits, planted)} "
+            f"(worst seed {100 * worst:.1f} %; raw {sum(r['raw_hits'] for r in results)}/{planted}); "
+            f"honest flagged {fp}/{honest} = {pct(fp, honest)}"
+        )
         by_kind: dict[str, list[bool]] = {}
         for r in results:
             for kind, hit in r["kinds"]:

@@ -11,6 +11,7 @@ the auto-approve tick change the store: they work on copies of invoices made
 for the purpose (status reset inside a transaction that is rolled back for
 the raw runs), so the bench can be run again on the same store.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,13 +26,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from peewee import SqliteDatabase  # noqa: E402
+
 from tui_billing import statuses as S  # noqa: E402
 from tui_billing import workflow as W  # noqa: E402
 from tui_billing.config import Clock, zone  # noqa: E402
 from tui_billing.store import db as store_db  # noqa: E402
 from tui_billing.store import queries as Q  # noqa: E402
 from tui_billing.store.models import AuditEvent, Invoice, database  # noqa: E402
-from peewee import SqliteDatabase, fn  # noqa: E402
 
 
 def timed(fn, repeat=5):
@@ -99,36 +101,49 @@ def bench_finder(clock):
     versus("finder page 52 (keyset)", lambda: Q.page(f, after=deep, limit=100))
     # For reference: the obvious SQL (account type on the joined row), which
     # SQLite plans badly; the store's SQL reads each row's account instead.
-    naive = (f'SELECT t1.* FROM invoice t1 JOIN account t2 ON t1.account_id = t2.id '
-             "WHERE t1.status IN (?) AND t2.account_type = ? ")
+    naive = (
+        "SELECT t1.* FROM invoice t1 JOIN account t2 ON t1.account_id = t2.id "
+        "WHERE t1.status IN (?) AND t2.account_type = ? "
+    )
     issue = key.value.isoformat() if database.obj.param == "?" else key.value
-    naive_next = timed(lambda: raw_cursor_sql(
-        naive + "AND (t1.issue_date < ? OR (t1.issue_date = ? AND t1.id < ?)) "
-                "ORDER BY t1.issue_date DESC, t1.id DESC LIMIT 100", ("paid", "business", issue, issue, key.id)))
+    naive_next = timed(
+        lambda: raw_cursor_sql(
+            naive + "AND (t1.issue_date < ? OR (t1.issue_date = ? AND t1.id < ?)) "
+            "ORDER BY t1.issue_date DESC, t1.id DESC LIMIT 100",
+            ("paid", "business", issue, issue, key.id),
+        )
+    )
     print(f"{'  the naive join SQL for that page, raw':<44} {ms(naive_next)}")
     f2 = Q.make_filters(customer="ōsaka")
     versus("finder first page (customer text)", lambda: Q.page(f2, limit=100), repeat=3)
     queue = Q.make_filters(status=[S.UNDER_REVIEW, S.REJECTED])
     versus("review queue first page (risk order)", lambda: Q.page(queue, sort="risk", limit=100))
     versus("counts per status (all invoices)", lambda: Q.counts_by_status(Q.Filters()), repeat=3)
-    versus("counts per status (under review)", lambda: Q.counts_by_status(
-        Q.make_filters(status=S.UNDER_REVIEW, account_type="business")), repeat=3)
+    versus(
+        "counts per status (under review)",
+        lambda: Q.counts_by_status(Q.make_filters(status=S.UNDER_REVIEW, account_type="business")),
+        repeat=3,
+    )
 
 
 def _stage(n: int, deadline: dt.datetime) -> list[int]:
     """Put n paid invoices back under review (the bench's own working set)."""
-    ids = [r[0] for r in raw_cursor_sql("SELECT id FROM invoice WHERE status = ? ORDER BY id LIMIT ?",
-                                         ("paid", n))]
+    ids = [r[0] for r in raw_cursor_sql("SELECT id FROM invoice WHERE status = ? ORDER BY id LIMIT ?", ("paid", n))]
     for start in range(0, len(ids), 5000):
-        (Invoice.update(status=S.UNDER_REVIEW, review_deadline=deadline, approved_at=None)
-         .where(Invoice.id.in_(ids[start:start + 5000])).execute())
+        (
+            Invoice.update(status=S.UNDER_REVIEW, review_deadline=deadline, approved_at=None)
+            .where(Invoice.id.in_(ids[start : start + 5000]))
+            .execute()
+        )
     return ids
 
 
 def _restore(ids: list[int]) -> None:
     for start in range(0, len(ids), 5000):
-        Invoice.update(status=S.PAID).where(Invoice.id.in_(ids[start:start + 5000])).execute()
-    AuditEvent.delete().where(AuditEvent.action.in_(["approve", "auto_approve"]) & (AuditEvent.actor == "bench")).execute()
+        Invoice.update(status=S.PAID).where(Invoice.id.in_(ids[start : start + 5000])).execute()
+    AuditEvent.delete().where(
+        AuditEvent.action.in_(["approve", "auto_approve"]) & (AuditEvent.actor == "bench")
+    ).execute()
 
 
 def bench_bulk_approve(clock, n: int):
@@ -160,23 +175,43 @@ def bench_bulk_approve(clock, n: int):
 
         def many(sql, rows):
             execute_batch(cur, sql, rows, page_size=W.CHUNK)
+
     for start in range(0, len(ids), W.CHUNK):
-        chunk = ids[start:start + W.CHUNK]
+        chunk = ids[start : start + W.CHUNK]
         with database.atomic():
             # The same work: read (and lock) the rows, update them, one audit
             # row each with number, totals and revision.
-            cur.execute(f"SELECT id, number, total, revision FROM invoice WHERE id IN "
-                        f"({', '.join([p] * len(chunk))}) AND status = {p} ORDER BY id{lock}",
-                        (*chunk, S.UNDER_REVIEW))
+            cur.execute(
+                f"SELECT id, number, total, revision FROM invoice WHERE id IN "
+                f"({', '.join([p] * len(chunk))}) AND status = {p} ORDER BY id{lock}",
+                (*chunk, S.UNDER_REVIEW),
+            )
             rows = cur.fetchall()
-            many(f"UPDATE invoice SET status = {p}, approved_at = {p}, approved_by = {p}, "
-                 f"reviewed_revision = revision WHERE id = {p} AND status = {p}",
-                 [(S.APPROVED, now, "bench", r[0], S.UNDER_REVIEW) for r in rows])
-            many(f"INSERT INTO audit_event (at, actor, action, invoice_id, number, before_status, "
-                 f"before_total, after_status, after_total, detail) "
-                 f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})",
-                 [(now, "bench", "approve", i, num, S.UNDER_REVIEW, total, S.APPROVED, total,
-                   f'{{"revision": {rev}}}') for i, num, total, rev in rows])
+            many(
+                f"UPDATE invoice SET status = {p}, approved_at = {p}, approved_by = {p}, "
+                f"reviewed_revision = revision WHERE id = {p} AND status = {p}",
+                [(S.APPROVED, now, "bench", r[0], S.UNDER_REVIEW) for r in rows],
+            )
+            many(
+                f"INSERT INTO audit_event (at, actor, action, invoice_id, number, before_status, "
+                f"before_total, after_status, after_total, detail) "
+                f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})",
+                [
+                    (
+                        now,
+                        "bench",
+                        "approve",
+                        i,
+                        num,
+                        S.UNDER_REVIEW,
+                        total,
+                        S.APPROVED,
+                        total,
+                        f'{{"revision": {rev}}}',
+                    )
+                    for i, num, total, rev in rows
+                ],
+            )
     raw = time.perf_counter() - t
     _restore(ids)
     line(f"bulk approve {len(ids):,} with audit rows", ours, raw)
@@ -208,11 +243,13 @@ def bench_auto_approve(clock, n: int):
             f"after_status, after_total, detail) "
             f"SELECT {p}, {p}, {p}, id, number, status, total, {p}, total, "
             f"'{{\"revision\": ' || revision || '}}' FROM invoice WHERE status = {p} AND review_deadline <= {p}",
-            (clock.now(), "bench", "auto_approve", S.APPROVED, S.UNDER_REVIEW, clock.now()))
+            (clock.now(), "bench", "auto_approve", S.APPROVED, S.UNDER_REVIEW, clock.now()),
+        )
         database.obj.execute_sql(
             f"UPDATE invoice SET status = {p}, approved_at = {p}, approved_by = {p}, "
             f"reviewed_revision = revision WHERE status = {p} AND review_deadline <= {p}",
-            (S.APPROVED, clock.now(), "bench", S.UNDER_REVIEW, clock.now()))
+            (S.APPROVED, clock.now(), "bench", S.UNDER_REVIEW, clock.now()),
+        )
     raw = time.perf_counter() - t
     _restore(ids)
     line(f"auto-approve tick, {len(ids):,} due", ours, raw)
@@ -224,17 +261,29 @@ def main() -> int:
     ap.add_argument("--invoices", type=int, default=1_000_000)
     ap.add_argument("--approve", type=int, default=100_000)
     ap.add_argument("--due", type=int, default=10_000)
+    ap.add_argument(
+        "--team",
+        action="store_true",
+        help="team mode (issue 16): the bench's actor is an admin of a store with users and "
+        "second_approval_above is set (above every total): every approval checks the role "
+        "and the four-eyes rules",
+    )
     args = ap.parse_args()
     store_db.connect(args.db)
     fixed = dt.datetime(2026, 11, 20, 10, 0)
     # The bench's "now" precedes every real review deadline of the store, so
     # the auto-approve tick approves exactly the invoices it staged.
-    first_deadline = (Invoice.select(Invoice.review_deadline).where(Invoice.status == S.UNDER_REVIEW)
-                      .order_by(Invoice.review_deadline).limit(1).scalar())
+    first_deadline = (
+        Invoice.select(Invoice.review_deadline)
+        .where(Invoice.status == S.UNDER_REVIEW)
+        .order_by(Invoice.review_deadline)
+        .limit(1)
+        .scalar()
+    )
     if first_deadline is not None and first_deadline <= fixed:
         fixed = first_deadline - dt.timedelta(hours=1)
     clock = Clock(tz=zone("UTC"), fixed=fixed)
-    from tui_billing.store import demo
+    from tui_billing import demo
     from tui_billing.store.settings import ensure_defaults
 
     ensure_defaults()
@@ -242,9 +291,29 @@ def main() -> int:
         t = time.perf_counter()
         demo.build(W.Ctx(clock=clock, actor="bench"), invoices=args.invoices, seed=1)
         print(f"demo store of {args.invoices:,} invoices built in {time.perf_counter() - t:.1f} s")
+        # Again, now that the store has invoices: the tick must find only the ones it stages.
+        first_deadline = (
+            Invoice.select(Invoice.review_deadline)
+            .where(Invoice.status == S.UNDER_REVIEW)
+            .order_by(Invoice.review_deadline)
+            .limit(1)
+            .scalar()
+        )
+        if first_deadline is not None and first_deadline <= fixed:
+            clock = Clock(tz=zone("UTC"), fixed=first_deadline - dt.timedelta(hours=1))
+    if args.team:
+        from tui_billing import access
+        from tui_billing.store.settings import save_setting
+
+        if not access.team_mode():
+            access.add_user(W.Ctx(clock=clock, actor="bench"), "bench", "admin")
+        save_setting("second_approval_above", "999999999")
+        print("team mode: the role and the four-eyes rules are checked on every approval")
     total = Invoice.select().count()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"backend {type(database.obj).__name__}; {total:,} invoices")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"backend {type(database.obj).__name__}; {total:,} invoices"
+    )
     bench_finder(clock)
     bench_bulk_approve(clock, args.approve)
     bench_auto_approve(clock, args.due)

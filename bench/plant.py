@@ -7,7 +7,7 @@ Plants `n` errors on distinct invoices under review (one error per invoice,
 one invoice per account), picked with a seeded RNG, through the real
 workflow wherever the application is the source of the data:
 
-    usage_feed    extra usage of one service imported with usage.import_xdrs
+    usage_feed    extra usage of one service imported with xdr_import.import_xdrs
                   (quantity and amount x factor, 1.5-100x), then reissued
     tariff        the service's xDRs re-rated: amount x or / factor, quantity
                   unchanged (direct write: the rating system is upstream)
@@ -33,6 +33,7 @@ Honesty: nothing here reads risk scores or flags, or knows the engine.
 Invoices are chosen from status, account and the invoice's own lines,
 xDRs, subscriptions and discounts only.  Factors are drawn log-uniformly.
 """
+
 from __future__ import annotations
 
 import csv
@@ -44,8 +45,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from tui_billing import statuses as S
-from tui_billing import usage as U
 from tui_billing import workflow as W
+from tui_billing import xdr_import as U
 from tui_billing.billing import BILLABLE_SUBSCRIPTION_STATUSES, period_bounds_utc
 from tui_billing.money import quantize
 from tui_billing.store.models import ChargeLine, Discount, Invoice, Subscription, Xdr, database
@@ -207,8 +208,11 @@ class Planter:
             return None
         service, rows = picked
         copies = self.rng.choice([1, 1, 2])
-        out = [(f"{self.tag}-resend{k}-{r.xdr_id}"[:64], c.account_id, service, r.time, r.quantity, r.amount)
-               for k in range(1, copies + 1) for r in rows]
+        out = [
+            (f"{self.tag}-resend{k}-{r.xdr_id}"[:64], c.account_id, service, r.time, r.quantity, r.amount)
+            for k in range(1, copies + 1)
+            for r in rows
+        ]
         self._import(out)
         return float(1 + copies), f"{service}: {len(rows)} records sent {copies + 1}x"
 
@@ -224,14 +228,21 @@ class Planter:
             return None
         with database.atomic():
             for start_i in range(0, len(after), 500):
-                Xdr.delete().where(Xdr.id.in_([r.id for r in after[start_i:start_i + 500]])).execute()
+                Xdr.delete().where(Xdr.id.in_([r.id for r in after[start_i : start_i + 500]])).execute()
         return float(a_kept / a_all), f"no records after day {cut} ({len(after)} of {len(rows)} gone)"
 
     def catalogue(self, c):
-        sub_ids = [s for (s,) in ChargeLine.select(ChargeLine.subscription).where(
-            (ChargeLine.invoice == c.id) & ChargeLine.subscription.is_null(False)).tuples()]
-        subs = [s for s in Subscription.select().where(Subscription.id.in_(sub_ids or [0])).order_by(Subscription.id)
-                if s.status in BILLABLE_SUBSCRIPTION_STATUSES and s.fee > 0]
+        sub_ids = [
+            s
+            for (s,) in ChargeLine.select(ChargeLine.subscription)
+            .where((ChargeLine.invoice == c.id) & ChargeLine.subscription.is_null(False))
+            .tuples()
+        ]
+        subs = [
+            s
+            for s in Subscription.select().where(Subscription.id.in_(sub_ids or [0])).order_by(Subscription.id)
+            if s.status in BILLABLE_SUBSCRIPTION_STATUSES and s.fee > 0
+        ]
         if not subs:
             return None
         sub = self.rng.choice(subs)
@@ -254,8 +265,11 @@ class Planter:
 
     def discount(self, c):
         services = {s for (s,) in ChargeLine.select(ChargeLine.service).where(ChargeLine.invoice == c.id).tuples()}
-        rules = [d for d in Discount.select().where(Discount.account == c.account_id).order_by(Discount.id)
-                 if d.service is None or d.service in services]
+        rules = [
+            d
+            for d in Discount.select().where(Discount.account == c.account_id).order_by(Discount.id)
+            if d.service is None or d.service in services
+        ]
         if rules:
             d = self.rng.choice(rules)
             old = d.percent
@@ -277,9 +291,17 @@ class Planter:
             plausible = quantize(Decimal(self.rng.randint(500, 25_000)) / 100 * jpy, c.currency)
             times = self.rng.choice([10, 100])
             kind = self.rng.choice(["credit", "charge"])
-            desc = (self.rng.choice(["Service credit per SLA", "Goodwill credit for outage 12 May",
-                                     "Promotional credit: spring campaign"]) if kind == "credit" else
-                    self.rng.choice(["On-site support visit (4 h)", "Porting fee", "Hardware replacement"]))
+            desc = (
+                self.rng.choice(
+                    [
+                        "Service credit per SLA",
+                        "Goodwill credit for outage 12 May",
+                        "Promotional credit: spring campaign",
+                    ]
+                )
+                if kind == "credit"
+                else self.rng.choice(["On-site support visit (4 h)", "Porting fee", "Hardware replacement"])
+            )
             try:
                 W.adjust(self.ctx, c.id, kind, plausible * times, desc)
             except W.BadInput:
@@ -296,8 +318,9 @@ class Planter:
         f = log_uniform(self.rng, 1.5, 3)
         with database.atomic():
             for r in rows:
-                Xdr.update(quantity=(r.quantity * Decimal(f)).quantize(Q3),
-                           amount=(r.amount * Decimal(f)).quantize(Q4)).where(Xdr.id == r.id).execute()
+                Xdr.update(
+                    quantity=(r.quantity * Decimal(f)).quantize(Q3), amount=(r.amount * Decimal(f)).quantize(Q4)
+                ).where(Xdr.id == r.id).execute()
         return f, f"all usage ({len(rows)} records)"
 
     # -- one plant -----------------------------------------------------------
@@ -321,16 +344,27 @@ def _swapped(rng: random.Random, amount: Decimal, currency: str) -> Decimal | No
     if not spots:
         return None
     i = rng.choice(spots)
-    digits = whole[:i] + whole[i + 1] + whole[i] + whole[i + 2:]
+    digits = whole[:i] + whole[i + 1] + whole[i] + whole[i + 2 :]
     return quantize(Decimal(digits + ("." + frac if frac else "")), currency)
 
 
 def candidates() -> list[_Candidate]:
     """Regular invoices under review, by id; the top fifth by total (JPY /150) are 'large'."""
-    out = [_Candidate(i, n, a, cur, t, pf, pt) for i, n, a, cur, t, pf, pt in Invoice.select(
-        Invoice.id, Invoice.number, Invoice.account, Invoice.currency, Invoice.total, Invoice.period_from,
-        Invoice.period_to).where((Invoice.status == S.UNDER_REVIEW) & (Invoice.kind == "regular"))
-        .order_by(Invoice.id).tuples()]
+    out = [
+        _Candidate(i, n, a, cur, t, pf, pt)
+        for i, n, a, cur, t, pf, pt in Invoice.select(
+            Invoice.id,
+            Invoice.number,
+            Invoice.account,
+            Invoice.currency,
+            Invoice.total,
+            Invoice.period_from,
+            Invoice.period_to,
+        )
+        .where((Invoice.status == S.UNDER_REVIEW) & (Invoice.kind == "regular"))
+        .order_by(Invoice.id)
+        .tuples()
+    ]
     norm = sorted((c.total / (150 if c.currency == "JPY" else 1) for c in out), reverse=True)
     if norm:
         threshold = norm[max(int(len(norm) * LARGE_SHARE) - 1, 0)]

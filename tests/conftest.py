@@ -1,4 +1,5 @@
 """Shared fixtures: a real SQLite store in a temp dir, a fixed clock."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -16,8 +17,42 @@ FIXED_NOW = dt.datetime(2026, 11, 20, 10, 0, 0)  # naive UTC
 
 
 def pytest_addoption(parser):
-    parser.addoption("--backend", action="append", choices=["sqlite", "postgresql"],
-                     help="run store tests on this backend only (default: both)")
+    parser.addoption(
+        "--backend",
+        action="append",
+        choices=["sqlite", "postgresql"],
+        help="run store tests on this backend only (default: both)",
+    )
+
+
+# Parallel by default (pytest-xdist, README: Development): `python -m pytest`
+# runs on WORKERS processes, tests marked xdist_group together on one of
+# them.  Not when you name tests (path::test), --collect-only, -s or --pdb: a
+# single test starts at once in this process, its output and debugger
+# reachable.  `-n0` or `-p no:xdist` runs serially, `-n N` on N workers, and
+# PYTEST_XDIST_AUTO_NUM_WORKERS=N (xdist's own) sets the default count.
+WORKERS = 3  # on 2 cores: many tests wait on subprocesses, PostgreSQL, SMTP
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config):
+    opt = config.option
+    if (
+        getattr(opt, "numprocesses", 0) is None
+        and opt.dist == "no"
+        and not hasattr(config, "workerinput")
+        and "PYTEST_XDIST_WORKER" not in os.environ
+        and not opt.collectonly
+        and opt.capture != "no"
+        and not all("::" in arg for arg in config.args)
+    ):
+        opt.numprocesses, opt.dist = "auto", "loadgroup"
+    return (yield)
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: absent under -p no:xdist
+def pytest_xdist_auto_num_workers(config):
+    return None if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS") else WORKERS
 
 
 def pytest_generate_tests(metafunc):
@@ -80,11 +115,11 @@ def opened(url: str):
 @pytest.fixture
 def store_url(request, backend, tmp_path):
     if backend == "sqlite":
-        url = "sqlite:///" + str(tmp_path / "store.db")
+        yield from opened("sqlite:///" + str(tmp_path / "store.db"))
     else:
-        url = new_pg_database(request.getfixturevalue("pg_cluster"), request.getfixturevalue("pg_template"),
-                              f"t{next(_pg_counter)}")
-    yield from opened(url)
+        cluster, name = request.getfixturevalue("pg_cluster"), f"t{next(_pg_counter)}"
+        yield from opened(new_pg_database(cluster, request.getfixturevalue("pg_template"), name))
+        cluster.drop_database(name)  # the cluster keeps only the databases of running tests
 
 
 @pytest.fixture
@@ -100,7 +135,7 @@ def ctx(clock):
 @pytest.fixture
 def demo_store(store_url, ctx):
     """A small deterministic demo store."""
-    from tui_billing.store import demo
+    from tui_billing import demo
 
     demo.build(ctx, invoices=300, seed=7, quiet=True)
     return store_url
@@ -129,6 +164,9 @@ def bare_url(request, backend, tmp_path):
     database): migration tests bring it to an older schema themselves."""
     if backend == "sqlite":
         yield "sqlite:///" + str(tmp_path / "old.db")
+        store_db.close()
     else:
-        yield request.getfixturevalue("pg_cluster").create_database(f"bare{next(_bare_counter)}")
-    store_db.close()
+        cluster, name = request.getfixturevalue("pg_cluster"), f"bare{next(_bare_counter)}"
+        yield cluster.create_database(name)
+        store_db.close()
+        cluster.drop_database(name)

@@ -3,6 +3,7 @@
 A real SQLite store, filled once per session by the demo builder (300
 invoices, seed 1, fixed clock) and copied for each test, so tests can write.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,7 @@ def console_ctx() -> Ctx:
 
 @pytest.fixture(scope="session")
 def console_template(tmp_path_factory):
-    from tui_billing.store import demo
+    from tui_billing import demo
     from tui_billing.store.models import database
     from tui_billing.store.settings import ensure_defaults
 

@@ -1,4 +1,5 @@
 """A manual charge or credit is net and taxed like the invoice's charges (README, *Adjust*)."""
+
 from __future__ import annotations
 
 from decimal import Decimal as D
@@ -33,8 +34,12 @@ def test_a_manual_charge_is_taxed_like_the_charges_and_the_preview_says_so(store
     W.adjust(ctx, inv.number, "charge", D("40"), "On-site support visit (4 h)")
     got = Invoice.get_by_id(inv.id)
     # What the preview promised is what is booked.
-    assert (got.total, got.outstanding, got.tax_total, got.correction_total) == \
-        (D("168.00"), D("168.00"), D("28.00"), D("40.00"))
+    assert (got.total, got.outstanding, got.tax_total, got.correction_total) == (
+        D("168.00"),
+        D("168.00"),
+        D("28.00"),
+        D("40.00"),
+    )
     assert got.total == got.subtotal - got.discount_total + got.tax_total + got.correction_total
     assert taxes(inv) == [("VAT", "20 % of 140.00", D("28.00"))]
     (ev,) = AuditEvent.select().where((AuditEvent.invoice == inv.id) & (AuditEvent.action == "adjust"))
@@ -79,8 +84,7 @@ def test_adjust_dry_run_shows_net_tax_and_new_total_like_the_dialog(store_url, c
     inv = taxed_invoice()
     code, out, _ = cli("adjust", inv.number, "--charge", "40", "--description", "On-site work", "--dry-run")
     assert code == 0 and "120.00 EUR → 168.00 EUR (▲ 40.00 net, tax 8.00)" in out
-    code, out, _ = cli("adjust", inv.number, "--charge", "40", "--description", "On-site work", "--dry-run",
-                       "--json")
+    code, out, _ = cli("adjust", inv.number, "--charge", "40", "--description", "On-site work", "--dry-run", "--json")
     doc = json.loads(out)
     assert (doc["correction"], doc["tax"], doc["total_after"]) == ("40.00", "8.00", "168.00")
     assert Invoice.get_by_id(inv.id).total == D("120.00")

@@ -7,6 +7,7 @@ auto_approve_flagged is on) and the admin digest lists it; the console's
 confirmation shows flagged invoices apart and approves them only after a
 second, explicit confirmation.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -53,13 +54,13 @@ def job_ctx(ctx: W.Ctx) -> W.Ctx:
 
 # -- the domain: approve and preview ----------------------------------------------
 
+
 def test_approve_refuses_a_flagged_invoice_and_names_its_flags(store_url, ctx):
     bad = flag(F.invoice(number="INV-2026-000777"), SPIKE, TAX)
     good = F.invoice()
     with pytest.raises(W.Refused) as exc:
         W.approve(ctx, bad.number)
-    assert str(exc.value) == ("INV-2026-000777 is flagged (spike, tax): check it, "
-                              "then approve with --include-flagged")
+    assert str(exc.value) == ("INV-2026-000777 is flagged (spike, tax): check it, then approve with --include-flagged")
     assert reload(bad).status == S.UNDER_REVIEW and events(bad) == []
 
     result = W.approve_many(ctx, [bad.id, good.id])
@@ -81,8 +82,10 @@ def test_approve_with_include_flagged_records_who_accepted_which_flags_at_which_
     assert (ev.actor, ev.before_status, ev.after_status) == ("alice", S.UNDER_REVIEW, S.APPROVED)
     detail = json.loads(ev.detail)
     assert detail["revision"] == 3
-    assert detail["accepted_flags"] == [{"code": "total_spike", "reason": SPIKE.reason, "at_stake": "0"},
-                                        {"code": "tax_ratio", "reason": TAX.reason, "at_stake": "0"}]
+    assert detail["accepted_flags"] == [
+        {"code": "total_spike", "reason": SPIKE.reason, "at_stake": "0"},
+        {"code": "tax_ratio", "reason": TAX.reason, "at_stake": "0"},
+    ]
     # An unflagged invoice approved in the same call accepts nothing.
     (plain_ev,) = events(plain, "approve")
     assert "accepted_flags" not in json.loads(plain_ev.detail)
@@ -110,10 +113,12 @@ def test_preview_sorts_ready_flagged_refused_and_writes_nothing(store_url, ctx):
     assert p.ready == [ready.number] and p.ready_ids == [ready.id]
     assert [(f.number, [x.code for x in f.flags]) for f in p.flagged] == [(flagged.number, ["total_spike"])]
     assert p.flagged_ids == [flagged.id] and p.flagged[0].reason.startswith("is flagged (spike)")
-    assert p.refused == [(rejected.number, W.APPROVE_REFUSALS[S.REJECTED]),
-                         (sent.number, W.APPROVE_REFUSALS[S.UNPAID]),
-                         (flagged_sent.number, "is already approved"),
-                         ("999999", "does not exist")]
+    assert p.refused == [
+        (rejected.number, W.APPROVE_REFUSALS[S.REJECTED]),
+        (sent.number, W.APPROVE_REFUSALS[S.UNPAID]),
+        (flagged_sent.number, "is already approved"),
+        ("999999", "does not exist"),
+    ]
     assert p.ready_totals == {"EUR": Decimal("100.00")} and p.flagged_totals == {"EUR": Decimal("10000.00")}
     assert not p.all_ready() and not p.all_ready(include_flagged=True)
     assert W.preview_approve([ready.id, flagged.id]).all_ready(include_flagged=True)
@@ -122,6 +127,7 @@ def test_preview_sorts_ready_flagged_refused_and_writes_nothing(store_url, ctx):
 
 
 # -- the CLI ----------------------------------------------------------------------------
+
 
 def test_cli_approve_named_flagged_is_a_refusal_the_others_are_done(store_url, cli):
     bad = flag(F.invoice())
@@ -136,7 +142,9 @@ def test_cli_approve_named_flagged_is_a_refusal_the_others_are_done(store_url, c
     assert code == 0, err
     doc = json.loads(out)
     assert doc["done"] == [bad.number] and doc["failed"] == []
-    assert doc["accepted_flags"] == [{"number": bad.number, "flags": [{"code": "total_spike", "reason": SPIKE.reason, "at_stake": "0"}]}]
+    assert doc["accepted_flags"] == [
+        {"number": bad.number, "flags": [{"code": "total_spike", "reason": SPIKE.reason, "at_stake": "0"}]}
+    ]
     (ev,) = events(bad, "approve")
     assert json.loads(ev.detail)["accepted_flags"][0]["code"] == "total_spike"
 
@@ -203,6 +211,7 @@ def test_cli_dry_run_writes_nothing(store_url, cli):
 
 # -- the job loop: held, not auto-approved -------------------------------------------
 
+
 def test_auto_approve_holds_a_flagged_invoice_and_approves_the_others(store_url, ctx):
     flagged = flag(F.invoice(generated=DUE), SPIKE, TAX)
     plain = F.invoice(generated=DUE)
@@ -225,8 +234,9 @@ def test_auto_approve_holds_a_flagged_invoice_and_approves_the_others(store_url,
     assert W.held_count() == 1
 
     # The next ticks neither approve it nor hold it again: held_at stays the first hold's.
-    later = W.Ctx(clock=type(ctx.clock)(tz=ctx.clock.tz, fixed=ctx.clock.now() + dt.timedelta(hours=1)),
-                  actor="job:auto_approve")
+    later = W.Ctx(
+        clock=type(ctx.clock)(tz=ctx.clock.tz, fixed=ctx.clock.now() + dt.timedelta(hours=1)), actor="job:auto_approve"
+    )
     again = W.auto_approve_due(later)
     assert again.done == [] and again.held == []
     assert reload(flagged).held_at == ctx.clock.now() and len(events(flagged, "hold")) == 1
@@ -281,8 +291,11 @@ def test_two_job_loops_hold_each_flagged_invoice_once(store_url, ctx):
 
     def work(i):
         lines = []
-        jobs.auto_approve_due(W.Ctx(clock=ctx.clock, actor=f"job:loop{i}"), batch=4,
-                              log=lambda job, **f: lines.append((f["action"], f["invoice"])))
+        jobs.auto_approve_due(
+            W.Ctx(clock=ctx.clock, actor=f"job:loop{i}"),
+            batch=4,
+            log=lambda job, **f: lines.append((f["action"], f["invoice"])),
+        )
         return lines
 
     a, b = in_threads(2, work)
@@ -309,13 +322,14 @@ def test_digest_lists_held_invoices_with_their_flags(store_url, ctx):
     assert second.subject == "1 flagged invoice held for review"
     body = second.body
     assert "Held for a person (flagged)" in body and fresh.number not in body
-    section = body[body.index("Held for a person (flagged)"):]
+    section = body[body.index("Held for a person (flagged)") :]
     assert flagged.number in section and "Globex Corporation" in section and "10,000.00" in section
     assert SPIKE.reason in section and TAX.reason in section
     assert "--include-flagged" in section
 
 
 # -- the console ------------------------------------------------------------------------
+
 
 def test_console_lists_flagged_apart_and_approves_only_the_unflagged(console_env):
     from textual.widgets import Static
@@ -327,7 +341,7 @@ def test_console_lists_flagged_apart_and_approves_only_the_unflagged(console_env
     from .conftest_console import make_app, settle
     from .test_console import move_to, run
 
-    target = (Invoice.select().where(Invoice.status == S.UNDER_REVIEW).order_by(Invoice.id).first())
+    target = Invoice.select().where(Invoice.status == S.UNDER_REVIEW).order_by(Invoice.id).first()
     target = flag(target, SPIKE, TAX, score=90_000)  # the riskiest: first in the queue
 
     async def scenario(accept: bool):
@@ -337,8 +351,9 @@ def test_console_lists_flagged_apart_and_approves_only_the_unflagged(console_env
             table = app.screen.query_one(InvoiceTable)
             await move_to(pilot, table, lambda r: r.id == target.id)
             await pilot.press("space")
-            other = await move_to(pilot, table, lambda r: r.status == S.UNDER_REVIEW
-                                  and not risk.is_flagged(r.risk_score))
+            other = await move_to(
+                pilot, table, lambda r: r.status == S.UNDER_REVIEW and not risk.is_flagged(r.risk_score)
+            )
             await pilot.press("space")
             await pilot.press("a")
             await settle(pilot)

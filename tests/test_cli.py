@@ -1,4 +1,5 @@
 """The CLI contract of DESIGN.md: JSON shape, exit codes, bulk reporting, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,18 @@ from tui_billing.store.models import ALL_MODELS, AuditEvent, Correction, Invoice
 
 from . import factories as F
 
-INVOICE_KEYS = {"number", "account", "customer_class", "status", "total", "currency", "issue_date",
-                "due_date", "review_deadline", "revision"}
+INVOICE_KEYS = {
+    "number",
+    "account",
+    "customer_class",
+    "status",
+    "total",
+    "currency",
+    "issue_date",
+    "due_date",
+    "review_deadline",
+    "revision",
+}
 
 
 def row_counts():
@@ -115,33 +126,36 @@ def test_adjust_and_reissue_via_cli(store_url, cli):
     assert Invoice.get_by_id(inv.id).status == S.UNDER_REVIEW
 
 
-@pytest.mark.parametrize("args,field", [
-    (["adjust", "{n}", "--credit", "abc", "--description", "x"], "credit"),
-    (["adjust", "{n}", "--credit", "-5", "--description", "x"], "credit"),
-    (["adjust", "{n}", "--charge", "0", "--description", "x"], "charge"),
-    (["adjust", "{n}", "--charge", "1.234", "--description", "x"], "charge"),
-    (["adjust", "{n}", "--charge", "1e12", "--description", "x"], "charge"),
-    (["adjust", "{n}", "--charge", "NaN", "--description", "x"], "charge"),
-    (["adjust", "{n}", "--charge", "5", "--description", "  "], "description"),
-    (["adjust", "NOPE-1", "--charge", "5", "--description", "x"], "invoice"),
-    (["approve", "NOPE-1"], "invoice"),
-    (["approve", "{n}", "NOPE-2"], "invoice"),
-    (["find", "--from", "2026-13-01"], "from"),
-    (["find", "--from", "2026-03-05", "--to", "2026-03-01"], "to"),
-    (["find", "--status", "sent"], "status"),
-    (["find", "--account-type", "alien"], "account-type"),
-    (["find", "--class", "Nobody"], "class"),
-    (["find", "--limit", "0"], "limit"),
-    (["--now", "yesterday", "approve", "{n}"], "now"),
-    (["reissue", "{n}"], "usage"),
-    (["settings", "number_format", "INV-{year}"], "number_format"),
-    (["settings", "number_format", "INV-{seq:>99999999}"], "number_format"),
-    (["settings", "number_format", "X" * 60 + "{seq}"], "number_format"),
-    (["settings", "number_format", "INV-{seq:6d}"], "number_format"),
-    (["settings", "number_format", "INV-{month}{seq}"], "number_format"),
-    (["adjust", "{n}", "--credit", "1E+1", "--description", "x"], "credit"),
-    (["settings", "offpeak_start", "25:00"], "offpeak_start"),
-])
+@pytest.mark.parametrize(
+    "args,field",
+    [
+        (["adjust", "{n}", "--credit", "abc", "--description", "x"], "credit"),
+        (["adjust", "{n}", "--credit", "-5", "--description", "x"], "credit"),
+        (["adjust", "{n}", "--charge", "0", "--description", "x"], "charge"),
+        (["adjust", "{n}", "--charge", "1.234", "--description", "x"], "charge"),
+        (["adjust", "{n}", "--charge", "1e12", "--description", "x"], "charge"),
+        (["adjust", "{n}", "--charge", "NaN", "--description", "x"], "charge"),
+        (["adjust", "{n}", "--charge", "5", "--description", "  "], "description"),
+        (["adjust", "NOPE-1", "--charge", "5", "--description", "x"], "invoice"),
+        (["approve", "NOPE-1"], "invoice"),
+        (["approve", "{n}", "NOPE-2"], "invoice"),
+        (["find", "--from", "2026-13-01"], "from"),
+        (["find", "--from", "2026-03-05", "--to", "2026-03-01"], "to"),
+        (["find", "--status", "sent"], "status"),
+        (["find", "--account-type", "alien"], "account-type"),
+        (["find", "--class", "Nobody"], "class"),
+        (["find", "--limit", "0"], "limit"),
+        (["--now", "yesterday", "approve", "{n}"], "now"),
+        (["reissue", "{n}"], "usage"),
+        (["settings", "number_format", "INV-{year}"], "number_format"),
+        (["settings", "number_format", "INV-{seq:>99999999}"], "number_format"),
+        (["settings", "number_format", "X" * 60 + "{seq}"], "number_format"),
+        (["settings", "number_format", "INV-{seq:6d}"], "number_format"),
+        (["settings", "number_format", "INV-{month}{seq}"], "number_format"),
+        (["adjust", "{n}", "--credit", "1E+1", "--description", "x"], "credit"),
+        (["settings", "offpeak_start", "25:00"], "offpeak_start"),
+    ],
+)
 def test_bad_input_exit_2_names_field_writes_nothing(store_url, cli, args, field):
     inv = F.invoice()
     before = row_counts()
@@ -167,18 +181,28 @@ def test_refused_adjust_exits_1(store_url, cli):
     assert Correction.select().count() == 0
 
 
-@pytest.mark.parametrize("start,args,warning", [
-    # Review switched on while the Net term is lowered: the customer's 30 days would shrink to 9.
-    (("immediately", 0, 30), ["--send-mode", "after_review", "--hold-days", "5", "--net-days", "14"],
-     "to keep Net 30 for the customer, set Net 35 days (now Net 14)"),
-    # A longer hold on a class already under review: 21 days to pay would become 19.
-    (("after_review", 5, 26), ["--hold-days", "7"], "to keep Net 21 for the customer, set Net 28 days (now Net 26)"),
-    (("after_review", 5, 26), ["--hold-days", "7", "--net-days", "28"], None),
-    (("after_review", 5, 26), ["--hold-days", "3"], None),  # a shorter hold gives the customer more time
-    # Already without time to pay: the plain warning, not "keep Net -5".
-    (("after_review", 10, 5), ["--hold-days", "12"], "Net 5 days does not include the 12 hold-for-review days"),
-    (("immediately", 0, 21), ["--send-mode", "after_review", "--hold-days", "5", "--net-days", "26"], None),
-])
+@pytest.mark.parametrize(
+    "start,args,warning",
+    [
+        # Review switched on while the Net term is lowered: the customer's 30 days would shrink to 9.
+        (
+            ("immediately", 0, 30),
+            ["--send-mode", "after_review", "--hold-days", "5", "--net-days", "14"],
+            "to keep Net 30 for the customer, set Net 35 days (now Net 14)",
+        ),
+        # A longer hold on a class already under review: 21 days to pay would become 19.
+        (
+            ("after_review", 5, 26),
+            ["--hold-days", "7"],
+            "to keep Net 21 for the customer, set Net 28 days (now Net 26)",
+        ),
+        (("after_review", 5, 26), ["--hold-days", "7", "--net-days", "28"], None),
+        (("after_review", 5, 26), ["--hold-days", "3"], None),  # a shorter hold gives the customer more time
+        # Already without time to pay: the plain warning, not "keep Net -5".
+        (("after_review", 10, 5), ["--hold-days", "12"], "Net 5 days does not include the 12 hold-for-review days"),
+        (("immediately", 0, 21), ["--send-mode", "after_review", "--hold-days", "5", "--net-days", "26"], None),
+    ],
+)
 def test_class_change_that_shortens_the_time_to_pay_warns(store_url, cli, start, args, warning):
     F.customer_class("Enterprise", *start)
     code, _, err = cli("class", "Enterprise", *args)
@@ -201,26 +225,34 @@ def test_class_warning_net_days(store_url, cli):
 def test_settings_number_format_round_trip(store_url, cli):
     code, out, _ = cli("settings", "number_format", "BILL/{year}/{month:02d}/{seq:05d}")
     assert code == 0
-    from tui_billing.store.settings import format_number, load_settings
     import datetime as dt
+
+    from tui_billing.store.settings import format_number, load_settings
+
     assert format_number(load_settings().number_format, 7, dt.date(2026, 3, 1)) == "BILL/2026/03/00007"
 
 
 def test_python_dash_m_and_console_script_work(demo_store):
-    proc = subprocess.run([sys.executable, "-m", "tui_billing", "--db", demo_store, "find", "--limit", "1",
-                           "--json"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tui_billing", "--db", demo_store, "find", "--limit", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads(proc.stdout)["invoices"]) == 1
 
 
 def test_cli_and_store_do_not_import_textual():
-    code = ("import sys, tui_billing.cli, tui_billing.store.models, tui_billing.store.queries, "
-            "tui_billing.workflow, tui_billing.billing, tui_billing.documents, tui_billing.pdf\n"
-            "from tui_billing.cli import build_parser; build_parser()\n"
-            "import importlib.util\n"
-            "if importlib.util.find_spec('tui_billing.jobs'): import tui_billing.jobs\n"
-            "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'))\n"
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, tui_billing.cli, tui_billing.store.models, tui_billing.store.queries, "
+        "tui_billing.workflow, tui_billing.billing, tui_billing.documents, tui_billing.pdf\n"
+        "from tui_billing.cli import build_parser; build_parser()\n"
+        "import importlib.util\n"
+        "if importlib.util.find_spec('tui_billing.jobs'): import tui_billing.jobs\n"
+        "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'))\n"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -258,17 +290,28 @@ def test_bad_now_does_not_create_a_store(tmp_path, capsys):
 
 # -- issue 13: amounts read one way everywhere; dry runs write nothing -------------
 
+
 def audit_state(*invoices):
-    return (AuditEvent.select().count(), Correction.select().count(),
-            [(i.status, i.total, i.revision) for i in (Invoice.get_by_id(x.id) for x in invoices)])
+    return (
+        AuditEvent.select().count(),
+        Correction.select().count(),
+        [(i.status, i.total, i.revision) for i in (Invoice.get_by_id(x.id) for x in invoices)],
+    )
 
 
-@pytest.mark.parametrize("flag,text,message", [
-    ("credit", "1,5", "'1,5' looks like a decimal comma; type 1.5 (a point for decimals, commas only between thousands)"),
-    ("charge", "12,50", "'12,50' looks like a decimal comma; type 12.50"),
-    ("charge", "1.234,50", "'1.234,50' looks like a decimal comma; type 1234.50"),
-    ("credit", "1,23", "'1,23' looks like a decimal comma; type 1.23"),
-])
+@pytest.mark.parametrize(
+    "flag,text,message",
+    [
+        (
+            "credit",
+            "1,5",
+            "'1,5' looks like a decimal comma; type 1.5 (a point for decimals, commas only between thousands)",
+        ),
+        ("charge", "12,50", "'12,50' looks like a decimal comma; type 12.50"),
+        ("charge", "1.234,50", "'1.234,50' looks like a decimal comma; type 1234.50"),
+        ("credit", "1,23", "'1,23' looks like a decimal comma; type 1.23"),
+    ],
+)
 def test_adjust_refuses_a_decimal_comma_like_the_console(store_url, cli, flag, text, message):
     from tui_billing import money
 
@@ -298,9 +341,19 @@ def test_adjust_dry_run_says_what_would_happen_and_writes_nothing(store_url, cli
     code, out, err = cli("adjust", inv.number, "--credit", "12.5", "--description", "Promo", "--dry-run", "--json")
     assert code == 0, err
     doc = json.loads(out)
-    assert doc == {"dry_run": True, "number": inv.number, "kind": "credit", "amount": "12.50", "currency": "EUR",
-                   "total_before": "80.00", "correction": "-12.50", "tax": "0.00", "total_after": "67.50",
-                   "would_apply": True, "refused": []}
+    assert doc == {
+        "dry_run": True,
+        "number": inv.number,
+        "kind": "credit",
+        "amount": "12.50",
+        "currency": "EUR",
+        "total_before": "80.00",
+        "correction": "-12.50",
+        "tax": "0.00",
+        "total_after": "67.50",
+        "would_apply": True,
+        "refused": [],
+    }
     code, out, _ = cli("adjust", inv.number, "--charge", "1,000", "--description", "Setup", "--dry-run")
     assert code == 0
     assert "charge of 1,000.00 EUR" in out and "80.00 EUR → 1,080.00 EUR" in out and "nothing was changed" in out
@@ -317,7 +370,9 @@ def test_adjust_dry_run_says_what_would_happen_and_writes_nothing(store_url, cli
     assert code == 1
     doc = json.loads(out)
     assert doc["would_apply"] is False and doc["total_after"] is None
-    assert doc["refused"] == [{"number": sent.number, "reason": "is approved: an approved invoice can no longer be changed"}]
+    assert doc["refused"] == [
+        {"number": sent.number, "reason": "is approved: an approved invoice can no longer be changed"}
+    ]
     code, out, err = cli("adjust", sent.number, "--charge", "5", "--description", "x", "--dry-run")
     assert code == 1 and "is approved" in err
     assert audit_state(inv, sent) == before
@@ -328,14 +383,27 @@ def test_reissue_dry_run_says_what_would_happen_and_writes_nothing(store_url, cl
     waiting = F.invoice(status=S.REJECTED, reissue_mode="off_peak")
     sent = F.invoice(status=S.APPROVED)
     before = audit_state(fresh, waiting, sent)
-    code, out, err = cli("--now", "2026-11-20T10:00", "reissue", fresh.number, waiting.number, sent.number,
-                         "--off-peak", "--dry-run", "--json")
+    code, out, err = cli(
+        "--now",
+        "2026-11-20T10:00",
+        "reissue",
+        fresh.number,
+        waiting.number,
+        sent.number,
+        "--off-peak",
+        "--dry-run",
+        "--json",
+    )
     assert code == 1
     doc = json.loads(out)
-    assert doc == {"dry_run": True, "mode": "off_peak", "would_reissue_now": [],
-                   "would_queue": [fresh.number, waiting.number], "window_opens": "2026-11-21T01:00:00+00:00",
-                   "refused": [{"number": sent.number,
-                                "reason": "is already approved: it can no longer be reissued"}]}
+    assert doc == {
+        "dry_run": True,
+        "mode": "off_peak",
+        "would_reissue_now": [],
+        "would_queue": [fresh.number, waiting.number],
+        "window_opens": "2026-11-21T01:00:00+00:00",
+        "refused": [{"number": sent.number, "reason": "is already approved: it can no longer be reissued"}],
+    }
     code, out, err = cli("--now", "2026-11-20T10:00", "reissue", fresh.number, waiting.number, "--now", "--dry-run")
     assert code == 0, err
     assert "2 would be reissued now" in out and "nothing was changed" in out
@@ -343,8 +411,9 @@ def test_reissue_dry_run_says_what_would_happen_and_writes_nothing(store_url, cl
     assert code == 0 and json.loads(out)["would_reissue_now"] == [fresh.number]
     assert audit_state(fresh, waiting, sent) == before
     # What the dry run said is what the real command does.
-    code, out, _ = cli("--now", "2026-11-20T10:00", "reissue", fresh.number, waiting.number, sent.number,
-                       "--off-peak", "--json")
+    code, out, _ = cli(
+        "--now", "2026-11-20T10:00", "reissue", fresh.number, waiting.number, sent.number, "--off-peak", "--json"
+    )
     assert code == 1
     real = json.loads(out)
     assert real["done"] == doc["would_queue"] and real["window_opens"] == doc["window_opens"]

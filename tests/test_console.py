@@ -1,5 +1,6 @@
 """The console driven with Textual's Pilot at 80x24 against a real SQLite
 store (no mocks): find, detail tabs, approve, adjust, reissue."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -47,6 +48,7 @@ async def move_to(pilot, table: InvoiceTable, predicate, limit: int = 200):
 
 # ---------------------------------------------------------------------------
 
+
 def test_queue_is_first_screen_sorted_by_deadline(console_env):
     async def scenario():
         app = make_app(console_env)
@@ -64,6 +66,7 @@ def test_queue_is_first_screen_sorted_by_deadline(console_env):
             assert len(rows) == min(expected, PAGE)
             counts = str(app.screen.query_one("#counts", Static).render())
             assert f"Under review {Invoice.select().where(Invoice.status == S.UNDER_REVIEW).count()}" in counts
+
     run(scenario())
 
 
@@ -94,8 +97,17 @@ def test_find_filter_open_detail_visit_every_tab(console_env):
             assert isinstance(detail, InvoiceDetailScreen)
             assert detail.detail.invoice.number == number
             head = str(detail.query_one("#detail-head", Static).render())
-            for label in ("Invoice number", "Account", "Total", "Payment model", "Status", "From", "To",
-                          "Review deadline", "Revision"):
+            for label in (
+                "Invoice number",
+                "Account",
+                "Total",
+                "Payment model",
+                "Status",
+                "From",
+                "To",
+                "Review deadline",
+                "Revision",
+            ):
                 assert label in head
             assert "External total" not in head  # ERP integration is off
             tabs = detail.query_one(TabbedContent)
@@ -121,6 +133,7 @@ def test_find_filter_open_detail_visit_every_tab(console_env):
             await pilot.press("escape")
             await pilot.pause()
             assert isinstance(app.screen, FinderScreen)
+
     run(scenario())
 
 
@@ -129,10 +142,13 @@ def has_tax_lines(invoice_id: int) -> bool:
 
 
 def test_taxes_tab_absent_and_payments_hidden_for_open_postpay(console_env):
-    no_tax = (Invoice.select().where(Invoice.id.not_in(TaxLine.select(TaxLine.invoice)))
-              .order_by(Invoice.id).first())
-    open_postpay = (Invoice.select().where((Invoice.status == S.OPEN) & (Invoice.payment_model == "postpay"))
-                    .order_by(Invoice.id).first())
+    no_tax = Invoice.select().where(Invoice.id.not_in(TaxLine.select(TaxLine.invoice))).order_by(Invoice.id).first()
+    open_postpay = (
+        Invoice.select()
+        .where((Invoice.status == S.OPEN) & (Invoice.payment_model == "postpay"))
+        .order_by(Invoice.id)
+        .first()
+    )
     assert no_tax is not None and open_postpay is not None
 
     async def scenario():
@@ -150,6 +166,7 @@ def test_taxes_tab_absent_and_payments_hidden_for_open_postpay(console_env):
             assert note.startswith("Payments appear once the invoice is closed")
             head = str(detail.query_one("#detail-head", Static).render())
             assert "Open" in head and "Postpay" in head
+
     run(scenario())
 
 
@@ -180,16 +197,21 @@ def test_queue_mark_three_and_approve(console_env):
             for invoice_id in marked:
                 assert str(invoice_id) not in table.items
             assert not table.selection
+
     run(scenario())
     approved = list(Invoice.select().where(Invoice.status == S.APPROVED, Invoice.approved_by == "alice"))
     assert len(approved) == 3
     for inv in approved:
-        assert AuditEvent.select().where((AuditEvent.invoice == inv.id) & (AuditEvent.action == "approve")
-                                         & (AuditEvent.actor == "alice")).exists()
+        assert (
+            AuditEvent.select()
+            .where((AuditEvent.invoice == inv.id) & (AuditEvent.action == "approve") & (AuditEvent.actor == "alice"))
+            .exists()
+        )
 
 
 def test_approve_refusal_listed_in_summary(console_env):
     """A rejected invoice in the batch is reported with its reason; the rest are approved."""
+
     async def scenario():
         app = make_app(console_env)
         async with app.run_test(size=(80, 24)) as pilot:
@@ -210,6 +232,7 @@ def test_approve_refusal_listed_in_summary(console_env):
             [(number, reason)] = summary.result.failed
             assert "rejected" in reason
             assert "reissue it before approving it" in str(summary.query_one("#summary-body", Static).render())
+
     run(scenario())
 
 
@@ -227,8 +250,12 @@ def test_adjust_refuses_bad_amounts_then_applies_a_good_one(console_env):
             assert isinstance(modal, AdjustModal)
             amount = modal.query_one("#adj-amount", Input)
             error = modal.query_one("#adj-amount-error", Static)
-            for bad, words in (("0", "greater than zero"), ("-5", "greater than zero"),
-                               ("abc", "not a number"), ("1.234", "at most 2 decimal places")):
+            for bad, words in (
+                ("0", "greater than zero"),
+                ("-5", "greater than zero"),
+                ("abc", "not a number"),
+                ("1.234", "at most 2 decimal places"),
+            ):
                 amount.value = ""
                 await pilot.pause()
                 amount.focus()
@@ -266,6 +293,7 @@ def test_adjust_refuses_bad_amounts_then_applies_a_good_one(console_env):
             # The row's total cell shows the new total.
             cell = table.get_cell(str(row.id), "total")
             assert cell.plain == f"{expected:,.2f} EUR"
+
     run(scenario())
     corr = Correction.select().order_by(Correction.id.desc()).first()
     assert corr.kind == "manual_charge" and corr.amount == Decimal("12.50") and corr.description == "On-site support"
@@ -275,8 +303,12 @@ def test_adjust_refuses_bad_amounts_then_applies_a_good_one(console_env):
 
 
 def test_adjust_from_detail_updates_total_shown(console_env):
-    inv = (Invoice.select().where((Invoice.status == S.UNDER_REVIEW) & (Invoice.currency == "EUR"))
-           .order_by(Invoice.id).first())
+    inv = (
+        Invoice.select()
+        .where((Invoice.status == S.UNDER_REVIEW) & (Invoice.currency == "EUR"))
+        .order_by(Invoice.id)
+        .first()
+    )
     expected = workflow.preview_adjust(inv.id, "credit", "1.00").after  # the domain's new total
 
     async def scenario():
@@ -296,6 +328,7 @@ def test_adjust_from_detail_updates_total_shown(console_env):
             head = str(detail.query_one("#detail-head", Static).render())
             assert f"{expected:,.2f} EUR" in head
             assert detail.detail.corrections[-1].description == "Goodwill"
+
     run(scenario())
 
 
@@ -327,8 +360,11 @@ def test_reissue_off_peak_marks_rejected(console_env):
     invoice_id = run(scenario())
     inv = Invoice.get_by_id(invoice_id)
     assert inv.status == S.REJECTED and inv.reissue_mode == "off_peak"
-    assert AuditEvent.select().where((AuditEvent.invoice == invoice_id)
-                                     & (AuditEvent.action == "request_reissue")).exists()
+    assert (
+        AuditEvent.select()
+        .where((AuditEvent.invoice == invoice_id) & (AuditEvent.action == "request_reissue"))
+        .exists()
+    )
 
 
 def test_select_all_matching_is_a_query(console_env):
@@ -350,6 +386,7 @@ def test_select_all_matching_is_a_query(console_env):
             assert len(ids) == expected - 1
             counts = str(screen.query_one("#counts", Static).render())
             assert f"all {expected - 1} matching marked" in counts
+
     run(scenario())
 
 
@@ -371,6 +408,7 @@ def test_help_and_theme_and_modes(console_env):
             await pilot.press("f2")
             await settle(pilot)
             assert isinstance(app.screen, QueueScreen)
+
     run(scenario())
 
 
@@ -401,6 +439,7 @@ def test_classes_warning_live_and_save(console_env):
             assert isinstance(app.screen, ConfirmModal)
             await pilot.press("y")
             await settle(pilot)
+
     run(scenario())
     cls = CustomerClass.get(CustomerClass.name == "Small Business")
     assert (cls.send_mode, cls.hold_days, cls.net_days) == ("after_review", 5, 19)
@@ -446,6 +485,7 @@ def test_command_palette_lists_actions_and_runs_them(console_env):
             await pilot.press("enter")
             await settle(pilot)
             assert isinstance(app.screen, FinderScreen)
+
     run(scenario())
 
 
@@ -464,6 +504,7 @@ def test_keys_can_be_remapped_by_binding_id(console_env):
             assert isinstance(app.screen, ConfirmModal)
             sections = dict(app.key_sections())
             assert ("^o", "Approve") in sections["Review queue and finder"]
+
     run(scenario())
 
 
@@ -489,14 +530,17 @@ def test_next_page_loads_when_the_cursor_nears_the_end(console_env):
                 await settle(pilot)
             assert table.row_count == Invoice.select().count() == 300 and not screen.has_more
             assert screen.ahead is None or screen.ahead[0] == []
+
     run(scenario())
 
 
-@pytest.mark.parametrize("sort,descending", [("deadline", None), ("deadline", True), ("issue_date", None),
-                                             ("issue_date", False), ("total", None)])
+@pytest.mark.parametrize(
+    "sort,descending",
+    [("deadline", None), ("deadline", True), ("issue_date", None), ("issue_date", False), ("total", None)],
+)
 def test_pager_merges_statuses_in_exactly_the_query_order(console_env, sort, descending):
+    from tui_billing.console_state import Pager
     from tui_billing.store import queries
-    from tui_billing.widgets.pager import Pager
 
     filters = queries.make_filters(status=[S.UNDER_REVIEW, S.REJECTED, S.APPROVED])
     pager = Pager(filters, sort, descending, limit=7)
@@ -524,6 +568,7 @@ def test_rows_changed_elsewhere_are_refreshed_by_the_poll(console_env):
             app.poll_waiting()
             await settle(pilot)
             assert str(row.id) not in table.items
+
     run(scenario())
 
 
@@ -541,10 +586,12 @@ def test_erp_integration_shows_external_total_and_approval_date(console_env):
             head = str(app.screen.query_one("#detail-head", Static).render())
             assert "External total" in head and "Approval date" in head
             assert "Closed · Paid" in head or paid.payment_model != "postpay"
+
     run(scenario())
 
 
 # -- risk review (issue #7) ---------------------------------------------------
+
 
 def flag_invoices(scores: dict[int, list[str]]) -> None:
     """Give invoices risk flags (codes; reasons made up) as the bill run would."""
@@ -553,13 +600,18 @@ def flag_invoices(scores: dict[int, list[str]]) -> None:
     for invoice_id, codes in scores.items():
         flags = [Flag(code, f"reason of {code} on invoice {invoice_id}") for code in codes]
         Invoice.update(risk_score=FLAGGED + score(flags), risk_flags=dumps_flags(flags)).where(
-            Invoice.id == invoice_id).execute()
+            Invoice.id == invoice_id
+        ).execute()
 
 
 def queue_ids(status=(S.UNDER_REVIEW,)) -> list[int]:
     """Queue invoices, latest deadline first (the ones the deadline sort shows last)."""
-    return [i.id for i in Invoice.select(Invoice.id).where(Invoice.status.in_(list(status)))
-            .order_by(Invoice.review_deadline.desc(), Invoice.id)]
+    return [
+        i.id
+        for i in Invoice.select(Invoice.id)
+        .where(Invoice.status.in_(list(status)))
+        .order_by(Invoice.review_deadline.desc(), Invoice.id)
+    ]
 
 
 def test_queue_is_sorted_by_risk_then_deadline_and_s_switches(console_env):
@@ -598,14 +650,14 @@ def test_queue_is_sorted_by_risk_then_deadline_and_s_switches(console_env):
             await pilot.press("s")
             await settle(pilot)
             assert table.order[0] == str(ids[1])
+
     run(scenario())
 
 
 def test_flagged_only_in_queue_and_finder(console_env):
     under_review = queue_ids()
     paid = [i.id for i in Invoice.select(Invoice.id).where(Invoice.status == S.PAID).order_by(Invoice.id)]
-    flag_invoices({under_review[3]: ["zero_total"], under_review[5]: ["large_correction"],
-                   paid[0]: ["total_drop"]})
+    flag_invoices({under_review[3]: ["zero_total"], under_review[5]: ["large_correction"], paid[0]: ["total_drop"]})
     flagged = {i.id for i in Invoice.select(Invoice.id).where(Invoice.risk_score >= risk.FLAGGED)}
     in_queue = {i for i in flagged if Invoice.get_by_id(i).status in (S.UNDER_REVIEW, S.REJECTED)}
     assert {under_review[3], under_review[5]} <= in_queue
@@ -639,13 +691,22 @@ def test_flagged_only_in_queue_and_finder(console_env):
             await settle(pilot)
             scores = [table.items[k].risk_score for k in table.order]
             assert scores == sorted(scores, reverse=True)
+
     run(scenario())
 
 
 def test_detail_tabs_all_in_sight_at_80_columns(console_env):
     """Eight tabs with counts need ~87 columns: at 80 two titles are shortened, never a tab hidden."""
-    inv = (Invoice.select().where((Invoice.status == S.UNDER_REVIEW) & (Invoice.risk_score >= risk.FLAGGED)
-                                  & Invoice.id.in_(TaxLine.select(TaxLine.invoice))).order_by(Invoice.id).first())
+    inv = (
+        Invoice.select()
+        .where(
+            (Invoice.status == S.UNDER_REVIEW)
+            & (Invoice.risk_score >= risk.FLAGGED)
+            & Invoice.id.in_(TaxLine.select(TaxLine.invoice))
+        )
+        .order_by(Invoice.id)
+        .first()
+    )
     assert inv is not None, "the demo store should hold a flagged invoice with taxes"
 
     async def scenario():
@@ -671,6 +732,7 @@ def test_detail_tabs_all_in_sight_at_80_columns(console_env):
             await pilot.resize_terminal(80, 24)
             await settle(pilot)
             assert titles()[1].startswith("Subs. ") and all_in_sight()
+
     run(scenario())
 
 
@@ -680,19 +742,31 @@ def test_detail_lists_flags_in_full_and_changes_since_review(console_env):
 
     from .conftest_console import console_ctx
 
-    inv = (Invoice.select().where((Invoice.status == S.UNDER_REVIEW) & (Invoice.currency == "EUR")
-                                  & (Invoice.revision == 1)).order_by(Invoice.id).first())
-    plain = (Invoice.select().where((Invoice.status == S.UNDER_REVIEW) & (Invoice.risk_flags == "")
-                                    & (Invoice.id != inv.id)).order_by(Invoice.id).first())
-    reasons = ["total 12,400.00 EUR is 9.8x the last 3 invoices' average 1,265.10",
-               "first time billed: roaming (120.00 EUR); not on the last 3 invoices"]
+    inv = (
+        Invoice.select()
+        .where((Invoice.status == S.UNDER_REVIEW) & (Invoice.currency == "EUR") & (Invoice.revision == 1))
+        .order_by(Invoice.id)
+        .first()
+    )
+    plain = (
+        Invoice.select()
+        .where((Invoice.status == S.UNDER_REVIEW) & (Invoice.risk_flags == "") & (Invoice.id != inv.id))
+        .order_by(Invoice.id)
+        .first()
+    )
+    reasons = [
+        "total 12,400.00 EUR is 9.8x the last 3 invoices' average 1,265.10",
+        "first time billed: roaming (120.00 EUR); not on the last 3 invoices",
+    ]
     before = Invoice.get_by_id(inv.id).total
     preview = workflow.preview_adjust(inv.id, "charge", "12.50")
     workflow.adjust(console_ctx(), inv.id, "charge", Decimal("12.50"), "On-site support")
     after = Invoice.get_by_id(inv.id).total
     # (after the adjust: it assesses the invoice again)
-    Invoice.update(risk_score=FLAGGED + 50, risk_flags=dumps_flags(
-        [Flag("total_spike", reasons[0]), Flag("new_service", reasons[1])])).where(Invoice.id == inv.id).execute()
+    Invoice.update(
+        risk_score=FLAGGED + 50,
+        risk_flags=dumps_flags([Flag("total_spike", reasons[0]), Flag("new_service", reasons[1])]),
+    ).where(Invoice.id == inv.id).execute()
     assert after == preview.after  # 12.50 and its tax, if the account's rules tax it
 
     async def scenario():
@@ -733,15 +807,15 @@ def test_detail_lists_flags_in_full_and_changes_since_review(console_env):
             await pilot.pause()
             await show_detail(pilot, plain.id)
             assert "No flags" in str(app.screen.query_one("#detail-flags", Static).render())
+
     run(scenario())
-    assert AuditEvent.select().where((AuditEvent.invoice == inv.id)
-                                     & (AuditEvent.action == "mark_reviewed")).exists()
+    assert AuditEvent.select().where((AuditEvent.invoice == inv.id) & (AuditEvent.action == "mark_reviewed")).exists()
 
 
 @pytest.mark.parametrize("descending", [None, False])
 def test_pager_pages_the_risk_sort_in_exactly_the_query_order(console_env, descending):
+    from tui_billing.console_state import Pager
     from tui_billing.store import queries
-    from tui_billing.widgets.pager import Pager
 
     ids = queue_ids((S.UNDER_REVIEW, S.REJECTED))
     flag_invoices({i: ["tax_ratio"] if n % 3 else ["total_spike", "tax_ratio"] for n, i in enumerate(ids[:11])})
@@ -764,7 +838,7 @@ def test_readme_lists_every_binding_id():
     source = "".join(p.read_text(encoding="utf-8") for p in (root / "tui_billing").rglob("*.py"))
     ids = set(re.findall(r'id="([a-z_]+\.[a-z_]+)"', source))
     readme = (root / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("**Remapping keys.**"):readme.index("## Usage and the bill run")]
+    section = readme[readme.index("**Remapping keys.**") : readme.index("## Usage and the bill run")]
     listed = set(re.findall(r"`([a-z_]+\.[a-z_]+)`", section))
     assert ids and ids == listed
 
@@ -807,11 +881,14 @@ def test_failed_email_is_announced_and_retried_from_the_outbox_screen(console_en
             await pilot.press("r")
             await settle(pilot)
             assert OutboxMessage.get_by_id(msg.id).status == mail.QUEUED
-            assert AuditEvent.select().where((AuditEvent.action == "mail_retry")
-                                             & (AuditEvent.invoice == inv.id)).count() == 1
+            assert (
+                AuditEvent.select().where((AuditEvent.action == "mail_retry") & (AuditEvent.invoice == inv.id)).count()
+                == 1
+            )
             assert app.screen.query_one(DataTable).row_count == 0
             await pilot.press("escape")
             assert not isinstance(app.screen, OutboxModal)
+
     run(scenario())
 
 
@@ -820,10 +897,13 @@ def test_many_flags_header_stays_small_and_the_flags_tab_has_them_all(console_en
 
     inv = Invoice.select().where(Invoice.status == S.UNDER_REVIEW).order_by(Invoice.id).first()
     codes = ["negative_total", "total_spike", "inactive_subscription", "missing_usage", "tax_ratio"]
-    reasons = [f"reason number {i} for {code}, long enough to wrap at eighty columns of a terminal"
-               for i, code in enumerate(codes)]
-    Invoice.update(risk_score=FLAGGED + 170, risk_flags=dumps_flags(
-        [Flag(c, r) for c, r in zip(codes, reasons)])).where(Invoice.id == inv.id).execute()
+    reasons = [
+        f"reason number {i} for {code}, long enough to wrap at eighty columns of a terminal"
+        for i, code in enumerate(codes)
+    ]
+    Invoice.update(
+        risk_score=FLAGGED + 170, risk_flags=dumps_flags([Flag(c, r) for c, r in zip(codes, reasons)])
+    ).where(Invoice.id == inv.id).execute()
 
     async def scenario():
         app = make_app(console_env)
@@ -839,6 +919,7 @@ def test_many_flags_header_stays_small_and_the_flags_tab_has_them_all(console_en
             full = text_of(detail.query_one("#flags-full", Static))
             for reason in reasons:
                 assert reason in full, (reason, full)
+
     run(scenario())
 
 
@@ -847,7 +928,8 @@ def test_long_numbers_and_large_totals_are_never_cut(console_env):
     the account name gives way (it ends in '…')."""
     inv = Invoice.select().where(Invoice.status == S.UNDER_REVIEW).order_by(Invoice.id).first()
     Invoice.update(number="INV-2026-1000001", total=Decimal("91114564.61"), currency="EUR").where(
-        Invoice.id == inv.id).execute()
+        Invoice.id == inv.id
+    ).execute()
 
     async def scenario():
         app = make_app(console_env)
@@ -860,6 +942,7 @@ def test_long_numbers_and_large_totals_are_never_cut(console_env):
             assert table.columns["total"].width >= len("91,114,564.61 EUR")
             line = text_of(table)
             assert "INV-2026-1000001" in line and "91,114,564.61 EUR" in line
+
     run(scenario())
 
 
@@ -891,6 +974,7 @@ def test_a_page_fetched_ahead_shows_changes_made_meanwhile(console_env):
             await pilot.press("end")
             await settle(pilot)
             assert table.items[str(ahead[0].id)].status == S.APPROVED
+
     run(scenario())
 
 
@@ -909,6 +993,7 @@ def test_a_filter_change_drops_the_old_filters_pages(console_env):
             assert screen.pager is not old_pager
             table = screen.query_one(InvoiceTable)
             assert {table.items[k].status for k in table.order} == {S.UNDER_REVIEW}
+
     run(scenario())
 
 
@@ -917,7 +1002,7 @@ def test_mail_waiting_on_an_unreachable_server_is_announced(console_env):
 
     from textual.widgets import DataTable
 
-    from tui_billing import jobs, mail, workflow
+    from tui_billing import jobs, workflow
     from tui_billing.screens.outbox import OutboxModal
 
     from .conftest_console import CONSOLE_NOW
@@ -942,13 +1027,15 @@ def test_mail_waiting_on_an_unreachable_server_is_announced(console_env):
             rows = [table.get_row_at(i) for i in range(table.row_count)]
             # The first message tried (the server down, the rest wait for the next run).
             assert [r[1].plain for r in rows] == ["waiting"] and "cannot connect" in rows[0][5]
+
     run(scenario())
 
 
 def test_growing_columns_never_push_the_table_past_80_columns(console_env):
     inv = Invoice.select().where(Invoice.status == S.UNDER_REVIEW).order_by(Invoice.id).first()
     Invoice.update(number="INV-2026-LONG-NUMBER-0001", total=Decimal("9999999999.99")).where(
-        Invoice.id == inv.id).execute()
+        Invoice.id == inv.id
+    ).execute()
 
     async def scenario():
         app = make_app(console_env)
@@ -962,6 +1049,7 @@ def test_growing_columns_never_push_the_table_past_80_columns(console_env):
             for column in ("number", "total"):
                 cell = table.get_cell(str(inv.id), column)
                 assert cell.overflow == "ellipsis" and cell.no_wrap, column
+
     run(scenario())
 
 
@@ -978,4 +1066,5 @@ def test_a_refreshed_row_whose_total_grew_widens_its_column(console_env):
             await settle(pilot)
             assert table.columns["total"].width >= len("9,999,999.99 EUR")
             assert "9,999,999.99 EUR" in text_of(table)
+
     run(scenario())

@@ -1,6 +1,7 @@
 """Issue 13, "Frictions to clear" in the console (80x24 first), and issue 14
 item 7 there: text from the store is shown escaped, never obeyed, never read
 as markup.  Each test failed on the console before its fix."""
+
 from __future__ import annotations
 
 import re
@@ -10,7 +11,7 @@ from textual.widgets._footer import FooterKey
 
 from tui_billing import statuses as S
 from tui_billing.risk import FLAGGED, Flag, dumps_flags
-from tui_billing.screens.classes import ClassesScreen
+from tui_billing.screens.classes_screen import ClassesScreen
 from tui_billing.screens.confirm import ConfirmModal
 from tui_billing.screens.detail import PAYMENT_COLUMNS, InvoiceDetailScreen
 from tui_billing.store.models import Account, ChargeLine, CustomerClass, Invoice, Payment
@@ -44,6 +45,7 @@ def queue_invoices(n: int) -> list[Invoice]:
 
 # -- space marks and moves down; the dialogs' keys say what they do -------------------
 
+
 def test_space_says_it_marks_and_moves_down_and_dialog_keys_say_submit(console_env):
     async def scenario():
         app = make_app(console_env)
@@ -56,8 +58,9 @@ def test_space_says_it_marks_and_moves_down_and_dialog_keys_say_submit(console_e
             await pilot.press("space")
             assert table.cursor_row == first + 1  # it did move down, as the footer says
             sections = dict(app.key_sections())
-            assert ("space", "Mark or unmark the row, then move down to the next one") in \
-                sections["Review queue and finder"]
+            assert ("space", "Mark or unmark the row, then move down to the next one") in sections[
+                "Review queue and finder"
+            ]
             dialogs = dict(sections["Dialogs"])
             assert dialogs["^s"].startswith("Submit"), dialogs  # not "Adjust": it submits every dialog
             assert dialogs["y"].startswith("Confirm") and dialogs["esc"].startswith("Cancel")
@@ -65,10 +68,12 @@ def test_space_says_it_marks_and_moves_down_and_dialog_keys_say_submit(console_e
             await pilot.pause()
             shown = " ".join(text_of(s) for s in app.screen.query(".help-table"))
             assert "Submit the dialog" in shown and "then move down" in shown
+
     run(scenario())
 
 
 # -- customer classes: ask before saving; the warning stays; Tab goes round the form ------
+
 
 async def classes_at(pilot, name: str) -> ClassesScreen:
     await pilot.press("f4")
@@ -97,9 +102,13 @@ def test_classes_save_asks_with_the_values_before_and_after(console_env):
             modal = app.screen
             assert isinstance(modal, ConfirmModal), modal
             body = text_of(modal.query_one(".dialog-body", Static))
-            for words in ("Small Business", "Send the invoice Immediately → After review",
-                          "Hold for review 0 days → 5 days", "Payment terms Net 14 days Net 14 days",
-                          "set Net 19 days"):
+            for words in (
+                "Small Business",
+                "Send the invoice Immediately → After review",
+                "Hold for review 0 days → 5 days",
+                "Payment terms Net 14 days Net 14 days",
+                "set Net 19 days",
+            ):
                 assert words in body, (words, body)
             await pilot.press("n")  # not saved: nothing written, the form keeps what was typed
             await settle(pilot)
@@ -134,6 +143,7 @@ def test_classes_save_asks_with_the_values_before_and_after(console_env):
             await settle(pilot)
             assert table.get_cell("Small Business", "warning").plain.strip() == ""
             assert text_of(screen.query_one("#class-warning", Static)) == ""
+
     run(scenario())
 
 
@@ -157,10 +167,12 @@ def test_classes_tab_goes_round_the_form_top_to_bottom_left_to_right(console_env
             await pilot.press("escape")
             assert app.focused.id == "classes-table"
             assert isinstance(screen, ClassesScreen)
+
     run(scenario())
 
 
 # -- a filter that matches nothing says so ------------------------------------------------------
+
 
 def test_a_filter_matching_nothing_says_so_instead_of_an_empty_table(console_env):
     async def scenario():
@@ -184,10 +196,12 @@ def test_a_filter_matching_nothing_says_so_instead_of_an_empty_table(console_env
             await pilot.pause(0.6)
             await settle(pilot)
             assert table.row_count and not note.display
+
     run(scenario())
 
 
 # -- 80x24 ---------------------------------------------------------------------------------
+
 
 def test_80x24_account_column_tells_accounts_apart(console_env):
     """Names that differ only at their end stay apart: the column keeps its
@@ -197,8 +211,10 @@ def test_80x24_account_column_tells_accounts_apart(console_env):
     Account.update(name=f"{stem} #33").where(Account.id == a.account_id).execute()
     Account.update(name=f"{stem} #46").where(Account.id == b.account_id).execute()
     from decimal import Decimal
+
     Invoice.update(total=Decimal("91114564.61"), expected_total=Decimal("81114564.61")).where(
-        Invoice.id == big.id).execute()
+        Invoice.id == big.id
+    ).execute()
 
     async def scenario():
         app = make_app(console_env)
@@ -211,11 +227,13 @@ def test_80x24_account_column_tells_accounts_apart(console_env):
             row_b = next(line for line in lines if b.number in line)
             assert "#33" in row_a and "#46" in row_b, (row_a, row_b)
             assert "91,114,564.61 EUR" in text_of(table) or big.currency != "EUR"  # money still never cut
+
     run(scenario())
 
 
 def test_80x24_footers_are_never_cut(console_env):
     """Whatever has the focus (the table, a filter), every key of the footer is in sight."""
+
     async def scenario():
         app = make_app(console_env)
         async with app.run_test(size=(80, 24)) as pilot:
@@ -233,14 +251,21 @@ def test_80x24_footers_are_never_cut(console_env):
                     assert help_key, (mode, widget, keys)
             await show_detail(pilot, queue_invoices(1)[0].id)
             assert all(right <= 80 for _, _, right in footer_keys(app)), footer_keys(app)
+
     run(scenario())
 
 
 def test_80x24_payments_tab_of_a_closed_postpay_invoice_shows_its_columns(console_env):
-    paid = (Invoice.select().where((Invoice.payment_model == "postpay")
-                                   & Invoice.status.in_([S.PAID, S.UNPAID, S.OVERDUE])
-                                   & Invoice.id.in_(Payment.select(Payment.invoice)))
-            .order_by(Invoice.id).first())
+    paid = (
+        Invoice.select()
+        .where(
+            (Invoice.payment_model == "postpay")
+            & Invoice.status.in_([S.PAID, S.UNPAID, S.OVERDUE])
+            & Invoice.id.in_(Payment.select(Payment.invoice))
+        )
+        .order_by(Invoice.id)
+        .first()
+    )
     assert paid is not None, "the demo store should hold a closed postpay invoice with a payment"
     payments = list(Payment.select().where(Payment.invoice == paid.id))
 
@@ -264,14 +289,17 @@ def test_80x24_payments_tab_of_a_closed_postpay_invoice_shows_its_columns(consol
             head = detail.query_one("#detail-head", Static)
             chart = detail.query_one("#detail-chart")
             assert not chart.display or chart.size.height <= head.size.height
+
     run(scenario())
 
 
 def test_the_flags_tab_says_what_its_number_counts(console_env):
     inv = queue_invoices(1)[0]
-    flags = [Flag("total_spike", "total 12,400.00 EUR is 3.1x its usual 4,010.00"),
-             Flag("new_service", "Roaming billed for the first time"),
-             Flag("tax_ratio", "taxes are 31 % of the net, usually 21 %")]
+    flags = [
+        Flag("total_spike", "total 12,400.00 EUR is 3.1x its usual 4,010.00"),
+        Flag("new_service", "Roaming billed for the first time"),
+        Flag("tax_ratio", "taxes are 31 % of the net, usually 21 %"),
+    ]
     Invoice.update(risk_score=FLAGGED + 75, risk_flags=dumps_flags(flags)).where(Invoice.id == inv.id).execute()
 
     async def scenario():
@@ -282,13 +310,16 @@ def test_the_flags_tab_says_what_its_number_counts(console_env):
             tabs = detail.query_one(TabbedContent)
             assert tabs.get_tab("tab-flags").label.plain == "3 flags"
             assert tabs.get_tab("tab-flags").region.right <= 80
+
     run(scenario())
 
 
 def test_job_log_wraps_between_words(console_env):
-    line = ("2026-11-20T10:00:00Z job=loop action=started mode=loop store=exclusive "
-            "jobs=close_postpay,auto_approve,reissue_offpeak,dispatch_approved,expire_payments,"
-            "notify_admins,deliver_outbox holder=\"vm|30348|963210|c949f8b40fa4|pid:4026531836\"")
+    line = (
+        "2026-11-20T10:00:00Z job=loop action=started mode=loop store=exclusive "
+        "jobs=close_postpay,auto_approve,reissue_offpeak,dispatch_approved,expire_payments,"
+        'notify_admins,deliver_outbox holder="vm|30348|963210|c949f8b40fa4|pid:4026531836"'
+    )
 
     async def scenario():
         app = make_app(console_env)
@@ -303,10 +334,12 @@ def test_job_log_wraps_between_words(console_env):
             for word in re.findall(r"[^\s,|]+", line):  # every word whole on one line
                 assert any(word in s for s in shown), (word, shown)
             assert all(s.startswith("  ") for s in shown[1:] if s)  # an entry's next lines are indented
+
     run(scenario())
 
 
 # -- the command palette: each action with its key, once ------------------------------------------
+
 
 def test_command_palette_shows_each_action_once_with_its_key(console_env):
     from textual.command import CommandList
@@ -318,8 +351,7 @@ def test_command_palette_shows_each_action_once_with_its_key(console_env):
             await pilot.press("ctrl+p")
             await pilot.pause(0.5)
             commands = app.screen.query_one(CommandList)
-            prompts = [str(commands.get_option_at_index(i).prompt).split("\n")[0]
-                       for i in range(commands.option_count)]
+            prompts = [str(commands.get_option_at_index(i).prompt).split("\n")[0] for i in range(commands.option_count)]
             titles = [p.split("  ")[0] for p in prompts]
             assert len(titles) == len(set(titles)), titles  # Quit, Keys, the theme: once each
             by_title = dict(p.split("  ", 1) for p in prompts if "  " in p)
@@ -327,10 +359,12 @@ def test_command_palette_shows_each_action_once_with_its_key(console_env):
             assert by_title["Approve"] == "^o" and by_title["Find invoices"] == "f3"
             assert by_title["Keys"] == "? f1" and by_title["Quit"] == "^q"
             assert by_title["Mark all matching"] == "M"
+
     run(scenario())
 
 
 # -- issue 14 item 7: stored text shown escaped, never obeyed, never markup -----------------------
+
 
 def test_stored_text_is_shown_escaped_and_never_read_as_markup(console_env):
     inv = queue_invoices(1)[0]
@@ -356,4 +390,5 @@ def test_stored_text_is_shown_escaped_and_never_read_as_markup(console_env):
             await settle(pilot)
             title = text_of(app.screen.query_one(".dialog-title", Static))
             assert title == "Adjust INV-[red]7[/red]", title
+
     run(scenario())

@@ -5,6 +5,7 @@ console runs the loop itself when no other one is alive on the store.
 
 Real SQLite store, real Pilot at 80x24, a real second loop (`tui-billing jobs
 run` in a subprocess) and real JobLock rows as the lock module writes them."""
+
 from __future__ import annotations
 
 import asyncio
@@ -72,6 +73,7 @@ async def until(pilot, predicate, timeout: float = 30.0):
 
 # -- the status function (no Textual) ------------------------------------------------
 
+
 def test_loop_status_reads_heartbeats_and_passes(console_env):
     assert not jobs_status.loop_status().running
     assert jobs_status.loop_status().words() == "no job loop: approved invoices wait"
@@ -103,8 +105,7 @@ def test_loop_status_reads_heartbeats_and_passes(console_env):
     # A loop of this host whose process is gone (killed): not alive at once.
     from tui_billing.jobs.lock import _pid_namespace
 
-    JobLock.update(holder=f"{socket.gethostname()}|999999999||x|{_pid_namespace()}",
-                   heartbeat_at=real_now()).execute()
+    JobLock.update(holder=f"{socket.gethostname()}|999999999||x|{_pid_namespace()}", heartbeat_at=real_now()).execute()
     assert not jobs_status.loop_status().running
 
 
@@ -150,6 +151,7 @@ def test_console_mode_config_is_validated():
 
 # -- the console ---------------------------------------------------------------------
 
+
 def test_no_loop_header_says_so_and_approve_dialog_says_they_wait(console_env):
     async def scenario():
         app = make_app(console_env)  # jobs off: nothing runs a loop on this store
@@ -162,6 +164,7 @@ def test_no_loop_header_says_so_and_approve_dialog_says_they_wait(console_env):
             body = await approve_dialog_body(pilot)
             assert NO_LOOP in body
             assert "within minutes" not in body
+
     run(scenario())
     assert JobLock.select().count() == 0
 
@@ -171,11 +174,13 @@ def test_header_at_120_columns_keeps_the_user(console_env):
         app = make_app(console_env)
         async with app.run_test(size=(120, 40)) as pilot:
             await settle(pilot)
-            assert header_text(app) == ("Review queue — no job loop: approved invoices wait · alice · "
-                                        "--now 2026-11-20 10:00")
+            assert header_text(app) == (
+                "Review queue — no job loop: approved invoices wait · alice · --now 2026-11-20 10:00"
+            )
             await pilot.resize_terminal(80, 24)
             await settle(pilot)
             assert "alice" not in header_text(app) and "--now" in header_text(app)
+
     run(scenario())
 
 
@@ -184,8 +189,10 @@ def test_another_loop_is_named_the_dialog_promises_sending_and_no_second_loop_st
     env = cli_env(TUI_BILLING_SMTP_MAILDIR=tmp_path / "other-maildir")
     with terminated(spawn(["--db", console_env.db_url, "--now", NOW_ARG, "jobs", "run"], env, log)) as other:
         # Its first pass is done when its pass row is written.
-        wait_for(lambda: JobLock.get_or_none(JobLock.name == PASS_PREFIX + "jobs") is not None
-                 or other.poll() is not None, timeout=60)
+        wait_for(
+            lambda: JobLock.get_or_none(JobLock.name == PASS_PREFIX + "jobs") is not None or other.poll() is not None,
+            timeout=60,
+        )
         assert other.poll() is None, log.read_text()
         where = f"{socket.gethostname()}:{other.pid}"
 
@@ -200,6 +207,7 @@ def test_another_loop_is_named_the_dialog_promises_sending_and_no_second_loop_st
                 body = await approve_dialog_body(pilot)
                 assert f"sent to the customers within minutes by the job loop on {where}." in body
                 assert NO_LOOP not in body
+
         run(scenario())
         assert JobLock.get(JobLock.name == "jobs").holder.split("|")[1] == str(other.pid)
         other.terminate()
@@ -222,10 +230,13 @@ def test_embedded_loop_starts_when_no_loop_holds_the_store(console_env, tmp_path
             assert row.holder.split("|")[:2] == [socket.gethostname(), str(os.getpid())]
             assert "jobs: this console, pass just now" in header_text(app)
             body = await approve_dialog_body(pilot)
-            assert (f"sent within minutes by the job loop in this console, into the maildir {maildir} "
-                    "(no mail server is configured)") in body
+            assert (
+                f"sent within minutes by the job loop in this console, into the maildir {maildir} "
+                "(no mail server is configured)"
+            ) in body
             await pilot.press("n")
             await pilot.press("ctrl+q")
+
     run(scenario())
     assert (maildir / "new").is_dir() and any((maildir / "new").iterdir()), "its first pass mailed"
     assert JobLock.select().count() == 0, "quitting released the store"
@@ -235,8 +246,9 @@ def test_auto_console_takes_the_store_over_when_the_other_loop_stops(console_env
     log = tmp_path / "loop.log"
     env = cli_env(TUI_BILLING_SMTP_MAILDIR=tmp_path / "other-maildir")
     with terminated(spawn(["--db", console_env.db_url, "--now", NOW_ARG, "jobs", "run"], env, log)) as other:
-        wait_for(lambda: JobLock.get_or_none(JobLock.name == "jobs") is not None or other.poll() is not None,
-                 timeout=60)
+        wait_for(
+            lambda: JobLock.get_or_none(JobLock.name == "jobs") is not None or other.poll() is not None, timeout=60
+        )
 
         async def scenario():
             app = make_app(console_env, jobs="auto", jobs_poll_seconds=0.5)
@@ -247,6 +259,7 @@ def test_auto_console_takes_the_store_over_when_the_other_loop_stops(console_env
                 assert other.wait(20) == 0
                 await until(pilot, lambda: app.jobs_words.startswith("jobs: this console"))
                 app.stop_jobs.set()
+
         run(scenario())
 
 
@@ -271,5 +284,6 @@ def test_off_peak_reissue_note_says_when_no_loop_runs(console_env):
             assert isinstance(app.screen, SummaryModal)
             notes = " ".join(app.screen.notes)
             assert "none is running now (tui-billing jobs run)" in notes
+
     run(scenario())
     assert Invoice.select().where(Invoice.reissue_mode == "off_peak", Invoice.status == S.REJECTED).exists()

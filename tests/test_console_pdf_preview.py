@@ -1,6 +1,7 @@
 """`p` in the console: the invoice's PDF as a picture where the terminal draws
 one, as text where it cannot (screens/pdf_preview.py).  Real PDFs of the demo
 store and of pdf.render_invoice, rasterised by pypdfium2; no mocks."""
+
 from __future__ import annotations
 
 import io
@@ -84,8 +85,7 @@ def test_p_without_a_graphics_terminal_shows_the_text_then_t_a_picture(console_e
             assert abs(image.height - image.width * A4[1] / A4[0]) <= 2
             title = text_of(modal.query_one("#pdf-title", Static))
             assert f"{inv.number} · PDF · page 1 of 1" in title and "coarse" in title
-            rendered = "".join(seg.text for line in image_widget.render_lines(image_widget.size.region)
-                               for seg in line)
+            rendered = "".join(seg.text for line in image_widget.render_lines(image_widget.size.region) for seg in line)
             assert "▀" in rendered or "▄" in rendered  # drawn with half blocks
 
             await pilot.press("t")
@@ -94,6 +94,7 @@ def test_p_without_a_graphics_terminal_shows_the_text_then_t_a_picture(console_e
             await pilot.press("escape")
             await settle(pilot)
             assert not isinstance(app.screen, PdfTextModal)
+
     run(scenario())
 
 
@@ -130,6 +131,7 @@ def test_pgdn_pgup_and_z_move_between_pages_of_a_long_invoice(console_env):
             area = modal.query_one("#pdf-pictures").content_region
             assert abs(whole.height - area.height * 20) <= 1 and whole.width < first.width
             assert "z page width" in text_of(modal.query_one("#pdf-hint", Static))
+
     run(scenario())
 
 
@@ -146,6 +148,7 @@ def test_p_on_the_detail_still_shows_the_pdf_text(console_env):
             modal = app.screen
             assert isinstance(modal, PdfTextModal) and modal.mode == "text"
             assert inv.number in text_of(modal.query_one("#pdf-text", Static))
+
     run(scenario())
 
 
@@ -170,17 +173,20 @@ def test_pictures_can_be_switched_off_and_a_text_only_modal_has_no_picture_key(c
             app.push_screen(PdfTextModal("with bytes", pdf.pdf_text(data), pdf_bytes=data))
             await settle(pilot)
             assert app.screen.mode == "text"
+
     run(scenario())
 
 
 def test_the_console_and_the_cli_start_without_the_picture_libraries():
-    code = ("import sys; sys.path.insert(0, %r)\n"
-            "import tui_billing.cli, tui_billing.app, tui_billing.screens.actions, tui_billing.screens.pdf_preview\n"
-            "heavy = lambda: sorted({m.split('.')[0] for m in sys.modules} & {'pypdfium2', 'textual_image', 'PIL'})\n"
-            "print(heavy())\n"
-            "from tui_billing import pdf\n"
-            "from tests.test_pdf import make_doc\n"
-            "tui_billing.screens.pdf_preview.render_page(pdf.render_invoice(make_doc(1)), 0, width=100)\n"
-            "print(heavy())\n" % str(ROOT))
+    code = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "import tui_billing.cli, tui_billing.app, tui_billing.screens.actions, tui_billing.screens.pdf_preview\n"
+        "heavy = lambda: sorted({m.split('.')[0] for m in sys.modules} & {'pypdfium2', 'textual_image', 'PIL'})\n"
+        "print(heavy())\n"
+        "from tui_billing import pdf\n"
+        "from tests.test_pdf import make_doc\n"
+        "tui_billing.screens.pdf_preview.render_page(pdf.render_invoice(make_doc(1)), 0, width=100)\n"
+        "print(heavy())\n" % str(ROOT)
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.split("\n")[:2] == ["[]", "['PIL', 'pypdfium2']"]  # loaded when a page is drawn

@@ -1,6 +1,7 @@
 """Risk review in the console and `show` (issue 12): the expected total beside
 the total, the money at stake, the account's recent totals as a chart in the
 detail, and the invoices held for a person."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -42,16 +43,19 @@ def first_in_queue(n: int) -> list[Invoice]:
 
 def flag(invoice_id: int, flags: list[Flag], **fields) -> None:
     """Flag an invoice as the bill run would: a score of at least FLAGGED."""
-    Invoice.update(risk_score=FLAGGED + sum(f.weight for f in flags), risk_flags=dumps_flags(flags),
-                   **fields).where(Invoice.id == invoice_id).execute()
+    Invoice.update(risk_score=FLAGGED + sum(f.weight for f in flags), risk_flags=dumps_flags(flags), **fields).where(
+        Invoice.id == invoice_id
+    ).execute()
 
 
 # ---------------------------------------------------------------------------
 
+
 def test_queue_shows_the_expected_total_beside_the_total(console_env):
     known, unknown = first_in_queue(2)
     Invoice.update(total=Decimal("12400.00"), currency="EUR", expected_total=Decimal("4010.00")).where(
-        Invoice.id == known.id).execute()
+        Invoice.id == known.id
+    ).execute()
     Invoice.update(expected_total=None).where(Invoice.id == unknown.id).execute()
 
     async def scenario():
@@ -76,14 +80,18 @@ def test_queue_shows_the_expected_total_beside_the_total(console_env):
             assert keys[keys.index("total") + 1] == "expected" and "flags" in keys
             assert table.get_cell(str(known.id), "expected").plain == "4,010.00 EUR"
             assert table.get_cell(str(unknown.id), "expected").plain == ""
+
     run(scenario())
 
 
 def test_queue_header_counts_the_invoices_held_for_a_person(console_env):
     held = first_in_queue(3)
     for inv in held:
-        flag(inv.id, [Flag("total_spike", "total 12,400.00 EUR is 3.1x its usual 4,010.00")],
-             held_at=CONSOLE_NOW - dt.timedelta(hours=1))
+        flag(
+            inv.id,
+            [Flag("total_spike", "total 12,400.00 EUR is 3.1x its usual 4,010.00")],
+            held_at=CONSOLE_NOW - dt.timedelta(hours=1),
+        )
 
     async def scenario():
         app = make_app(console_env)
@@ -105,30 +113,55 @@ def test_queue_header_counts_the_invoices_held_for_a_person(console_env):
             await pilot.press("f5")
             await settle(pilot)
             assert "held for a person" not in text_of(counts)
+
     run(scenario())
 
 
 def account_history(inv: Invoice) -> list[Invoice]:
     """The account's regular issued invoices up to inv, by period (the test's own reading)."""
-    rows = [i for i in Invoice.select().where((Invoice.account == inv.account_id) & (Invoice.kind == "regular")
-                                               & (Invoice.currency == inv.currency))
-            if (i.status != S.OPEN or i.id == inv.id) and (i.period_from, i.id) <= (inv.period_from, inv.id)]
+    rows = [
+        i
+        for i in Invoice.select().where(
+            (Invoice.account == inv.account_id) & (Invoice.kind == "regular") & (Invoice.currency == inv.currency)
+        )
+        if (i.status != S.OPEN or i.id == inv.id) and (i.period_from, i.id) <= (inv.period_from, inv.id)
+    ]
     return sorted(rows, key=lambda i: (i.period_from, i.id))[-12:]
 
 
 def test_detail_charts_the_accounts_recent_totals_and_the_flagged_service(console_env):
-    inv = next(i for i in Invoice.select().where((Invoice.status == S.UNDER_REVIEW) & (Invoice.kind == "regular"))
-               .order_by(Invoice.id) if len(account_history(i)) >= 4
-               and ChargeLine.select().where(ChargeLine.invoice == i.id, ChargeLine.service != "").exists())
+    inv = next(
+        i
+        for i in Invoice.select()
+        .where((Invoice.status == S.UNDER_REVIEW) & (Invoice.kind == "regular"))
+        .order_by(Invoice.id)
+        if len(account_history(i)) >= 4
+        and ChargeLine.select().where(ChargeLine.invoice == i.id, ChargeLine.service != "").exists()
+    )
     earlier = account_history(inv)[:-1]
     spike = (max(i.total for i in earlier) * 10).quantize(Decimal("0.01"))
     service = ChargeLine.select().where(ChargeLine.invoice == inv.id, ChargeLine.service != "").first().service
-    flag(inv.id, [Flag("total_spike", f"total {spike:,} is 10.0x its usual"),
-                  Flag("usage_quantity", f"{service} quantity 12,400 is 3.1x its usual 4,000")],
-         total=spike, expected_total=Decimal("4010.00"), risk_at_stake=Decimal("8390.00"))
+    flag(
+        inv.id,
+        [
+            Flag("total_spike", f"total {spike:,} is 10.0x its usual"),
+            Flag("usage_quantity", f"{service} quantity 12,400 is 3.1x its usual 4,000"),
+        ],
+        total=spike,
+        expected_total=Decimal("4010.00"),
+        risk_at_stake=Decimal("8390.00"),
+    )
     history = account_history(Invoice.get_by_id(inv.id))
-    by_service = {i.id: sum((c.amount - c.discount for c in ChargeLine.select().where(
-        (ChargeLine.invoice == i.id) & (ChargeLine.service == service))), Decimal(0)) for i in history}
+    by_service = {
+        i.id: sum(
+            (
+                c.amount - c.discount
+                for c in ChargeLine.select().where((ChargeLine.invoice == i.id) & (ChargeLine.service == service))
+            ),
+            Decimal(0),
+        )
+        for i in history
+    }
 
     async def scenario():
         app = make_app(console_env)
@@ -145,7 +178,7 @@ def test_detail_charts_the_accounts_recent_totals_and_the_flagged_service(consol
             # The spike is seen, not read: only this invoice's bar reaches the top row.
             lines = chart.render().plain.splitlines()
             top, marker = lines[1], lines[3]
-            assert top[totals.current] == "█" and set(top[:totals.current]) == {" "}, lines
+            assert top[totals.current] == "█" and set(top[: totals.current]) == {" "}, lines
             assert marker.index("▲") == totals.current and "this" in marker
             # Beside the header group, inside 80 columns.
             head = detail.query_one("#detail-head", Static)
@@ -154,6 +187,7 @@ def test_detail_charts_the_accounts_recent_totals_and_the_flagged_service(consol
             assert f"Total {spike:,.2f} {inv.currency} · expected 4,010.00" in shown
             flags = text_of(detail.query_one("#detail-flags", Static))
             assert "8,390.00 EUR at stake" in flags and f"risk score {FLAGGED + 35 + 35}" in flags
+
     run(scenario())
 
 
@@ -163,9 +197,13 @@ def test_show_json_carries_expected_money_at_stake_and_held(store_url, cli):
     save_setting("reporting_currency", "JPY")  # at stake is in the reporting currency, not the invoice's
     flagged = F.invoice(total=Decimal("12400.00"))
     calm = F.invoice(total=Decimal("90.00"))
-    flag(flagged.id, [Flag("total_spike", "total 12,400.00 EUR is 3.1x its usual 4,010.00")],
-         expected_total=Decimal("4010.00"), risk_at_stake=Decimal("1353180"),
-         held_at=dt.datetime(2026, 11, 20, 9, 30))
+    flag(
+        flagged.id,
+        [Flag("total_spike", "total 12,400.00 EUR is 3.1x its usual 4,010.00")],
+        expected_total=Decimal("4010.00"),
+        risk_at_stake=Decimal("1353180"),
+        held_at=dt.datetime(2026, 11, 20, 9, 30),
+    )
 
     doc = json.loads(cli("show", flagged.number, "--json")[1])
     assert doc["expected_total"] == "4010.00"

@@ -1,6 +1,7 @@
 """Snapshots of each screen and dialog (pytest-textual-snapshot) at 80x24 and
 120x40.  Deterministic: fixed clock, demo seed 1.
 Regenerate after an intended change with --snapshot-update."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,11 +15,16 @@ from .conftest_console import console_env, console_template, make_app, settle, s
 
 def detail_invoice() -> Invoice:
     """An invoice under review with taxes and corrections: every tab has rows."""
-    return (Invoice.select()
-            .where((Invoice.status == S.UNDER_REVIEW)
-                   & Invoice.id.in_(TaxLine.select(TaxLine.invoice))
-                   & Invoice.id.in_(Correction.select(Correction.invoice)))
-            .order_by(Invoice.id).first())
+    return (
+        Invoice.select()
+        .where(
+            (Invoice.status == S.UNDER_REVIEW)
+            & Invoice.id.in_(TaxLine.select(TaxLine.invoice))
+            & Invoice.id.in_(Correction.select(Correction.invoice))
+        )
+        .order_by(Invoice.id)
+        .first()
+    )
 
 
 async def steady(pilot) -> None:
@@ -40,6 +46,7 @@ def open_detail(invoice_id: int, *keys: str):
         if keys:
             await pilot.press(*keys)
         await steady(pilot)
+
     return run_before
 
 
@@ -48,6 +55,7 @@ def press(*keys: str):
         await settle(pilot)
         await pilot.press(*keys)
         await steady(pilot)
+
     return run_before
 
 
@@ -80,15 +88,19 @@ def test_snapshot_detail_corrections_tab(snap_compare, console_env, size):
 def test_snapshot_detail_changes_tab(snap_compare, console_env, size):
     """Flags section and the Changes tab (this invoice was reissued/adjusted since its review)."""
     inv = detail_invoice()
-    assert snap_compare(make_app(console_env), terminal_size=size,
-                        run_before=open_detail(inv.id, "n", "n", "n", "n", "n"))
+    assert snap_compare(
+        make_app(console_env), terminal_size=size, run_before=open_detail(inv.id, "n", "n", "n", "n", "n")
+    )
 
 
 @SIZES
 def test_snapshot_adjust_modal(snap_compare, console_env, size):
     inv = detail_invoice()
-    assert snap_compare(make_app(console_env), terminal_size=size,
-                        run_before=open_detail(inv.id, "j", *"12.5x", "backspace", "tab", *"Porting fee"))
+    assert snap_compare(
+        make_app(console_env),
+        terminal_size=size,
+        run_before=open_detail(inv.id, "j", *"12.5x", "backspace", "tab", *"Porting fee"),
+    )
 
 
 @SIZES

@@ -3,6 +3,7 @@ admin meant.  Amounts are read by one parser (money.parse_amount) and a
 comma a decimal-comma reader would read differently is refused; the option
 highlighted in a dialog is the option applied; what a dialog or a dry run
 says would happen comes from the domain's previews (workflow.preview_*)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -41,6 +42,7 @@ def under_review(currency: str | None = None) -> Invoice:
 
 # -- 1. amounts: a decimal comma is refused under the field, Ctrl+S books nothing
 
+
 @pytest.mark.parametrize("typed", ["1,5", "12,50", "1.234,50"])
 def test_adjust_dialog_refuses_a_decimal_comma_and_books_nothing(console_env, typed):
     inv = under_review("PLN") or under_review()
@@ -64,6 +66,7 @@ def test_adjust_dialog_refuses_a_decimal_comma_and_books_nothing(console_env, ty
             await settle(pilot)
             assert app.screen is modal  # the dialog stays, nothing submitted
             assert "looks like a decimal comma" in text_of(modal.query_one("#adj-amount-error", Static))
+
     run(scenario())
     assert Correction.select().count() == corrections and AuditEvent.select().count() == audits
     after = Invoice.get_by_id(inv.id)
@@ -71,6 +74,7 @@ def test_adjust_dialog_refuses_a_decimal_comma_and_books_nothing(console_env, ty
 
 
 # -- 2. choices: the highlighted option is the one applied ------------------------
+
 
 def test_reissue_dialog_down_then_ctrl_s_reissues_now(console_env):
     inv = under_review()
@@ -86,12 +90,18 @@ def test_reissue_dialog_down_then_ctrl_s_reissues_now(console_env):
             await pilot.press("ctrl+s")
             await settle(pilot)
             assert isinstance(app.screen, SummaryModal)
+
     run(scenario())
     after = Invoice.get_by_id(inv.id)
     assert after.status == S.UNDER_REVIEW and after.reissue_mode is None  # reissued at once, not queued
     assert after.revision == inv.revision + 1
-    actions = [a for (a,) in AuditEvent.select(AuditEvent.action).where(AuditEvent.invoice == inv.id)
-               .order_by(AuditEvent.id).tuples()]
+    actions = [
+        a
+        for (a,) in AuditEvent.select(AuditEvent.action)
+        .where(AuditEvent.invoice == inv.id)
+        .order_by(AuditEvent.id)
+        .tuples()
+    ]
     assert actions[-2:] == ["request_reissue", "reissue"]
 
 
@@ -112,6 +122,7 @@ def test_reissue_dialog_up_and_down_follow_the_highlight(console_env):
             assert modal.mode() == "now"
             await pilot.press("escape")
             await settle(pilot)
+
     run(scenario())
     assert Invoice.get_by_id(inv.id).status == S.UNDER_REVIEW
 
@@ -138,6 +149,7 @@ def test_adjust_dialog_down_to_manual_charge_books_a_charge(console_env):
             await pilot.press("ctrl+s")
             await settle(pilot)
             assert not isinstance(app.screen, AdjustModal)
+
     run(scenario())
     corr = Correction.select().where(Correction.invoice == inv.id).order_by(Correction.id.desc()).first()
     assert corr.kind == "manual_charge" and corr.amount == Decimal("12.50")
@@ -147,6 +159,7 @@ def test_adjust_dialog_down_to_manual_charge_books_a_charge(console_env):
 
 # -- 3. previews from the domain ---------------------------------------------------
 
+
 def test_reissue_dialog_text_comes_from_the_domain_preview(console_env):
     fresh = under_review()
     sent = Invoice.select().where(Invoice.status == S.APPROVED).order_by(Invoice.id).first()
@@ -155,8 +168,9 @@ def test_reissue_dialog_text_comes_from_the_domain_preview(console_env):
         app = make_app(console_env)
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(pilot)
-            app.push_screen(ReissueModal(2, [fresh.number, sent.number], "opens Sat 21 Nov 01:00",
-                                         ids=[fresh.id, sent.id]))
+            app.push_screen(
+                ReissueModal(2, [fresh.number, sent.number], "opens Sat 21 Nov 01:00", ids=[fresh.id, sent.id])
+            )
             await settle(pilot)
             modal = app.screen
             note = text_of(modal.query_one("#reissue-note", Static))
@@ -168,6 +182,7 @@ def test_reissue_dialog_text_comes_from_the_domain_preview(console_env):
             assert "1 invoice recalculated at once" in note and "1 refused" in note, note
             await pilot.press("escape")
             await settle(pilot)
+
     run(scenario())
     assert Invoice.get_by_id(fresh.id).status == S.UNDER_REVIEW
 
@@ -211,9 +226,11 @@ def test_preview_reissue(store_url, clock):
     p = workflow.preview_reissue(refs, "off_peak", clock=clock)
     assert p.mode == "off_peak" and p.now == [] and p.queued == [fresh.number, waiting.number]
     assert p.window_opens == clock.to_utc(clock.local().replace(hour=1, minute=0) + dt.timedelta(days=1))
-    assert p.refused == [(sent.number, "is already approved: it can no longer be reissued"),
-                         (note.number, "is not a regular invoice: only regular invoices are reviewed"),
-                         ("NOPE-1", "does not exist")]
+    assert p.refused == [
+        (sent.number, "is already approved: it can no longer be reissued"),
+        (note.number, "is not a regular invoice: only regular invoices are reviewed"),
+        ("NOPE-1", "does not exist"),
+    ]
     assert not p.all_apply and p.ids == [fresh.id, waiting.id]
     p = workflow.preview_reissue([fresh.id, waiting.id], "now", clock=clock)
     assert p.now == [fresh.number, waiting.number] and p.queued == [] and p.window_opens is None and p.all_apply

@@ -1,4 +1,5 @@
 """The demo store looks like a store that has been used: histories, corrections, payments."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -6,9 +7,9 @@ import re
 from collections import defaultdict
 from decimal import Decimal
 
+from tui_billing import demo
 from tui_billing import statuses as S
 from tui_billing.money import quantize
-from tui_billing.store import demo
 from tui_billing.store.models import AuditEvent, Correction, Invoice, Payment, TaxLine
 
 
@@ -24,8 +25,12 @@ def test_the_demo_store_looks_used(store_url, ctx, monkeypatch):
 
 def every_issued_demo_invoice_has_its_audit_history(ctx):
     actions = defaultdict(list)
-    for inv_id, action in AuditEvent.select(AuditEvent.invoice, AuditEvent.action).where(
-            AuditEvent.invoice.is_null(False)).order_by(AuditEvent.at, AuditEvent.id).tuples():
+    for inv_id, action in (
+        AuditEvent.select(AuditEvent.invoice, AuditEvent.action)
+        .where(AuditEvent.invoice.is_null(False))
+        .order_by(AuditEvent.at, AuditEvent.id)
+        .tuples()
+    ):
         actions[inv_id].append(action)
     sent = list(Invoice.select().where(Invoice.status.in_(list(S.SENT_STATUSES))))
     assert sent
@@ -44,9 +49,13 @@ def every_issued_demo_invoice_has_its_audit_history(ctx):
 
 
 def closed_postpay_invoices_have_corrections_taxed_like_their_charges(ctx):
-    closed = [inv for inv in Invoice.select().where(
-        (Invoice.payment_model == "postpay") & Invoice.status.in_(list(S.SENT_STATUSES)))
-        if Correction.select().where(Correction.invoice == inv.id).exists()]
+    closed = [
+        inv
+        for inv in Invoice.select().where(
+            (Invoice.payment_model == "postpay") & Invoice.status.in_(list(S.SENT_STATUSES))
+        )
+        if Correction.select().where(Correction.invoice == inv.id).exists()
+    ]
     assert closed, "no closed postpay invoice with corrections"
     for inv in closed:
         assert inv.total == inv.subtotal - inv.discount_total + inv.tax_total + inv.correction_total

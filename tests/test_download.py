@@ -1,5 +1,6 @@
 """Downloads and previews of stored invoices: the CLI and the shared domain
 function the console calls, on a real store with real PDFs read back."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -45,8 +46,9 @@ def test_rejected_invoice_pdf_is_a_draft_without_internal_status(store_url, cli,
 def test_download_writes_one_file_each_and_a_merged_pdf_with_outline(store_url, cli, tmp_path):
     invoices = [F.invoice(total=Decimal(t)) for t in ("10.00", "20.00", "30.00")]
     merged = tmp_path / "all.pdf"
-    code, out, _ = cli("download", *[i.number for i in invoices], "--to", str(tmp_path / "out"),
-                       "--merge", str(merged), "--json")
+    code, out, _ = cli(
+        "download", *[i.number for i in invoices], "--to", str(tmp_path / "out"), "--merge", str(merged), "--json"
+    )
     assert code == 0
     doc = json.loads(out)
     assert doc["done"] == [i.number for i in invoices] and doc["failed"] == []
@@ -81,12 +83,15 @@ def test_download_to_an_unwritable_directory_is_bad_input(store_url, cli, tmp_pa
     assert code == 2 and "error: to:" in err
 
 
-@pytest.mark.parametrize("args,field", [
-    (["--to", "{file}"], "to"),
-    (["--to", "{dir}", "--merge", "{dir}/all.txt"], "merge"),
-    (["--to", "/proc/no/such/dir"], "to"),
-    (["--to", "{dir}", "--merge", "{file}/all.pdf"], "merge"),
-])
+@pytest.mark.parametrize(
+    "args,field",
+    [
+        (["--to", "{file}"], "to"),
+        (["--to", "{dir}", "--merge", "{dir}/all.txt"], "merge"),
+        (["--to", "/proc/no/such/dir"], "to"),
+        (["--to", "{dir}", "--merge", "{file}/all.pdf"], "merge"),
+    ],
+)
 def test_download_bad_target_exit_2_nothing_written(store_url, cli, tmp_path, args, field):
     inv = F.invoice()
     a_file = tmp_path / "a-file"
@@ -171,8 +176,9 @@ def test_merge_under_a_file_is_refused_before_anything_is_rendered_or_written(st
     dangling.symlink_to(tmp_path / "nowhere")
     out_dir = tmp_path / "out"
     rendered = InvoicePdf.select().count()
-    code, out, err = cli("download", inv.number, "--to", str(out_dir), "--merge",
-                         merge.format(file=a_file, dangling=dangling), "--json")
+    code, out, err = cli(
+        "download", inv.number, "--to", str(out_dir), "--merge", merge.format(file=a_file, dangling=dangling), "--json"
+    )
     assert code == 2 and "error: merge:" in err
     assert json.loads(out)["error"]["field"] == "merge"
     assert not out_dir.exists()  # not even the directory

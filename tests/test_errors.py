@@ -1,5 +1,6 @@
 """One field-error type: every refusal of input names its field and its reason
 as attributes, so no face parses str(exc) to find them."""
+
 from __future__ import annotations
 
 import copy
@@ -7,13 +8,23 @@ import pickle
 
 import pytest
 
-from tui_billing import classes, config, documents, errors, money, risk, text, workflow
+from tui_billing import config, customer_classes, documents, errors, money, risk, text, workflow
 from tui_billing.store import queries
 
 
-@pytest.mark.parametrize("cls", [workflow.BadInput, text.TextError, classes.ClassError, config.ConfigError,
-                                 money.MoneyError, queries.FilterError, risk.RiskSettingsError,
-                                 documents.DownloadTargetError])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        workflow.BadInput,
+        text.TextError,
+        customer_classes.ClassError,
+        config.ConfigError,
+        money.MoneyError,
+        queries.FilterError,
+        risk.RiskSettingsError,
+        documents.DownloadTargetError,
+    ],
+)
 def test_every_look_alike_is_a_field_error(cls):
     exc = cls("hold-days", "must be between 0 and 365: at most a year")
     assert isinstance(exc, errors.FieldError) and isinstance(exc, ValueError)

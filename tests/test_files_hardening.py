@@ -4,6 +4,7 @@ only, and the default maildir works on an account that has no data folder yet.
 
 Real files in temp dirs throughout; the CLI in-process, or in a subprocess for
 a fresh HOME / XDG_DATA_HOME."""
+
 from __future__ import annotations
 
 import csv
@@ -69,6 +70,7 @@ def sqlite_cli(tmp_path, capsys, umask022):
 # --------------------------------------------------------------------------
 # safefile: the one mechanism
 
+
 def test_atomic_write_replaces_a_link_at_the_final_name_never_its_target(tmp_path, umask022):
     target = victim(tmp_path, "target")
     final = tmp_path / "out.pdf"
@@ -130,10 +132,12 @@ def test_make_dirs_makes_every_missing_level_owner_only_whatever_the_umask(tmp_p
 # --------------------------------------------------------------------------
 # Defect 1: import-xdrs --skip-bad and its rejects file
 
+
 def _accounts():
     cls = CustomerClass.create(name="Enterprise", send_mode="after_review", hold_days=5, net_days=26)
-    return Account.create(name="Müller GmbH", email="billing@mueller.example", account_type="business",
-                          customer_class=cls, currency="EUR")
+    return Account.create(
+        name="Müller GmbH", email="billing@mueller.example", account_type="business", customer_class=cls, currency="EUR"
+    )
 
 
 def test_rejects_file_never_follows_links_planted_at_its_names(sqlite_cli, tmp_path):
@@ -141,8 +145,9 @@ def test_rejects_file_never_follows_links_planted_at_its_names(sqlite_cli, tmp_p
     upload = tmp_path / "upload"  # a folder others can drop files (and links) into
     upload.mkdir()
     path = upload / "xdrs.csv"
-    path.write_text(HEADER + f"a,{acc.id},Voice,2026-10-05T08:00:00,1,1\n"
-                             f"b,999,Voice,2026-10-05T08:00:00,1,1\n", encoding="utf-8")
+    path.write_text(
+        HEADER + f"a,{acc.id},Voice,2026-10-05T08:00:00,1,1\nb,999,Voice,2026-10-05T08:00:00,1,1\n", encoding="utf-8"
+    )
     at_tmp = victim(tmp_path, "target-of-the-temp-name")
     at_final = victim(tmp_path, "target-of-the-final-name")
     (upload / "xdrs.rejects.csv.tmp").symlink_to(at_tmp)  # the temp name the import used to write
@@ -162,7 +167,11 @@ def test_rejects_file_never_follows_links_planted_at_its_names(sqlite_cli, tmp_p
     assert sorted(Xdr.select(Xdr.xdr_id).tuples()) == [("a",)]
     # Nothing of ours is left behind: only the links that were planted.
     assert sorted(p.name for p in upload.iterdir()) == [
-        ".xdrs.rejects.csv.tmp", "xdrs.csv", "xdrs.rejects.csv", "xdrs.rejects.csv.tmp"]
+        ".xdrs.rejects.csv.tmp",
+        "xdrs.csv",
+        "xdrs.rejects.csv",
+        "xdrs.rejects.csv.tmp",
+    ]
 
     # A clean run removes a stale rejects file; a link there goes, its target stays.
     rejects.unlink()
@@ -186,6 +195,7 @@ def test_a_directory_at_the_rejects_name_is_refused_before_importing(sqlite_cli,
 
 # --------------------------------------------------------------------------
 # Defect 1 and 4: downloads and merged PDFs
+
 
 def test_downloads_are_owner_only_and_never_written_through_a_link(sqlite_cli, tmp_path):
     first, second = F.invoice(), F.invoice()
@@ -218,6 +228,7 @@ def test_downloads_are_owner_only_and_never_written_through_a_link(sqlite_cli, t
 # --------------------------------------------------------------------------
 # Defect 4: the store
 
+
 def test_a_new_sqlite_store_and_its_folders_are_owner_only(tmp_path, umask022):
     path = tmp_path / "data" / "deep" / "billing.db"
     store_db.connect("sqlite:///" + str(path))
@@ -226,7 +237,12 @@ def test_a_new_sqlite_store_and_its_folders_are_owner_only(tmp_path, umask022):
         wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
         assert wal.exists() and shm.exists()
         assert {p.name: mode(p) for p in (tmp_path / "data", path.parent, path, wal, shm)} == {
-            "data": 0o700, "deep": 0o700, "billing.db": 0o600, "billing.db-wal": 0o600, "billing.db-shm": 0o600}
+            "data": 0o700,
+            "deep": 0o700,
+            "billing.db": 0o600,
+            "billing.db-wal": 0o600,
+            "billing.db-shm": 0o600,
+        }
     finally:
         store_db.close()
 
@@ -251,6 +267,7 @@ def test_an_existing_store_keeps_the_mode_its_owner_gave_it(tmp_path, umask022):
 # --------------------------------------------------------------------------
 # Defect 12 (and 4): the default maildir on a fresh account
 
+
 def test_default_maildir_on_a_fresh_account_is_created_whole_and_owner_only(tmp_path):
     url = "sqlite:///" + str(tmp_path / "store" / "billing.db")  # the store elsewhere (--db)
     store = opened(url)
@@ -268,8 +285,15 @@ def test_default_maildir_on_a_fresh_account_is_created_whole_and_owner_only(tmp_
     box = mailbox.Maildir(str(maildir), create=False)
     [msg] = list(box)
     assert inv.number in msg["Subject"]
-    for folder in (tmp_path / "fresh", data_home, data_home / "tui-billing", maildir,
-                   maildir / "new", maildir / "cur", maildir / "tmp"):
+    for folder in (
+        tmp_path / "fresh",
+        data_home,
+        data_home / "tui-billing",
+        maildir,
+        maildir / "new",
+        maildir / "cur",
+        maildir / "tmp",
+    ):
         assert mode(folder) == 0o700, folder
     [delivered] = list((maildir / "new").iterdir())
     assert mode(delivered) == 0o600

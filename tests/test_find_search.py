@@ -3,6 +3,7 @@ case-insensitively on any part (a folded copy kept on the account, filled by
 migration 0006 for old stores), invoice numbers by any part, and `find` never
 truncates silently (stderr, --json total/next, --after, --all, --format csv).
 Every test runs on SQLite and PostgreSQL (the `backend` fixture)."""
+
 from __future__ import annotations
 
 import csv
@@ -22,23 +23,41 @@ from tui_billing.text import fold
 
 from . import factories as F
 
-
 # -- folding ----------------------------------------------------------------
 
-@pytest.mark.parametrize("text,folded", [
-    ("Ångström Labs", "angstrom labs"), ("ANGSTR", "angstr"), ("Zoë Łukasiewicz", "zoe lukasiewicz"),
-    ("Øresund ApS", "oresund aps"), ("Straße", "strasse"), ("Þór Æsir", "thor aesir"),
-    ("Œuvre Đaković", "oeuvre dakovic"), ("DIYARBAKIR ıi", "diyarbakir ii"), ("Ōsaka  Trading", "osaka trading"),
-    ("ﬁne", "fine"), ("", ""), (None, ""),
-])
+
+@pytest.mark.parametrize(
+    "text,folded",
+    [
+        ("Ångström Labs", "angstrom labs"),
+        ("ANGSTR", "angstr"),
+        ("Zoë Łukasiewicz", "zoe lukasiewicz"),
+        ("Øresund ApS", "oresund aps"),
+        ("Straße", "strasse"),
+        ("Þór Æsir", "thor aesir"),
+        ("Œuvre Đaković", "oeuvre dakovic"),
+        ("DIYARBAKIR ıi", "diyarbakir ii"),
+        ("Ōsaka  Trading", "osaka trading"),
+        ("ﬁne", "fine"),
+        ("", ""),
+        (None, ""),
+    ],
+)
 def test_fold(text, folded):
     assert fold(text) == folded
 
 
 # -- the customer search ------------------------------------------------------
 
-NAMES = ["Ångström Labs AB", "Øresund Shipping ApS", "Straßenbau Łódź", "Ünïted 100% Örganic",
-         "United 1000 Organic", "Acme_Corp", "AcmeXCorp"]
+NAMES = [
+    "Ångström Labs AB",
+    "Øresund Shipping ApS",
+    "Straßenbau Łódź",
+    "Ünïted 100% Örganic",
+    "United 1000 Organic",
+    "Acme_Corp",
+    "AcmeXCorp",
+]
 
 
 @pytest.fixture
@@ -51,19 +70,22 @@ def customers(store_url):
     return out
 
 
-@pytest.mark.parametrize("typed,names", [
-    ("angstrom", ["Ångström Labs AB"]),
-    ("ANGSTR", ["Ångström Labs AB"]),
-    ("ström lab", ["Ångström Labs AB"]),  # any part, across words
-    ("ÅNGSTRÖM", ["Ångström Labs AB"]),
-    ("oresund", ["Øresund Shipping ApS"]),
-    ("strassenbau lodz", ["Straßenbau Łódź"]),
-    ("STRASSE", ["Straßenbau Łódź"]),
-    ("billing@oresund", ["Øresund Shipping ApS"]),  # the email too
-    ("united 100%", ["Ünïted 100% Örganic"]),  # % is a character, not a wildcard
-    ("ORGANIC", ["Ünïted 100% Örganic", "United 1000 Organic"]),
-    ("acme_c", ["Acme_Corp"]),  # _ is a character, not a wildcard
-])
+@pytest.mark.parametrize(
+    "typed,names",
+    [
+        ("angstrom", ["Ångström Labs AB"]),
+        ("ANGSTR", ["Ångström Labs AB"]),
+        ("ström lab", ["Ångström Labs AB"]),  # any part, across words
+        ("ÅNGSTRÖM", ["Ångström Labs AB"]),
+        ("oresund", ["Øresund Shipping ApS"]),
+        ("strassenbau lodz", ["Straßenbau Łódź"]),
+        ("STRASSE", ["Straßenbau Łódź"]),
+        ("billing@oresund", ["Øresund Shipping ApS"]),  # the email too
+        ("united 100%", ["Ünïted 100% Örganic"]),  # % is a character, not a wildcard
+        ("ORGANIC", ["Ünïted 100% Örganic", "United 1000 Organic"]),
+        ("acme_c", ["Acme_Corp"]),  # _ is a character, not a wildcard
+    ],
+)
 def test_customer_search_folds_accents_and_case_and_matches_any_part(customers, typed, names):
     rows = Q.page(Q.make_filters(customer=typed), limit=100)
     assert sorted(r.number for r in rows) == sorted(customers[n] for n in names)
@@ -87,7 +109,7 @@ def test_search_text_follows_the_account(store_url):
 
 
 def test_demo_accounts_are_searchable(store_url, ctx):
-    from tui_billing.store import demo
+    from tui_billing import demo
 
     demo.build(ctx, invoices=120, seed=3, quiet=True)
     accounts = list(Account.select())
@@ -103,6 +125,7 @@ def test_demo_accounts_are_searchable(store_url, ctx):
 
 # -- invoice numbers by any part ------------------------------------------------
 
+
 def test_number_matches_any_part_ignoring_case(store_url):
     a = F.invoice(number="INV-2026-000658")
     b = F.invoice(number="INV-2026-006580")
@@ -110,11 +133,14 @@ def test_number_matches_any_part_ignoring_case(store_url):
     assert {r.number for r in Q.page(Q.make_filters(number="000658"), limit=10)} == {a.number}
     assert {r.number for r in Q.page(Q.make_filters(number="658"), limit=10)} == {a.number, b.number}
     assert {r.number for r in Q.page(Q.make_filters(number="inv-2026-00065"), limit=10)} == {
-        a.number, "INV-2026-000659"}
+        a.number,
+        "INV-2026-000659",
+    }
     assert Q.page(Q.make_filters(number="%"), limit=10) == []
 
 
 # -- migration 0006 fills old stores ----------------------------------------------
+
 
 def test_migration_0006_fills_search_text_of_existing_accounts(bare_url):
     from playhouse.migrations import Runner
@@ -122,26 +148,35 @@ def test_migration_0006_fills_search_text_of_existing_accounts(bare_url):
     db = store_db.connect(bare_url, migrate=False)
     Runner(db, str(store_db.MIGRATIONS_DIR)).up(target="0005_risk_evidence")  # a store of the last release
     p = db.param
-    db.execute_sql(f'INSERT INTO customer_class (name, send_mode, hold_days, net_days, billing_period) '
-                   f'VALUES ({p}, {p}, {p}, {p}, {p})', ("Enterprise", "after_review", 5, 26, "monthly"))
+    db.execute_sql(
+        f"INSERT INTO customer_class (name, send_mode, hold_days, net_days, billing_period) "
+        f"VALUES ({p}, {p}, {p}, {p}, {p})",
+        ("Enterprise", "after_review", 5, 26, "monthly"),
+    )
     names = [("Ångström Labs AB", "ap@angstrom.example")] + [(f"Kund {i} Ö", f"k{i}@x.example") for i in range(2500)]
     with db.atomic():
         for name, email in names:  # more than one batch of the migration
-            db.execute_sql(f'INSERT INTO account (name, email, account_type, customer_class_id, currency, balance, '
-                           f'payment_model, address) VALUES ({p}, {p}, {p}, 1, {p}, 0, {p}, {p})',
-                           (name, email, "business", "EUR", "postpay", ""))
+            db.execute_sql(
+                f"INSERT INTO account (name, email, account_type, customer_class_id, currency, balance, "
+                f"payment_model, address) VALUES ({p}, {p}, {p}, 1, {p}, 0, {p}, {p})",
+                (name, email, "business", "EUR", "postpay", ""),
+            )
     assert "0006_account_search_text" in store_db.apply_migrations(db)
     store_db.close()
     store_db.connect(bare_url)  # opened again as every command opens it: nothing left to apply
     assert store_db.pending_migrations() == []
     assert {a.name: a.search_text for a in Account.select().where(Account.id <= 2)} == {
-        "Ångström Labs AB": "angstrom labs ab ap@angstrom.example", "Kund 0 Ö": "kund 0 o k0@x.example"}
+        "Ångström Labs AB": "angstrom labs ab ap@angstrom.example",
+        "Kund 0 Ö": "kund 0 o k0@x.example",
+    }
     assert Account.select().where(Account.search_text == "").count() == 0
     assert [a.name for a in Account.select().where(Account.id.in_(Q.customer_matches("ANGSTR")))] == [
-        "Ångström Labs AB"]
+        "Ångström Labs AB"
+    ]
 
 
 # -- find: never truncates silently --------------------------------------------
+
 
 def _seven():
     """7 invoices with ties on every sort column (keyset must break them by id)."""
@@ -149,10 +184,18 @@ def _seven():
     acc = F.account("Ångström Labs AB", cls=enterprise)
     day = dt.datetime(2026, 11, 18, 9, 0)
     out = []
-    for i, (total, days, score) in enumerate([(100, 0, 0), (100, 0, 30), (250, 1, 30), (99, 1, 0),
-                                              (250, 2, 60), (100, 2, 0), (5, 3, 30)]):
-        out.append(F.invoice(acc=acc, total=Decimal(total), generated=day - dt.timedelta(days=days),
-                             number=f"INV-2026-{700 + i:06d}", risk_score=score))
+    for i, (total, days, score) in enumerate(
+        [(100, 0, 0), (100, 0, 30), (250, 1, 30), (99, 1, 0), (250, 2, 60), (100, 2, 0), (5, 3, 30)]
+    ):
+        out.append(
+            F.invoice(
+                acc=acc,
+                total=Decimal(total),
+                generated=day - dt.timedelta(days=days),
+                number=f"INV-2026-{700 + i:06d}",
+                risk_score=score,
+            )
+        )
     return out
 
 
@@ -162,8 +205,18 @@ def _doc(cli, *args):
     return json.loads(out), err
 
 
-@pytest.mark.parametrize("order", [[], ["--asc"], ["--sort", "number"], ["--sort", "total"],
-                                   ["--sort", "total", "--asc"], ["--sort", "risk"], ["--sort", "deadline"]])
+@pytest.mark.parametrize(
+    "order",
+    [
+        [],
+        ["--asc"],
+        ["--sort", "number"],
+        ["--sort", "total"],
+        ["--sort", "total", "--asc"],
+        ["--sort", "risk"],
+        ["--sort", "deadline"],
+    ],
+)
 def test_find_json_pages_by_cursor_cover_every_match_once(store_url, cli, order):
     _seven()
     everything, _ = _doc(cli, *order, "--all")
@@ -241,14 +294,17 @@ def test_find_streamed_output_escapes_control_characters(store_url, cli):
     assert code == 0 and "\x1b" not in out and "Evil\\x1b[2J\\nCorp" in out
 
 
-@pytest.mark.parametrize("args,field", [
-    (["--json", "--format", "csv"], "format"),
-    (["--json", "--format", "table"], "format"),
-    (["--all", "--limit", "5"], "limit"),
-    (["--after", "not-a-cursor"], "after"),
-    (["--after", "number:asc:INV-2026-000701:2"], "after"),  # a cursor of another order
-    (["--after", "issue_date:desc:yesterday:2"], "after"),
-])
+@pytest.mark.parametrize(
+    "args,field",
+    [
+        (["--json", "--format", "csv"], "format"),
+        (["--json", "--format", "table"], "format"),
+        (["--all", "--limit", "5"], "limit"),
+        (["--after", "not-a-cursor"], "after"),
+        (["--after", "number:asc:INV-2026-000701:2"], "after"),  # a cursor of another order
+        (["--after", "issue_date:desc:yesterday:2"], "after"),
+    ],
+)
 def test_find_bad_options_exit_2_naming_the_field(store_url, cli, args, field):
     _seven()
     code, out, err = cli("find", *args)

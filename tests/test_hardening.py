@@ -2,6 +2,7 @@
 silent acceptance, nothing written, SQLite = PostgreSQL) and issue 13's
 "every option has a help text".  Each test fails on the code before the fix.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,12 +36,17 @@ def real_user() -> str:
 
 def run(args: list, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     """The CLI in its own process (bytes arguments pass through as they are)."""
-    return subprocess.run([sys.executable, "-m", "tui_billing", *args], capture_output=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "tui_billing", *args],
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 # --------------------------------------------------------------------------
 # 2. Off-peak settings: validated by the reading the job loop uses
+
 
 @pytest.mark.parametrize("value", ["01:00Z", "01:00+05:00", "01-00", "٠١:٠٠", "1:00", "01:00:00", "24:00", ""])
 def test_offpeak_setting_the_jobs_cannot_use_is_refused(store_url, cli, value):
@@ -66,8 +72,21 @@ def test_offpeak_window_that_never_opens_is_refused(store_url, cli):
 def test_offpeak_settings_and_jobs_read_times_the_same_way():
     from tui_billing import offpeak
 
-    for text in ["01:00", "23:59", "00:00", " 02:30 ", "01:00Z", "1:00", "01:00:00", "0100", "01:00+00:00",
-                 "٠١:٠٠", "25:00", "", "01:60"]:
+    for text in [
+        "01:00",
+        "23:59",
+        "00:00",
+        " 02:30 ",
+        "01:00Z",
+        "1:00",
+        "01:00:00",
+        "0100",
+        "01:00+00:00",
+        "٠١:٠٠",
+        "25:00",
+        "",
+        "01:60",
+    ]:
         try:
             offpeak.parse_hhmm("offpeak_start", text)
             usable = True
@@ -83,8 +102,8 @@ def test_offpeak_settings_and_jobs_read_times_the_same_way():
 
 def test_offpeak_job_runs_with_a_window_stored_before_the_check(store_url):
     """A value an older version accepted ("01:00Z") no longer stops every off-peak reissue."""
-    from tui_billing import jobs
     from tests.test_jobs_support import at, ctx_at, make_account, make_invoice
+    from tui_billing import jobs
 
     Setting.update(value="01:00Z").where(Setting.key == "offpeak_start").execute()
     assert StoreSettings({"offpeak_start": "01:00Z"}).offpeak == (dt.time(1), dt.time(5))
@@ -99,12 +118,23 @@ def test_offpeak_job_runs_with_a_window_stored_before_the_check(store_url):
 # --------------------------------------------------------------------------
 # 3. Addresses: read by the parser mail delivery uses
 
-@pytest.mark.parametrize("key,value", [
-    ("admin_email", "nope"), ("admin_email", "a@b"), ("admin_email", "admins@example.com, cfo@example.com"),
-    ("admin_email", "Admins <admins@example.com>"), ("admin_email", "admins@example.com\r\nBcc: x@evil.example"),
-    ("admin_email", ""), ("mail_from", "x@y"), ("mail_from", "Billing"), ("mail_from", "a@example.com, b@example.com"),
-    ("mail_from", "Billing <billing@example.com>\r\nBcc: evil@attacker.example"), ("mail_from", "  "),
-])
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("admin_email", "nope"),
+        ("admin_email", "a@b"),
+        ("admin_email", "admins@example.com, cfo@example.com"),
+        ("admin_email", "Admins <admins@example.com>"),
+        ("admin_email", "admins@example.com\r\nBcc: x@evil.example"),
+        ("admin_email", ""),
+        ("mail_from", "x@y"),
+        ("mail_from", "Billing"),
+        ("mail_from", "a@example.com, b@example.com"),
+        ("mail_from", "Billing <billing@example.com>\r\nBcc: evil@attacker.example"),
+        ("mail_from", "  "),
+    ],
+)
 def test_malformed_addresses_are_refused(store_url, cli, key, value):
     before = dump()
     code, out, err = cli("settings", key, value)
@@ -124,15 +154,21 @@ def test_good_addresses_are_stored(store_url, cli):
 # --------------------------------------------------------------------------
 # 5. Passwords in output
 
-@pytest.mark.parametrize("url,shown", [
-    ("postgresql://billing:S3cretPW@db.example:5432/billing", "postgresql://billing:***@db.example:5432/billing"),
-    ("postgres://billing:p%40ss@db/x?sslmode=require", "postgres://billing:***@db/x?sslmode=require"),
-    ("postgresql://billing:pa/ss@wd@db/x", "postgresql://billing:***@db/x"),
-    ("postgresql://db/x?user=billing&password=S3cretPW", "postgresql://db/x?user=billing&password=***"),
-    ("postgresql://billing@db/x", "postgresql://billing@db/x"),
-    ("sqlite:////home/anna/.local/share/tui-billing/tui-billing.db",
-     "sqlite:////home/anna/.local/share/tui-billing/tui-billing.db"),
-])
+
+@pytest.mark.parametrize(
+    "url,shown",
+    [
+        ("postgresql://billing:S3cretPW@db.example:5432/billing", "postgresql://billing:***@db.example:5432/billing"),
+        ("postgres://billing:p%40ss@db/x?sslmode=require", "postgres://billing:***@db/x?sslmode=require"),
+        ("postgresql://billing:pa/ss@wd@db/x", "postgresql://billing:***@db/x"),
+        ("postgresql://db/x?user=billing&password=S3cretPW", "postgresql://db/x?user=billing&password=***"),
+        ("postgresql://billing@db/x", "postgresql://billing@db/x"),
+        (
+            "sqlite:////home/anna/.local/share/tui-billing/tui-billing.db",
+            "sqlite:////home/anna/.local/share/tui-billing/tui-billing.db",
+        ),
+    ],
+)
 def test_redact_url(url, shown):
     from tui_billing.config import redact_text, redact_url
 
@@ -175,6 +211,7 @@ def test_migrate_and_demo_print_the_url_redacted(pg_cluster, capsys):
 # --------------------------------------------------------------------------
 # 6. The audit actor is the real user, not $LOGNAME
 
+
 def expected_actor(url: str) -> str:
     user = real_user()
     if url.startswith("postgresql://"):
@@ -187,8 +224,10 @@ def expected_actor(url: str) -> str:
 def test_audit_actor_is_the_real_user_not_logname(store_url):
     inv = F.invoice()
     store_db.close()
-    proc = run(["--db", store_url, "approve", inv.number],
-               env={"LOGNAME": "somebody-else", "USER": "somebody-else", "USERNAME": "somebody-else"})
+    proc = run(
+        ["--db", store_url, "approve", inv.number],
+        env={"LOGNAME": "somebody-else", "USER": "somebody-else", "USERNAME": "somebody-else"},
+    )
     store_db.connect(store_url)
     assert proc.returncode == 0, proc.stderr
     event = AuditEvent.get((AuditEvent.number == inv.number) & (AuditEvent.action == "approve"))
@@ -212,11 +251,18 @@ def test_console_and_commands_share_the_actor(store_url, monkeypatch):
 # --------------------------------------------------------------------------
 # 7. Terminal control codes: stored text is shown escaped; typed text refuses them
 
+
 def test_show_prints_stored_control_codes_escaped(store_url, cli):
     acc = F.account("Evil\x1b[2J Co")
     inv = F.invoice(acc=acc)
-    ChargeLine.create(invoice=inv, position=2, description="Fee\x1b[31mAPPROVED BY CFO\x1b[0m\nForged row\x9b2J",
-                      service="Internet\r", quantity=Decimal("1"), amount=Decimal("0"))
+    ChargeLine.create(
+        invoice=inv,
+        position=2,
+        description="Fee\x1b[31mAPPROVED BY CFO\x1b[0m\nForged row\x9b2J",
+        service="Internet\r",
+        quantity=Decimal("1"),
+        amount=Decimal("0"),
+    )
     code, out, err = cli("show", inv.number)
     assert code == 0, err
     for raw in ("\x1b", "\x9b", "\r"):
@@ -242,15 +288,18 @@ def test_json_escapes_every_control_character():
     assert terminal_text("a\x1b[31m\nb\rc") == "a\\x1b[31m\nb\\rc"
 
 
-@pytest.mark.parametrize("args,field", [
-    (["class", "Ent\x1b[2Jerprise", "--create"], "name"),
-    (["class", "\u202eesirpretnE", "--create"], "name"),
-    (["class", "\u200b", "--create"], "name"),
-    (["settings", "seller_name", "Northwind\x1b]0;owned\x07"], "seller_name"),
-    (["settings", "seller_address", "1 Exchange Square\n\x1b[2JLondon"], "seller_address"),
-    (["settings", "number_format", "INV-\x1b[31m{seq}"], "number_format"),
-    (["adjust", "{n}", "--charge", "5", "--description", "\x1b[2J\x1b[31mAPPROVED BY CFO\x1b[0m"], "description"),
-])
+@pytest.mark.parametrize(
+    "args,field",
+    [
+        (["class", "Ent\x1b[2Jerprise", "--create"], "name"),
+        (["class", "\u202eesirpretnE", "--create"], "name"),
+        (["class", "\u200b", "--create"], "name"),
+        (["settings", "seller_name", "Northwind\x1b]0;owned\x07"], "seller_name"),
+        (["settings", "seller_address", "1 Exchange Square\n\x1b[2JLondon"], "seller_address"),
+        (["settings", "number_format", "INV-\x1b[31m{seq}"], "number_format"),
+        (["adjust", "{n}", "--charge", "5", "--description", "\x1b[2J\x1b[31mAPPROVED BY CFO\x1b[0m"], "description"),
+    ],
+)
 def test_typed_text_refuses_control_characters(store_url, cli, args, field):
     inv = F.invoice()
     before = dump()
@@ -268,15 +317,19 @@ def test_multiline_seller_address_is_still_accepted(store_url, cli):
 # --------------------------------------------------------------------------
 # 8. No traceback: bad input is exit 2 naming the field; a bug is one line and a log file
 
-@pytest.mark.parametrize("args,field", [
-    (["--now", "9999-12-31T23:59:59-14:00", "find"], "now"),
-    (["--now", "0001-01-01T00:00+14:00", "find"], "now"),
-    (["outbox", "--retry", "9223372036854775808"], "retry"),
-    (["outbox", "--mark-sent", "99999999999999999999999"], "mark-sent"),
-    (["--db", "sqlite:////dev/null", "find"], "db"),
-    (["--db", "sqlite:////dev/null/x.db", "find"], "db"),
-    (["--db", "mysql://root:S3cretPW@localhost/x", "find"], "db"),
-])
+
+@pytest.mark.parametrize(
+    "args,field",
+    [
+        (["--now", "9999-12-31T23:59:59-14:00", "find"], "now"),
+        (["--now", "0001-01-01T00:00+14:00", "find"], "now"),
+        (["outbox", "--retry", "9223372036854775808"], "retry"),
+        (["outbox", "--mark-sent", "99999999999999999999999"], "mark-sent"),
+        (["--db", "sqlite:////dev/null", "find"], "db"),
+        (["--db", "sqlite:////dev/null/x.db", "find"], "db"),
+        (["--db", "mysql://root:S3cretPW@localhost/x", "find"], "db"),
+    ],
+)
 def test_former_tracebacks_are_exit_2_naming_the_field(tmp_path, args, field):
     if args[0] != "--db":
         args = ["--db", f"sqlite:///{tmp_path / 'store.db'}", *args]
@@ -289,8 +342,10 @@ def test_former_tracebacks_are_exit_2_naming_the_field(tmp_path, args, field):
 
 
 def test_non_utf8_argument_is_exit_2(tmp_path):
-    proc = run([b"--db", f"sqlite:///{tmp_path / 'store.db'}".encode(), b"find", b"--customer", b"Caf\xe9", b"--json"],
-               env={"HOME": str(tmp_path)})
+    proc = run(
+        [b"--db", f"sqlite:///{tmp_path / 'store.db'}".encode(), b"find", b"--customer", b"Caf\xe9", b"--json"],
+        env={"HOME": str(tmp_path)},
+    )
     err = proc.stderr.decode("utf-8", "replace")
     assert proc.returncode == 2, err
     assert "Traceback" not in err and "error: customer: is not valid UTF-8" in err
@@ -302,22 +357,26 @@ def test_unexpected_error_is_one_line_and_a_private_trace_file(tmp_path):
     """A bug: exit 70, one line naming the trace file (under a fresh $HOME's state dir), secrets redacted."""
     home = tmp_path / "home"
     home.mkdir()
-    code = ("import sys\n"
-            "import tui_billing.commands.admin as admin\n"
-            "def boom(env, args):\n"
-            "    raise RuntimeError('lost postgresql://billing:S3cretPW@db/x')\n"
-            "admin.cmd_migrate = boom\n"
-            "from tui_billing.cli import main\n"
-            f"sys.exit(main(['--db', 'sqlite:///{tmp_path / 'store.db'}', 'migrate']))\n")
+    code = (
+        "import sys\n"
+        "import tui_billing.commands.admin as admin\n"
+        "def boom(env, args):\n"
+        "    raise RuntimeError('lost postgresql://billing:S3cretPW@db/x')\n"
+        "admin.cmd_migrate = boom\n"
+        "from tui_billing.cli import main\n"
+        f"sys.exit(main(['--db', 'sqlite:///{tmp_path / 'store.db'}', 'migrate']))\n"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env={**env, "HOME": str(home)})
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env={**env, "HOME": str(home)}
+    )
     assert proc.returncode == 70, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr and "S3cretPW" not in proc.stderr
-    assert lines[0].startswith("tui-billing: internal error: RuntimeError: lost postgresql://billing:***@db/x; "
-                               "the full trace is in ")
+    assert lines[0].startswith(
+        "tui-billing: internal error: RuntimeError: lost postgresql://billing:***@db/x; the full trace is in "
+    )
     log = Path(lines[0].rsplit(" ", 1)[1])
     assert log.is_file() and log.is_relative_to(home / ".local" / "state" / "tui-billing" / "log")
     assert log.stat().st_mode & 0o777 == 0o600
@@ -330,29 +389,33 @@ def test_unexpected_error_is_one_line_and_a_private_trace_file(tmp_path):
 # --------------------------------------------------------------------------
 # 9. Nothing accepted silently: empty, blank, non-ASCII digits
 
-@pytest.mark.parametrize("args,field", [
-    (["class", "--hold-days", "3"], "name"),
-    (["class", "--net-days", "30", "--send-mode", "immediately"], "name"),
-    (["settings", "", "x"], "key"),
-    (["settings", " "], "key"),
-    (["--now", "", "find"], "now"),
-    (["--now", "  ", "find"], "now"),
-    (["--db", "", "find"], "db"),
-    (["find", "--customer", ""], "customer"),
-    (["bill-run", "--period", "٢٠٢٦-١٠"], "period"),
-    (["bill-run", "--period", "2026-١٠"], "period"),
-    (["bill-run", "--period", ""], "period"),
-    (["class", "Enterprise", "--hold-days", "٣"], "hold-days"),
-    (["class", "Enterprise", "--hold-days", "1_0"], "hold-days"),
-    (["class", "Enterprise", "--net-days", " "], "net-days"),
-    (["settings", "risk_hold_score", "١٢٠٠"], "risk_hold_score"),
-    (["settings", "risk_hold_score", "1_200"], "risk_hold_score"),
-    (["settings", "risk_correction_share", "٠٫٥"], "risk_correction_share"),
-    (["settings", "currency_rates", "USD=٠.٩٢"], "currency_rates"),
-    (["outbox", "--retry", "١"], "retry"),
-    (["outbox", "--limit", "١٠"], "limit"),
-    (["demo", "--invoices", "١٠"], "invoices"),
-])
+
+@pytest.mark.parametrize(
+    "args,field",
+    [
+        (["class", "--hold-days", "3"], "name"),
+        (["class", "--net-days", "30", "--send-mode", "immediately"], "name"),
+        (["settings", "", "x"], "key"),
+        (["settings", " "], "key"),
+        (["--now", "", "find"], "now"),
+        (["--now", "  ", "find"], "now"),
+        (["--db", "", "find"], "db"),
+        (["find", "--customer", ""], "customer"),
+        (["bill-run", "--period", "٢٠٢٦-١٠"], "period"),
+        (["bill-run", "--period", "2026-١٠"], "period"),
+        (["bill-run", "--period", ""], "period"),
+        (["class", "Enterprise", "--hold-days", "٣"], "hold-days"),
+        (["class", "Enterprise", "--hold-days", "1_0"], "hold-days"),
+        (["class", "Enterprise", "--net-days", " "], "net-days"),
+        (["settings", "risk_hold_score", "١٢٠٠"], "risk_hold_score"),
+        (["settings", "risk_hold_score", "1_200"], "risk_hold_score"),
+        (["settings", "risk_correction_share", "٠٫٥"], "risk_correction_share"),
+        (["settings", "currency_rates", "USD=٠.٩٢"], "currency_rates"),
+        (["outbox", "--retry", "١"], "retry"),
+        (["outbox", "--limit", "١٠"], "limit"),
+        (["demo", "--invoices", "١٠"], "invoices"),
+    ],
+)
 def test_empty_blank_and_non_ascii_digits_are_exit_2(store_url, cli, args, field):
     F.customer_class("Enterprise", "after_review", 5, 26)
     before = dump()
@@ -384,14 +447,18 @@ def test_ascii_int_reads_only_what_it_shows():
 # --------------------------------------------------------------------------
 # 10. Nothing written: no store appears at a mistyped --db path
 
-@pytest.mark.parametrize("args", [
-    ["class", "--hold-days", "١"],
-    ["settings", "admin_email", "not-an-address"],
-    ["--now", "yesterday", "find"],
-    ["show", "NOPE-1"],  # known only once the store is open: the new store is removed again
-    ["approve", "--all", "--class", "Nobody"],
-    ["adjust", "NOPE-1", "--charge", "5", "--description", "x"],
-])
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["class", "--hold-days", "١"],
+        ["settings", "admin_email", "not-an-address"],
+        ["--now", "yesterday", "find"],
+        ["show", "NOPE-1"],  # known only once the store is open: the new store is removed again
+        ["approve", "--all", "--class", "Nobody"],
+        ["adjust", "NOPE-1", "--charge", "5", "--description", "x"],
+    ],
+)
 def test_refused_command_leaves_no_store_at_a_mistyped_path(tmp_path, capsys, args):
     from tui_billing.cli import main
 
@@ -415,9 +482,17 @@ def test_refused_command_keeps_an_existing_store(tmp_path, capsys):
 # --------------------------------------------------------------------------
 # 11. SQLite and PostgreSQL give the same answer: checked before the store
 
-@pytest.mark.parametrize("name,ok", [
-    ("x" * 10_000, False), ("x" * 121, False), ("A\x00B", False), ("x" * 120, True), ("Großkunden Ōsaka", True),
-])
+
+@pytest.mark.parametrize(
+    "name,ok",
+    [
+        ("x" * 10_000, False),
+        ("x" * 121, False),
+        ("A\x00B", False),
+        ("x" * 120, True),
+        ("Großkunden Ōsaka", True),
+    ],
+)
 def test_class_name_checked_before_the_store(store_url, cli, name, ok):
     before = dump()
     code, out, err = cli("class", name, "--create", "--send-mode", "immediately", "--json")
@@ -432,6 +507,7 @@ def test_class_name_checked_before_the_store(store_url, cli, name, ok):
 
 # --------------------------------------------------------------------------
 # Issue 13: every option of every command says what it does
+
 
 def _parsers(parser: argparse.ArgumentParser, path=("tui-billing",)):
     yield path, parser

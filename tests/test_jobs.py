@@ -1,4 +1,5 @@
 """Jobs: time travel (fixed clocks and --now), the loop, the single-loop guard."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -12,17 +13,30 @@ from decimal import Decimal
 
 import pytest
 
+from tests.conftest import opened
+from tests.test_jobs_support import (
+    NOW,
+    SmtpServer,
+    at,
+    cli_env,
+    ctx_at,
+    make_account,
+    make_approved,
+    make_class,
+    make_invoice,
+    payments_of,
+    reload,
+    run_cli,
+    spawn,
+    terminated,
+    wait_for,
+)
 from tui_billing import jobs, mail, workflow
 from tui_billing import statuses as S
 from tui_billing.jobs.base import format_line
 from tui_billing.jobs.lock import LoopBusy, LoopLock
 from tui_billing.store import db as store_db
 from tui_billing.store.models import AuditEvent, Invoice, JobLock, OutboxMessage, Payment, Subscription
-from tests.conftest import opened
-from tests.test_jobs_support import (
-    NOW, SmtpServer, at, cli_env, ctx_at, make_account, make_approved, make_class, make_invoice, payments_of, reload,
-    run_cli, spawn, terminated, wait_for,
-)
 
 
 @pytest.fixture
@@ -58,6 +72,7 @@ def review_class(hold_days=5, net_days=26):
 # --------------------------------------------------------------------------
 # Auto-approve at the deadline
 
+
 def test_hold_expiry_approves_at_the_deadline_not_a_minute_before(store_url):
     acc = make_account(review_class())
     deadline = at("2026-11-25T10:00:00")
@@ -79,8 +94,13 @@ def test_hold_expiry_approves_at_the_deadline_not_a_minute_before(store_url):
 
 def test_rejected_invoice_is_never_auto_approved(store_url):
     acc = make_account(review_class())
-    inv = make_invoice(acc, status=S.REJECTED, review_deadline=at("2026-11-19T10:00:00"),
-                       reissue_mode="off_peak", reissue_after=at("2026-11-21T01:00:00"))
+    inv = make_invoice(
+        acc,
+        status=S.REJECTED,
+        review_deadline=at("2026-11-19T10:00:00"),
+        reissue_mode="off_peak",
+        reissue_after=at("2026-11-21T01:00:00"),
+    )
     r = jobs.auto_approve_due(ctx_at(at("2026-11-20T14:00:00")))
     assert r.done == 0 and reload(inv).status == S.REJECTED
 
@@ -108,6 +128,7 @@ def test_cli_time_travel_auto_approve_then_dispatch(store_url, cli, isolated):
 # --------------------------------------------------------------------------
 # Off-peak reissue
 
+
 def test_offpeak_reissue_waits_for_the_window(store_url):
     acc = make_account(review_class())
     inv = make_invoice(acc, status=S.UNDER_REVIEW, review_deadline=at("2026-11-25T10:00:00"))
@@ -127,10 +148,8 @@ def test_offpeak_reissue_waits_for_the_window(store_url):
 
 def test_missed_window_waits_for_the_next_one_and_now_requests_run_any_time(store_url):
     acc = make_account(review_class())
-    missed = make_invoice(acc, status=S.REJECTED, reissue_mode="off_peak",
-                          reissue_after=at("2026-11-20T01:00:00"))
-    stale_now = make_invoice(acc, status=S.REJECTED, reissue_mode="now",
-                             reissue_after=at("2026-11-20T09:00:00"))
+    missed = make_invoice(acc, status=S.REJECTED, reissue_mode="off_peak", reissue_after=at("2026-11-20T01:00:00"))
+    stale_now = make_invoice(acc, status=S.REJECTED, reissue_mode="now", reissue_after=at("2026-11-20T09:00:00"))
     r = jobs.reissue_offpeak(ctx_at(at("2026-11-20T14:00:00")))  # outside the window
     assert r.done == 1
     assert reload(missed).status == S.REJECTED
@@ -142,8 +161,10 @@ def test_missed_window_waits_for_the_next_one_and_now_requests_run_any_time(stor
 
 def test_offpeak_batches_are_resumable_after_a_stop(store_url):
     acc = make_account(review_class())
-    invs = [make_invoice(acc, status=S.REJECTED, reissue_mode="off_peak",
-                         reissue_after=at("2026-11-21T01:00:00")) for _ in range(7)]
+    invs = [
+        make_invoice(acc, status=S.REJECTED, reissue_mode="off_peak", reissue_after=at("2026-11-21T01:00:00"))
+        for _ in range(7)
+    ]
     stop = threading.Event()
     seen = []
 
@@ -164,10 +185,17 @@ def test_offpeak_batches_are_resumable_after_a_stop(store_url):
 # --------------------------------------------------------------------------
 # Postpay closing and payment expiry
 
+
 def _open_postpay(cls):
     acc = make_account(cls)
-    Subscription.create(account=acc, name="SIP Trunk 30 channels", service="Voice calls", status="active",
-                        fee=Decimal("149.00"), active_from=dt.date(2026, 1, 1))
+    Subscription.create(
+        account=acc,
+        name="SIP Trunk 30 channels",
+        service="Voice calls",
+        status="active",
+        fee=Decimal("149.00"),
+        active_from=dt.date(2026, 1, 1),
+    )
     return make_invoice(acc, status=S.OPEN, model="postpay", issue_date=dt.date(2026, 11, 2))
 
 
@@ -193,7 +221,7 @@ def test_postpay_closes_on_day_two_not_day_one(store_url):
 def test_payment_expiry_makes_the_invoice_overdue(store_url):
     acc = make_account(make_class(net_days=14))
     inv = make_invoice(acc, status=S.APPROVED, issue_date=dt.date(2026, 11, 1))
-    workflow.mark_sent(ctx_at(at("2026-11-01T04:00:00")), inv.id, 1)
+    workflow.mark_invoice_sent(ctx_at(at("2026-11-01T04:00:00")), inv.id, 1)
     [pay] = payments_of(inv)
     assert pay.status == "waiting_for_payment" and pay.due_date == dt.date(2026, 11, 15)
 
@@ -225,6 +253,7 @@ def test_cli_time_travel_postpay_and_expiry(store_url, cli, isolated):
 # --------------------------------------------------------------------------
 # Admin digest and the console's hook
 
+
 def test_notify_admins_one_digest_then_only_new_ones(store_url, smtp):
     acc = make_account(review_class())
     first = [make_invoice(acc, status=S.UNDER_REVIEW, review_deadline=at("2026-11-25T10:00:00")) for _ in range(3)]
@@ -253,6 +282,7 @@ def test_notify_admins_one_digest_then_only_new_ones(store_url, smtp):
 
 # --------------------------------------------------------------------------
 # Concurrency: two callers, two loops
+
 
 def test_two_concurrent_callers_never_send_twice(store_url, smtp):
     invoices = make_approved(30)
@@ -307,8 +337,9 @@ def test_loop_lock_refuses_a_second_loop_and_takes_over_dead_or_stale_ones(store
     assert c.took_over == dead
     c.release()
     # Same host name, another pid space (a container): no way to tell, so refused.
-    JobLock.insert(name="jobs", holder=f"{socket.gethostname()}|999999999||x|pid:[1]",
-                   heartbeat_at=jobs.base.real_now()).execute()
+    JobLock.insert(
+        name="jobs", holder=f"{socket.gethostname()}|999999999||x|pid:[1]", heartbeat_at=jobs.base.real_now()
+    ).execute()
     with pytest.raises(LoopBusy):
         LoopLock().try_acquire()
     JobLock.delete().execute()
@@ -337,8 +368,13 @@ def test_second_loop_is_refused_then_waits_and_sigterm_stops_cleanly(sqlite_stor
     db = ["--db", sqlite_store, "--now", "2026-11-20T10:00:00Z"]
     log_a = tmp_path / "a.log"
     with terminated(spawn([*db, "jobs", "run"], env, log_a)) as a:
-        wait_for(lambda: "action=finished" in log_a.read_text() or "job=deliver_outbox" in log_a.read_text()
-                 or a.poll() is not None)
+        wait_for(
+            lambda: (
+                "action=finished" in log_a.read_text()
+                or "job=deliver_outbox" in log_a.read_text()
+                or a.poll() is not None
+            )
+        )
         assert a.poll() is None
         b = run_cli([*db, "jobs", "run", "--once"], env)
         assert b.returncode == 1
@@ -397,11 +433,13 @@ def test_job_intervals_config_is_validated(store_url, cli, isolated):
     cfg.write_text('[jobs]\nauto_approve = "soon"\n')
     code, _, err = cli("--config", str(cfg), "jobs", "run", "--once")
     assert code == 2 and "jobs.auto_approve" in err
-    cfg.write_text('[jobs]\nteleport = 5\n')
+    cfg.write_text("[jobs]\nteleport = 5\n")
     code, _, err = cli("--config", str(cfg), "jobs", "run", "--once")
     assert code == 2 and "not a job" in err
-    cfg.write_text('[jobs]\nnotify_admins = 0\ndispatch_approved = 30\n[mail]\ntransport = "maildir"\n'
-                   f'maildir = "{isolated / "md2"}"\n')
+    cfg.write_text(
+        '[jobs]\nnotify_admins = 0\ndispatch_approved = 30\n[mail]\ntransport = "maildir"\n'
+        f'maildir = "{isolated / "md2"}"\n'
+    )
     code, _, err = cli("--config", str(cfg), "--now", "2026-11-20T10:00:00Z", "jobs", "run", "--once")
     assert code == 0, err
     assert "notify_admins" not in err.split("jobs=")[1].split()[0]
@@ -421,9 +459,11 @@ def test_run_loop_in_a_thread_like_the_console(sqlite_store, tmp_path):
     from tui_billing.config import AppConfig
 
     make_approved(2)
-    env = SimpleNamespace(ctx=ctx_at(NOW), db_url=sqlite_store,
-                          config=AppConfig(mail={"transport": "maildir", "maildir": str(tmp_path / "md")},
-                                           jobs={"deliver_outbox": 0.2}))
+    env = SimpleNamespace(
+        ctx=ctx_at(NOW),
+        db_url=sqlite_store,
+        config=AppConfig(mail={"transport": "maildir", "maildir": str(tmp_path / "md")}, jobs={"deliver_outbox": 0.2}),
+    )
     lines: list[str] = []
     stop = threading.Event()
     result = {}
@@ -439,6 +479,9 @@ def test_run_loop_in_a_thread_like_the_console(sqlite_store, tmp_path):
 
 
 def test_log_line_format_quotes_and_never_breaks_lines():
-    line = format_line(dt.datetime(2026, 11, 22, 3, 0), "auto_approve",
-                       {"invoice": "INV-2026-000123", "action": "approved", "reason": 'a "b"\nc', "x": None})
+    line = format_line(
+        dt.datetime(2026, 11, 22, 3, 0),
+        "auto_approve",
+        {"invoice": "INV-2026-000123", "action": "approved", "reason": 'a "b"\nc', "x": None},
+    )
     assert line == '2026-11-22T03:00:00Z job=auto_approve invoice=INV-2026-000123 action=approved reason="a \\"b\\" c"'

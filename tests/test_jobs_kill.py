@@ -3,6 +3,7 @@
 Every approved invoice must reach the SMTP server exactly once (counted by
 Message-ID at the server), with exactly one outbox row and one payment.
 """
+
 from __future__ import annotations
 
 import random
@@ -12,11 +13,11 @@ from collections import Counter
 
 import pytest
 
+from tests.test_jobs_support import SmtpServer, cli_env, make_approved, run_cli, spawn, terminated
 from tui_billing import mail
 from tui_billing import statuses as S
 from tui_billing.store import db as store_db
 from tui_billing.store.models import Invoice, OutboxMessage, Payment
-from tests.test_jobs_support import SmtpServer, cli_env, make_approved, run_cli, spawn, terminated
 
 KILLS = 20
 PER_ROUND = 6  # new approved invoices before each restart, so every run has work in hand
@@ -48,8 +49,7 @@ def test_sigkill_during_dispatch_never_loses_or_duplicates_mail(store_url, tmp_p
                     # Aim at the SMTP dialogue: once this run's first message went out,
                     # kill within the next few messages (each takes a few ms).
                     deadline = time.monotonic() + 10
-                    while (len(server.inbox.messages()) == seen and proc.poll() is None
-                           and time.monotonic() < deadline):
+                    while len(server.inbox.messages()) == seen and proc.poll() is None and time.monotonic() < deadline:
                         time.sleep(0.001)
                     time.sleep(rng.uniform(0, 0.015))
                 proc.send_signal(signal.SIGKILL)
@@ -74,17 +74,20 @@ def test_sigkill_during_dispatch_never_loses_or_duplicates_mail(store_url, tmp_p
         # The one documented loss: a kill in the microseconds between recording
         # "uncertain" and writing the final "." -- then the row says uncertain.
         missing = [m for m in outbox if m.message_id not in at_server]
-        assert all(m.status == mail.UNCERTAIN for m in missing), \
+        assert all(m.status == mail.UNCERTAIN for m in missing), (
             f"seed {seed}: never delivered and not listed as uncertain: {[m.message_id for m in missing]}"
+        )
         assert set(at_server) <= {m.message_id for m in outbox}
         # Rows a kill caught between the final "." and the reply stay "uncertain"
         # (listed for an operator, not resent); the server has each exactly once.
         assert {m.status for m in outbox} <= {mail.SENT, mail.UNCERTAIN}
         text = log.read_text()
-        print(f"\nseed {seed}: {KILLS} kills in {time.monotonic() - started:.1f}s; "
-              f"statuses {Counter(m.status for m in outbox)}; "
-              f"takeovers {text.count('action=took_over')}; requeued after a kill "
-              f"{text.count('requeued=')}")
+        print(
+            f"\nseed {seed}: {KILLS} kills in {time.monotonic() - started:.1f}s; "
+            f"statuses {Counter(m.status for m in outbox)}; "
+            f"takeovers {text.count('action=took_over')}; requeued after a kill "
+            f"{text.count('requeued=')}"
+        )
     finally:
         server.stop()
         store_db.close()

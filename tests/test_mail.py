@@ -1,4 +1,5 @@
 """Mail: the invoice email at a real SMTP server, header safety, retries, outbox."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -8,15 +9,25 @@ import mailbox
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from pypdf import PdfReader
 
+from tests.test_jobs_support import (
+    NOW,
+    SmtpServer,
+    ctx_at,
+    make_account,
+    make_approved,
+    make_class,
+    make_invoice,
+    payments_of,
+    reload,
+)
 from tui_billing import jobs, mail
 from tui_billing import statuses as S
 from tui_billing.store.models import OutboxMessage, Payment
-from tests.test_jobs_support import (
-    NOW, SmtpServer, ctx_at, make_account, make_approved, make_class, make_invoice, payments_of, reload,
-)
 
 
 @pytest.fixture
@@ -99,15 +110,18 @@ def test_customer_name_cannot_inject_headers(store_url, smtp):
     assert b"\nBcc:" not in header_block and b"\nX-Injected:" not in header_block
 
 
-@pytest.mark.parametrize("address", [
-    "victim@example.com\r\nBcc: evil@attacker.example",
-    "victim@example.com\nBcc: evil@attacker.example",
-    "victim@example.com, evil@attacker.example",
-    "Victim <victim@example.com>",
-    "victim@example.com>\r\nX-Injected: yes",
-    "no-at-sign.example.com",
-    "",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "victim@example.com\r\nBcc: evil@attacker.example",
+        "victim@example.com\nBcc: evil@attacker.example",
+        "victim@example.com, evil@attacker.example",
+        "Victim <victim@example.com>",
+        "victim@example.com>\r\nX-Injected: yes",
+        "no-at-sign.example.com",
+        "",
+    ],
+)
 def test_bad_customer_address_is_refused_not_sent(store_url, smtp, address):
     acc = make_account(make_class(), email_addr=address)
     inv = make_invoice(acc)
@@ -248,9 +262,11 @@ def test_uncertain_is_listed_not_resent_and_operator_can_confirm(store_url, smtp
     jobs.dispatch_approved(ctx_at(NOW))
     [row] = OutboxMessage.select()
     # What a crash between the final "." and the reply leaves behind:
-    OutboxMessage.update(status=mail.UNCERTAIN, attempts=1,
-                         last_error="uncertain: interrupted after the message was handed to the SMTP server"
-                         ).where(OutboxMessage.id == row.id).execute()
+    OutboxMessage.update(
+        status=mail.UNCERTAIN,
+        attempts=1,
+        last_error="uncertain: interrupted after the message was handed to the SMTP server",
+    ).where(OutboxMessage.id == row.id).execute()
     assert mail.recover_interrupted() == 0  # only "sending" rows go back to the queue
     jobs.deliver_outbox(ctx_at(NOW), transport=smtp.transport())
     assert smtp.inbox.messages() == []  # not resent blindly
@@ -335,12 +351,24 @@ def test_queue_is_insert_or_ignore(store_url):
 def test_transport_config():
     t = mail.transport_from_config({})
     assert isinstance(t, mail.MaildirTransport)
-    t = mail.transport_from_config({"transport": "smtp", "host": "mx.example", "port": "2525", "starttls": "true",
-                                    "username": "u", "password": "p"})
+    t = mail.transport_from_config(
+        {
+            "transport": "smtp",
+            "host": "mx.example",
+            "port": "2525",
+            "starttls": "true",
+            "username": "u",
+            "password": "p",
+        }
+    )
     assert (t.host, t.port, t.starttls, t.username) == ("mx.example", 2525, True, "u")
     assert mail.transport_from_config({"host": "mx.example"}).port == 25
-    for bad in ({"transport": "pigeon"}, {"transport": "smtp"}, {"host": "h", "port": "x"},
-                {"host": "h", "starttls": "maybe"}):
+    for bad in (
+        {"transport": "pigeon"},
+        {"transport": "smtp"},
+        {"host": "h", "port": "x"},
+        {"host": "h", "starttls": "maybe"},
+    ):
         with pytest.raises(mail.ConfigError):
             mail.transport_from_config(bad)
 
@@ -372,8 +400,11 @@ def _store_setting(key: str, value: str) -> None:
     """A setting as a store written before `settings` checked it holds it (straight into the table)."""
     from tui_billing.store.models import Setting
 
-    (Setting.insert(key=key, value=value)
-     .on_conflict(conflict_target=[Setting.key], update={Setting.value: value}).execute())
+    (
+        Setting.insert(key=key, value=value)
+        .on_conflict(conflict_target=[Setting.key], update={Setting.value: value})
+        .execute()
+    )
 
 
 def test_bad_mail_from_setting_delays_instead_of_failing(store_url, smtp):
@@ -421,6 +452,7 @@ def test_mail_the_server_has_not_taken_for_15_minutes_is_listed_as_stalled(store
 # --------------------------------------------------------------------------
 # Issue 14 (defect 3): a digest that failed on a bad admin_email setting goes
 # to the corrected address, by `outbox --retry` or by the job loop itself.
+
 
 def _store_admin_email(value: str) -> None:
     _store_setting("admin_email", value)
@@ -489,6 +521,7 @@ def test_the_job_loop_sends_a_digest_held_up_by_a_bad_admin_email_once_it_is_fix
 
 # --------------------------------------------------------------------------
 # Claims and leases: their own columns (migration 0007), never last_error
+
 
 def _failed_once(server_down: SmtpServer) -> OutboxMessage:
     """One invoice email, tried once against a server that is down: queued, with its error."""
@@ -564,6 +597,7 @@ def test_every_way_out_of_sending_clears_the_claim(store_url, tmp_path):
 
 # -- migration 0007 carries the old claims over -----------------------------------
 
+
 def test_migration_0007_moves_claims_out_of_last_error_and_recovery_still_works(bare_url):
     """A store of the last release with deliveries in flight: a live sender
     elsewhere, one whose lease ran out, one with no sender recorded, and a
@@ -590,11 +624,21 @@ def test_migration_0007_moves_claims_out_of_last_error_and_recovery_still_works(
     p = db.param
     for message_id, status, error, at in rows:
         db.execute_sql(
-            f'INSERT INTO outbox_message (kind, revision, message_id, recipient, subject, body, status, attempts, '
-            f'refusals, next_attempt_at, last_error, created_at) '
-            f'VALUES ({p}, 0, {p}, {p}, {p}, {p}, {p}, 1, 0, {p}, {p}, {p})',
-            ("digest", message_id, "ops@x.example", "s", "b", status, at.strftime("%Y-%m-%d %H:%M:%S"),
-             error, now.strftime("%Y-%m-%d %H:%M:%S")))
+            f"INSERT INTO outbox_message (kind, revision, message_id, recipient, subject, body, status, attempts, "
+            f"refusals, next_attempt_at, last_error, created_at) "
+            f"VALUES ({p}, 0, {p}, {p}, {p}, {p}, {p}, 1, 0, {p}, {p}, {p})",
+            (
+                "digest",
+                message_id,
+                "ops@x.example",
+                "s",
+                "b",
+                status,
+                at.strftime("%Y-%m-%d %H:%M:%S"),
+                error,
+                now.strftime("%Y-%m-%d %H:%M:%S"),
+            ),
+        )
     assert "0007_outbox_lease" in store_db.apply_migrations(db)
 
     got = {m.message_id: m for m in OutboxMessage.select()}
@@ -606,8 +650,16 @@ def test_migration_0007_moves_claims_out_of_last_error_and_recovery_still_works(
         "<e@x>": (None, None, "451 4.3.0 mailbox busy"),
     }
     assert {k: mail.interrupted_reason(m) for k, m in got.items() if m.status == mail.SENDING} == {
-        "<a@x>": None, "<b@x>": "lease expired", "<c@x>": "sender is gone", "<d@x>": "sender not recorded"}
+        "<a@x>": None,
+        "<b@x>": "lease expired",
+        "<c@x>": "sender is gone",
+        "<d@x>": "sender not recorded",
+    }
     assert mail.recover_interrupted(now=NOW) == 3
     assert {m.message_id: m.status for m in OutboxMessage.select()} == {
-        "<a@x>": mail.SENDING, "<b@x>": mail.QUEUED, "<c@x>": mail.QUEUED, "<d@x>": mail.QUEUED,
-        "<e@x>": mail.QUEUED}
+        "<a@x>": mail.SENDING,
+        "<b@x>": mail.QUEUED,
+        "<c@x>": mail.QUEUED,
+        "<d@x>": mail.QUEUED,
+        "<e@x>": mail.QUEUED,
+    }

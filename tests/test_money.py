@@ -1,10 +1,12 @@
 """Money stays exact: Decimal in, scaled integers in the store, Decimal out."""
+
 from __future__ import annotations
 
 from decimal import Decimal
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tui_billing import money
 from tui_billing import workflow as W
@@ -43,8 +45,7 @@ def test_adjust_totals_stay_exact(store_url, ctx, data):
     assert got.total == expected and isinstance(got.total, Decimal)
     assert got.total == got.subtotal - got.discount_total + got.tax_total + got.correction_total
     # Stored as an integer count of 1/10,000ths: no float anywhere.
-    (stored,) = Invoice._meta.database.execute_sql(
-        "select total from invoice where id = %d" % inv.id).fetchone()
+    (stored,) = Invoice._meta.database.execute_sql("select total from invoice where id = %d" % inv.id).fetchone()
     assert isinstance(stored, int) and stored == int(expected.scaleb(4))
 
 
@@ -59,10 +60,18 @@ def test_field_refuses_float_and_excess_precision():
     assert field.python_value(123456) == Decimal("12.3456")
 
 
-@pytest.mark.parametrize("text,reason", [
-    ("", "is required"), ("abc", "is not a number"), ("-1", "greater than zero"), ("0", "greater than zero"),
-    ("1.001", "at most 2 decimal places"), ("100000000", "must not exceed"), ("inf", "is not a number"),
-])
+@pytest.mark.parametrize(
+    "text,reason",
+    [
+        ("", "is required"),
+        ("abc", "is not a number"),
+        ("-1", "greater than zero"),
+        ("0", "greater than zero"),
+        ("1.001", "at most 2 decimal places"),
+        ("100000000", "must not exceed"),
+        ("inf", "is not a number"),
+    ],
+)
 def test_parse_amount_reasons(text, reason):
     with pytest.raises(money.MoneyError, match=reason):
         money.parse_amount(text, "EUR")
@@ -80,30 +89,50 @@ def test_parse_and_format():
 # One parser for every typed amount (console and CLI).  Commas only as correct
 # thousands grouping: an input a comma-decimal reader would read differently
 # is refused, never guessed (issue 13: "1,5" became 15.00, "12,50" 1,250.00).
-@pytest.mark.parametrize("text,currency,value", [
-    ("12", "EUR", "12.00"), ("12.5", "EUR", "12.50"), (" 12.50 ", "PLN", "12.50"),
-    ("1,234.50", "EUR", "1234.50"), ("12,345", "EUR", "12345.00"), ("1,234,567.8", "EUR", "1234567.80"),
-    ("1,234", "JPY", "1234"), (".5", "EUR", "0.50"), ("1,234.567", "BHD", "1234.567"),
-])
+@pytest.mark.parametrize(
+    "text,currency,value",
+    [
+        ("12", "EUR", "12.00"),
+        ("12.5", "EUR", "12.50"),
+        (" 12.50 ", "PLN", "12.50"),
+        ("1,234.50", "EUR", "1234.50"),
+        ("12,345", "EUR", "12345.00"),
+        ("1,234,567.8", "EUR", "1234567.80"),
+        ("1,234", "JPY", "1234"),
+        (".5", "EUR", "0.50"),
+        ("1,234.567", "BHD", "1234.567"),
+    ],
+)
 def test_parse_amount_accepts_points_and_thousands_commas(text, currency, value):
     assert money.parse_amount(text, currency) == Decimal(value)
 
 
-@pytest.mark.parametrize("text,currency,reason", [
-    ("1,5", "PLN", "'1,5' looks like a decimal comma; type 1.5 (a point for decimals, commas only between thousands)"),
-    ("12,50", "PLN", "'12,50' looks like a decimal comma; type 12.50"),
-    ("1,23", "EUR", "'1,23' looks like a decimal comma; type 1.23"),
-    ("1.234,50", "EUR", "'1.234,50' looks like a decimal comma; type 1234.50"),
-    ("1,5", "JPY", "looks like a decimal comma"),
-    ("12,34,567", "EUR", "commas only between thousands"),
-    ("1,2345", "EUR", "commas only between thousands"),
-    ("1,234,5", "EUR", "commas only between thousands"),
-    (",5", "EUR", "commas only between thousands"),
-    ("1,,234", "EUR", "commas only between thousands"),
-    ("1,234", "BHD", "'1,234' could be 1234 or 1.234 BHD; type 1234 or 1.234"),
-    ("1_000", "EUR", "is not a number"), ("1 234", "EUR", "is not a number"), ("1.234.567", "EUR", "looks like points between thousands; type 1234567"),
-    ("1e3", "EUR", "is not a number"), ("+5", "EUR", "is not a number"), ("١٢", "EUR", "is not a number"),
-])
+@pytest.mark.parametrize(
+    "text,currency,reason",
+    [
+        (
+            "1,5",
+            "PLN",
+            "'1,5' looks like a decimal comma; type 1.5 (a point for decimals, commas only between thousands)",
+        ),
+        ("12,50", "PLN", "'12,50' looks like a decimal comma; type 12.50"),
+        ("1,23", "EUR", "'1,23' looks like a decimal comma; type 1.23"),
+        ("1.234,50", "EUR", "'1.234,50' looks like a decimal comma; type 1234.50"),
+        ("1,5", "JPY", "looks like a decimal comma"),
+        ("12,34,567", "EUR", "commas only between thousands"),
+        ("1,2345", "EUR", "commas only between thousands"),
+        ("1,234,5", "EUR", "commas only between thousands"),
+        (",5", "EUR", "commas only between thousands"),
+        ("1,,234", "EUR", "commas only between thousands"),
+        ("1,234", "BHD", "'1,234' could be 1234 or 1.234 BHD; type 1234 or 1.234"),
+        ("1_000", "EUR", "is not a number"),
+        ("1 234", "EUR", "is not a number"),
+        ("1.234.567", "EUR", "looks like points between thousands; type 1234567"),
+        ("1e3", "EUR", "is not a number"),
+        ("+5", "EUR", "is not a number"),
+        ("١٢", "EUR", "is not a number"),
+    ],
+)
 def test_parse_amount_refuses_what_could_be_read_another_way(text, currency, reason):
     with pytest.raises(money.MoneyError) as exc:
         money.parse_amount(text, currency)

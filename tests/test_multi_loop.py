@@ -7,6 +7,7 @@ digest twice.  SQLite: a second loop is refused (or waits): see also
 tests/test_jobs.py::test_second_loop_is_refused_then_waits_and_sigterm_stops_cleanly
 (two real `jobs run` processes).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -23,17 +24,27 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.conftest import new_pg_database, opened
+from tests.test_jobs_support import (
+    NOW,
+    at,
+    cli_env,
+    ctx_at,
+    make_account,
+    make_approved,
+    make_class,
+    make_invoice,
+    reload,
+    spawn,
+    terminated,
+    wait_for,
+)
 from tui_billing import jobs, mail, workflow
 from tui_billing import statuses as S
 from tui_billing.config import AppConfig
 from tui_billing.jobs.lock import LoopBusy, LoopLock, LoopRegistration, _pid_namespace, loop_lock, running_loops
 from tui_billing.store import db as store_db
 from tui_billing.store.models import AuditEvent, Invoice, JobLock, OutboxMessage, Payment, Subscription
-from tests.conftest import new_pg_database, opened
-from tests.test_jobs_support import (
-    NOW, at, cli_env, ctx_at, make_account, make_approved, make_class, make_invoice, reload, spawn, terminated,
-    wait_for,
-)
 
 _names = itertools.count(1)
 
@@ -84,6 +95,7 @@ def logged(job: str, action: str):
     def log(j, **f):
         if j == job and f.get("action") == action:
             seen.append(f["invoice"])
+
     return seen, log
 
 
@@ -109,19 +121,34 @@ def maildir_ids(path) -> list[str]:
 def loop_config(tmp_path, every: float = 1, slice_seconds: float = 2):
     """A config file: every job every `every` s, runs sliced, mail into tmp_path/md."""
     cfg = tmp_path / "config.toml"
-    cfg.write_text("[jobs]\n" + "".join(f"{name} = {every}\n" for name in jobs.JOBS)
-                   + f"max_run_seconds = {slice_seconds}\n"
-                   + f'[mail]\ntransport = "maildir"\nmaildir = "{tmp_path / "md"}"\n')
+    cfg.write_text(
+        "[jobs]\n"
+        + "".join(f"{name} = {every}\n" for name in jobs.JOBS)
+        + f"max_run_seconds = {slice_seconds}\n"
+        + f'[mail]\ntransport = "maildir"\nmaildir = "{tmp_path / "md"}"\n'
+    )
     return cfg
 
 
 @pytest.mark.slow
 def test_two_postgresql_loops_split_a_batch_of_due_invoices_with_no_overlap(pg_url, tmp_path):
     cls = review_class()
-    due = [make_invoice(make_account(cls, name=f"Due {i}", email_addr=f"due{i}@example.com"),
-                        status=S.UNDER_REVIEW, review_deadline=at("2026-11-19T10:00:00")) for i in range(240)]
-    waiting = [make_invoice(make_account(cls, name=f"Wait {i}", email_addr=f"wait{i}@example.com"),
-                            status=S.UNDER_REVIEW, review_deadline=at("2026-11-30T10:00:00")) for i in range(60)]
+    due = [
+        make_invoice(
+            make_account(cls, name=f"Due {i}", email_addr=f"due{i}@example.com"),
+            status=S.UNDER_REVIEW,
+            review_deadline=at("2026-11-19T10:00:00"),
+        )
+        for i in range(240)
+    ]
+    waiting = [
+        make_invoice(
+            make_account(cls, name=f"Wait {i}", email_addr=f"wait{i}@example.com"),
+            status=S.UNDER_REVIEW,
+            review_deadline=at("2026-11-30T10:00:00"),
+        )
+        for i in range(60)
+    ]
     env = cli_env()
     # Loop mode (as a service runs): a loop that finds every item claimed by
     # the other one comes back a second later and takes what is left.
@@ -130,11 +157,13 @@ def test_two_postgresql_loops_split_a_batch_of_due_invoices_with_no_overlap(pg_u
 
     def all_sent():
         store_db.close()  # a fresh connection per poll: no snapshot kept open
-        sent = (OutboxMessage.select()
-                .where((OutboxMessage.kind == mail.INVOICE) & (OutboxMessage.status == mail.SENT)).count())
+        sent = (
+            OutboxMessage.select()
+            .where((OutboxMessage.kind == mail.INVOICE) & (OutboxMessage.status == mail.SENT))
+            .count()
+        )
         pending = OutboxMessage.select().where(OutboxMessage.status.in_([mail.QUEUED, mail.SENDING])).count()
-        unnotified = (Invoice.select()
-                      .where((Invoice.status == S.UNDER_REVIEW) & Invoice.notified_at.is_null()).count())
+        unnotified = Invoice.select().where((Invoice.status == S.UNDER_REVIEW) & Invoice.notified_at.is_null()).count()
         return sent == len(due) and pending == 0 and unnotified == 0
 
     with terminated(spawn(args, env, logs[0])) as a, terminated(spawn(args, env, logs[1])) as b:
@@ -172,8 +201,7 @@ def test_two_postgresql_loops_split_a_batch_of_due_invoices_with_no_overlap(pg_u
     invoice_ids = {m.message_id for m in OutboxMessage.select().where(OutboxMessage.kind == mail.INVOICE)}
     assert len(invoice_ids) == len(due) and invoice_ids <= set(ids)
     # The invoices still waiting for review: each in exactly one admin digest.
-    digests = [m for m in mailbox.Maildir(str(tmp_path / "md"), create=False)
-               if m["Message-ID"] not in invoice_ids]
+    digests = [m for m in mailbox.Maildir(str(tmp_path / "md"), create=False) if m["Message-ID"] not in invoice_ids]
     listed = Counter(n for d in digests for n in re.findall(r"INV-\d{4}-\d{6}", d.get_payload()))
     assert listed == Counter({i.number: 1 for i in waiting})
     assert {reload(i).status for i in waiting} == {S.UNDER_REVIEW}
@@ -182,6 +210,7 @@ def test_two_postgresql_loops_split_a_batch_of_due_invoices_with_no_overlap(pg_u
 
 # --------------------------------------------------------------------------
 # Each job, two callers at once on PostgreSQL: disjoint work, nothing twice
+
 
 def test_auto_approve_two_callers_split_the_due_invoices(pg_url):
     cls = review_class()
@@ -219,12 +248,18 @@ def test_close_postpay_and_expire_payments_two_callers_do_each_item_once(pg_url)
     opened = []
     for i in range(30):
         acc = make_account(direct, name=f"Open {i}", email_addr=f"open{i}@example.com")
-        Subscription.create(account=acc, name="SIP Trunk", service="Voice calls", status="active",
-                            fee=Decimal("49.00"), active_from=dt.date(2026, 1, 1))
+        Subscription.create(
+            account=acc,
+            name="SIP Trunk",
+            service="Voice calls",
+            status="active",
+            fee=Decimal("49.00"),
+            active_from=dt.date(2026, 1, 1),
+        )
         opened.append(make_invoice(acc, status=S.OPEN, model="postpay", issue_date=dt.date(2026, 11, 2)))
     sent = make_approved(30, cls=direct, prefix="Late")
     for inv in sent:
-        workflow.mark_sent(ctx_at(at("2026-11-01T04:00:00")), inv.id, 1)
+        workflow.mark_invoice_sent(ctx_at(at("2026-11-01T04:00:00")), inv.id, 1)
     waiting = [p.id for p in Payment.select().where(Payment.status == "waiting_for_payment")]
     assert waiting
 
@@ -267,9 +302,11 @@ def test_dispatch_and_deliver_two_callers_share_and_send_once(pg_url, tmp_path):
 # --------------------------------------------------------------------------
 # The loop guard per backend
 
+
 def _env(url, tmp_path):
-    return SimpleNamespace(ctx=ctx_at(NOW), db_url=url,
-                           config=AppConfig(mail={"transport": "maildir", "maildir": str(tmp_path / "md")}))
+    return SimpleNamespace(
+        ctx=ctx_at(NOW), db_url=url, config=AppConfig(mail={"transport": "maildir", "maildir": str(tmp_path / "md")})
+    )
 
 
 def test_second_sqlite_loop_is_refused(sqlite_url, tmp_path):
@@ -279,12 +316,10 @@ def test_second_sqlite_loop_is_refused(sqlite_url, tmp_path):
     running.try_acquire()
     try:
         with pytest.raises(LoopBusy, match="another job loop is already running"):
-            jobs.run_loop(_env(sqlite_url, tmp_path), threading.Event(), once=True, wait=False,
-                          log=lambda line: None)
+            jobs.run_loop(_env(sqlite_url, tmp_path), threading.Event(), once=True, wait=False, log=lambda line: None)
     finally:
         running.release()
-    summary = jobs.run_loop(_env(sqlite_url, tmp_path), threading.Event(), once=True, wait=False,
-                            log=lambda line: None)
+    summary = jobs.run_loop(_env(sqlite_url, tmp_path), threading.Event(), once=True, wait=False, log=lambda line: None)
     assert summary.ok
 
 
@@ -311,6 +346,7 @@ def test_postgresql_loops_register_side_by_side(pg_url, tmp_path):
 # --------------------------------------------------------------------------
 # Crash recovery of "sending" rows with several senders
 
+
 def test_recovery_requeues_only_rows_whose_sender_is_dead_or_whose_lease_ran_out(store_url):
     make_approved(5)
     jobs.dispatch_approved(ctx_at(NOW))
@@ -325,16 +361,19 @@ def test_recovery_requeues_only_rows_whose_sender_is_dead_or_whose_lease_ran_out
         rows[3].id: (here, now + mail.SEND_LEASE),  # its process on this host is gone
     }
     for msg_id, (holder, lease) in cases.items():
-        (OutboxMessage.update(status=mail.SENDING, attempts=1, next_attempt_at=lease,
-                              last_error=mail.CLAIM_MARK + holder)
-         .where(OutboxMessage.id == msg_id).execute())
+        (
+            OutboxMessage.update(
+                status=mail.SENDING, attempts=1, next_attempt_at=lease, last_error=mail.CLAIM_MARK + holder
+            )
+            .where(OutboxMessage.id == msg_id)
+            .execute()
+        )
     # rows[4]: "sending" with no sender recorded (an older version): requeued.
     OutboxMessage.update(status=mail.SENDING, attempts=1).where(OutboxMessage.id == rows[4].id).execute()
 
     assert mail.recover_interrupted(now=NOW) == 3
     status = {m.id: m for m in OutboxMessage.select()}
-    assert [status[r.id].status for r in rows] == [mail.SENDING, mail.SENDING, mail.QUEUED, mail.QUEUED,
-                                                   mail.QUEUED]
+    assert [status[r.id].status for r in rows] == [mail.SENDING, mail.SENDING, mail.QUEUED, mail.QUEUED, mail.QUEUED]
     assert status[rows[3].id].next_attempt_at == NOW and "sender is gone" in status[rows[3].id].last_error
     # A SQLite loop holds the store's only lock: every "sending" row is its own to recover.
     assert mail.recover_interrupted(exclusive=True, now=NOW) == 2
@@ -385,6 +424,7 @@ def test_a_requeued_slow_sender_stops_before_the_final_dot(store_url):
 # --------------------------------------------------------------------------
 # Time slices: a long job hands over so mail keeps flowing
 
+
 def test_max_run_seconds_is_validated_and_not_a_job():
     from tui_billing.config import ConfigError
 
@@ -398,9 +438,14 @@ def test_max_run_seconds_is_validated_and_not_a_job():
 
 def test_a_sliced_dispatch_lets_delivery_run_then_continues(sqlite_url, tmp_path):
     make_approved(30)
-    env = SimpleNamespace(ctx=ctx_at(NOW), db_url=sqlite_url, config=AppConfig(
-        mail={"transport": "maildir", "maildir": str(tmp_path / "md")},
-        jobs={"max_run_seconds": 0.1, "dispatch_approved": 600, "deliver_outbox": 0.2}))
+    env = SimpleNamespace(
+        ctx=ctx_at(NOW),
+        db_url=sqlite_url,
+        config=AppConfig(
+            mail={"transport": "maildir", "maildir": str(tmp_path / "md")},
+            jobs={"max_run_seconds": 0.1, "dispatch_approved": 600, "deliver_outbox": 0.2},
+        ),
+    )
     lines: list[str] = []
     stop = threading.Event()
     t = threading.Thread(target=lambda: jobs.run_loop(env, stop, log=lines.append))

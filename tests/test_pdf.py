@@ -1,4 +1,5 @@
 """Invoice PDFs: real documents rendered and read back with pypdf."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -7,7 +8,7 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,30 +23,52 @@ ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["Zoë Łukasiewicz", "Ōsaka Trading KK", "Müller & Söhne GmbH", "Ærøskøbing Fiskeri ApS"]
 
 
-def make_doc(lines: int = 30, *, taxes: tuple[pdf.TaxRow, ...] | None = None, number: str = "INV-2026-000123",
-             customer: str = "Zoë Łukasiewicz", **changes) -> pdf.InvoiceDocument:
+def make_doc(
+    lines: int = 30,
+    *,
+    taxes: tuple[pdf.TaxRow, ...] | None = None,
+    number: str = "INV-2026-000123",
+    customer: str = "Zoë Łukasiewicz",
+    **changes,
+) -> pdf.InvoiceDocument:
     charges = tuple(
-        pdf.ChargeRow(i, f"Line {i:04d} {NAMES[i % 4]} storage €", Decimal(i % 9 + 1) / Decimal(8),
-                      Decimal("2.00") if i % 3 == 0 else Decimal(0), Decimal(10 * i) + Decimal("0.50"))
-        for i in range(1, lines + 1))
+        pdf.ChargeRow(
+            i,
+            f"Line {i:04d} {NAMES[i % 4]} storage €",
+            Decimal(i % 9 + 1) / Decimal(8),
+            Decimal("2.00") if i % 3 == 0 else Decimal(0),
+            Decimal(10 * i) + Decimal("0.50"),
+        )
+        for i in range(1, lines + 1)
+    )
     if taxes is None:
         taxes = (pdf.TaxRow(1, "VAT 19 %", "Umsatzsteuer", Decimal("19.00")),)
     corrections = (
-        pdf.CorrectionRow(1, "Goodwill credit", Decimal("-12.00"), datetime(2026, 3, 2, 9, 15, tzinfo=timezone.utc)),
+        pdf.CorrectionRow(1, "Goodwill credit", Decimal("-12.00"), datetime(2026, 3, 2, 9, 15, tzinfo=UTC)),
         pdf.CorrectionRow(2, "Late fee", Decimal("12.00"), None),
     )
     subtotal = sum(c.amount for c in charges)
     discount = sum(c.discount for c in charges)
     tax = sum(t.amount for t in taxes)
     doc = pdf.InvoiceDocument(
-        number=number, currency="EUR",
+        number=number,
+        currency="EUR",
         seller=pdf.Party("Ōsaka Trading KK", ("2-1 Umeda, Kita-ku", "Ōsaka 530-0001, Japan")),
         customer=pdf.Party(customer, ("ul. Długa 5", "00-238 Warszawa", "zoe@example.pl")),
-        issue_date=date(2026, 4, 1), due_date=date(2026, 4, 27),
-        period_from=date(2026, 3, 1), period_to=date(2026, 3, 31), payment_terms="Net 26 days",
-        charges=charges, taxes=taxes, corrections=corrections,
-        subtotal=subtotal, discount_total=discount, tax_total=tax, correction_total=Decimal(0),
-        total=subtotal - discount + tax)
+        issue_date=date(2026, 4, 1),
+        due_date=date(2026, 4, 27),
+        period_from=date(2026, 3, 1),
+        period_to=date(2026, 3, 31),
+        payment_terms="Net 26 days",
+        charges=charges,
+        taxes=taxes,
+        corrections=corrections,
+        subtotal=subtotal,
+        discount_total=discount,
+        tax_total=tax,
+        correction_total=Decimal(0),
+        total=subtotal - discount + tax,
+    )
     return dataclasses.replace(doc, **changes) if changes else doc
 
 
@@ -69,6 +92,7 @@ def pdf30(doc30) -> bytes:
 
 
 # -- content ------------------------------------------------------------------
+
 
 def test_is_a4_pdf_with_embedded_unicode_font(pdf30):
     assert pdf30.startswith(b"%PDF-")
@@ -97,8 +121,11 @@ def test_is_a4_pdf_with_embedded_unicode_font(pdf30):
         assert widths[0] == 0 and 30 < len(widths[1]) <= TTFont(io.BytesIO(program))["maxp"].numGlyphs
         # the hand-made subset is a valid TrueType font (checksums right) whose glyphs all decompile
         tt = TTFont(io.BytesIO(program), checkChecksums=2)
-        assert sum(int.from_bytes(program[i:i + 4].ljust(4, b"\0"), "big")
-                   for i in range(0, len(program), 4)) & 0xFFFFFFFF == 0xB1B0AFBA
+        assert (
+            sum(int.from_bytes(program[i : i + 4].ljust(4, b"\0"), "big") for i in range(0, len(program), 4))
+            & 0xFFFFFFFF
+            == 0xB1B0AFBA
+        )
         assert "Bitstream" in tt["name"].getDebugName(0)
         glyf = tt["glyf"]
         assert tt["maxp"].numGlyphs == len(tt["hmtx"].metrics) == len(glyf.glyphOrder) > 30
@@ -114,9 +141,20 @@ def test_text_has_number_descriptions_total_and_unicode(doc30, pdf30):
     for charge in doc30.charges:
         assert flat(charge.description) in joined, charge.description
     assert f"€ {format_amount(doc30.total, 'EUR')}" in joined
-    for needle in ("Zoë Łukasiewicz", "Ōsaka Trading KK", "Müller & Söhne GmbH", "ul. Długa 5", "€",
-                   "Goodwill credit Credit -12.00", "Late fee Charge 12.00", "Net 26 days", "2026-04-01",
-                   "2026-04-27", "2026-03-01 – 2026-03-31", "please pay by 2026-04-27"):
+    for needle in (
+        "Zoë Łukasiewicz",
+        "Ōsaka Trading KK",
+        "Müller & Söhne GmbH",
+        "ul. Długa 5",
+        "€",
+        "Goodwill credit Credit -12.00",
+        "Late fee Charge 12.00",
+        "Net 26 days",
+        "2026-04-01",
+        "2026-04-27",
+        "2026-03-01 – 2026-03-31",
+        "please pay by 2026-04-27",
+    ):
         assert needle in joined, needle
     assert "Page 1 of 2" in joined and "Page 2 of 2" in joined
     assert "\ufffd" not in text and "?" not in text
@@ -124,11 +162,14 @@ def test_text_has_number_descriptions_total_and_unicode(doc30, pdf30):
 
 def test_quantity_up_to_three_decimals():
     doc = make_doc(3)
-    doc = dataclasses.replace(doc, charges=(
-        pdf.ChargeRow(1, "Fraction", Decimal("0.33333"), Decimal(0), Decimal("1.00")),
-        pdf.ChargeRow(2, "Whole", Decimal("12"), Decimal(0), Decimal("1.00")),
-        pdf.ChargeRow(3, "Thousands", Decimal("1234.5"), Decimal(0), Decimal("1.00")),
-    ))
+    doc = dataclasses.replace(
+        doc,
+        charges=(
+            pdf.ChargeRow(1, "Fraction", Decimal("0.33333"), Decimal(0), Decimal("1.00")),
+            pdf.ChargeRow(2, "Whole", Decimal("12"), Decimal(0), Decimal("1.00")),
+            pdf.ChargeRow(3, "Thousands", Decimal("1234.5"), Decimal(0), Decimal("1.00")),
+        ),
+    )
     joined = flat(pdf.pdf_text(pdf.render_invoice(doc)))
     assert "Fraction 0.333 " in joined
     assert "Whole 12 " in joined
@@ -160,10 +201,13 @@ def test_long_description_is_wrapped_and_cut_not_overflowing():
     words = " ".join(f"word{i:03d}" for i in range(200))
     unbroken = "X" * 400
     doc = make_doc(2)
-    doc = dataclasses.replace(doc, charges=(
-        pdf.ChargeRow(1, words, Decimal(1), Decimal(0), Decimal("1.00")),
-        pdf.ChargeRow(2, unbroken, Decimal(1), Decimal(0), Decimal("2.00")),
-    ))
+    doc = dataclasses.replace(
+        doc,
+        charges=(
+            pdf.ChargeRow(1, words, Decimal(1), Decimal(0), Decimal("1.00")),
+            pdf.ChargeRow(2, unbroken, Decimal(1), Decimal(0), Decimal("2.00")),
+        ),
+    )
     data = pdf.render_invoice(doc)
     text = pdf.pdf_text(data)
     assert "word000 word001" in text and "word199" not in text and "…" in text
@@ -173,7 +217,7 @@ def test_long_description_is_wrapped_and_cut_not_overflowing():
     spans = []
     reader.pages[0].extract_text(visitor_text=lambda t, cm, tm, font, size: spans.append((t, tm[4], size)))
     width_pt = float(reader.pages[0].mediabox.width)
-    for t, x, size in spans:
+    for t, x, _size in spans:
         assert 0 <= x < width_pt, t
     longest = max(len(t.strip()) for t, _, _ in spans)
     assert longest < 120  # a 400-char word was split over lines, not drawn in one piece
@@ -215,6 +259,7 @@ def test_same_document_same_bytes_even_in_another_process(doc30, pdf30):
         out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
         digests.add(out.stdout.strip())
     import hashlib
+
     assert digests == {hashlib.sha256(pdf30).hexdigest()}
 
 
@@ -229,9 +274,36 @@ def test_four_threads_render_the_same_bytes_as_one():
 
 # -- file names and files -------------------------------------------------------
 
-HOSTILE = ["../../etc/passwd", "/abs", "/", "a/b", "a\\b", "..", ".", "...", "con", "CON", "nul.pdf", "LPT1",
-           "", " ", "\t", "\x00", "a\x00b", "x" * 300, ".hidden", "INV 1", "INV-1", "inv-1", "Ünïcödé",
-           "C:\\Windows\\evil", "a..b", "trailing.", "~", "INV-1~0123456789ab"]
+HOSTILE = [
+    "../../etc/passwd",
+    "/abs",
+    "/",
+    "a/b",
+    "a\\b",
+    "..",
+    ".",
+    "...",
+    "con",
+    "CON",
+    "nul.pdf",
+    "LPT1",
+    "",
+    " ",
+    "\t",
+    "\x00",
+    "a\x00b",
+    "x" * 300,
+    ".hidden",
+    "INV 1",
+    "INV-1",
+    "inv-1",
+    "Ünïcödé",
+    "C:\\Windows\\evil",
+    "a..b",
+    "trailing.",
+    "~",
+    "INV-1~0123456789ab",
+]
 
 
 def test_safe_filename_is_readable_and_never_a_path():
@@ -303,15 +375,28 @@ def test_pdf_text_covers_all_pages():
 
 def test_module_does_not_import_ui_or_database():
     out = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.path.insert(0, %r); import tui_billing.pdf; "
-                               "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'peewee')))"
-         % str(ROOT)], capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, %r); import tui_billing.pdf; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'peewee')))" % str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "[]"
 
 
 def test_empty_charges_and_no_corrections():
-    doc = dataclasses.replace(make_doc(1, taxes=()), charges=(), corrections=(), subtotal=Decimal(0),
-                              discount_total=Decimal(0), total=Decimal(0))
+    doc = dataclasses.replace(
+        make_doc(1, taxes=()),
+        charges=(),
+        corrections=(),
+        subtotal=Decimal(0),
+        discount_total=Decimal(0),
+        total=Decimal(0),
+    )
     joined = flat(pdf.pdf_text(pdf.render_invoice(doc)))
     assert "# Description Quantity Discount Amount No charges for this period" in joined
     assert "Adjustments #" not in joined and "Adjustments 0.00" in joined
@@ -322,8 +407,19 @@ def test_empty_charges_and_no_corrections():
 
 # Each module of tui_billing/pdf/ may import only the ones before it here: no
 # cycles, and the fpdf2 internals reachable from render.py alone (lazily).
-PACKAGE_ORDER = ["model", "fonts", "measure", "layout", "paint", "fpdf_public", "fpdf_internals", "render",
-                 "files", "text", "__init__"]
+PACKAGE_ORDER = [
+    "model",
+    "fonts",
+    "measure",
+    "layout",
+    "paint",
+    "fpdf_public",
+    "fpdf_internals",
+    "render",
+    "files",
+    "text",
+    "__init__",
+]
 
 
 def test_package_modules_import_only_the_modules_below_them():

@@ -1,9 +1,10 @@
 """The customer's PDF (issue 13): only what a customer should read, in words a
 customer understands.  Real documents rendered and read back with pypdf."""
+
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from tui_billing import pdf
@@ -14,9 +15,27 @@ D = Decimal
 
 # Words of the store and the console that mean nothing (or the wrong thing)
 # to a customer: internal statuses, seed 001's console columns, class names.
-INTERNAL = ("Revision", "Approved at", "Current Debt Changed", "under_review", "under review", "rejected",
-            "Rejected", "pending", "Postpay", "postpay", "Prepay ", "prepay", "▼", "▲", "ChargeRow",
-            "CorrectionRow", "InvoiceDocument", "status_note", "None")
+INTERNAL = (
+    "Revision",
+    "Approved at",
+    "Current Debt Changed",
+    "under_review",
+    "under review",
+    "rejected",
+    "Rejected",
+    "pending",
+    "Postpay",
+    "postpay",
+    "Prepay ",
+    "prepay",
+    "▼",
+    "▲",
+    "ChargeRow",
+    "CorrectionRow",
+    "InvoiceDocument",
+    "status_note",
+    "None",
+)
 
 
 def text(doc: pdf.InvoiceDocument) -> str:
@@ -33,14 +52,12 @@ def usage_doc(**changes) -> pdf.InvoiceDocument:
     )
     subtotal = sum(c.amount for c in charges)
     discount = sum(c.discount for c in charges)
-    doc = make_doc(1, taxes=(), charges=charges, subtotal=subtotal, discount_total=discount,
-                   total=subtotal - discount)
+    doc = make_doc(1, taxes=(), charges=charges, subtotal=subtotal, discount_total=discount, total=subtotal - discount)
     return dataclasses.replace(doc, **changes) if changes else doc
 
 
 def test_no_internal_field_or_status_on_a_draft_with_corrections():
-    doc = make_doc(3, revision=4, payment_model="postpay",
-                   status_note="DRAFT — under review, not yet issued")
+    doc = make_doc(3, revision=4, payment_model="postpay", status_note="DRAFT — under review, not yet issued")
     joined = text(doc)
     for word in INTERNAL:
         assert word not in joined, word
@@ -60,7 +77,7 @@ def test_a_rejected_or_open_draft_does_not_say_so():
 
 def test_an_issued_invoice_never_shows_when_corrections_were_approved():
     doc = make_doc(2, revision=2)
-    assert doc.corrections[0].approved_at == datetime(2026, 3, 2, 9, 15, tzinfo=timezone.utc)
+    assert doc.corrections[0].approved_at == datetime(2026, 3, 2, 9, 15, tzinfo=UTC)
     joined = text(doc)
     assert "Approved at" not in joined and "2026-03-02" not in joined and "09:15" not in joined
     assert "Revision" not in joined and "DRAFT" not in joined
@@ -74,11 +91,13 @@ def test_usage_quantities_carry_their_unit_and_stay_aligned():
     doc = usage_doc()
     data = pdf.render_invoice(doc)
     joined = flat(pdf.pdf_text(data))
-    for row in ("1 SIP Trunk 30 channels — monthly fee 1 month — 149.00",
-                "2 Mobile data usage 12,636.25 GB 1,263.63 24,008.88",
-                "3 SMS usage 35,328 msg — 1,589.76",
-                "4 Toll-free inbound usage 8,172.375 min — 171.62",
-                "5 Porting fee 2 — 30.00"):
+    for row in (
+        "1 SIP Trunk 30 channels — monthly fee 1 month — 149.00",
+        "2 Mobile data usage 12,636.25 GB 1,263.63 24,008.88",
+        "3 SMS usage 35,328 msg — 1,589.76",
+        "4 Toll-free inbound usage 8,172.375 min — 171.62",
+        "5 Porting fee 2 — 30.00",
+    ):
         assert row in joined, row
     assert "…" not in joined  # no unit cut short
     # Where the characters are on the page (pdfium): the units share one left
@@ -92,8 +111,12 @@ def test_usage_quantities_carry_their_unit_and_stay_aligned():
         start = chars.index(needle, chars.index(row) + len(row))
         return page.get_charbox(start), page.get_charbox(start + len(needle) - 1)
 
-    rows = {"monthly fee": ("1", "month"), "Mobile data usage": ("12,636.25", "GB"),
-            "SMS usage": ("35,328", "msg"), "Toll-free inbound usage": ("8,172.375", "min")}
+    rows = {
+        "monthly fee": ("1", "month"),
+        "Mobile data usage": ("12,636.25", "GB"),
+        "SMS usage": ("35,328", "msg"),
+        "Toll-free inbound usage": ("8,172.375", "min"),
+    }
     unit_left = [box(row, unit)[0][0] for row, (_, unit) in rows.items()]
     assert max(unit_left) - min(unit_left) < 0.5, unit_left
     dots = [box("Mobile data usage", "12,636.")[1][0], box("Toll-free inbound usage", "8,172.")[1][0]]
@@ -119,8 +142,15 @@ def test_a_zero_invoice_says_there_is_nothing_to_pay():
 
 def test_a_negative_total_is_a_credit():
     refund = pdf.TaxRow(1, "VAT refund", "Over-charged VAT in February", D("-180.00"))
-    doc = make_doc(1, taxes=(refund,), corrections=(), subtotal=D("10.50"), discount_total=D(0),
-                   tax_total=D("-180.00"), total=D("-169.50"))
+    doc = make_doc(
+        1,
+        taxes=(refund,),
+        corrections=(),
+        subtotal=D("10.50"),
+        discount_total=D(0),
+        tax_total=D("-180.00"),
+        total=D("-169.50"),
+    )
     joined = text(doc)
     assert "please pay by" not in joined and "-169.50" not in joined
     assert "Credit (EUR) € 169.50" in joined

@@ -7,6 +7,7 @@ so an fpdf2 upgrade fails here loudly, naming what changed.  The second half
 checks the fallback (fpdf2's public API only): chosen when the internals
 differ or when forced, and giving the same text and pages as the fast path.
 """
+
 from __future__ import annotations
 
 import ast
@@ -75,6 +76,7 @@ def base_fonts(data: bytes) -> list[str]:
 
 # == the contract: what the fast path assumes of fpdf2 ========================================
 
+
 def test_installed_fpdf2_has_every_internal_the_fast_path_uses():
     problems = internals.incompatibilities()
     assert problems == [], "fpdf2 changed under pdf/fpdf_internals.py:\n  " + "\n  ".join(problems)
@@ -105,8 +107,12 @@ def test_the_internals_used_are_all_named_in_required():
             for alias in node.names:
                 if alias.name != "FPDF":
                     assert f".{alias.name}" in required, f"{node.module}.{alias.name} not in REQUIRED"
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "pdf"
-                and (node.attr.startswith("_") or node.attr in ("fonts", "page"))):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "pdf"
+            and (node.attr.startswith("_") or node.attr in ("fonts", "page"))
+        ):
             assert f"fpdf.FPDF.{node.attr}" in required, node.attr
 
 
@@ -132,16 +138,28 @@ def test_subset_map_caches_wrap_plain_functions_that_do_what_fpdf2_does():
 def test_font_metrics_are_what_add_font_computes():
     """fonts.py reads the fonts with fontTools using fpdf2 2.8.9's formulas."""
     for program in fonts()[:2]:
-        t = TTFFont(SimpleNamespace(fonts={}, render_color_fonts=False), program.path, program.fontkey,
-                    program.style)
+        t = TTFFont(SimpleNamespace(fonts={}, render_color_fonts=False), program.path, program.fontkey, program.style)
         d = t.desc
-        assert (t.name, t.scale, t.up, t.ut, t.sp, t.ss) == (program.name, program.scale, program.up, program.ut,
-                                                             program.sp, program.ss)
+        assert (t.name, t.scale, t.up, t.ut, t.sp, t.ss) == (
+            program.name,
+            program.scale,
+            program.up,
+            program.ut,
+            program.sp,
+            program.ss,
+        )
         assert list(t.cmap.items()) == list(program.cmap.items())
         assert t.glyph_ids == program.glyph_ids and dict(t.cw) == dict(program.cw)
-        assert {"ascent": d.ascent, "descent": d.descent, "cap_height": d.cap_height, "flags": d.flags.value,
-                "font_b_box": d.font_b_box, "italic_angle": d.italic_angle, "stem_v": d.stem_v,
-                "missing_width": d.missing_width} == program.desc_args
+        assert {
+            "ascent": d.ascent,
+            "descent": d.descent,
+            "cap_height": d.cap_height,
+            "flags": d.flags.value,
+            "font_b_box": d.font_b_box,
+            "italic_angle": d.italic_angle,
+            "stem_v": d.stem_v,
+            "missing_width": d.missing_width,
+        } == program.desc_args
 
 
 def test_document_font_sets_every_ttffont_slot_and_the_emphasis():
@@ -160,8 +178,10 @@ def test_out_and_the_resource_catalog_put_a_block_and_its_fonts_on_the_page():
     paint = internals.add_fonts(doc, regular, bold)
     assert [f.i for f in doc.fonts.values()] == [1, 2]
     doc.add_page()
-    paint([("text", 20, 30, "Zoë", "", 10, (0, 0, 0)), ("rect", 10, 10, 5, 5, (9, 9, 9))],
-          [("text", 20, 40, "Łódź", "B", 12, (1, 2, 3)), ("line", 10, 50, 100, 50, (0, 0, 0), 0.2)])
+    paint(
+        [("text", 20, 30, "Zoë", "", 10, (0, 0, 0)), ("rect", 10, 10, 5, 5, (9, 9, 9))],
+        [("text", 20, 40, "Łódź", "B", 12, (1, 2, 3)), ("line", 10, 50, 100, 50, (0, 0, 0), 0.2)],
+    )
     # a core font beside ours: fpdf2's own _add_fonts embeds it, ours the rest
     doc.set_font("helvetica", size=9)
     doc.text(20, 60, "core")
@@ -191,8 +211,17 @@ def test_our_font_objects_have_the_entries_fpdf2_writes_for_its_own():
         assert ours[0][key] == theirs[0][key]
     for key in ("/DW", "/Subtype", "/Type"):  # /CIDToGIDMap: ours /Identity (glyph id == char id), theirs a map
         assert ours[1][key] == theirs[1][key]
-    for key in ("/Ascent", "/CapHeight", "/Descent", "/Flags", "/FontBBox", "/ItalicAngle", "/MissingWidth",
-                "/StemV", "/Type"):
+    for key in (
+        "/Ascent",
+        "/CapHeight",
+        "/Descent",
+        "/Flags",
+        "/FontBBox",
+        "/ItalicAngle",
+        "/MissingWidth",
+        "/StemV",
+        "/Type",
+    ):
         assert ours[2][key] == theirs[2][key], key
     assert dict(ours[3]) == dict(theirs[3])
     assert str(ours[0]["/BaseFont"]).split("+")[1] == str(theirs[0]["/BaseFont"]).split("+")[1]
@@ -215,8 +244,10 @@ def test_pdf_object_serialisation_and_streams_work_as_assumed():
 
 # == the detection: when the internals differ, the fallback is chosen ===========================
 
+
 def fake_lookup(**changed):
     """The installed fpdf2's names, except ``changed`` (a value of None = missing)."""
+
     def lookup(name):
         key = name.replace(".", "_")
         if key in changed:
@@ -224,6 +255,7 @@ def fake_lookup(**changed):
                 raise AttributeError(name)
             return changed[key]
         return internals._resolve(name)
+
     return lookup
 
 
@@ -306,10 +338,12 @@ def test_the_environment_switch_works_in_a_fresh_process():
     env = dict(os.environ, **{pdf.FALLBACK_ENV: "1"})
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     import hashlib
+
     assert out.stdout.split() == ["fallback", hashlib.sha256(fallback(make_doc(5))).hexdigest()]
 
 
 # == the fallback: the same invoices, the same text and pages =====================================
+
 
 def invoices():
     charges = make_doc(2).charges
@@ -321,11 +355,21 @@ def invoices():
         "units": usage_doc(),
         "credit": make_doc(2, total=Decimal("-14.50")),
         "nothing to pay, no charges": dataclasses.replace(
-            make_doc(1, taxes=()), charges=(), corrections=(), subtotal=Decimal(0), discount_total=Decimal(0),
-            total=Decimal(0)),
-        "long words": dataclasses.replace(make_doc(2), charges=(
-            pdf.ChargeRow(1, " ".join(f"word{i:03d}" for i in range(200)), Decimal(1), Decimal(0), Decimal(1)),
-            pdf.ChargeRow(2, "X" * 400, Decimal(1), Decimal(0), Decimal(2)), *charges)),
+            make_doc(1, taxes=()),
+            charges=(),
+            corrections=(),
+            subtotal=Decimal(0),
+            discount_total=Decimal(0),
+            total=Decimal(0),
+        ),
+        "long words": dataclasses.replace(
+            make_doc(2),
+            charges=(
+                pdf.ChargeRow(1, " ".join(f"word{i:03d}" for i in range(200)), Decimal(1), Decimal(0), Decimal(1)),
+                pdf.ChargeRow(2, "X" * 400, Decimal(1), Decimal(0), Decimal(2)),
+                *charges,
+            ),
+        ),
         "another customer": make_doc(12, number="INV-Ç/7", customer=NAMES[3]),
     }
 

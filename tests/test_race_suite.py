@@ -18,6 +18,7 @@ and share the work.  Then:
   invoice has one approve/auto_approve, each sent one send, each correction
   one adjust event.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -34,15 +35,24 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_jobs_support import NOW, cli_env, spawn, terminated, wait_for
 from tui_billing import jobs, mail
 from tui_billing import statuses as S
 from tui_billing.money import quantize
 from tui_billing.store import db as store_db
 from tui_billing.store.bulk import dbv, insert_rows
 from tui_billing.store.models import (
-    Account, AuditEvent, ChargeLine, Correction, CustomerClass, Invoice, OutboxMessage, Payment, TaxLine, TaxRule,
+    Account,
+    AuditEvent,
+    ChargeLine,
+    Correction,
+    CustomerClass,
+    Invoice,
+    OutboxMessage,
+    Payment,
+    TaxLine,
+    TaxRule,
 )
-from tests.test_jobs_support import NOW, cli_env, spawn, terminated, wait_for
 
 INVOICES = 10_000
 ACCOUNTS = 500
@@ -53,23 +63,66 @@ LOOP_NOW = "2026-11-20T10:00:00Z"  # == NOW: about half of the deadlines have pa
 # --------------------------------------------------------------------------
 # A store of 10,000 invoices under review, built set-based
 
+
 def build_store(seed: int) -> dict[int, Decimal]:
     """Returns the initial total of every invoice."""
     rng = random.Random(seed)
     cls = CustomerClass.create(name="Enterprise", send_mode="after_review", hold_days=5, net_days=26)
     # The rule behind the VAT lines: an adjust taxes its correction by it (README, Adjust).
     TaxRule.create(customer_class=cls, name="VAT", percent=Decimal(20), description="20 %")
-    insert_rows(Account, ["name", "email", "account_type", "customer_class", "currency", "balance",
-                          "payment_model", "address", "search_text"],
-                [(f"Race Customer {i}", f"billing{i}@race.example", "business", cls.id, "EUR",
-                  dbv(Account.balance, Decimal(rng.choice([0, 0, 500, 50_000]))), "postpay", "1 Race Rd",
-                  Account.search_text_of(f"Race Customer {i}", f"billing{i}@race.example"))
-                 for i in range(ACCOUNTS)])
+    insert_rows(
+        Account,
+        [
+            "name",
+            "email",
+            "account_type",
+            "customer_class",
+            "currency",
+            "balance",
+            "payment_model",
+            "address",
+            "search_text",
+        ],
+        [
+            (
+                f"Race Customer {i}",
+                f"billing{i}@race.example",
+                "business",
+                cls.id,
+                "EUR",
+                dbv(Account.balance, Decimal(rng.choice([0, 0, 500, 50_000]))),
+                "postpay",
+                "1 Race Rd",
+                Account.search_text_of(f"Race Customer {i}", f"billing{i}@race.example"),
+            )
+            for i in range(ACCOUNTS)
+        ],
+    )
     account_ids = [a.id for a in Account.select(Account.id).order_by(Account.id)]
-    columns = ["number", "account", "customer_class", "kind", "payment_model", "status", "currency",
-               "period_from", "period_to", "generated_at", "issue_date", "due_date", "review_deadline",
-               "subtotal", "discount_total", "tax_total", "correction_total", "total", "outstanding", "revision",
-               "risk_score", "risk_flags"]
+    columns = [
+        "number",
+        "account",
+        "customer_class",
+        "kind",
+        "payment_model",
+        "status",
+        "currency",
+        "period_from",
+        "period_to",
+        "generated_at",
+        "issue_date",
+        "due_date",
+        "review_deadline",
+        "subtotal",
+        "discount_total",
+        "tax_total",
+        "correction_total",
+        "total",
+        "outstanding",
+        "revision",
+        "risk_score",
+        "risk_flags",
+    ]
     rows = []
     for i in range(INVOICES):
         deadline = NOW + dt.timedelta(minutes=rng.randint(-3 * 1440, 3 * 1440))  # half are due
@@ -78,25 +131,60 @@ def build_store(seed: int) -> dict[int, Decimal]:
         discount = (subtotal * Decimal(rng.choice([0, 0, 5, 10])) / 100).quantize(Decimal("0.01"))
         tax = ((subtotal - discount) * Decimal("0.2")).quantize(Decimal("0.01"))
         total = subtotal - discount + tax
-        rows.append((f"INV-2026-{i + 1:06d}", account_ids[i % ACCOUNTS], cls.id, "regular", "postpay",
-                     S.UNDER_REVIEW, "EUR", dt.date(2026, 10, 1), dt.date(2026, 10, 31),
-                     generated, generated.date(), generated.date() + dt.timedelta(days=26), deadline,
-                     *(dbv(Invoice.total, v) for v in (subtotal, discount, tax, Decimal(0), total, total)), 1,
-                     0, ""))
+        rows.append(
+            (
+                f"INV-2026-{i + 1:06d}",
+                account_ids[i % ACCOUNTS],
+                cls.id,
+                "regular",
+                "postpay",
+                S.UNDER_REVIEW,
+                "EUR",
+                dt.date(2026, 10, 1),
+                dt.date(2026, 10, 31),
+                generated,
+                generated.date(),
+                generated.date() + dt.timedelta(days=26),
+                deadline,
+                *(dbv(Invoice.total, v) for v in (subtotal, discount, tax, Decimal(0), total, total)),
+                1,
+                0,
+                "",
+            )
+        )
     insert_rows(Invoice, columns, rows)
-    invoices = list(Invoice.select(Invoice.id, Invoice.subtotal, Invoice.discount_total, Invoice.tax_total,
-                                   Invoice.total).order_by(Invoice.id))
-    insert_rows(ChargeLine, ["invoice", "position", "description", "service", "quantity", "discount", "amount"],
-                [(inv.id, 1, "Business Fibre 1 Gbit/s — monthly fee", "Internet", dbv(ChargeLine.quantity, 1),
-                  dbv(ChargeLine.discount, inv.discount_total), dbv(ChargeLine.amount, inv.subtotal))
-                 for inv in invoices])
-    insert_rows(TaxLine, ["invoice", "position", "name", "description", "amount"],
-                [(inv.id, 1, "VAT", "20 %", dbv(TaxLine.amount, inv.tax_total)) for inv in invoices])
+    invoices = list(
+        Invoice.select(Invoice.id, Invoice.subtotal, Invoice.discount_total, Invoice.tax_total, Invoice.total).order_by(
+            Invoice.id
+        )
+    )
+    insert_rows(
+        ChargeLine,
+        ["invoice", "position", "description", "service", "quantity", "discount", "amount"],
+        [
+            (
+                inv.id,
+                1,
+                "Business Fibre 1 Gbit/s — monthly fee",
+                "Internet",
+                dbv(ChargeLine.quantity, 1),
+                dbv(ChargeLine.discount, inv.discount_total),
+                dbv(ChargeLine.amount, inv.subtotal),
+            )
+            for inv in invoices
+        ],
+    )
+    insert_rows(
+        TaxLine,
+        ["invoice", "position", "name", "description", "amount"],
+        [(inv.id, 1, "VAT", "20 %", dbv(TaxLine.amount, inv.tax_total)) for inv in invoices],
+    )
     return {inv.id: inv.total for inv in invoices}
 
 
 # --------------------------------------------------------------------------
 # An admin: bulk approve of random chunks and adjusts of random invoices
+
 
 def _admin(url: str, actor: str, ids: list[int], seconds: float, out: str, seed: int) -> None:
     from tui_billing import workflow as W
@@ -108,6 +196,7 @@ def _admin(url: str, actor: str, ids: list[int], seconds: float, out: str, seed:
     deadline = time.monotonic() + seconds
     k = 0
     with open(out, "w") as fh:
+
         def record(**row):
             fh.write(json.dumps(row) + "\n")
             fh.flush()
@@ -127,8 +216,12 @@ def _admin(url: str, actor: str, ids: list[int], seconds: float, out: str, seed:
                 inv = W.adjust(ctx, inv_id, kind, amount, description)
             except (W.Refused, W.BadInput):
                 continue  # approved or sent meanwhile, or the credit is too large
-            record(invoice=inv_id, amount=str(-amount if kind == "credit" else amount),
-                   description=description, revision=inv.revision)
+            record(
+                invoice=inv_id,
+                amount=str(-amount if kind == "credit" else amount),
+                description=description,
+                revision=inv.revision,
+            )
     store_db.close()
 
 
@@ -170,8 +263,10 @@ def test_race_suite(store_url, backend, tmp_path):
     logs = [tmp_path / "loop-a.log", tmp_path / "loop-b.log"]
     outs = [tmp_path / "alice.jsonl", tmp_path / "bob.jsonl"]
     mp_ctx = mp.get_context("spawn")
-    admins = [mp_ctx.Process(target=_admin, args=(store_url, actor, ids, RACE_SECONDS, str(out), seed + n))
-              for n, (actor, out) in enumerate(zip(("alice", "bob"), outs))]
+    admins = [
+        mp_ctx.Process(target=_admin, args=(store_url, actor, ids, RACE_SECONDS, str(out), seed + n))
+        for n, (actor, out) in enumerate(zip(("alice", "bob"), outs))
+    ]
 
     with terminated(spawn(args, env, logs[0])) as loop_a:
         if backend == "sqlite":
@@ -228,8 +323,9 @@ def test_race_suite(store_url, backend, tmp_path):
     # ---- no correction lost, none extra
     stored = {(c.invoice_id, c.amount, c.description) for c in corrections}
     assert len(stored) == len(corrections)
-    assert stored == reported, (f"seed {seed}: lost {sorted(reported - stored)[:5]}, "
-                                f"extra {sorted(stored - reported)[:5]}")
+    assert stored == reported, (
+        f"seed {seed}: lost {sorted(reported - stored)[:5]}, extra {sorted(stored - reported)[:5]}"
+    )
 
     # ---- totals equal the sums of their lines
     sums = defaultdict(lambda: Decimal(0))
@@ -269,8 +365,11 @@ def test_race_suite(store_url, backend, tmp_path):
         assert actions["send"] == (1 if inv.status in sent_states else 0), inv.number
         assert actions["adjust"] == per_invoice[inv.id], inv.number
         assert inv.status in (S.UNDER_REVIEW, S.APPROVED, *sent_states), inv.number
-    adjusts = {(e.invoice_id, Decimal(json.loads(e.detail)["amount"]), json.loads(e.detail)["description"])
-               for e in events if e.action == "adjust"}
+    adjusts = {
+        (e.invoice_id, Decimal(json.loads(e.detail)["amount"]), json.loads(e.detail)["description"])
+        for e in events
+        if e.action == "adjust"
+    }
     assert adjusts == stored
     for actor, numbers in approved_by.items():  # each admin's approvals, as the log has them
         assert len(numbers) == len(set(numbers))
@@ -284,11 +383,13 @@ def test_race_suite(store_url, backend, tmp_path):
     assert not [mid for mid, n in files.items() if n > 1], "delivered twice"
     per_invoice_mail = Counter(int(m.group(1)) for mid in files if (m := INVOICE_MID.match(mid)))
     assert not [i for i, n in per_invoice_mail.items() if n > 1], "an invoice emailed twice"
-    assert len({INVOICE_MID.match(mid).groups() for mid in files if INVOICE_MID.match(mid)}) == \
-        sum(per_invoice_mail.values())
+    assert len({INVOICE_MID.match(mid).groups() for mid in files if INVOICE_MID.match(mid)}) == sum(
+        per_invoice_mail.values()
+    )
     invoice_rows = [m for m in outbox if m.kind == mail.INVOICE]
     assert Counter(m.invoice_id for m in invoice_rows) == Counter(
-        {i.id: 1 for i in invoices.values() if i.status in sent_states})
+        {i.id: 1 for i in invoices.values() if i.status in sent_states}
+    )
     for m in invoice_rows:
         inv = invoices[m.invoice_id]
         assert m.revision == inv.sent_revision == inv.revision
@@ -297,15 +398,19 @@ def test_race_suite(store_url, backend, tmp_path):
     assert set(files) == {m.message_id for m in outbox if m.status == mail.SENT}
     # Maildir's link() would hide a second delivery attempt: the loops' logs
     # must show each message handed over exactly once, by one of them.
-    handed = Counter(m.group(1) for text in texts for line in text.splitlines()
-                     if " action=sent" in line and (m := re.search(r" message=(\S+)", line)))
+    handed = Counter(
+        m.group(1)
+        for text in texts
+        for line in text.splitlines()
+        if " action=sent" in line and (m := re.search(r" message=(\S+)", line))
+    )
     assert not [mid for mid, n in handed.items() if n > 1], "a message handed over twice"
     assert set(handed) == set(files)
     assert Counter(p.invoice_id for p in Payment.select()) == Counter(
-        {i.id: 1 for i in invoices.values() if i.status in sent_states})
+        {i.id: 1 for i in invoices.values() if i.status in sent_states}
+    )
     # ---- no invoice in two admin digests (two loops never list the same one)
-    listed = Counter(n for m in outbox if m.kind == mail.DIGEST
-                     for n in re.findall(r"INV-\d{4}-\d{6}", m.body))
+    listed = Counter(n for m in outbox if m.kind == mail.DIGEST for n in re.findall(r"INV-\d{4}-\d{6}", m.body))
     assert not [n for n, c in listed.items() if c > 1], "an invoice in two digests"
     assert sum(1 for i in invoices.values() if i.notified_at is not None) == sum(listed.values())
     # ---- stopped cleanly: no claim, no message in flight
@@ -313,10 +418,12 @@ def test_race_suite(store_url, backend, tmp_path):
     assert not [m for m in outbox if m.status == mail.SENDING]
 
     status = Counter(i.status for i in invoices.values())
-    summary = (f"\n{backend} seed {seed}: built {INVOICES:,} in {built:.1f}s, raced {raced:.1f}s; "
-               f"statuses {dict(status)}; corrections {len(corrections)}; "
-               f"admin approvals {sum(map(len, approved_by.values()))}; emails {len(files)}; "
-               f"digests {sum(1 for m in outbox if m.kind == mail.DIGEST)}; loops {[dict(w) for w in work]}")
+    summary = (
+        f"\n{backend} seed {seed}: built {INVOICES:,} in {built:.1f}s, raced {raced:.1f}s; "
+        f"statuses {dict(status)}; corrections {len(corrections)}; "
+        f"admin approvals {sum(map(len, approved_by.values()))}; emails {len(files)}; "
+        f"digests {sum(1 for m in outbox if m.kind == mail.DIGEST)}; loops {[dict(w) for w in work]}"
+    )
     print(summary)
     assert status[S.UNPAID] + status[S.PAID] > 0 and corrections, summary  # the race did happen
     if backend == "postgresql":

@@ -1,4 +1,5 @@
 """Two admins and the job loop racing on the same invoices: exactly one wins."""
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -26,7 +27,7 @@ def _approver(url: str, ids: list[int], actor: str, auto: bool, queue) -> None:
             done += batch
     else:
         for start in range(0, len(ids), 7):  # small chunks interleave the processes
-            done += W.approve_many(ctx, ids[start:start + 7]).done
+            done += W.approve_many(ctx, ids[start : start + 7]).done
     queue.put((actor, done))
 
 
@@ -35,9 +36,11 @@ def test_two_processes_and_auto_approve_race_exactly_one_winner(store_url):
     ids = [i.id for i in invs]
     mp_ctx = mp.get_context("spawn")
     queue = mp_ctx.Queue()
-    procs = [mp_ctx.Process(target=_approver, args=(store_url, ids, "alice", False, queue)),
-             mp_ctx.Process(target=_approver, args=(store_url, list(reversed(ids)), "bob", False, queue)),
-             mp_ctx.Process(target=_approver, args=(store_url, ids[::2] + ids[1::2], "job", True, queue))]
+    procs = [
+        mp_ctx.Process(target=_approver, args=(store_url, ids, "alice", False, queue)),
+        mp_ctx.Process(target=_approver, args=(store_url, list(reversed(ids)), "bob", False, queue)),
+        mp_ctx.Process(target=_approver, args=(store_url, ids[::2] + ids[1::2], "job", True, queue)),
+    ]
     for p in procs:
         p.start()
     results = dict(queue.get(timeout=120) for _ in procs)

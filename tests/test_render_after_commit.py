@@ -1,4 +1,5 @@
 """Adjust and reissue render the PDF after their commit, never holding the store's locks (issue 15.4)."""
+
 from __future__ import annotations
 
 import sqlite3

@@ -1,4 +1,5 @@
 """Revision diff, pure: lines matched by service + description (revisions.py)."""
+
 from __future__ import annotations
 
 from decimal import Decimal as D
@@ -15,8 +16,17 @@ def snap(rev, charges, taxes=(), corrections=(), **totals):
     discount = sum((c.discount for c in charges), D(0))
     tax = sum((t.amount for t in taxes), D(0))
     corr = sum((c.amount for c in corrections), D(0))
-    return Snapshot(rev, tuple(charges), tuple(taxes), tuple(corrections), subtotal, discount, tax, corr,
-                    subtotal - discount + tax + corr)
+    return Snapshot(
+        rev,
+        tuple(charges),
+        tuple(taxes),
+        tuple(corrections),
+        subtotal,
+        discount,
+        tax,
+        corr,
+        subtotal - discount + tax + corr,
+    )
 
 
 FEE = charge("Fibre — monthly fee", "89.00", "Internet")
@@ -30,11 +40,16 @@ def test_unchanged_revision_has_no_line_changes():
 
 
 def test_added_removed_and_changed_lines_exactly():
-    before = snap(1, [FEE, SMS, charge("Voice calls usage", "12.00", qty="120")],
-                  [LineState("VAT", D("20.29"))])
-    after = snap(3, [SMS, charge("Voice calls usage", "15.01", qty="150.5"),
-                     charge("Mobile data usage", "4.75", "Mobile data", "2.5")],
-                 [LineState("VAT", D("4.04"))])
+    before = snap(1, [FEE, SMS, charge("Voice calls usage", "12.00", qty="120")], [LineState("VAT", D("20.29"))])
+    after = snap(
+        3,
+        [
+            SMS,
+            charge("Voice calls usage", "15.01", qty="150.5"),
+            charge("Mobile data usage", "4.75", "Mobile data", "2.5"),
+        ],
+        [LineState("VAT", D("4.04"))],
+    )
     d = diff(before, after)
     assert [(c.change, c.service, c.description, c.fields, c.delta) for c in d.charges] == [
         ("removed", "Internet", "Fibre — monthly fee", (), D("-89.00")),

@@ -1,5 +1,6 @@
 """Risk review on a real store (SQLite and PostgreSQL): flags at generation,
 adjust, reissue and closing; the risk-ordered queue; the CLI; the demo."""
+
 from __future__ import annotations
 
 import collections
@@ -31,11 +32,24 @@ def history(acc, totals=("100.00", "100.00", "100.00"), *, usage=None, months=(7
     out = []
     for m, total in zip(months, totals):
         p_from, p_to = month(m)
-        inv = F.invoice(status=S.PAID, total=D(total), acc=acc, period_from=p_from, period_to=p_to,
-                        generated=dt.datetime(2026, m + 1, 1, 3), number=f"HIST-{acc.id}-{m:02d}")
+        inv = F.invoice(
+            status=S.PAID,
+            total=D(total),
+            acc=acc,
+            period_from=p_from,
+            period_to=p_to,
+            generated=dt.datetime(2026, m + 1, 1, 3),
+            number=f"HIST-{acc.id}-{m:02d}",
+        )
         if usage is not None:
-            ChargeLine.create(invoice=inv, position=2, description="Voice calls usage", service="Voice calls",
-                              quantity=D("100"), amount=D(usage))
+            ChargeLine.create(
+                invoice=inv,
+                position=2,
+                description="Voice calls usage",
+                service="Voice calls",
+                quantity=D("100"),
+                amount=D(usage),
+            )
         out.append(inv)
     return out
 
@@ -51,28 +65,38 @@ def xdr(acc, xid, service, when, qty, amount):
 # --------------------------------------------------------------------------
 # Generation (bill run), adjust, reissue, closing
 
+
 def test_bill_run_flags_a_spike_and_a_new_service_with_reasons(store_url, ctx):
     acc = F.account()
     history(acc)
     xdr(acc, "v1", "Voice calls", dt.datetime(2026, 10, 3, 10), "1000", "1000.00")
     quiet = F.account(name="Quiet Ltd")
     history(quiet)
-    Subscription.create(account=quiet, name="Business Fibre 1 Gbit/s", service="Internet", status="active",
-                        fee=D("110.00"), active_from=dt.date(2026, 1, 1))
+    Subscription.create(
+        account=quiet,
+        name="Business Fibre 1 Gbit/s",
+        service="Internet",
+        status="active",
+        fee=D("110.00"),
+        active_from=dt.date(2026, 1, 1),
+    )
 
     result = billrun.bill_run(ctx, OCT_FROM, OCT_TO)
     assert len(result.created) == 2
     spiky = Invoice.get((Invoice.account == acc.id) & (Invoice.period_from == OCT_FROM))
     assert risk.parse_flags(spiky.risk_flags) == [
-        risk.Flag("total_spike", "total 1,000.00 EUR is 10.0x its usual 100.00 (median of 3 invoices)",
-                  D("900.00")),
-        risk.Flag("new_service", "Voice calls (1,000.00 EUR) billed for the first time; not on the last 3 "
-                                 "invoices", D("1000.00")),
+        risk.Flag("total_spike", "total 1,000.00 EUR is 10.0x its usual 100.00 (median of 3 invoices)", D("900.00")),
+        risk.Flag(
+            "new_service",
+            "Voice calls (1,000.00 EUR) billed for the first time; not on the last 3 invoices",
+            D("1000.00"),
+        ),
     ]
     # Flagged: FLAGGED + the evidence + the money at stake (the larger of the two, in EUR).
     assert spiky.risk_at_stake == D("1000.00")
-    assert spiky.risk_score == (risk.FLAGGED + risk.WEIGHTS["total_spike"] + risk.WEIGHTS["new_service"]
-                                + risk.money_points(D("1000.00")))
+    assert spiky.risk_score == (
+        risk.FLAGGED + risk.WEIGHTS["total_spike"] + risk.WEIGHTS["new_service"] + risk.money_points(D("1000.00"))
+    )
     calm = Invoice.get((Invoice.account == quiet.id) & (Invoice.period_from == OCT_FROM))
     assert calm.risk_flags == "" and not risk.is_flagged(calm.risk_score)
     assert calm.expected_total is not None
@@ -80,17 +104,21 @@ def test_bill_run_flags_a_spike_and_a_new_service_with_reasons(store_url, ctx):
 
 def test_history_is_the_last_six_issued_regular_invoices_before_the_period(store_url, ctx):
     acc = F.account()
-    history(acc, ("1.00", "10.00", "100.00", "100.00", "100.00", "100.00", "100.00"),
-            months=(1, 2, 4, 5, 7, 8, 9))  # January is too old to count
-    F.invoice(status=S.PAID, total=D("5.00"), acc=acc, kind="manual", period_from=month(6)[0],
-              period_to=month(6)[1])  # not regular
+    history(
+        acc, ("1.00", "10.00", "100.00", "100.00", "100.00", "100.00", "100.00"), months=(1, 2, 4, 5, 7, 8, 9)
+    )  # January is too old to count
+    F.invoice(
+        status=S.PAID, total=D("5.00"), acc=acc, kind="manual", period_from=month(6)[0], period_to=month(6)[1]
+    )  # not regular
     F.invoice(status=S.OPEN, total=D("1.00"), acc=acc, period_from=month(10)[0], period_to=month(10)[1])
     past = risk_store.load_histories([acc.id], dt.date(2026, 11, 1))[acc.id]
     assert [p.period_from.month for p in past] == [9, 8, 7, 5, 4, 2]
     assert [p.total for p in past] == [D("100.00")] * 5 + [D("10.00")]
     assert [c.description for c in past[0].charges] == ["Business Fibre 1 Gbit/s — monthly fee"]
     assert risk_store.load_histories([acc.id, 999], dt.date(2026, 8, 1)) == {
-        acc.id: risk_store.load_histories([acc.id], dt.date(2026, 8, 1))[acc.id], 999: []}
+        acc.id: risk_store.load_histories([acc.id], dt.date(2026, 8, 1))[acc.id],
+        999: [],
+    }
 
 
 def test_adjust_snapshots_first_then_flags_a_large_correction(store_url, ctx):
@@ -98,9 +126,13 @@ def test_adjust_snapshots_first_then_flags_a_large_correction(store_url, ctx):
     workflow.adjust(ctx, inv.number, "credit", D("10.00"), "Small goodwill credit")
     assert Invoice.get_by_id(inv.id).risk_score == 0
     after = workflow.adjust(ctx, inv.number, "credit", D("50.00"), "Refund of a disputed month")
-    assert risk.parse_flags(after.risk_flags) == [risk.Flag(
-        "large_correction",
-        "credit of 50.00 EUR is 50.0 % of the total before corrections 100.00 (limit 25.0 %)", D("50.00"))]
+    assert risk.parse_flags(after.risk_flags) == [
+        risk.Flag(
+            "large_correction",
+            "credit of 50.00 EUR is 50.0 % of the total before corrections 100.00 (limit 25.0 %)",
+            D("50.00"),
+        )
+    ]
     assert after.risk_score == risk.FLAGGED + risk.WEIGHTS["large_correction"] + risk.money_points(D("50"))
     # One snapshot per revision changed, the first one is the revision as generated.
     snaps = list(InvoiceSnapshot.select().where(InvoiceSnapshot.invoice == inv.id).order_by(InvoiceSnapshot.revision))
@@ -115,16 +147,34 @@ def test_the_correction_share_is_a_store_setting(store_url, ctx):
 
 def test_adjust_flags_a_fee_for_a_subscription_that_was_stopped_before_the_period(store_url, ctx):
     acc = F.account()
-    sub = Subscription.create(account=acc, name="SIP Trunk 30 channels", service="Voice calls", status="stopped",
-                              fee=D("149.00"), active_from=dt.date(2025, 1, 1), active_to=dt.date(2026, 8, 31))
+    sub = Subscription.create(
+        account=acc,
+        name="SIP Trunk 30 channels",
+        service="Voice calls",
+        status="stopped",
+        fee=D("149.00"),
+        active_from=dt.date(2025, 1, 1),
+        active_to=dt.date(2026, 8, 31),
+    )
     inv = F.invoice(total=D("249.00"), acc=acc)
-    ChargeLine.create(invoice=inv, position=2, description="SIP Trunk 30 channels — monthly fee",
-                      service="Voice calls", subscription=sub, quantity=D("1"), amount=D("149.00"))
+    ChargeLine.create(
+        invoice=inv,
+        position=2,
+        description="SIP Trunk 30 channels — monthly fee",
+        service="Voice calls",
+        subscription=sub,
+        quantity=D("1"),
+        amount=D("149.00"),
+    )
     after = workflow.adjust(ctx, inv.number, "charge", D("1.00"), "Porting fee")
-    assert risk.parse_flags(after.risk_flags) == [risk.Flag(
-        "inactive_subscription",
-        f"SIP Trunk 30 channels (subscription {sub.id}) charged 149.00 EUR but it ended 2026-08-31, "
-        "before the period", D("149.00"))]
+    assert risk.parse_flags(after.risk_flags) == [
+        risk.Flag(
+            "inactive_subscription",
+            f"SIP Trunk 30 channels (subscription {sub.id}) charged 149.00 EUR but it ended 2026-08-31, "
+            "before the period",
+            D("149.00"),
+        )
+    ]
 
 
 def test_reissue_recomputes_flags_and_the_diff_lists_exactly_the_changed_lines(store_url, ctx):
@@ -133,10 +183,22 @@ def test_reissue_recomputes_flags_and_the_diff_lists_exactly_the_changed_lines(s
     cls = F.customer_class()
     TaxRule.create(customer_class=cls, name="VAT", description="VAT 20 %", percent=D("20"))
     acc = F.account(cls=cls)
-    Subscription.create(account=acc, name="Business Fibre 1 Gbit/s", service="Internet", status="active",
-                        fee=D("89.00"), active_from=dt.date(2026, 1, 1))
-    Subscription.create(account=acc, name="Static IP block /29", service="Internet", status="active",
-                        fee=D("25.00"), active_from=dt.date(2026, 1, 1))
+    Subscription.create(
+        account=acc,
+        name="Business Fibre 1 Gbit/s",
+        service="Internet",
+        status="active",
+        fee=D("89.00"),
+        active_from=dt.date(2026, 1, 1),
+    )
+    Subscription.create(
+        account=acc,
+        name="Static IP block /29",
+        service="Internet",
+        status="active",
+        fee=D("25.00"),
+        active_from=dt.date(2026, 1, 1),
+    )
     xdr(acc, "v1", "Voice calls", dt.datetime(2026, 10, 3, 10), "120", "12.00")
     xdr(acc, "s1", "SMS", dt.datetime(2026, 10, 4, 10), "10", "0.45")
     billrun.bill_run(ctx, OCT_FROM, OCT_TO)
@@ -148,7 +210,8 @@ def test_reissue_recomputes_flags_and_the_diff_lists_exactly_the_changed_lines(s
     xdr(acc, "v2", "Voice calls", dt.datetime(2026, 10, 30, 22), "30.5", "3.01")
     xdr(acc, "d1", "Mobile data", dt.datetime(2026, 10, 15, 12), "2.5", "4.75")
     Subscription.update(status="stopped", active_to=dt.date(2026, 9, 30)).where(
-        Subscription.name == "Static IP block /29").execute()
+        Subscription.name == "Static IP block /29"
+    ).execute()
     workflow.request_reissue(ctx, inv.number, "now")
     after = workflow.complete_reissue(ctx, inv.id)
 
@@ -173,14 +236,23 @@ def test_reissue_recomputes_flags_and_the_diff_lists_exactly_the_changed_lines(s
 def test_close_postpay_flags_missing_usage(store_url, ctx):
     acc = F.account()
     history(acc, ("150.00", "150.00", "150.00"), usage="50.00")
-    Subscription.create(account=acc, name="Business Fibre 1 Gbit/s", service="Internet", status="active",
-                        fee=D("100.00"), active_from=dt.date(2026, 1, 1))
+    Subscription.create(
+        account=acc,
+        name="Business Fibre 1 Gbit/s",
+        service="Internet",
+        status="active",
+        fee=D("100.00"),
+        active_from=dt.date(2026, 1, 1),
+    )
     open_inv = F.invoice(status=S.OPEN, total=D("0"), acc=acc, generated_at=None, issue_date=dt.date(2026, 11, 2))
     assert open_inv.risk_score == 0
     closed = workflow.close_postpay(ctx, open_inv.id)
     assert closed.status == S.UNDER_REVIEW
-    assert risk.Flag("missing_usage", "no Voice calls usage charged; it was on all the last 3 invoices "
-                                      "(usually 50.00 EUR)", D("50.00")) in risk.parse_flags(closed.risk_flags)
+    assert risk.Flag(
+        "missing_usage",
+        "no Voice calls usage charged; it was on all the last 3 invoices (usually 50.00 EUR)",
+        D("50.00"),
+    ) in risk.parse_flags(closed.risk_flags)
 
 
 def test_bulk_approve_does_not_touch_flags_and_leaves_no_diff(store_url, ctx):
@@ -217,20 +289,23 @@ def test_mark_reviewed_moves_the_baseline(store_url, ctx):
 # --------------------------------------------------------------------------
 # The queue: flagged filter, risk order, keyset paging
 
+
 def _queue_world():
     cls = F.customer_class()
     acc = F.account(cls=cls)
     rows = []
     base = dt.datetime(2026, 11, 18, 9)
     for i in range(23):
-        inv = F.invoice(acc=acc, status=S.UNDER_REVIEW if i % 5 else S.REJECTED,
-                        generated=base + dt.timedelta(hours=(i * 7) % 11))
+        inv = F.invoice(
+            acc=acc, status=S.UNDER_REVIEW if i % 5 else S.REJECTED, generated=base + dt.timedelta(hours=(i * 7) % 11)
+        )
         score = [0, 10, 1040, 1065][i % 4]
         deadline = None if i % 6 == 0 else inv.review_deadline
-        Invoice.update(risk_score=score, risk_flags=risk.dumps_flags(
-            [risk.Flag("total_spike", f"spike {i}")] if risk.is_flagged(score) else []),
-            review_deadline=deadline).where(
-            Invoice.id == inv.id).execute()
+        Invoice.update(
+            risk_score=score,
+            risk_flags=risk.dumps_flags([risk.Flag("total_spike", f"spike {i}")] if risk.is_flagged(score) else []),
+            review_deadline=deadline,
+        ).where(Invoice.id == inv.id).execute()
         rows.append(Invoice.get_by_id(inv.id))
     return rows
 
@@ -269,6 +344,7 @@ def test_flagged_only_filter_and_page_rows_carry_flags(store_url):
 # --------------------------------------------------------------------------
 # CLI
 
+
 def test_cli_find_flagged_json_and_show(store_url, cli, ctx):
     acc = F.account()
     history(acc)
@@ -281,8 +357,13 @@ def test_cli_find_flagged_json_and_show(store_url, cli, ctx):
     assert [i["number"] for i in doc["invoices"]] == [spiky.number]
     (inv,) = doc["invoices"]
     assert inv["risk_score"] == risk.FLAGGED + risk.WEIGHTS["total_spike"] + risk.money_points(D("900"))
-    assert inv["flags"] == [{"code": "total_spike", "at_stake": "900.00",
-                             "reason": "total 1,000.00 EUR is 10.0x its usual 100.00 (median of 3 invoices)"}]
+    assert inv["flags"] == [
+        {
+            "code": "total_spike",
+            "at_stake": "900.00",
+            "reason": "total 1,000.00 EUR is 10.0x its usual 100.00 (median of 3 invoices)",
+        }
+    ]
     code, out, _ = cli("find", "--sort", "risk", "--status", "under_review")
     lines = out.splitlines()
     assert "Risk" in lines[0] and "Flags" in lines[0]
@@ -319,8 +400,9 @@ def test_cli_settings_validate_risk_values(store_url, cli):
 # --------------------------------------------------------------------------
 # Demo data: planted anomalies are flagged, normal data mostly is not
 
+
 def test_demo_plants_are_flagged_with_the_right_reason(store_url, ctx):
-    from tui_billing.store import demo
+    from tui_billing import demo
 
     planted: list[tuple[str, str]] = []
     stats = demo.build(ctx, invoices=2000, seed=3, quiet=True, anomalies=0.01, planted=planted)
@@ -341,7 +423,7 @@ def test_demo_plants_are_flagged_with_the_right_reason(store_url, ctx):
 
 
 def test_normal_demo_data_flags_at_most_five_percent(store_url, ctx):
-    from tui_billing.store import demo
+    from tui_billing import demo
 
     demo.build(ctx, invoices=2000, seed=5, quiet=True, anomalies=0)
     total = Invoice.select().count()
@@ -355,7 +437,7 @@ def test_normal_demo_data_flags_at_most_five_percent(store_url, ctx):
 def test_assess_many_in_worker_processes_stores_what_one_process_stores(store_url, ctx, backend):
     """assess --all on a SQLite file runs the assessing in a pool of worker
     processes; what it stores is exactly what one process stores."""
-    from tui_billing.store import demo
+    from tui_billing import demo
 
     demo.build(ctx, invoices=2400, seed=7, quiet=True)
     ids = [i for (i,) in Invoice.select(Invoice.id).tuples()]
@@ -379,13 +461,14 @@ def test_assess_many_in_worker_processes_stores_what_one_process_stores(store_ur
 def test_inactive_subscription_plant_on_the_demo_queue_is_fixed_by_reissue(store_url, ctx):
     """A planted fee for an idle subscription, reissued: the line goes, the flag too,
     and the diff lists exactly that line."""
-    from tui_billing.store import demo
+    from tui_billing import demo
 
     planted: list[tuple[str, str]] = []
     demo.build(ctx, invoices=3000, seed=11, quiet=True, anomalies=0.05, planted=planted)
     numbers = [n for n, code in planted if code == "inactive_subscription"]
-    candidates = list(Invoice.select().where(Invoice.number.in_(numbers)
-                                             & Invoice.status.in_([S.UNDER_REVIEW, S.REJECTED])))
+    candidates = list(
+        Invoice.select().where(Invoice.number.in_(numbers) & Invoice.status.in_([S.UNDER_REVIEW, S.REJECTED]))
+    )
     if not candidates:
         pytest.skip("seed planted no inactive subscription in the queue")
     inv = candidates[0]
@@ -401,22 +484,28 @@ def test_inactive_subscription_plant_on_the_demo_queue_is_fixed_by_reissue(store
 
 
 def test_migration_adds_risk_columns_to_an_existing_store(tmp_path):
-    from playhouse.migrations import Runner
     from peewee import SqliteDatabase
+    from playhouse.migrations import Runner
 
     from tui_billing.store import db as store_db
 
     path = tmp_path / "old.db"
     old = SqliteDatabase(str(path))
     Runner(old, str(store_db.MIGRATIONS_DIR)).up(target="0001_initial")
-    old.execute_sql("INSERT INTO customer_class (name, send_mode, hold_days, net_days, billing_period) "
-                    "VALUES ('Enterprise', 'after_review', 5, 26, 'monthly')")
-    old.execute_sql("INSERT INTO account (name, email, account_type, customer_class_id, currency, balance, "
-                    "payment_model, address) VALUES ('A', 'a@example.com', 'business', 1, 'EUR', 0, 'postpay', '')")
-    old.execute_sql("INSERT INTO invoice (number, account_id, customer_class_id, kind, payment_model, status, "
-                    "currency, period_from, period_to, issue_date, subtotal, discount_total, tax_total, "
-                    "correction_total, total, outstanding, revision) VALUES ('INV-1', 1, 1, 'regular', 'postpay', "
-                    "'under_review', 'EUR', '2026-10-01', '2026-10-31', '2026-11-02', 0, 0, 0, 0, 0, 0, 1)")
+    old.execute_sql(
+        "INSERT INTO customer_class (name, send_mode, hold_days, net_days, billing_period) "
+        "VALUES ('Enterprise', 'after_review', 5, 26, 'monthly')"
+    )
+    old.execute_sql(
+        "INSERT INTO account (name, email, account_type, customer_class_id, currency, balance, "
+        "payment_model, address) VALUES ('A', 'a@example.com', 'business', 1, 'EUR', 0, 'postpay', '')"
+    )
+    old.execute_sql(
+        "INSERT INTO invoice (number, account_id, customer_class_id, kind, payment_model, status, "
+        "currency, period_from, period_to, issue_date, subtotal, discount_total, tax_total, "
+        "correction_total, total, outstanding, revision) VALUES ('INV-1', 1, 1, 'regular', 'postpay', "
+        "'under_review', 'EUR', '2026-10-01', '2026-10-31', '2026-11-02', 0, 0, 0, 0, 0, 0, 1)"
+    )
     old.close()
     store_db.connect("sqlite:///" + str(path))
     try:

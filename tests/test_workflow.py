@@ -1,4 +1,5 @@
 """Every transition, allowed and refused, with the audit event it writes."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -27,6 +28,7 @@ def reload(inv):
 
 # -- approve -----------------------------------------------------------------
 
+
 def test_approve_under_review_keeps_issue_date_and_writes_audit(store_url, ctx):
     inv = F.invoice()
     issued = inv.issue_date
@@ -40,12 +42,15 @@ def test_approve_under_review_keeps_issue_date_and_writes_audit(store_url, ctx):
     assert ev.before_total == ev.after_total == Decimal("100")
 
 
-@pytest.mark.parametrize("status,reason", [
-    (S.REJECTED, "is rejected: reissue it before approving it"),
-    (S.APPROVED, "is already approved"),
-    (S.UNPAID, "was already sent"),
-    (S.OPEN, "is open"),
-])
+@pytest.mark.parametrize(
+    "status,reason",
+    [
+        (S.REJECTED, "is rejected: reissue it before approving it"),
+        (S.APPROVED, "is already approved"),
+        (S.UNPAID, "was already sent"),
+        (S.OPEN, "is open"),
+    ],
+)
 def test_approve_refused_from_other_states(store_url, ctx, status, reason):
     inv = F.invoice(status=status, number="INV-2026-000123")
     with pytest.raises(W.Refused) as exc:
@@ -75,6 +80,7 @@ def test_approve_many_in_chunks_reports_progress(store_url, ctx, monkeypatch):
 
 # -- auto-approve ----------------------------------------------------------------
 
+
 def test_auto_approve_at_deadline_not_a_minute_before(store_url, ctx):
     inv = F.invoice(generated=dt.datetime(2026, 11, 15, 10, 0))  # hold 5 days -> 20th 10:00
     rejected = F.invoice(status=S.REJECTED, generated=dt.datetime(2026, 11, 1, 10, 0))
@@ -91,6 +97,7 @@ def test_auto_approve_at_deadline_not_a_minute_before(store_url, ctx):
 
 # -- adjust ------------------------------------------------------------------------
 
+
 def test_adjust_credit_and_charge(store_url, ctx):
     inv = F.invoice(total=Decimal("250.00"))
     number = inv.number
@@ -103,10 +110,14 @@ def test_adjust_credit_and_charge(store_url, ctx):
     assert got.revision == 3
     rows = list(Correction.select().where(Correction.invoice == inv.id).order_by(Correction.position))
     assert [(c.position, c.kind, c.amount) for c in rows] == [
-        (1, "manual_credit", Decimal("-20.50")), (2, "manual_charge", Decimal("99.99"))]
+        (1, "manual_credit", Decimal("-20.50")),
+        (2, "manual_charge", Decimal("99.99")),
+    ]
     ev = events(inv, "adjust")
     assert [(e.before_total, e.after_total) for e in ev] == [
-        (Decimal("250"), Decimal("229.50")), (Decimal("229.50"), Decimal("329.49"))]
+        (Decimal("250"), Decimal("229.50")),
+        (Decimal("229.50"), Decimal("329.49")),
+    ]
     assert json.loads(ev[0].detail)["description"] == "Promotional credit"
 
 
@@ -118,15 +129,18 @@ def test_adjust_refused_outside_review(store_url, ctx, status):
     assert Correction.select().count() == 0 and reload(inv).total == Decimal("100")
 
 
-@pytest.mark.parametrize("kind,amount,desc,field", [
-    ("credit", Decimal("0"), "x", "amount"),
-    ("credit", Decimal("-5"), "x", "amount"),
-    ("charge", Decimal("1.001"), "x", "amount"),
-    ("charge", Decimal("100000000"), "x", "amount"),
-    ("charge", Decimal("5"), "   ", "description"),
-    ("refund", Decimal("5"), "x", "kind"),
-    ("credit", Decimal("100.01"), "x", "amount"),  # would make the total negative
-])
+@pytest.mark.parametrize(
+    "kind,amount,desc,field",
+    [
+        ("credit", Decimal("0"), "x", "amount"),
+        ("credit", Decimal("-5"), "x", "amount"),
+        ("charge", Decimal("1.001"), "x", "amount"),
+        ("charge", Decimal("100000000"), "x", "amount"),
+        ("charge", Decimal("5"), "   ", "description"),
+        ("refund", Decimal("5"), "x", "kind"),
+        ("credit", Decimal("100.01"), "x", "amount"),  # would make the total negative
+    ],
+)
 def test_adjust_bad_input_names_the_field(store_url, ctx, kind, amount, desc, field):
     inv = F.invoice()
     with pytest.raises(W.BadInput) as exc:
@@ -144,6 +158,7 @@ def test_adjust_respects_currency_minor_units(store_url, ctx):
 
 
 # -- reissue ---------------------------------------------------------------------
+
 
 def test_request_reissue_off_peak_waits_for_the_window(store_url, ctx):
     inv = F.invoice()
@@ -168,7 +183,9 @@ def test_reissue_now_keeps_number_issue_date_and_corrections(store_url, ctx):
     assert got.revision == before.revision + 1
     assert Correction.select().where(Correction.invoice == inv.id).count() == 1
     # Recalculated from the (empty) usage: only the correction remains.
-    assert got.correction_total == Decimal("-10") and got.total == got.subtotal - got.discount_total + got.tax_total - 10
+    assert (
+        got.correction_total == Decimal("-10") and got.total == got.subtotal - got.discount_total + got.tax_total - 10
+    )
     assert [e.action for e in events(inv)] == ["adjust", "request_reissue", "reissue"]
 
 
@@ -188,6 +205,7 @@ def test_reissue_refused_for_sent_and_non_regular(store_url, ctx):
 
 
 # -- issue, close, send, expire -----------------------------------------------------
+
 
 def test_issue_fields_by_send_mode(store_url, ctx):
     review = F.customer_class()
@@ -211,34 +229,39 @@ def test_close_postpay_issues_through_review(store_url, ctx):
         W.close_postpay(ctx, inv.id)
 
 
-def test_mark_sent_paid_from_balance_or_unpaid(store_url, ctx):
+def test_mark_invoice_sent_paid_from_balance_or_unpaid(store_url, ctx):
     rich = F.invoice(status=S.APPROVED, acc=F.account(balance=Decimal("500")), total=Decimal("120"))
     poor = F.invoice(status=S.APPROVED, acc=F.account(balance=Decimal("5")), total=Decimal("120"))
-    W.mark_sent(ctx, rich.id, 1)
-    W.mark_sent(ctx, poor.id, 1)
+    W.mark_invoice_sent(ctx, rich.id, 1)
+    W.mark_invoice_sent(ctx, poor.id, 1)
     assert reload(rich).status == S.PAID and reload(rich).outstanding == 0
     assert reload(poor).status == S.UNPAID
     assert Payment.get(Payment.invoice == rich.id).status == "paid_from_balance"
     assert Payment.get(Payment.invoice == poor.id).status == "waiting_for_payment"
     from tui_billing.store.models import Account
+
     assert Account.get_by_id(rich.account_id).balance == Decimal("380")
     with pytest.raises(W.Refused):
-        W.mark_sent(ctx, rich.id, 1)  # never twice
+        W.mark_invoice_sent(ctx, rich.id, 1)  # never twice
 
 
-def test_mark_sent_refuses_a_stale_revision(store_url, ctx):
+def test_mark_invoice_sent_refuses_a_stale_revision(store_url, ctx):
     inv = F.invoice(status=S.APPROVED, revision=3)
     with pytest.raises(W.Refused, match="revision 3"):
-        W.mark_sent(ctx, inv.id, 2)
+        W.mark_invoice_sent(ctx, inv.id, 2)
 
 
 def test_expire_payment_makes_invoice_overdue(store_url, ctx):
     inv = F.invoice(status=S.APPROVED, acc=F.account(balance=Decimal("0")))
-    W.mark_sent(ctx, inv.id, 1)
+    W.mark_invoice_sent(ctx, inv.id, 1)
     pay = Payment.get(Payment.invoice == inv.id)
     assert W.expire_payment(ctx, pay.id) is None  # not due yet
-    later = W.Ctx(clock=type(ctx.clock)(tz=ctx.clock.tz, fixed=dt.datetime.combine(
-        pay.due_date + dt.timedelta(days=1), dt.time(9))), actor="job")
+    later = W.Ctx(
+        clock=type(ctx.clock)(
+            tz=ctx.clock.tz, fixed=dt.datetime.combine(pay.due_date + dt.timedelta(days=1), dt.time(9))
+        ),
+        actor="job",
+    )
     assert W.expire_payment(later, pay.id) is not None
     assert Payment.get_by_id(pay.id).status == "expired"
     assert reload(inv).status == S.OVERDUE
@@ -248,7 +271,7 @@ def test_expire_payment_makes_invoice_overdue(store_url, ctx):
 def test_a_class_change_warning_stays_while_the_class_keeps_those_values(store_url, ctx):
     """Seed 000: Net 21 + 5 hold days -> Net 26.  The warning is read from the
     audited change, so a restarted console (or the CLI) still shows it."""
-    from tui_billing.classes import class_rows, save_class
+    from tui_billing.customer_classes import class_rows, save_class
 
     save_class(ctx, "Wholesale", send_mode="immediately", hold_days=0, net_days=21, create=True)
     assert class_rows("Wholesale")[0]["warning"] is None

@@ -11,12 +11,11 @@ always (SQLite: waits for the other one); "off" (--no-jobs, and tests).
 Thin on purpose: screens live in screens/, reusable widgets in widgets/, and
 every rule in the domain modules they call.
 """
+
 from __future__ import annotations
 
 import threading
-import tomllib
 from collections import deque
-from pathlib import Path
 
 from textual import work
 from textual.app import App
@@ -55,14 +54,22 @@ class BillingApp(App):
         Binding("f2", "switch_mode('queue')", "Review queue", id="app.queue", show=False),
         Binding("f3", "switch_mode('finder')", "Find invoices", id="app.finder", show=False),
         Binding("f4", "switch_mode('classes')", "Customer classes", id="app.classes", show=False),
+        Binding("f6", "audit", "Audit trail", id="app.audit", show=False),
         Binding("f7", "outbox", "Email problems (outbox)", id="app.outbox", show=False),
         Binding("f8", "job_log", "Job loop log", id="app.job_log", show=False),
         Binding("f9,ctrl+t", "toggle_theme", "Light/dark theme", id="app.theme", show=False),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", show=False, priority=True),
     ]
 
-    def __init__(self, env, *, jobs: bool | str = False, poll_seconds: float = 30,
-                 jobs_poll_seconds: float = JOBS_POLL, keymap: dict | None = None):
+    def __init__(
+        self,
+        env,
+        *,
+        jobs: bool | str = False,
+        poll_seconds: float = 30,
+        jobs_poll_seconds: float = JOBS_POLL,
+        keymap: dict | None = None,
+    ):
         super().__init__()
         self.env = env
         self.ctx = env.ctx
@@ -83,8 +90,12 @@ class BillingApp(App):
         self.keymap = dict(keymap or {})
         theme = getattr(getattr(env, "config", None), "theme", None)
         self._initial_theme = theme if theme in self.available_themes else THEMES[0]
-        self.sub_title = self.ctx.actor + (
-            f" · --now {self.ctx.clock.local():%Y-%m-%d %H:%M}" if self.ctx.clock.fixed else "")
+        # who you are: the user, and in team mode their role (roles.py; README: Roles and approvals)
+        self.sub_title = (
+            self.ctx.actor
+            + (f" ({self.ctx.role})" if self.ctx.role else "")
+            + (f" · --now {self.ctx.clock.local():%Y-%m-%d %H:%M}" if self.ctx.clock.fixed else "")
+        )
 
     def on_mount(self) -> None:
         self.theme = self._initial_theme
@@ -123,15 +134,27 @@ class BillingApp(App):
     def on_resize(self, event) -> None:
         self.mutate_reactive(App.sub_title)  # headers re-format their title for the new width
 
-    def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
-               markup: bool = True) -> None:
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity="information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
         """Every toast shows its words as they are: they carry invoice numbers,
         names and reasons from the store, which are never read as markup and
         whose control characters are made visible (text.shown)."""
         from .text import shown
 
-        super().notify("\n".join(shown(line) for line in str(message).split("\n")), title=shown(title),
-                       severity=severity, timeout=timeout, markup=False)
+        super().notify(
+            "\n".join(shown(line) for line in str(message).split("\n")),
+            title=shown(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     # -- navigation -------------------------------------------------------------------
     def open_invoice(self, ref: int | str) -> None:
@@ -153,7 +176,7 @@ class BillingApp(App):
         from dataclasses import replace
 
         from .screens.adjust import AdjustModal
-        from .screens.classes import ClassesScreen
+        from .screens.classes_screen import ClassesScreen
         from .screens.confirm import ConfirmModal
         from .screens.detail import InvoiceDetailScreen
         from .screens.finder import FinderScreen
@@ -178,8 +201,7 @@ class BillingApp(App):
 
         palette = Binding("ctrl+p", "command_palette", "Command palette: every action by name")
         dialogs = [  # the same ids in every dialog; a dialog's button names its own verb
-            said(AdjustModal.BINDINGS, "modal.submit",
-                 "Submit the dialog (its button names what it does)"),
+            said(AdjustModal.BINDINGS, "modal.submit", "Submit the dialog (its button names what it does)"),
             said(AdjustModal.BINDINGS, "modal.cancel", "Cancel: close the dialog, nothing is changed"),
             said(ConfirmModal.BINDINGS, "modal.confirm", "Confirm: yes to a question (approve, accept flags…)"),
             said(ConfirmModal.BINDINGS, "modal.cancel", "No: cancel a question, nothing is changed"),
@@ -190,9 +212,15 @@ class BillingApp(App):
         ]
         return [
             ("Everywhere", keys(*self.BINDINGS, palette)),
-            ("Review queue and finder", keys(*InvoiceTable.BINDINGS, *InvoiceListScreen.BINDINGS,
-                                             Binding("enter", "open", "Open the invoice"),
-                                             Binding("pagedown", "more", "Next rows (pages load as you go)"))),
+            (
+                "Review queue and finder",
+                keys(
+                    *InvoiceTable.BINDINGS,
+                    *InvoiceListScreen.BINDINGS,
+                    Binding("enter", "open", "Open the invoice"),
+                    Binding("pagedown", "more", "Next rows (pages load as you go)"),
+                ),
+            ),
             ("Review queue", keys(*QueueScreen.BINDINGS)),
             ("Filter bar", keys(Binding("tab", "next", "Next filter"), *FilterBar.BINDINGS)),
             ("Finder", keys(*FinderScreen.BINDINGS)),
@@ -224,7 +252,7 @@ class BillingApp(App):
 
         from . import mail
         from . import statuses as S
-        from .store.models import AuditEvent, Invoice
+        from .store.models import AuditEvent, Invoice, tuple_rows
 
         with db_session():
             try:
@@ -235,23 +263,33 @@ class BillingApp(App):
                     words = f"{counts[mail.FAILED]:,} failed, {counts[mail.UNCERTAIN]:,} uncertain"
                     if stalled:
                         words += f", {stalled:,} waiting ({reason[:80]})"
-                    post(self, self.notify, words + ": F7 shows them with the reason",
-                         title="Email needs attention", severity="warning", timeout=15)
+                    post(
+                        self,
+                        self.notify,
+                        words + ": F7 shows them with the reason",
+                        title="Email needs attention",
+                        severity="warning",
+                        timeout=15,
+                    )
                 self._mail_problems = problems
-                top = (Invoice.select(fn.MAX(Invoice.id)).scalar() or 0,
-                       AuditEvent.select(fn.MAX(AuditEvent.id)).scalar() or 0)
+                top = (
+                    Invoice.select(fn.MAX(Invoice.id)).scalar() or 0,
+                    AuditEvent.select(fn.MAX(AuditEvent.id)).scalar() or 0,
+                )
                 base = self._waiting_baseline
                 if base is None:
                     self._waiting_baseline = top
                     return
-                new = (Invoice.select().where((Invoice.id > base[0]) & (Invoice.status == S.UNDER_REVIEW))
-                       .count())
-                events = (AuditEvent.select(AuditEvent.invoice, AuditEvent.before_status, AuditEvent.after_status)
-                          .where((AuditEvent.id > base[1]) & (AuditEvent.id <= top[1])
-                                 & AuditEvent.invoice.is_null(False))
-                          .order_by(AuditEvent.id).limit(CHANGE_LOG * 10).tuples())
+                new = Invoice.select().where((Invoice.id > base[0]) & (Invoice.status == S.UNDER_REVIEW)).count()
+                events = (
+                    AuditEvent.select(AuditEvent.invoice, AuditEvent.before_status, AuditEvent.after_status)
+                    .where((AuditEvent.id > base[1]) & (AuditEvent.id <= top[1]) & AuditEvent.invoice.is_null(False))
+                    .order_by(AuditEvent.id)
+                    .limit(CHANGE_LOG * 10)
+                    .tuples()
+                )
                 changed, back = set(), 0
-                for invoice_id, before, after in events:
+                for invoice_id, before, after in tuple_rows(events):
                     changed.add(invoice_id)
                     if after == S.UNDER_REVIEW and before != S.UNDER_REVIEW and invoice_id <= base[0]:
                         back += 1
@@ -289,8 +327,13 @@ class BillingApp(App):
 
     def _jobs_checked(self, status) -> None:
         self.loop_status = status
-        if (self.jobs_mode == "auto" and not status.running and not self._jobs_active
-                and not self._jobs_failed and not self.stop_jobs.is_set()):
+        if (
+            self.jobs_mode == "auto"
+            and not status.running
+            and not self._jobs_active
+            and not self._jobs_failed
+            and not self.stop_jobs.is_set()
+        ):
             self.start_jobs()
         words = status.words(here="this console")
         if not status.running and self._jobs_active and not self.stop_jobs.is_set():
@@ -303,14 +346,21 @@ class BillingApp(App):
         try:
             from .jobs import run_loop
         except ImportError:
-            self.notify("The job loop (tui_billing.jobs) is not available in this build; "
-                        "run `tui-billing jobs run` beside the console.", title="--jobs",
-                        severity="warning", timeout=15)
+            self.notify(
+                "The job loop (tui_billing.jobs) is not available in this build; "
+                "run `tui-billing jobs run` beside the console.",
+                title="--jobs",
+                severity="warning",
+                timeout=15,
+            )
             return
         self._jobs_active = True
         if self.jobs_mode == "auto":
-            self.notify("Job loop started in the console: no other loop runs on this store "
-                        "(tui-billing --no-jobs does not start it).", title="Jobs")
+            self.notify(
+                "Job loop started in the console: no other loop runs on this store "
+                "(tui-billing --no-jobs does not start it).",
+                title="Jobs",
+            )
         else:
             self.notify("Job loop started in the console.", title="--jobs")
         self._jobs_worker(run_loop, wait=self.jobs_mode == "on")
@@ -321,14 +371,21 @@ class BillingApp(App):
 
         with db_session():
             try:
-                run_loop(self.env, self.stop_jobs, wait=wait, log=self._job_line,
-                         on_pass=lambda: post(self, self.check_jobs))
+                run_loop(
+                    self.env, self.stop_jobs, wait=wait, log=self._job_line, on_pass=lambda: post(self, self.check_jobs)
+                )
             except LoopBusy:  # auto: another loop took the store first; the header names it
                 pass
             except Exception as exc:
                 self._jobs_failed = True
-                post(self, self.notify, f"The job loop stopped: {error_text(exc)}", title="Jobs",
-                     severity="error", timeout=30)
+                post(
+                    self,
+                    self.notify,
+                    f"The job loop stopped: {error_text(exc)}",
+                    title="Jobs",
+                    severity="error",
+                    timeout=30,
+                )
             finally:
                 self._jobs_active = False
         post(self, self.check_jobs)
@@ -346,9 +403,15 @@ class BillingApp(App):
         from . import mail
 
         try:
-            return mail.transport_from_config(getattr(self.env.config, "mail", {}) or {}).describe()
+            return mail.transport_from_config(self.env.config.mail).describe()
         except ConfigError:
             return None
+
+    def action_audit(self) -> None:
+        from .screens.audit_screen import AuditModal
+
+        if not isinstance(self.screen, AuditModal):
+            self.push_screen(AuditModal())
 
     def action_outbox(self) -> None:
         from .screens.outbox import OutboxModal
@@ -363,10 +426,9 @@ class BillingApp(App):
         if self.job_lines:
             lines = list(self.job_lines)
         elif self.jobs_mode == "off":
-            lines = ["This console does not run the job loop (--no-jobs, or [jobs] console = \"off\").", store]
+            lines = ['This console does not run the job loop (--no-jobs, or [jobs] console = "off").', store]
         elif not self._jobs_active:
-            lines = ["This console runs no job loop: it starts one when no other loop is alive on the store.",
-                     store]
+            lines = ["This console runs no job loop: it starts one when no other loop is alive on the store.", store]
         else:
             lines = ["Nothing logged yet by the job loop of this console.", store]
         self.push_screen(JobLogModal("Job loop log (latest last)", lines))
@@ -381,26 +443,20 @@ class BillingApp(App):
 
 def _finder():  # screens other than the first are imported when first shown
     from .screens.finder import FinderScreen
+
     return FinderScreen
 
 
 def _classes():
-    from .screens.classes import ClassesScreen
+    from .screens.classes_screen import ClassesScreen
+
     return ClassesScreen
 
 
 def load_keymap(env) -> dict[str, str]:
-    """`[keys]` of the config file: binding id -> key(s), e.g. "list.approve" = "ctrl+a"."""
-    from .config import config_path
-
-    args = getattr(env, "args", None)
-    path = Path(args.config) if getattr(args, "config", None) else config_path()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return {}
-    keys = data.get("keys", {})
-    return {str(k): str(v) for k, v in keys.items()} if isinstance(keys, dict) else {}
+    """`[keys]` of the config file: binding id -> key(s), e.g. "list.approve" = "ctrl+a".
+    Read and checked with the rest of the configuration (config_file.load), not here."""
+    return dict(getattr(getattr(env, "config", None), "keys", None) or {})
 
 
 def run(env, jobs: bool | str = "auto") -> int:

@@ -1,9 +1,10 @@
 """The audit trail: one event per change, written in the changing transaction.
 
-Who (ctx.actor), when (ctx.clock), what (action), the invoice's status and
+Who (ctx.actor, and ctx.role: their role as access.require found it), when (ctx.clock), what (action), the invoice's status and
 total before and after, and the details as JSON.  write_audit for one event,
 audit_row + insert_audits for the thousands of a bulk transition.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,16 +13,31 @@ from .context import Ctx
 from .store.bulk import insert_rows
 from .store.models import AuditEvent
 
-AUDIT_COLUMNS = ("at", "actor", "action", "invoice", "number", "before_status", "before_total",
-                 "after_status", "after_total", "detail")
+AUDIT_COLUMNS = (
+    "at",
+    "actor",
+    "role",
+    "action",
+    "invoice",
+    "number",
+    "before_status",
+    "before_total",
+    "after_status",
+    "after_total",
+    "detail",
+)
 
 
 def audit_row(ctx: Ctx, action: str, inv, before: tuple | None, after: tuple | None, /, **detail) -> dict:
     """One event as a row (AUDIT_COLUMNS).  `inv`: anything with .id and
     .number (an Invoice, a bulk row), or None; before/after: (status, total)."""
     return {
-        "at": ctx.clock.now(), "actor": ctx.actor, "action": action,
-        "invoice": inv.id if inv else None, "number": inv.number if inv else None,
+        "at": ctx.clock.now(),
+        "actor": ctx.actor,
+        "role": ctx.role,
+        "action": action,
+        "invoice": inv.id if inv else None,
+        "number": inv.number if inv else None,
         "before_status": before[0] if before else None,
         "before_total": before[1] if before else None,
         "after_status": after[0] if after else None,
@@ -37,5 +53,8 @@ def write_audit(ctx: Ctx, action: str, inv=None, before=None, after=None, /, **d
 def insert_audits(rows: list[dict]) -> None:
     """Many audit events in one executemany (bulk transitions write thousands)."""
     fields = [AuditEvent._meta.fields[c] for c in AUDIT_COLUMNS]
-    insert_rows(AuditEvent, list(AUDIT_COLUMNS),
-                [tuple(f.db_value(row[c]) for f, c in zip(fields, AUDIT_COLUMNS)) for row in rows])
+    insert_rows(
+        AuditEvent,
+        list(AUDIT_COLUMNS),
+        [tuple(f.db_value(row[c]) for f, c in zip(fields, AUDIT_COLUMNS)) for row in rows],
+    )

@@ -20,6 +20,7 @@ rest):
   approved; due date = issue date + Net days.  One audit event ("generate")
   per invoice.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -28,12 +29,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import billing, risk, workflow
+from . import access, billing, risk, workflow
 from . import statuses as S
 from .context import Ctx
 from .errors import Refused
 from .store import risk_store
-from .store.models import Account, CustomerClass, Invoice, database
+from .store.models import Account, CustomerClass, Invoice, database, tuple_rows
 from .store.settings import format_number, load_settings, reserve
 from .workflow import BadInput
 
@@ -56,8 +57,7 @@ def parse_period(text: str, today: dt.date) -> tuple[dt.date, dt.date]:
     first = dt.date(year, month, 1)
     last = dt.date(year, month, calendar.monthrange(year, month)[1])
     if last >= today:
-        raise BadInput("period", f"{raw} has not ended yet (it ends {last.isoformat()}, today is "
-                                 f"{today.isoformat()})")
+        raise BadInput("period", f"{raw} has not ended yet (it ends {last.isoformat()}, today is {today.isoformat()})")
     return first, last
 
 
@@ -80,15 +80,23 @@ class BillRunResult:
         self.statuses[status] = self.statuses.get(status, 0) + 1
 
 
-def bill_run(ctx: Ctx, period_from: dt.date, period_to: dt.date, *, include_empty: bool = False,
-             progress: Callable[[int, int], None] | None = None, chunk: int = CHUNK) -> BillRunResult:
+def bill_run(
+    ctx: Ctx,
+    period_from: dt.date,
+    period_to: dt.date,
+    *,
+    include_empty: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    chunk: int = CHUNK,
+) -> BillRunResult:
+    access.require(ctx, "import")
     result = BillRunResult(period_from, period_to)
-    account_ids = [a for (a,) in Account.select(Account.id).order_by(Account.id).tuples()]
+    account_ids = [a for (a,) in tuple_rows(Account.select(Account.id).order_by(Account.id).tuples())]
     classes: dict[int, CustomerClass] = {}
     fmt = load_settings().number_format
     total = len(account_ids)
     for start in range(0, total, chunk):
-        ids = account_ids[start:start + chunk]
+        ids = account_ids[start : start + chunk]
         to_close = _run_chunk(ctx, ids, result, classes, fmt, include_empty)
         for inv_id, label in to_close:
             try:
@@ -105,8 +113,9 @@ def bill_run(ctx: Ctx, period_from: dt.date, period_to: dt.date, *, include_empt
     return result
 
 
-def _run_chunk(ctx: Ctx, ids: list[int], result: BillRunResult, classes: dict, fmt: str,
-               include_empty: bool) -> list[tuple[int, str]]:
+def _run_chunk(
+    ctx: Ctx, ids: list[int], result: BillRunResult, classes: dict, fmt: str, include_empty: bool
+) -> list[tuple[int, str]]:
     p_from, p_to = result.period_from, result.period_to
     to_close: list[tuple[int, str]] = []
     with database.atomic():
@@ -114,11 +123,17 @@ def _run_chunk(ctx: Ctx, ids: list[int], result: BillRunResult, classes: dict, f
         # other issuers) queue here, then see each other's invoices below.
         reserve("invoice", 0)
         existing: dict[int, list[tuple[int, str, str]]] = {}
-        for acc_id, inv_id, status, number in (
-                Invoice.select(Invoice.account, Invoice.id, Invoice.status, Invoice.number)
-                .where(Invoice.account.in_(ids) & (Invoice.kind == "regular")
-                       & (Invoice.period_from <= p_to) & (Invoice.period_to >= p_from))
-                .order_by(Invoice.id).tuples()):
+        for acc_id, inv_id, status, number in tuple_rows(
+            Invoice.select(Invoice.account, Invoice.id, Invoice.status, Invoice.number)
+            .where(
+                Invoice.account.in_(ids)
+                & (Invoice.kind == "regular")
+                & (Invoice.period_from <= p_to)
+                & (Invoice.period_to >= p_from)
+            )
+            .order_by(Invoice.id)
+            .tuples()
+        ):
             existing.setdefault(acc_id, []).append((inv_id, status, number))
         accounts = {a.id: a for a in Account.select().where(Account.id.in_(ids))}
         pending: list[tuple[Account, billing.Calculation]] = []
@@ -151,32 +166,52 @@ def _run_chunk(ctx: Ctx, ids: list[int], result: BillRunResult, classes: dict, f
         numbers = [format_number(fmt, seq, issue_date) for seq in range(first, first + len(pending))]
         # A changed number_format can give a number that exists already
         # (A1{seq} then A{seq}): that account fails, the rest are created.
-        taken = {n for (n,) in Invoice.select(Invoice.number).where(Invoice.number.in_(numbers)).tuples()}
+        taken = {n for (n,) in tuple_rows(Invoice.select(Invoice.number).where(Invoice.number.in_(numbers)).tuples())}
         for number, (account, calc), risk_columns in zip(numbers, pending, risks):
             if number in taken:
-                result.failed.append((f"account {account.id} ({account.name})",
-                                      f"invoice number {number} already exists: check number_format"))
+                result.failed.append(
+                    (
+                        f"account {account.id} ({account.name})",
+                        f"invoice number {number} already exists: check number_format",
+                    )
+                )
                 continue
             cls = classes.get(account.customer_class_id)
             if cls is None:
                 cls = classes[account.customer_class_id] = CustomerClass.get_by_id(account.customer_class_id)
             fields = workflow.issue_fields(ctx, cls, "regular")
             inv = Invoice.create(
-                number=number, account=account.id,
-                customer_class=cls.id, kind="regular", payment_model=account.payment_model,
-                currency=account.currency, period_from=p_from, period_to=p_to,
+                number=number,
+                account=account.id,
+                customer_class=cls.id,
+                kind="regular",
+                payment_model=account.payment_model,
+                currency=account.currency,
+                period_from=p_from,
+                period_to=p_to,
                 closed_at=fields["generated_at"] if account.payment_model == "postpay" else None,
-                revision=1, **risk_columns, **fields, **calc.totals())
+                revision=1,
+                **risk_columns,
+                **fields,
+                **calc.totals(),
+            )
             billing.write_lines(inv.id, calc)
-            workflow.write_audit(ctx, "generate", inv, None, (inv.status, inv.total),
-                                 period=f"{p_from:%Y-%m}", revision=1, charges=len(calc.charges))
+            workflow.write_audit(
+                ctx,
+                "generate",
+                inv,
+                None,
+                (inv.status, inv.total),
+                period=f"{p_from:%Y-%m}",
+                revision=1,
+                charges=len(calc.charges),
+            )
             result.created.append(inv.id)
             result.count(inv.status)
     return to_close
 
 
-def _assess(pending: list[tuple[Account, billing.Calculation]], p_from: dt.date, p_to: dt.date
-            ) -> list[dict]:
+def _assess(pending: list[tuple[Account, billing.Calculation]], p_from: dt.date, p_to: dt.date) -> list[dict]:
     """Risk columns of each invoice about to be created: one history query
     and one subscription query for the whole chunk."""
     cfg = risk_store.settings()

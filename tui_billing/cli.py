@@ -6,6 +6,7 @@ reported); 2 bad usage or bad input (nothing written); 70 an unexpected error
 not import Textual: scripts, cron and the headless job loop start fast
 without it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,7 @@ from .config import redact_text
 
 EXIT_INTERNAL = 70  # EX_SOFTWARE (sysexits.h): not 1, which scripts read as "some items failed"
 
-COMMAND_MODULES = ("invoices", "admin", "usage", "jobs", "completion")
+COMMAND_MODULES = ("invoices", "admin", "import_and_bill", "jobs", "users", "completion")
 
 
 class Parser(argparse.ArgumentParser):
@@ -45,11 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="tui-billing", description=__doc__.split("\n")[0])
     common.add_global_options(parser, suppress=False)
     loop = parser.add_mutually_exclusive_group()
-    loop.add_argument("--jobs", action="store_true",
-                      help="console: run the job loop inside it, waiting for another loop of the store to stop "
-                           "(default: run it when no other loop is alive; [jobs] console = auto|on|off)")
-    loop.add_argument("--no-jobs", action="store_true",
-                      help="console: never run the job loop inside it (another loop, or none, serves the store)")
+    loop.add_argument(
+        "--jobs",
+        action="store_true",
+        help="console: run the job loop inside it, waiting for another loop of the store to stop "
+        "(default: run it when no other loop is alive; [jobs] console = auto|on|off)",
+    )
+    loop.add_argument(
+        "--no-jobs",
+        action="store_true",
+        help="console: never run the job loop inside it (another loop, or none, serves the store)",
+    )
     parser.add_argument("--version", action="version", version=f"tui-billing {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     import importlib
@@ -74,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _version() -> str:
     from . import __version__
+
     return __version__
 
 
@@ -157,10 +165,19 @@ def _internal_error(exc: BaseException, words: list[str]) -> int:
 
 
 def run_console(args) -> int:
-    with common.open_env(args, demo_if_empty=True) as env:  # the same Ctx (clock, actor) as every command
-        from .jobs.loop import console_mode
+    from . import access
+    from .errors import NotAllowed
 
-        jobs = "on" if args.jobs else "off" if args.no_jobs else console_mode(getattr(env.config, "jobs", {}))
+    with common.open_env(args, demo_if_empty=True) as env:  # the same Ctx (clock, actor) as every command
+        jobs = env.config.jobs.console  # --jobs / --no-jobs > $TUI_BILLING_JOBS_CONSOLE > [jobs] console > auto
+        try:  # team mode: a user of the store; the console's own job loop only for those who may run it
+            access.require(env.ctx, "view")
+            if jobs == "on":
+                access.require(env.ctx, "jobs")
+        except NotAllowed as exc:
+            return common.refuse_role(env, exc)
+        if jobs == "auto" and not access.allowed(env.ctx, "jobs"):
+            jobs = "off"
         from .app import run  # Textual is imported only here
 
         return run(env, jobs=jobs)

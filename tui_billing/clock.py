@@ -3,6 +3,7 @@ fixes it for a whole command.
 
 Imports nothing of tui_billing but errors.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -48,7 +49,7 @@ def parse_now(text: str, tz: ZoneInfo) -> dt.datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz)
     try:
-        utc = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        utc = value.astimezone(dt.UTC).replace(tzinfo=None)
     except (OverflowError, ValueError):
         utc = None
     if utc is None or not NOW_YEARS[0] <= utc.year <= NOW_YEARS[1]:
@@ -59,21 +60,22 @@ def parse_now(text: str, tz: ZoneInfo) -> dt.datetime:
 @dataclass
 class Clock:
     """What time it is for this command: fixed by --now, else the real clock."""
+
     tz: ZoneInfo = field(default_factory=lambda: zone(""))
     fixed: dt.datetime | None = None  # naive UTC
 
     def now(self) -> dt.datetime:
         if self.fixed is not None:
             return self.fixed
-        return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+        return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
     def local(self, moment: dt.datetime | None = None) -> dt.datetime:
         """A stored (naive UTC) time as local wall-clock time, naive."""
         moment = self.now() if moment is None else moment
-        return moment.replace(tzinfo=dt.timezone.utc).astimezone(self.tz).replace(tzinfo=None)
+        return moment.replace(tzinfo=dt.UTC).astimezone(self.tz).replace(tzinfo=None)
 
     def to_utc(self, local: dt.datetime) -> dt.datetime:
-        return local.replace(tzinfo=self.tz).astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return local.replace(tzinfo=self.tz).astimezone(dt.UTC).replace(tzinfo=None)
 
     def today(self) -> dt.date:
         return self.local().date()

@@ -1,34 +1,37 @@
 """Settings: per-operator config (TOML + env + flags) and store-wide settings.
 
 Two layers, on purpose:
-- the operator's own file ($XDG_CONFIG_HOME/tui-billing/config.toml, or
-  --config) and environment say *where* and *how*: the store URL, mail
-  transport and credentials, job intervals, theme;
+- the operator's own file (<user config dir>/tui-billing/config.toml, or
+  --config), environment and flags say *where* and *how*: the store URL, mail
+  transport and credentials, the job loop, theme, keys.  One schema and one
+  loader, in config_file.py (Config, re-exported here as AppConfig);
 - the store's `setting` table says *what the business wants*, shared by every
   admin of that store: invoice number format, off-peak window, ERP
   integration, admin notification address, seller details, time zone.
-Flags beat environment, environment beats the file.
+Flags beat environment, environment beats the file, the file beats defaults.
 """
+
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import string
-import tomllib
 import unicodedata
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from .addresses import AddressError, check_address, parse_mailbox
 from .clock import Clock, parse_now, zone  # noqa: F401 - re-exported: the clock lives in clock.py
+from .config_file import Config, JobsConfig, MailConfig, config_path, load  # noqa: F401 - re-exported
 from .context import os_user  # noqa: F401 - re-exported: who acts lives in context.py
 from .errors import ConfigError
-from .offpeak import parse_window
+from .four_eyes import parse_threshold
 from .offpeak import parse_hhmm as _parse_hhmm
+from .offpeak import parse_window
 from .risk_settings import DEFAULT_RATES, FLAGGED, RiskSettings, RiskSettingsError, parse_rates
 from .text import TextError, typed
-
 
 # --------------------------------------------------------------------------
 # Secrets in output: every store URL shown anywhere goes through redact_url.
@@ -62,10 +65,11 @@ def redact_url(url: str) -> str:
 def redact_text(text: object) -> str:
     """Any text (an error message, a trace) with every URL in it redacted, and
     libpq-style `password=…` pairs too."""
+
     def one(m: re.Match) -> str:
         url = m.group(0)
         body = url.rstrip(":.,;)]")  # "cannot open URL: reason": the colon is the sentence's
-        return redact_url(body) + url[len(body):]
+        return redact_url(body) + url[len(body) :]
 
     value = _URL_IN_TEXT.sub(one, str(text))
     return _SECRET_PAIR.sub(lambda m: f"{m.group(1)}={REDACTED}", value)
@@ -98,6 +102,9 @@ DEFAULT_SETTINGS: dict[str, str] = {
     # unconditional auto-approval.
     "auto_approve_flagged": "off",
     "risk_hold_score": str(FLAGGED),
+    # Four-eyes (issue 16): invoices at or above this amount, in the reporting
+    # currency, need two approvals by two different people.  Blank: off.
+    "second_approval_above": "",
     # The unit of each usage service on the customer's PDF ("12,636.25 GB"):
     # `Service=unit` pairs separated by ";".  A service not listed shows a bare quantity.
     "service_units": "",
@@ -118,17 +125,23 @@ def validate_number_format(fmt: str) -> str:
             continue
         if conversion or not _NUMBER_SPEC.fullmatch(spec or ""):
             shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-            raise ConfigError("number_format", f"{shown} is not allowed; use a width like "
-                              "{seq:06d} (zero-padded, 1 to 9 digits)")
+            raise ConfigError(
+                "number_format", f"{shown} is not allowed; use a width like {{seq:06d}} (zero-padded, 1 to 9 digits)"
+            )
     previous = None  # a field directly followed by another must have a fixed width, or numbers repeat
     for literal, name, spec, _ in parts:  # ({month}{seq}: month 1 + seq 12 = month 11 + seq 2 = "112")
         if name is None:
             continue
-        if previous is not None and not literal and previous not in (("year", ""), ("year", "d"),
-                                                                      ("month", "02d"), ("month", "02")):
+        if (
+            previous is not None
+            and not literal
+            and previous not in (("year", ""), ("year", "d"), ("month", "02d"), ("month", "02"))
+        ):
             hint = " (or write {month:02d})" if previous[0] == "month" else ""
-            raise ConfigError("number_format", f"put a separator after {{{previous[0]}}}{hint}: "
-                              "two numbers side by side can repeat a number")
+            raise ConfigError(
+                "number_format",
+                f"put a separator after {{{previous[0]}}}{hint}: two numbers side by side can repeat a number",
+            )
         previous = (name, spec or "")
     fields = {name for _, name, _, _ in parts if name}
     unknown = fields - {"year", "month", "seq"}
@@ -141,8 +154,7 @@ def validate_number_format(fmt: str) -> str:
     except (ValueError, IndexError, KeyError) as exc:
         raise ConfigError("number_format", str(exc)) from None
     if len(longest) > NUMBER_MAX:
-        raise ConfigError("number_format", f"numbers could be {len(longest)} characters long; "
-                          f"at most {NUMBER_MAX}")
+        raise ConfigError("number_format", f"numbers could be {len(longest)} characters long; at most {NUMBER_MAX}")
     if not fmt.format(year=2026, month=1, seq=1).strip():
         raise ConfigError("number_format", "gives an empty number")
     return fmt
@@ -160,11 +172,8 @@ def _offpeak(key: str, value: str) -> str:
 
 def _address(key: str, value: str) -> str:
     """admin_email: one plain address; mail_from: one mailbox ('Name <addr>').
-    Read by the parser that mail delivery uses (mail.check_address/parse_mailbox).
-    Imported here, not at the top: mail imports config (ConfigError, and
-    load_settings through the store), so a module-level import would be a cycle."""
-    from .mail import AddressError, check_address, parse_mailbox
-
+    Read by the parser that mail delivery uses (addresses.check_address /
+    parse_mailbox, in the core: mail re-exports them)."""
     try:
         if key == "admin_email":
             return check_address(value)
@@ -195,8 +204,10 @@ def parse_units(text: str) -> dict[str, str]:
         service, sep, unit = part.rpartition("=")
         service, unit = " ".join(service.split()), unit.strip()
         if not sep or not service or not unit:
-            raise ConfigError("service_units", f"{part.strip()!r} is not Service=unit "
-                              "(pairs separated by ';', e.g. Voice calls=min; Mobile data=GB)")
+            raise ConfigError(
+                "service_units",
+                f"{part.strip()!r} is not Service=unit (pairs separated by ';', e.g. Voice calls=min; Mobile data=GB)",
+            )
         if len(unit) > UNIT_MAX:
             raise ConfigError("service_units", f"unit {unit!r} is longer than {UNIT_MAX} characters")
         if service in units:
@@ -205,7 +216,13 @@ def parse_units(text: str) -> dict[str, str]:
     return units
 
 
-VALIDATORS = {
+def _timezone(value: str) -> str:
+    if value:  # blank: the machine's zone
+        zone(value)  # ConfigError when it is not a known time zone
+    return value
+
+
+VALIDATORS: dict[str, Callable[[str], str]] = {
     "service_units": lambda v: "; ".join(f"{s}={u}" for s, u in parse_units(v).items()),
     "number_format": validate_number_format,
     "offpeak_start": lambda v: _offpeak("offpeak_start", v),
@@ -213,17 +230,17 @@ VALIDATORS = {
     "admin_email": lambda v: _address("admin_email", v),
     "mail_from": lambda v: _address("mail_from", v),
     "erp_integration": lambda v: "on" if parse_switch("erp_integration", v) else "off",
-    "timezone": lambda v: (zone(v) and v) if v else v,
+    "timezone": _timezone,
     "risk_correction_share": lambda v: _risk_setting("risk_correction_share", v),
     "risk_tax_tolerance": lambda v: _risk_setting("risk_tax_tolerance", v),
     "reporting_currency": lambda v: _risk_setting("reporting_currency", v),
     "currency_rates": lambda v: _risk_setting("currency_rates", v),
     "risk_hold_score": lambda v: _risk_setting("risk_hold_score", v),
     "auto_approve_flagged": lambda v: "on" if parse_switch("auto_approve_flagged", v) else "off",
+    "second_approval_above": lambda v: str(t) if (t := parse_threshold(v)) is not None else "",
 }
 
-RISK_KEYS = ("risk_correction_share", "risk_tax_tolerance", "reporting_currency", "currency_rates",
-             "risk_hold_score")
+RISK_KEYS = ("risk_correction_share", "risk_tax_tolerance", "reporting_currency", "currency_rates", "risk_hold_score")
 
 
 def _risk_setting(key: str, value: str) -> str:
@@ -268,7 +285,7 @@ class StoreSettings:
         return zone(self["timezone"])
 
     @property
-    def risk(self):
+    def risk(self) -> RiskSettings:
         """risk.RiskSettings; a bad stored value falls back to its default."""
         values = {k: self[k] for k in RISK_KEYS}
         for key in RISK_KEYS:
@@ -286,6 +303,15 @@ class StoreSettings:
             return {}
 
     @property
+    def second_approval_above(self) -> "Decimal | None":
+        """four_eyes threshold; a bad stored value asks two approvals of every
+        invoice (the safe side) rather than none."""
+        try:
+            return parse_threshold(self["second_approval_above"])
+        except ConfigError:
+            return Decimal("0.0001")
+
+    @property
     def auto_approve_flagged(self) -> bool:
         try:
             return parse_switch("auto_approve_flagged", self["auto_approve_flagged"])
@@ -295,11 +321,17 @@ class StoreSettings:
 
 SETTING_MAX = 500  # characters of one setting (seller_address: each line)
 MULTILINE_SETTINGS = {"seller_address"}
-OPTIONAL_SETTINGS = {"timezone", "service_units"}  # blank: the machine's zone
+OPTIONAL_SETTINGS = {"timezone", "service_units", "second_approval_above"}  # blank: the machine's zone
 # Read as numbers: written with the digits 0-9 only.  (Python's int() and
 # Decimal() also read "١٢" and "1_0"; a setting must mean what it shows.)
-NUMERIC_SETTINGS = {"risk_correction_share", "risk_tax_tolerance", "risk_hold_score", "currency_rates",
-                    "offpeak_start", "offpeak_end"}
+NUMERIC_SETTINGS = {
+    "risk_correction_share",
+    "risk_tax_tolerance",
+    "risk_hold_score",
+    "currency_rates",
+    "offpeak_start",
+    "offpeak_end",
+}
 
 
 def _setting_text(key: str, value: str | None) -> str:
@@ -311,8 +343,10 @@ def _setting_text(key: str, value: str | None) -> str:
         raise ConfigError(key, "is not valid UTF-8 text (the bytes cannot be read as characters)") from None
     try:
         if key in MULTILINE_SETTINGS:
-            lines = [typed(key, line, max_len=SETTING_MAX, required=False)
-                     for line in (value or "").replace("\r\n", "\n").split("\n")]
+            lines = [
+                typed(key, line, max_len=SETTING_MAX, required=False)
+                for line in (value or "").replace("\r\n", "\n").split("\n")
+            ]
             text = "\n".join(line for line in lines if line)
             if not text:
                 raise TextError(key, "is required")
@@ -356,40 +390,7 @@ def validate_setting(key: str, value: str, current: "StoreSettings | None" = Non
 
 
 # --------------------------------------------------------------------------
-# The operator's config file and environment.
+# The operator's config file, environment and flags: config_file.py (one
+# schema, one loader).  AppConfig is its Config, under the name callers know.
 
-def config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "tui-billing" / "config.toml"
-
-
-@dataclass
-class AppConfig:
-    db_url: str | None = None
-    theme: str = "textual-dark"
-    mail: dict = field(default_factory=dict)  # transport, maildir, host, port, starttls, username
-    jobs: dict = field(default_factory=dict)  # job name -> interval in seconds
-
-    @classmethod
-    def load(cls, path: Path | None = None) -> "AppConfig":
-        path = path or config_path()
-        data: dict = {}
-        if path.exists():
-            try:
-                data = tomllib.loads(path.read_text(encoding="utf-8"))
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise ConfigError("--config", f"{path}: {exc}") from None
-        cfg = cls(
-            db_url=data.get("db"),
-            theme=data.get("theme", cls.theme),
-            mail=dict(data.get("mail", {})),
-            jobs=dict(data.get("jobs", {})),
-        )
-        env = os.environ
-        if env.get("TUI_BILLING_DB"):
-            cfg.db_url = env["TUI_BILLING_DB"]
-        for key in ("transport", "maildir", "host", "port", "starttls", "username", "password"):
-            value = env.get(f"TUI_BILLING_SMTP_{key.upper()}")
-            if value:
-                cfg.mail[key] = value
-        return cfg
+AppConfig = Config

@@ -3,6 +3,7 @@
 
 Imports nothing of tui_billing but the clock.
 """
+
 from __future__ import annotations
 
 import getpass
@@ -32,11 +33,31 @@ def os_user() -> str:
         return str(uid)
 
 
+SYSTEM_PREFIX = "job:"  # the job loop's actors ("job:dispatch"); no passwd name holds a colon
+
+
 @dataclass
 class Ctx:
-    """Who acts and what time it is, for one command or one job tick."""
+    """Who acts and what time it is, for one command or one job tick.
+
+    `actor` is what the audit log names ("alice", "alice (db billing)",
+    "job:dispatch"); `role` is the actor's role as last checked by
+    access.require (None in single-admin mode and for the job loop), written
+    beside the actor in every audit event."""
+
     clock: Clock = field(default_factory=Clock)
     actor: str = field(default_factory=os_user)
+    role: str | None = None
+
+    @property
+    def user(self) -> str:
+        """The person acting: the OS user, without the database login beside it."""
+        return self.actor.split(" (db ", 1)[0]
+
+    @property
+    def system(self) -> bool:
+        """The job loop: a named system actor, not a person."""
+        return self.actor.startswith(SYSTEM_PREFIX)
 
 
 @dataclass

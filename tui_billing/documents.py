@@ -1,5 +1,6 @@
 """From stored invoice to PDF: build the document, keep the current revision's
 PDF (and the one last sent to the customer), nothing older."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -11,7 +12,14 @@ from .context import BulkResult
 from .errors import FieldError
 from .safefile import check_creatable_dir, make_dirs
 from .store.models import (
-    Account, ChargeLine, Correction, CustomerClass, Invoice, InvoicePdf, TaxLine, database,
+    Account,
+    ChargeLine,
+    Correction,
+    CustomerClass,
+    Invoice,
+    InvoicePdf,
+    TaxLine,
+    database,
 )
 from .store.settings import load_settings
 
@@ -36,24 +44,41 @@ def build_document(inv: Invoice):
     def unit(c) -> str:  # a fee line is one month of its subscription; usage in its service's unit
         return "month" if c.subscription_id else units.get(c.service, "")
 
-    charges = tuple(pdf.ChargeRow(c.position, c.description, c.quantity, c.discount, c.amount, unit(c))
-                    for c in ChargeLine.select().where(ChargeLine.invoice == inv.id).order_by(ChargeLine.position))
-    taxes = tuple(pdf.TaxRow(t.position, t.name, t.description, t.amount)
-                  for t in TaxLine.select().where(TaxLine.invoice == inv.id).order_by(TaxLine.position))
-    corrections = tuple(pdf.CorrectionRow(c.position, c.description, c.amount, c.approved_at)
-                        for c in Correction.select().where(Correction.invoice == inv.id).order_by(Correction.position))
+    charges = tuple(
+        pdf.ChargeRow(c.position, c.description, c.quantity, c.discount, c.amount, unit(c))
+        for c in ChargeLine.select().where(ChargeLine.invoice == inv.id).order_by(ChargeLine.position)
+    )
+    taxes = tuple(
+        pdf.TaxRow(t.position, t.name, t.description, t.amount)
+        for t in TaxLine.select().where(TaxLine.invoice == inv.id).order_by(TaxLine.position)
+    )
+    corrections = tuple(
+        pdf.CorrectionRow(c.position, c.description, c.amount, c.approved_at)
+        for c in Correction.select().where(Correction.invoice == inv.id).order_by(Correction.position)
+    )
     note = draft_note(inv)
     return pdf.InvoiceDocument(
-        number=inv.number, currency=inv.currency,
+        number=inv.number,
+        currency=inv.currency,
         seller=pdf.Party(settings["seller_name"], seller_lines),
         customer=pdf.Party(account.name, customer_lines),
-        issue_date=inv.issue_date or inv.period_to, due_date=inv.due_date,
-        period_from=inv.period_from, period_to=inv.period_to,
+        issue_date=inv.issue_date or inv.period_to,
+        due_date=inv.due_date,
+        period_from=inv.period_from,
+        period_to=inv.period_to,
         payment_terms=f"Net {cls.net_days} days",
-        charges=charges, taxes=taxes, corrections=corrections,
-        subtotal=inv.subtotal, discount_total=inv.discount_total, tax_total=inv.tax_total,
-        correction_total=inv.correction_total, total=inv.total,
-        revision=inv.revision, payment_model=inv.payment_model, status_note=note)
+        charges=charges,
+        taxes=taxes,
+        corrections=corrections,
+        subtotal=inv.subtotal,
+        discount_total=inv.discount_total,
+        tax_total=inv.tax_total,
+        correction_total=inv.correction_total,
+        total=inv.total,
+        revision=inv.revision,
+        payment_model=inv.payment_model,
+        status_note=note,
+    )
 
 
 def store_pdf(inv: Invoice, now: dt.datetime | None = None) -> bytes:
@@ -80,10 +105,14 @@ def store_pdf(inv: Invoice, now: dt.datetime | None = None) -> bytes:
     if moved_on is not None:
         return current_pdf(moved_on)
     with database.atomic():
-        (InvoicePdf.insert(invoice=inv.id, revision=inv.revision, data=data, created_at=now, note=note)
-         .on_conflict(conflict_target=[InvoicePdf.invoice, InvoicePdf.revision],
-                      update={InvoicePdf.data: data, InvoicePdf.created_at: now, InvoicePdf.note: note})
-         .execute())
+        (
+            InvoicePdf.insert(invoice=inv.id, revision=inv.revision, data=data, created_at=now, note=note)
+            .on_conflict(
+                conflict_target=[InvoicePdf.invoice, InvoicePdf.revision],
+                update={InvoicePdf.data: data, InvoicePdf.created_at: now, InvoicePdf.note: note},
+            )
+            .execute()
+        )
         keep = [inv.revision] + ([inv.sent_revision] if inv.sent_revision else [])
         InvoicePdf.delete().where((InvoicePdf.invoice == inv.id) & InvoicePdf.revision.not_in(keep)).execute()
     return data
@@ -106,8 +135,11 @@ def _kept_pdf(inv: Invoice) -> bytes | None:
     mark is the one the status calls for, or the revision was sent and this is
     the final PDF the customer received (note None: stored before migration
     0004, when only final PDFs were sent)."""
-    row = (InvoicePdf.select(InvoicePdf.data, InvoicePdf.note)
-           .where((InvoicePdf.invoice == inv.id) & (InvoicePdf.revision == inv.revision)).first())
+    row = (
+        InvoicePdf.select(InvoicePdf.data, InvoicePdf.note)
+        .where((InvoicePdf.invoice == inv.id) & (InvoicePdf.revision == inv.revision))
+        .first()
+    )
     if row is None:
         return None
     if row.note == draft_note(inv) or (_was_sent(inv) and not row.note):

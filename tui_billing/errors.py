@@ -3,7 +3,7 @@
 - FieldError: input refused.  `.field` names what is at fault (a form field,
   a flag, a setting), `.reason` says why; str() is "field: reason".  Each
   module has its own subclass (workflow.BadInput, text.TextError,
-  money.MoneyError, classes.ClassError, store.queries.FilterError,
+  money.MoneyError, customer_classes.ClassError, store.queries.FilterError,
   risk_settings.RiskSettingsError, ConfigError), so a caller catches what it
   expects; the faces read `.field` and `.reason`, never parse str().
 - Refused / NotFound: a transition that does not apply to the invoice as it
@@ -11,6 +11,7 @@
 
 Imports nothing of tui_billing.
 """
+
 from __future__ import annotations
 
 
@@ -22,7 +23,9 @@ class FieldError(ValueError):
         self.field = field
         self.reason = reason
 
-    def __reduce__(self):  # copy and pickle rebuild it from (field, reason), not from str()
+    def __reduce__(
+        self,
+    ) -> tuple[type[FieldError], tuple[str, str]]:  # copy and pickle rebuild it from (field, reason), not from str()
         return type(self), (self.field, self.reason)
 
 
@@ -51,3 +54,12 @@ class Refused(Exception):
 
 class NotFound(Refused):
     pass
+
+
+class NotAllowed(Refused):
+    """The acting user's role does not allow the action (issue 16); str() is
+    the sentence: "bob may not approve INV-2026-000123: role reviewer"."""
+
+    def __init__(self, sentence: str, *, user: str = "", action: str = "", role: str | None = None):
+        super().__init__("", sentence)
+        self.user, self.action, self.role = user, action, role

@@ -4,6 +4,7 @@ Amounts never pass through float.  The store keeps every amount as an
 integer count of 1/10,000ths (see store/fields.py), which holds any
 currency's minor unit exactly.
 """
+
 from __future__ import annotations
 
 import re
@@ -13,8 +14,17 @@ from .errors import FieldError
 
 # ISO 4217 minor units for the currencies we bill in; anything else: 2.
 MINOR_UNITS = {
-    "JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "HUF": 2, "VND": 0,
-    "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3,
+    "JPY": 0,
+    "KRW": 0,
+    "CLP": 0,
+    "ISK": 0,
+    "HUF": 2,
+    "VND": 0,
+    "BHD": 3,
+    "KWD": 3,
+    "OMR": 3,
+    "JOD": 3,
+    "TND": 3,
 }
 SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "PLN": "zł", "CHF": "CHF"}
 
@@ -70,16 +80,20 @@ def _comma_refusal(text: str, currency: str) -> str | None:
         if re.fullmatch(r"-?[0-9]{1,3}(?:\.[0-9]{3}){2,}", text):  # 1.234.567
             return f"{text!r} looks like points between thousands; type {text.replace('.', '')} {_HOW}"
         return None
-    if (re.fullmatch(r"-?[0-9]{1,3}(?:\.[0-9]{3})+,[0-9]+", text)  # 1.234,50
-            or re.fullmatch(r"-?[0-9]+,(?:[0-9]{1,2}|[0-9]{4,})", text)):  # 1,5  12,50  1,2345
+    if (
+        re.fullmatch(r"-?[0-9]{1,3}(?:\.[0-9]{3})+,[0-9]+", text)  # 1.234,50
+        or re.fullmatch(r"-?[0-9]+,(?:[0-9]{1,2}|[0-9]{4,})", text)
+    ):  # 1,5  12,50  1,2345
         plain = text.replace(".", "").replace(",", ".")
         return f"{text!r} looks like a decimal comma; type {plain} {_HOW}"
     if not _GROUPED.fullmatch(text):
         return f"{text!r} has a comma elsewhere than between thousands; type it {_HOW}"
     if "." not in text and text.count(",") == 1 and minor_units(currency) >= 3:  # 1,234 BHD
         plain = text.replace(",", "")
-        return (f"{text!r} could be {plain} or {text.replace(',', '.')} {currency}; "
-                f"type {plain} or {text.replace(',', '.')} {_HOW}")
+        return (
+            f"{text!r} could be {plain} or {text.replace(',', '.')} {currency}; "
+            f"type {plain} or {text.replace(',', '.')} {_HOW}"
+        )
     return None
 
 
@@ -104,7 +118,7 @@ def parse_amount(text: str, currency: str, *, maximum: Decimal = MAX_ADJUSTMENT)
     if value <= 0:
         raise MoneyError("amount", "must be greater than zero")
     places = minor_units(currency)
-    if -value.as_tuple().exponent > places and value != value.quantize(quantum(currency)):
+    if -int(value.as_tuple().exponent) > places and value != value.quantize(quantum(currency)):
         raise MoneyError("amount", f"{currency} amounts have at most {places} decimal places")
     if value > maximum:
         raise MoneyError("amount", f"must not exceed {format_amount(maximum, currency)}")

@@ -5,6 +5,7 @@ One reading of the window's settings, `parse_window`, serves both the
 (which uses what it reads): a value the settings accept is a window the jobs
 can open.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -24,8 +25,9 @@ def parse_hhmm(name: str, text: str) -> dt.time:
     value = (text or "").strip()
     m = _HHMM.fullmatch(value)
     if not m:
-        raise ConfigError(name, f"{text!r} is not a time like 01:00 (HH:MM, 00:00 to 23:59, in the "
-                          "billing time zone; no offset)")
+        raise ConfigError(
+            name, f"{text!r} is not a time like 01:00 (HH:MM, 00:00 to 23:59, in the billing time zone; no offset)"
+        )
     return dt.time(int(m.group(1)), int(m.group(2)))
 
 
@@ -34,8 +36,9 @@ def parse_window(start: str, end: str, *, changing: str = "offpeak_start") -> tu
     `changing`: the setting being changed, named when the pair is refused."""
     s, e = parse_hhmm("offpeak_start", start), parse_hhmm("offpeak_end", end)
     if s == e:
-        raise ConfigError(changing, f"the window {start.strip()}–{end.strip()} would never open "
-                          "(start and end are the same time)")
+        raise ConfigError(
+            changing, f"the window {start.strip()}–{end.strip()} would never open (start and end are the same time)"
+        )
     return s, e
 
 

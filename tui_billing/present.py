@@ -2,12 +2,14 @@
 
 The JSON keys are a contract (DESIGN.md): scripts depend on them.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import json
 import re
 import unicodedata
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -22,7 +24,7 @@ def iso_time(clock: Clock, moment: dt.datetime | None) -> str | None:
     """A stored naive-UTC time as ISO 8601 with the billing zone's offset."""
     if moment is None:
         return None
-    return moment.replace(tzinfo=dt.timezone.utc).astimezone(clock.tz).isoformat()
+    return moment.replace(tzinfo=dt.UTC).astimezone(clock.tz).isoformat()
 
 
 def amount_str(value: Decimal | None, currency: str) -> str | None:
@@ -31,9 +33,42 @@ def amount_str(value: Decimal | None, currency: str) -> str | None:
     return str(quantize(value, currency))
 
 
-def invoice_dict(inv, clock: Clock, *, erp: bool = False, reporting: str | None = None) -> dict:
+def approvals(inv, rules=None) -> dict:
+    """Four-eyes: how many approvals the invoice needs and who gave them
+    (`rules`: four_eyes.FourEyes in force; None: read from what is stored).
+
+    {"needed": 2, "given": [{"by": "alice", "at": <naive UTC>}], "text": "1 of 2 approvals"}"""
+    first_by = getattr(inv, "first_approved_by", None)
+    needed = (
+        2
+        if first_by or (rules is not None and inv.status == S.UNDER_REVIEW and rules.needs_two(inv.total, inv.currency))
+        else 1
+    )
+    given = []
+    if first_by:
+        given.append({"by": first_by, "at": inv.first_approved_at})
+    if inv.approved_at is not None and inv.status not in (S.UNDER_REVIEW, S.REJECTED, S.OPEN):
+        given.append({"by": inv.approved_by, "at": inv.approved_at})
+    return {"needed": needed, "given": given, "text": f"{len(given)} of {needed} approvals"}
+
+
+def approvals_words(inv, clock: Clock, rules=None) -> str | None:
+    """ "1 of 2 approvals: alice 2026-12-02 10:00; waits for a second approver",
+    as the detail header and `show` say it; None when one approval is enough."""
+    a = approvals(inv, rules)
+    if a["needed"] < 2:
+        return None
+    given = ", ".join(f"{g['by']} {clock.local(g['at']):%Y-%m-%d %H:%M}" for g in a["given"] if g["at"])
+    text = a["text"] + (f": {given}" if given else "")
+    if inv.status == S.UNDER_REVIEW:
+        text += "; waits for a second approver" if a["given"] else "; needs two approvers"
+    return text
+
+
+def invoice_dict(inv, clock: Clock, *, erp: bool = False, reporting: str | None = None, rules=None) -> dict:
     """`reporting`: the store's reporting_currency (risk_at_stake is in it);
-    None: read from the store when an invoice has money at stake."""
+    None: read from the store when an invoice has money at stake.  `rules`:
+    the four-eyes rules in force (workflow.four_eyes_rules), for "approvals"."""
     account = inv.account
     cls = inv.customer_class
     issued = inv.status != S.OPEN
@@ -41,6 +76,7 @@ def invoice_dict(inv, clock: Clock, *, erp: bool = False, reporting: str | None 
     at_stake = getattr(inv, "risk_at_stake", None)
     if at_stake is not None and reporting is None:
         from .store.settings import load_settings
+
         reporting = load_settings()["reporting_currency"]
     held_at = getattr(inv, "held_at", None)
     data = {
@@ -62,19 +98,27 @@ def invoice_dict(inv, clock: Clock, *, erp: bool = False, reporting: str | None 
         "review_deadline": iso_time(clock, inv.review_deadline),
         "revision": inv.revision,
         "approved_at": iso_time(clock, inv.approved_at),
-        "reissue": ({"mode": inv.reissue_mode, "after": iso_time(clock, inv.reissue_after)}
-                    if inv.status == S.REJECTED else None),
+        "reissue": (
+            {"mode": inv.reissue_mode, "after": iso_time(clock, inv.reissue_after)}
+            if inv.status == S.REJECTED
+            else None
+        ),
         "risk_score": score,
         "flagged": is_flagged(score),
         "flags": [f.as_dict() for f in parse_flags(getattr(inv, "risk_flags", ""))],
         # what the account's history predicts (invoice currency; null: no history)
         "expected_total": amount_str(getattr(inv, "expected_total", None), inv.currency),
         # the money wrong if the flags are right, in the reporting currency
-        "risk_at_stake": amount_str(at_stake, reporting) if at_stake is not None else None,
+        "risk_at_stake": amount_str(at_stake, reporting or "") if at_stake is not None else None,
         "risk_at_stake_currency": reporting if at_stake is not None else None,
         # held for a person: the job loop did not auto-approve it at the end of its hold
         "held": held_at is not None and inv.status == S.UNDER_REVIEW,
         "held_at": iso_time(clock, held_at),
+        "approvals": {
+            **(a := approvals(inv, rules)),
+            "given": [{"by": g["by"], "at": iso_time(clock, g["at"])} for g in a["given"]],
+        },
+        "changed_by": getattr(inv, "changed_by", None),  # made the current revision: may not approve it
     }
     if erp:
         data["external_total"] = amount_str(inv.external_total, inv.external_currency or inv.currency)
@@ -92,20 +136,41 @@ def changes_dict(diff, currency: str) -> dict | None:
             return None
         d = {"description": state.description, "amount": amount_str(state.amount, currency)}
         if state.service or state.quantity is not None:
-            d.update(service=state.service, discount=amount_str(state.discount, currency),
-                     quantity=None if state.quantity is None else str(state.quantity))
+            d.update(
+                service=state.service,
+                discount=amount_str(state.discount, currency),
+                quantity=None if state.quantity is None else str(state.quantity),
+            )
         return d
 
     def changes(items):
-        return [{"change": c.change, "description": c.description, "service": c.service or None,
-                 "fields": list(c.fields), "before": line(c.before), "after": line(c.after),
-                 "delta": amount_str(c.delta, currency)} for c in items]
+        return [
+            {
+                "change": c.change,
+                "description": c.description,
+                "service": c.service or None,
+                "fields": list(c.fields),
+                "before": line(c.before),
+                "after": line(c.after),
+                "delta": amount_str(c.delta, currency),
+            }
+            for c in items
+        ]
 
     return {
-        "from_revision": diff.from_revision, "to_revision": diff.to_revision,
-        "charges": changes(diff.charges), "taxes": changes(diff.taxes), "corrections": changes(diff.corrections),
-        "totals": {name: {"before": amount_str(b, currency), "after": amount_str(a, currency),
-                          "delta": amount_str(a - b, currency)} for name, (b, a) in diff.totals.items()},
+        "from_revision": diff.from_revision,
+        "to_revision": diff.to_revision,
+        "charges": changes(diff.charges),
+        "taxes": changes(diff.taxes),
+        "corrections": changes(diff.corrections),
+        "totals": {
+            name: {
+                "before": amount_str(b, currency),
+                "after": amount_str(a, currency),
+                "delta": amount_str(a - b, currency),
+            }
+            for name, (b, a) in diff.totals.items()
+        },
     }
 
 
@@ -128,16 +193,21 @@ def changes_text(diff, currency: str) -> list[str]:
             what = c.change + (f" ({', '.join(c.fields)})" if c.fields else "")
             if section != "charge":
                 what = f"{section} {what}"
-            name = c.description if not c.service or c.description.startswith(c.service) else \
-                f"{c.description} [{c.service}]"
+            name = (
+                c.description
+                if not c.service or c.description.startswith(c.service)
+                else f"{c.description} [{c.service}]"
+            )
             rows.append([what, name, before, after, signed_amount(c.delta, currency)])
     if rows:
         out.append(table(rows, ["Change", "Line", "Before", "After", "Delta"], right={2, 3, 4}))
     else:
         out.append("No line changed.")
     t_before, t_after = diff.totals["total"]
-    out.append(f"Total {format_money(t_before, currency)} -> {format_money(t_after, currency)} "
-               f"({signed_amount(t_after - t_before, currency)})")
+    out.append(
+        f"Total {format_money(t_before, currency)} -> {format_money(t_after, currency)} "
+        f"({signed_amount(t_after - t_before, currency)})"
+    )
     return out
 
 
@@ -193,6 +263,7 @@ def issue_date_words(inv) -> str:
 # Seed 001's tables of one invoice, as cells: `show` prints them, the
 # detail screen puts them in its tabs.  One wording, one place.
 
+
 @dataclass(frozen=True)
 class Cell:
     text: str
@@ -225,25 +296,73 @@ def detail_tables(d, clock: Clock) -> list[TableView]:
     Corrections, and Taxes (only when it has one: seed 001) of a loaded detail."""
     cur = d.invoice.currency
     views = [
-        TableView("charges", "Charges", ("#", "Description", "Quantity", "Discount", "Amount"), tuple(
-            (_n(c.position), Cell(c.description), _n(f"{c.quantity:,.3f}"),
-             _n(format_amount(c.discount, cur)), _n(format_amount(c.amount, cur))) for c in d.charges)),
-        TableView("subscriptions", "Subscriptions", ("ID", "Name", "Status"), tuple(
-            (_n(s.id), Cell(s.name), Cell(S.label(S.SUBSCRIPTION_STATUSES, s.status))) for s in d.subscriptions)),
-        TableView("payments", "Payments", ("ID", "Description", "Created at", "Due date", "Status", "Amount"), tuple(
-            (_n(p.id), Cell(p.description), Cell(_local(clock, p.created_at, "%Y-%m-%d")),
-             Cell(p.due_date.isoformat() if p.due_date else "—"), Cell(S.label(S.PAYMENT_STATUSES, p.status)),
-             _n(format_amount(p.amount, cur))) for p in d.payments) if d.closed else (),
-            note=None if d.closed else d.payments_note),
-        TableView("corrections", "Corrections", ("#", "Description", "Current Debt Changed", "Approved at"), tuple(
-            (_n(c.position), Cell(c.description),
-             Cell(format_debt_change(c.amount, cur), right=True, tone="down" if c.amount < 0 else "up"),
-             Cell(_local(clock, c.approved_at))) for c in d.corrections)),
+        TableView(
+            "charges",
+            "Charges",
+            ("#", "Description", "Quantity", "Discount", "Amount"),
+            tuple(
+                (
+                    _n(c.position),
+                    Cell(c.description),
+                    _n(f"{c.quantity:,.3f}"),
+                    _n(format_amount(c.discount, cur)),
+                    _n(format_amount(c.amount, cur)),
+                )
+                for c in d.charges
+            ),
+        ),
+        TableView(
+            "subscriptions",
+            "Subscriptions",
+            ("ID", "Name", "Status"),
+            tuple((_n(s.id), Cell(s.name), Cell(S.label(S.SUBSCRIPTION_STATUSES, s.status))) for s in d.subscriptions),
+        ),
+        TableView(
+            "payments",
+            "Payments",
+            ("ID", "Description", "Created at", "Due date", "Status", "Amount"),
+            tuple(
+                (
+                    _n(p.id),
+                    Cell(p.description),
+                    Cell(_local(clock, p.created_at, "%Y-%m-%d")),
+                    Cell(p.due_date.isoformat() if p.due_date else "—"),
+                    Cell(S.label(S.PAYMENT_STATUSES, p.status)),
+                    _n(format_amount(p.amount, cur)),
+                )
+                for p in d.payments
+            )
+            if d.closed
+            else (),
+            note=None if d.closed else d.payments_note,
+        ),
+        TableView(
+            "corrections",
+            "Corrections",
+            ("#", "Description", "Current Debt Changed", "Approved at"),
+            tuple(
+                (
+                    _n(c.position),
+                    Cell(c.description),
+                    Cell(format_debt_change(c.amount, cur), right=True, tone="down" if c.amount < 0 else "up"),
+                    Cell(_local(clock, c.approved_at)),
+                )
+                for c in d.corrections
+            ),
+        ),
     ]
     if d.taxes:
-        views.append(TableView("taxes", "Taxes", ("#", "Name", "Description", "Amount"), tuple(
-            (_n(t.position), Cell(t.name), Cell(t.description), _n(format_amount(t.amount, cur)))
-            for t in d.taxes)))
+        views.append(
+            TableView(
+                "taxes",
+                "Taxes",
+                ("#", "Name", "Description", "Amount"),
+                tuple(
+                    (_n(t.position), Cell(t.name), Cell(t.description), _n(format_amount(t.amount, cur)))
+                    for t in d.taxes
+                ),
+            )
+        )
     return views
 
 
@@ -251,7 +370,7 @@ def _local(clock: Clock, moment: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M"
     return clock.local(moment).strftime(fmt) if moment is not None else "—"
 
 
-def table(rows: list[list[str]], headers: list[str], right: set[int] = frozenset()) -> str:
+def table(rows: list[list[str]], headers: list[str], right: AbstractSet[int] = frozenset()) -> str:
     """A plain aligned text table for terminals and pipes; every cell is shown
     escaped (text.shown), so a stored line break cannot forge a row."""
     rows = [[shown(c) for c in row] for row in rows]
@@ -261,10 +380,33 @@ def table(rows: list[list[str]], headers: list[str], right: set[int] = frozenset
             widths[i] = max(widths[i], len(cell))
 
     def fmt(row):
-        return "  ".join((c.rjust(widths[i]) if i in right else c.ljust(widths[i]))
-                         for i, c in enumerate(row)).rstrip()
+        return "  ".join((c.rjust(widths[i]) if i in right else c.ljust(widths[i])) for i, c in enumerate(row)).rstrip()
 
     return "\n".join([fmt(headers), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
 
 
 __all__ = ["invoice_dict", "dumps", "table", "format_amount", "format_money", "format_debt_change", "iso_time"]
+
+
+def audit_dict(ev, clock: Clock) -> dict:
+    """One audit event as `audit --json` and the console's audit screen give it;
+    detail is the event's JSON text, as stored."""
+
+    def total(value):
+        if value is None:
+            return None
+        return str(value.quantize(Decimal("0.01")) if value == value.quantize(Decimal("0.01")) else value.normalize())
+
+    return {
+        "id": ev.id,
+        "at": iso_time(clock, ev.at),
+        "actor": ev.actor,
+        "role": ev.role,
+        "action": ev.action,
+        "invoice": ev.number,
+        "before_status": ev.before_status,
+        "before_total": total(ev.before_total),
+        "after_status": ev.after_status,
+        "after_total": total(ev.after_total),
+        "detail": ev.detail or "",
+    }

@@ -23,23 +23,30 @@ re-read the whole invoice.
   and reported as added, removed or changed (quantity, discount or amount),
   with the change in total, subtotal, discounts, taxes and corrections.
 """
+
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from .errors import Refused
 from .money import ZERO
 
+if TYPE_CHECKING:
+    from .context import Ctx
+    from .store.models import Invoice
 
 # --------------------------------------------------------------------------
 # Pure part
 
+
 @dataclass(frozen=True)
 class LineState:
     """One line of a revision: a charge (service set) or a tax/correction (service '')."""
+
     description: str
     amount: Decimal
     service: str = ""
@@ -55,17 +62,25 @@ class LineState:
         return self.amount - self.discount
 
     def as_dict(self) -> dict:
-        d = {"description": self.description, "amount": str(self.amount)}
+        d: dict[str, str | None] = {"description": self.description, "amount": str(self.amount)}
         if self.service or self.quantity is not None:
-            d.update(service=self.service, quantity=None if self.quantity is None else str(self.quantity),
-                     discount=str(self.discount))
+            d.update(
+                service=self.service,
+                quantity=None if self.quantity is None else str(self.quantity),
+                discount=str(self.discount),
+            )
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "LineState":
         q = d.get("quantity")
-        return cls(d["description"], Decimal(d["amount"]), d.get("service", "") or "",
-                   None if q is None else Decimal(q), Decimal(d.get("discount", "0")))
+        return cls(
+            d["description"],
+            Decimal(d["amount"]),
+            d.get("service", "") or "",
+            None if q is None else Decimal(q),
+            Decimal(d.get("discount", "0")),
+        )
 
 
 @dataclass(frozen=True)
@@ -81,9 +96,14 @@ class Snapshot:
     total: Decimal = ZERO
 
     def lines_json(self) -> str:
-        return json.dumps({"charges": [c.as_dict() for c in self.charges],
-                           "taxes": [t.as_dict() for t in self.taxes],
-                           "corrections": [c.as_dict() for c in self.corrections]}, ensure_ascii=False)
+        return json.dumps(
+            {
+                "charges": [c.as_dict() for c in self.charges],
+                "taxes": [t.as_dict() for t in self.taxes],
+                "corrections": [c.as_dict() for c in self.corrections],
+            },
+            ensure_ascii=False,
+        )
 
 
 @dataclass(frozen=True)
@@ -114,8 +134,11 @@ class LineChange:
         """What differs on a changed line: quantity, discount, amount."""
         if not (self.before and self.after):
             return ()
-        return tuple(name for name in ("quantity", "discount", "amount")
-                     if getattr(self.before, name) != getattr(self.after, name))
+        return tuple(
+            name
+            for name in ("quantity", "discount", "amount")
+            if getattr(self.before, name) != getattr(self.after, name)
+        )
 
 
 @dataclass(frozen=True)
@@ -173,26 +196,30 @@ def _pair(before: Sequence[LineState], after: Sequence[LineState], key) -> list[
                 a.remove(line)
         for old, new in zip(b, a):
             out.append(LineChange("changed", old, new))
-        out.extend(LineChange("removed", old, None) for old in b[len(a):])
-        out.extend(LineChange("added", None, new) for new in a[len(b):])
+        out.extend(LineChange("removed", old, None) for old in b[len(a) :])
+        out.extend(LineChange("added", None, new) for new in a[len(b) :])
     return out
 
 
 def diff(before: Snapshot, after: Snapshot) -> RevisionDiff:
     return RevisionDiff(
-        before.revision, after.revision,
+        before.revision,
+        after.revision,
         tuple(_pair(before.charges, after.charges, lambda line: line.key)),
         # Tax descriptions quote their base ("20 % of 1,234.00"): match by name.
         tuple(_pair(before.taxes, after.taxes, lambda line: line.description)),
         tuple(_pair(before.corrections, after.corrections, lambda line: (line.description, line.amount))),
-        {name: (getattr(before, name), getattr(after, name)) for name in TOTAL_NAMES})
+        {name: (getattr(before, name), getattr(after, name)) for name in TOTAL_NAMES},
+    )
 
 
 # --------------------------------------------------------------------------
 # Store part
 
-def current(inv, charges: Iterable | None = None, taxes: Iterable | None = None,
-            corrections: Iterable | None = None) -> Snapshot:
+
+def current(
+    inv, charges: Iterable | None = None, taxes: Iterable | None = None, corrections: Iterable | None = None
+) -> Snapshot:
     """The invoice as it is now (lines given, e.g. already loaded, or read)."""
     from .store.models import ChargeLine, Correction, TaxLine
 
@@ -207,7 +234,12 @@ def current(inv, charges: Iterable | None = None, taxes: Iterable | None = None,
         tuple(LineState(c.description, c.amount, c.service or "", c.quantity, c.discount) for c in charges),
         tuple(LineState(t.name, t.amount) for t in taxes),
         tuple(LineState(c.description, c.amount) for c in corrections),
-        inv.subtotal, inv.discount_total, inv.tax_total, inv.correction_total, inv.total)
+        inv.subtotal,
+        inv.discount_total,
+        inv.tax_total,
+        inv.correction_total,
+        inv.total,
+    )
 
 
 def _from_row(row) -> Snapshot:
@@ -217,7 +249,12 @@ def _from_row(row) -> Snapshot:
         tuple(LineState.from_dict(d) for d in data.get("charges", [])),
         tuple(LineState.from_dict(d) for d in data.get("taxes", [])),
         tuple(LineState.from_dict(d) for d in data.get("corrections", [])),
-        row.subtotal, row.discount_total, row.tax_total, row.correction_total, row.total)
+        row.subtotal,
+        row.discount_total,
+        row.tax_total,
+        row.correction_total,
+        row.total,
+    )
 
 
 def take(ctx, inv, action: str) -> None:
@@ -230,14 +267,26 @@ def take(ctx, inv, action: str) -> None:
     from .store.models import InvoiceSnapshot
 
     snap = current(inv)
-    (InvoiceSnapshot.insert(invoice=inv.id, revision=inv.revision, taken_at=ctx.clock.now(), action=action,
-                            subtotal=snap.subtotal, discount_total=snap.discount_total,
-                            tax_total=snap.tax_total, correction_total=snap.correction_total,
-                            total=snap.total, lines=snap.lines_json())
-     .on_conflict_ignore().execute())
+    (
+        InvoiceSnapshot.insert(
+            invoice=inv.id,
+            revision=inv.revision,
+            taken_at=ctx.clock.now(),
+            action=action,
+            subtotal=snap.subtotal,
+            discount_total=snap.discount_total,
+            tax_total=snap.tax_total,
+            correction_total=snap.correction_total,
+            total=snap.total,
+            lines=snap.lines_json(),
+        )
+        .on_conflict_ignore()
+        .execute()
+    )
     if inv.reviewed_revision:
-        InvoiceSnapshot.delete().where((InvoiceSnapshot.invoice == inv.id)
-                                       & (InvoiceSnapshot.revision < inv.reviewed_revision)).execute()
+        InvoiceSnapshot.delete().where(
+            (InvoiceSnapshot.invoice == inv.id) & (InvoiceSnapshot.revision < inv.reviewed_revision)
+        ).execute()
 
 
 def forget(inv) -> None:
@@ -251,10 +300,16 @@ def baseline(inv) -> Snapshot | None:
     """The revision last reviewed, if the invoice changed since; else None."""
     from .store.models import InvoiceSnapshot
 
-    row = (InvoiceSnapshot.select()
-           .where((InvoiceSnapshot.invoice == inv.id) & (InvoiceSnapshot.revision < inv.revision)
-                  & (InvoiceSnapshot.revision >= (inv.reviewed_revision or 0)))
-           .order_by(InvoiceSnapshot.revision).first())
+    row = (
+        InvoiceSnapshot.select()
+        .where(
+            (InvoiceSnapshot.invoice == inv.id)
+            & (InvoiceSnapshot.revision < inv.revision)
+            & (InvoiceSnapshot.revision >= (inv.reviewed_revision or 0))
+        )
+        .order_by(InvoiceSnapshot.revision)
+        .first()
+    )
     return _from_row(row) if row else None
 
 
@@ -267,9 +322,10 @@ def since_review(inv, charges=None, taxes=None, corrections=None) -> RevisionDif
     return diff(base, current(inv, charges, taxes, corrections))
 
 
-def mark_reviewed(ctx, ref) -> object:
+def mark_reviewed(ctx: Ctx, ref: str | int) -> Invoice:
     """An admin has seen the current revision: it becomes the baseline of the
     next diff.  Only for an invoice under review; writes an audit event."""
+    from . import access
     from . import statuses as S
     from .audit import write_audit
     from .store.locking import lock_invoice
@@ -277,14 +333,16 @@ def mark_reviewed(ctx, ref) -> object:
 
     with database.atomic():
         inv = lock_invoice(ref)
+        access.require(ctx, "review", inv.number)
         if inv.status != S.UNDER_REVIEW:
-            raise Refused(inv.number, f"is {S.label(S.INVOICE_STATUSES, inv.status).lower()}, "
-                                      "not under review")
+            raise Refused(inv.number, f"is {S.label(S.INVOICE_STATUSES, inv.status).lower()}, not under review")
         before = (inv.status, inv.total)
         Invoice.update(reviewed_revision=inv.revision).where(
-            (Invoice.id == inv.id) & (Invoice.revision == inv.revision)).execute()
-        InvoiceSnapshot.delete().where((InvoiceSnapshot.invoice == inv.id)
-                                       & (InvoiceSnapshot.revision < inv.revision)).execute()
+            (Invoice.id == inv.id) & (Invoice.revision == inv.revision)
+        ).execute()
+        InvoiceSnapshot.delete().where(
+            (InvoiceSnapshot.invoice == inv.id) & (InvoiceSnapshot.revision < inv.revision)
+        ).execute()
         inv.reviewed_revision = inv.revision
         write_audit(ctx, "mark_reviewed", inv, before, before, revision=inv.revision)
     return inv

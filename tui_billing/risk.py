@@ -25,6 +25,7 @@ This module is pure: facts in, an Assessment out — no store access, so the
 bill run, the workflow and the demo generator all call the same `evaluate`.
 Loading facts from the store lives in store/risk_store.py.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -38,12 +39,16 @@ from . import statuses as S
 from .billing import BILLABLE_SUBSCRIPTION_STATUSES, Calculation
 from .money import ZERO, format_amount, format_money, quantize
 from .risk_settings import (  # noqa: F401 - re-exported: the settings are read by config too
-    DEFAULT_RATES, DEFAULT_SETTINGS, FLAGGED, RiskSettings, RiskSettingsError, parse_rates,
+    DEFAULT_RATES,
+    DEFAULT_SETTINGS,
+    FLAGGED,
+    RiskSettings,
+    RiskSettingsError,
+    parse_rates,
 )
 
 HUNDRED = Decimal(100)
 CENT = Decimal("0.01")
-
 
 
 def is_flagged(score: int | None) -> bool:
@@ -139,9 +144,11 @@ CORRECTION_HISTORY_FACTOR = 3  # x the account's largest earlier correction
 # --------------------------------------------------------------------------
 # Facts in
 
+
 @dataclass(frozen=True)
 class ChargeFact:
     """One charge line as review sees it."""
+
     service: str
     description: str
     amount: Decimal  # before discount
@@ -156,8 +163,7 @@ class ChargeFact:
     usage: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "usage", self.subscription_id is None
-                           and self.description.endswith(USAGE_SUFFIX))
+        object.__setattr__(self, "usage", self.subscription_id is None and self.description.endswith(USAGE_SUFFIX))
 
     @property
     def net(self) -> Decimal:
@@ -184,6 +190,7 @@ class SubscriptionFact:
 @dataclass(frozen=True)
 class InvoiceFacts:
     """The invoice being assessed (its current revision)."""
+
     currency: str
     period_from: dt.date
     period_to: dt.date
@@ -218,22 +225,50 @@ class InvoiceFacts:
         return quantize(self.net * (1 + share), self.currency)
 
     @classmethod
-    def from_calc(cls, currency: str, period_from: dt.date, period_to: dt.date, calc: Calculation,
-                  subscriptions: Mapping[int, SubscriptionFact] | None,
-                  corrections: Sequence[Decimal] = ()) -> "InvoiceFacts":
+    def from_calc(
+        cls,
+        currency: str,
+        period_from: dt.date,
+        period_to: dt.date,
+        calc: Calculation,
+        subscriptions: Mapping[int, SubscriptionFact] | None,
+        corrections: Sequence[Decimal] = (),
+    ) -> "InvoiceFacts":
         """Facts of an invoice about to be written from a calculation."""
         correction_total = sum(corrections, ZERO)
-        return cls(currency, period_from, period_to, calc.total(correction_total), calc.subtotal,
-                   calc.discount_total, calc.tax_total, correction_total,
-                   tuple(ChargeFact(c.service, c.description, c.amount, c.discount, c.subscription_id,
-                                    c.quantity, c.records, c.days, c.duplicates, c.duplicate_amount)
-                         for c in calc.charges),
-                   tuple(corrections), subscriptions)
+        return cls(
+            currency,
+            period_from,
+            period_to,
+            calc.total(correction_total),
+            calc.subtotal,
+            calc.discount_total,
+            calc.tax_total,
+            correction_total,
+            tuple(
+                ChargeFact(
+                    c.service,
+                    c.description,
+                    c.amount,
+                    c.discount,
+                    c.subscription_id,
+                    c.quantity,
+                    c.records,
+                    c.days,
+                    c.duplicates,
+                    c.duplicate_amount,
+                )
+                for c in calc.charges
+            ),
+            tuple(corrections),
+            subscriptions,
+        )
 
 
 @dataclass(frozen=True)
 class PastInvoice:
     """What assessment needs of one earlier invoice of the same account."""
+
     period_from: dt.date
     total: Decimal
     net: Decimal  # charges after discounts
@@ -264,6 +299,7 @@ class PastInvoice:
 class Population:
     """What other accounts look like, for comparisons beyond one account's
     history (store/risk_store.population)."""
+
     # (currency, service) -> (median price per unit, lines) in the period
     unit_prices: Mapping[tuple[str, str], tuple[Decimal, int]] = field(default_factory=dict)
     # The 95th percentile of the store's recent manual corrections, in the
@@ -276,6 +312,7 @@ NO_POPULATION = Population()
 
 # --------------------------------------------------------------------------
 # Flags out
+
 
 @dataclass(frozen=True)
 class Flag:
@@ -351,11 +388,12 @@ def compact(flags: Sequence[Flag], width: int | None = None) -> str:
         text = ", ".join(words[:keep]) + f" +{len(words) - keep}"
         if len(text) <= width:
             return text
-    return f"{words[0][:max(width - 3, 1)]}+{len(words) - 1}" if len(words) > 1 else words[0][:width]
+    return f"{words[0][: max(width - 3, 1)]}+{len(words) - 1}" if len(words) > 1 else words[0][:width]
 
 
 # --------------------------------------------------------------------------
 # Statistics and wording
+
 
 def median(values: Sequence[Decimal]) -> Decimal:
     values = sorted(values)
@@ -374,8 +412,16 @@ class _Usual:
         return self.ratio >= 1
 
 
-def _unusual(value: Decimal, history: Sequence[Decimal], *, ratio: Decimal, floor: Decimal,
-             margin: Decimal = Decimal("1.2"), minimum: int = 3, down: Decimal | None = None) -> _Usual | None:
+def _unusual(
+    value: Decimal,
+    history: Sequence[Decimal],
+    *,
+    ratio: Decimal,
+    floor: Decimal,
+    margin: Decimal = Decimal("1.2"),
+    minimum: int = 3,
+    down: Decimal | None = None,
+) -> _Usual | None:
     """The value against the history; None when usual (or when there is too
     little history to say).  Unusual is all three: Z robust deviations from
     the median, beyond `ratio` of it, and beyond the range the account has
@@ -468,8 +514,7 @@ class _Flags:
         out = []
         for code, items in self.found.items():
             items.sort(key=lambda i: -i[1])  # the most money first
-            out.append(Flag(code, _join([r for r, _ in items]),
-                            quantize(sum((a for _, a in items), ZERO), self.cur)))
+            out.append(Flag(code, _join([r for r, _ in items]), quantize(sum((a for _, a in items), ZERO), self.cur)))
         out.sort(key=lambda f: (-f.weight, f.code))
         return out
 
@@ -477,8 +522,13 @@ class _Flags:
 # --------------------------------------------------------------------------
 # The assessment
 
-def evaluate(inv: InvoiceFacts, history: Sequence[PastInvoice], settings: RiskSettings = DEFAULT_SETTINGS,
-             population: Population = NO_POPULATION) -> Assessment:
+
+def evaluate(
+    inv: InvoiceFacts,
+    history: Sequence[PastInvoice],
+    settings: RiskSettings = DEFAULT_SETTINGS,
+    population: Population = NO_POPULATION,
+) -> Assessment:
     """Every flag that applies to `inv` (heaviest first), the expected total,
     the money at stake and the score.
 
@@ -486,7 +536,7 @@ def evaluate(inv: InvoiceFacts, history: Sequence[PastInvoice], settings: RiskSe
     only the first `settings.history` are used.
     """
     cur = inv.currency
-    past = list(history)[:settings.history]
+    past = list(history)[: settings.history]
     found = _Flags(cur)
     expected_net = _check_lines(inv, past, population, found)
     expected = _expected_total(inv, past, expected_net)
@@ -537,21 +587,28 @@ def _check_lines(inv: InvoiceFacts, past: list[PastInvoice], population: Populat
             usual = median([c.net for c in lines])
             expected_net += usual
             who = f"all {_last(n)}" if len(lines) == n else f"{len(lines)} of {_last(n)}"
-            found.add("missing_usage", f"no {service} usage charged; it was on {who} "
-                                       f"(usually {format_money(usual, cur)})", usual)
+            found.add(
+                "missing_usage",
+                f"no {service} usage charged; it was on {who} (usually {format_money(usual, cur)})",
+                usual,
+            )
 
     # Services never billed on the compared invoices.
     if past:
         known = frozenset().union(*(p.services for p in past))
         for c in inv.charges:
             if c.service and c.service not in known and c.amount != 0:
-                found.add("new_service", f"{c.service} ({format_money(c.net, cur)}) billed for the first "
-                                         f"time; not on {_last(n)}", c.net)
+                found.add(
+                    "new_service",
+                    f"{c.service} ({format_money(c.net, cur)}) billed for the first time; not on {_last(n)}",
+                    c.net,
+                )
     return expected_net
 
 
-def _check_usage(inv: InvoiceFacts, c: ChargeFact, past: list[PastInvoice], population: Population,
-                 found: _Flags) -> Decimal:
+def _check_usage(
+    inv: InvoiceFacts, c: ChargeFact, past: list[PastInvoice], population: Population, found: _Flags
+) -> Decimal:
     cur = inv.currency
     s = c.service
     lines = [line for p in past if (line := p.usage_line(s)) is not None and line.quantity > 0]
@@ -567,24 +624,35 @@ def _check_usage(inv: InvoiceFacts, c: ChargeFact, past: list[PastInvoice], popu
     u = _unusual(c.quantity, quantities, ratio=QUANTITY_RATIO, floor=QUANTITY_FLOOR, down=DOWN_RATIO)
     if u is not None and c.quantity > 0:
         each = price if price is not None else (usual_price or ZERO)
-        found.add("usage_quantity", f"{s} quantity {_qty(c.quantity)} is {_times(u)} its usual "
-                                    f"{_qty(u.median)} ({_of(u.n)})", (c.quantity - u.median) * each)
+        found.add(
+            "usage_quantity",
+            f"{s} quantity {_qty(c.quantity)} is {_times(u)} its usual {_qty(u.median)} ({_of(u.n)})",
+            (c.quantity - u.median) * each,
+        )
 
     # Price per unit against the account's usual, else against other accounts.
     if price is not None:
         u = _unusual(price, prices, ratio=PRICE_RATIO, floor=PRICE_FLOOR, margin=PRICE_MARGIN, minimum=2)
         if u is not None:
-            found.add("unit_price", f"{s} price per unit {_price(price, cur)} is {_times(u)} its usual "
-                                    f"{_price(u.median, cur)} ({_of(u.n)})", c.amount - c.quantity * u.median)
+            found.add(
+                "unit_price",
+                f"{s} price per unit {_price(price, cur)} is {_times(u)} its usual "
+                f"{_price(u.median, cur)} ({_of(u.n)})",
+                c.amount - c.quantity * u.median,
+            )
         elif usual_price is None:
             peer, lines_n = population.unit_prices.get((cur, s), (None, 0))
             if peer and lines_n >= PEER_MIN and peer > 0:
                 r = price / peer
                 if r >= PEER_RATIO or r <= 1 / PEER_RATIO:
                     u = _Usual(peer, lines_n, r)
-                    found.add("peer_price", f"{s} price per unit {_price(price, cur)} is {_times(u)} the "
-                                            f"{_price(peer, cur)} other accounts pay in the period "
-                                            f"(median of {lines_n} lines)", c.amount - c.quantity * peer)
+                    found.add(
+                        "peer_price",
+                        f"{s} price per unit {_price(price, cur)} is {_times(u)} the "
+                        f"{_price(peer, cur)} other accounts pay in the period "
+                        f"(median of {lines_n} lines)",
+                        c.amount - c.quantity * peer,
+                    )
 
     # Completeness: records and the days they cover.
     known = [line for line in lines if line.records > 0]
@@ -596,15 +664,23 @@ def _check_usage(inv: InvoiceFacts, c: ChargeFact, past: list[PastInvoice], popu
         few_records = usual_records >= RECORDS_MIN and c.records <= usual_records * RECORDS_SHARE
         if few_days or few_records:
             short = max(expected_amount - c.amount, ZERO) if expected_amount is not None else ZERO
-            found.add("usage_gap", f"{s} usage covers {c.days} days from {c.records} records; usually "
-                                   f"{_qty(usual_days)} days from {_qty(usual_records)} ({_of(len(known))}): "
-                                   f"the feed may have stopped part-way", short)
+            found.add(
+                "usage_gap",
+                f"{s} usage covers {c.days} days from {c.records} records; usually "
+                f"{_qty(usual_days)} days from {_qty(usual_records)} ({_of(len(known))}): "
+                f"the feed may have stopped part-way",
+                short,
+            )
 
     # Duplicate-looking records.
     if c.duplicates > 0 and c.duplicates >= c.records * DUPLICATE_SHARE:
-        found.add("duplicate_usage", f"{s}: {c.duplicates:,} of {c.records:,} records repeat another record's "
-                                     f"time, quantity and amount under a different id "
-                                     f"({format_money(c.duplicate_amount, cur)})", c.duplicate_amount)
+        found.add(
+            "duplicate_usage",
+            f"{s}: {c.duplicates:,} of {c.records:,} records repeat another record's "
+            f"time, quantity and amount under a different id "
+            f"({format_money(c.duplicate_amount, cur)})",
+            c.duplicate_amount,
+        )
 
     # Discount share against the usual share for this service.
     _check_discount(inv, c, shares, s, found)
@@ -618,8 +694,7 @@ def _check_fee(inv: InvoiceFacts, c: ChargeFact, past: list[PastInvoice], found:
     cur = inv.currency
     name = c.description.split(" — ")[0]
     if twice:
-        found.add("fee_change", f"{name} (subscription {c.subscription_id}) is charged twice on this invoice",
-                  c.net)
+        found.add("fee_change", f"{name} (subscription {c.subscription_id}) is charged twice on this invoice", c.net)
         return ZERO
     fees = [line for p in past for line in p.charges if line.subscription_id == c.subscription_id]
     shares = [line.discount / line.amount for line in fees if line.amount > 0]
@@ -629,9 +704,13 @@ def _check_fee(inv: InvoiceFacts, c: ChargeFact, past: list[PastInvoice], found:
     if usual > 0 and abs(c.amount - usual) > usual * FEE_TOLERANCE and abs(c.amount - usual) >= CENT:
         r = c.amount / usual
         how = f"{_ratio(r)}" if r >= 1 else (f"{_ratio(1 / r)} below" if r > 0 else "none of")
-        found.add("fee_change", f"{name} fee {format_money(c.amount, cur)} is {how} its usual "
-                                f"{format_amount(usual, cur)} (subscription {c.subscription_id}, "
-                                f"{_of(len(fees))})", c.amount - usual)
+        found.add(
+            "fee_change",
+            f"{name} fee {format_money(c.amount, cur)} is {how} its usual "
+            f"{format_amount(usual, cur)} (subscription {c.subscription_id}, "
+            f"{_of(len(fees))})",
+            c.amount - usual,
+        )
     _check_discount(inv, c, shares, name, found)
     usual_share = median(shares) if len(shares) >= 2 else c.discount_share or ZERO
     return usual * (1 - usual_share)
@@ -643,9 +722,13 @@ def _check_discount(inv: InvoiceFacts, c: ChargeFact, shares: list[Decimal], wha
         return
     usual = median(shares)
     if abs(share - usual) >= DISCOUNT_TOLERANCE:
-        found.add("discount_change", f"{what} discount is {_pct(share * HUNDRED)} of "
-                                     f"{format_money(c.amount, inv.currency)}; usually {_pct(usual * HUNDRED)} "
-                                     f"({_of(len(shares))})", (share - usual) * c.amount)
+        found.add(
+            "discount_change",
+            f"{what} discount is {_pct(share * HUNDRED)} of "
+            f"{format_money(c.amount, inv.currency)}; usually {_pct(usual * HUNDRED)} "
+            f"({_of(len(shares))})",
+            (share - usual) * c.amount,
+        )
 
 
 def _expected_total(inv: InvoiceFacts, past: list[PastInvoice], expected_net: Decimal) -> Decimal | None:
@@ -668,8 +751,11 @@ def _check_totals(inv: InvoiceFacts, past: list[PastInvoice], expected: Decimal 
     totals = [p.total for p in past]
     usual = median(totals) if totals else None
     if total < 0:
-        found.add("negative_total", f"total is negative: {format_money(total, cur)}",
-                  (expected if expected and expected > 0 else ZERO) - total)
+        found.add(
+            "negative_total",
+            f"total is negative: {format_money(total, cur)}",
+            (expected if expected and expected > 0 else ZERO) - total,
+        )
     elif total == 0:
         tail = f"; usually {format_amount(usual, cur)} ({_of(len(totals))})" if usual and usual > 0 else ""
         found.add("zero_total", f"total is {format_money(total, cur)}{tail}", usual if usual and usual > 0 else ZERO)
@@ -677,8 +763,12 @@ def _check_totals(inv: InvoiceFacts, past: list[PastInvoice], expected: Decimal 
         u = _unusual(total, totals, ratio=TOTAL_RATIO, floor=TOTAL_FLOOR, down=DOWN_RATIO)
         if u is not None:
             code = "total_spike" if u.up else "total_drop"
-            found.add(code, f"total {format_money(total, cur)} is {_times(u)} its usual "
-                            f"{format_amount(u.median, cur)} ({_of(u.n)})", total - u.median)
+            found.add(
+                code,
+                f"total {format_money(total, cur)} is {_times(u)} its usual "
+                f"{format_amount(u.median, cur)} ({_of(u.n)})",
+                total - u.median,
+            )
 
 
 def _check_subscriptions(inv: InvoiceFacts, found: _Flags) -> None:
@@ -694,8 +784,11 @@ def _check_subscriptions(inv: InvoiceFacts, found: _Flags) -> None:
         why = inactive_reason(sub, inv.period_from, inv.period_to)
         if why:
             name = sub.name if sub else c.description.split(" — ")[0]
-            found.add("inactive_subscription", f"{name} (subscription {c.subscription_id}) charged "
-                                               f"{format_money(c.net, inv.currency)} but {why}", c.net)
+            found.add(
+                "inactive_subscription",
+                f"{name} (subscription {c.subscription_id}) charged {format_money(c.net, inv.currency)} but {why}",
+                c.net,
+            )
 
 
 def _check_tax(inv: InvoiceFacts, past: list[PastInvoice], settings: RiskSettings, found: _Flags) -> None:
@@ -708,12 +801,17 @@ def _check_tax(inv: InvoiceFacts, past: list[PastInvoice], settings: RiskSetting
     usual = median([p.tax_total * HUNDRED / p.taxable for p in taxed])
     if abs(share - usual) > settings.tax_tolerance:
         base = "net charges and corrections" if inv.correction_total else "net charges"
-        found.add("tax_ratio", f"tax is {_pct(share)} of the {base} {format_amount(net, inv.currency)}; "
-                               f"usually {_pct(usual)} ({_of(len(taxed))})", (share - usual) * net / HUNDRED)
+        found.add(
+            "tax_ratio",
+            f"tax is {_pct(share)} of the {base} {format_amount(net, inv.currency)}; "
+            f"usually {_pct(usual)} ({_of(len(taxed))})",
+            (share - usual) * net / HUNDRED,
+        )
 
 
-def _check_corrections(inv: InvoiceFacts, past: list[PastInvoice], settings: RiskSettings,
-                       population: Population, found: _Flags) -> None:
+def _check_corrections(
+    inv: InvoiceFacts, past: list[PastInvoice], settings: RiskSettings, population: Population, found: _Flags
+) -> None:
     """Manual corrections by their absolute size: against the account's usual
     total, its earlier corrections, the store's usual corrections, and (as
     before) against this invoice's charges."""
@@ -731,32 +829,46 @@ def _check_corrections(inv: InvoiceFacts, past: list[PastInvoice], settings: Ris
         what = f"{_kind(amount)} of {format_money(size, cur)}"
         why = None
         if usual_total is not None and usual_total > 0 and size > usual_total * limit:
-            why = (f"{what} is {_pct(size * HUNDRED / usual_total)} of the account's usual total "
-                   f"{format_amount(usual_total, cur)} (limit {_pct(limit * HUNDRED)})")
-        elif earlier and size > CORRECTION_HISTORY_FACTOR * max(earlier) and (
-                usual_total is None or size > usual_total * limit / 5):
-            why = f"{what} is {_ratio(size / max(earlier))} the account's largest earlier correction " \
-                  f"{format_amount(max(earlier), cur)}"
+            why = (
+                f"{what} is {_pct(size * HUNDRED / usual_total)} of the account's usual total "
+                f"{format_amount(usual_total, cur)} (limit {_pct(limit * HUNDRED)})"
+            )
+        elif (
+            earlier
+            and size > CORRECTION_HISTORY_FACTOR * max(earlier)
+            and (usual_total is None or size > usual_total * limit / 5)
+        ):
+            why = (
+                f"{what} is {_ratio(size / max(earlier))} the account's largest earlier correction "
+                f"{format_amount(max(earlier), cur)}"
+            )
         elif population.typical_correction and settings.to_reporting(size, cur) > (
-                CORRECTION_PEER_FACTOR * population.typical_correction):
+            CORRECTION_PEER_FACTOR * population.typical_correction
+        ):
             rep = settings.reporting_currency
-            why = f"{what} is {_ratio(settings.to_reporting(size, cur) / population.typical_correction)} " \
-                  f"the store's usual largest corrections ({format_money(population.typical_correction, rep)}, " \
-                  f"95th percentile)"
+            why = (
+                f"{what} is {_ratio(settings.to_reporting(size, cur) / population.typical_correction)} "
+                f"the store's usual largest corrections ({format_money(population.typical_correction, rep)}, "
+                f"95th percentile)"
+            )
         elif base <= 0:
             why = f"{what} on an invoice whose charges total {format_money(base, cur)}"
         elif size / base > limit:
-            why = (f"{what} is {_pct(size * HUNDRED / base)} of the total before corrections "
-                   f"{format_amount(base, cur)} (limit {_pct(limit * HUNDRED)})")
+            why = (
+                f"{what} is {_pct(size * HUNDRED / base)} of the total before corrections "
+                f"{format_amount(base, cur)} (limit {_pct(limit * HUNDRED)})"
+            )
         if why:
             reasons.append(why)
             stake += size
     if not reasons and len(inv.corrections) > 1 and base > 0:
         together = abs(inv.correction_total) / base
         if together > limit:
-            reasons.append(f"{len(inv.corrections)} corrections of {format_money(inv.correction_total, cur)} "
-                           f"together are {_pct(together * HUNDRED)} of the total before corrections "
-                           f"{format_amount(base, cur)} (limit {_pct(limit * HUNDRED)})")
+            reasons.append(
+                f"{len(inv.corrections)} corrections of {format_money(inv.correction_total, cur)} "
+                f"together are {_pct(together * HUNDRED)} of the total before corrections "
+                f"{format_amount(base, cur)} (limit {_pct(limit * HUNDRED)})"
+            )
             stake = abs(inv.correction_total)
     if reasons:
         found.add("large_correction", _join(reasons), stake)
@@ -778,8 +890,29 @@ def inactive_reason(sub: SubscriptionFact | None, period_from: dt.date, period_t
 
 
 __all__ = [
-    "FLAGGED", "is_flagged", "WEIGHTS", "SHORT", "TITLES", "ChargeFact", "SubscriptionFact", "InvoiceFacts",
-    "PastInvoice", "Population", "NO_POPULATION", "RiskSettings", "RiskSettingsError", "DEFAULT_SETTINGS",
-    "Flag", "Assessment", "evaluate", "score", "money_points", "dumps_flags",
-    "parse_flags", "compact", "inactive_reason", "parse_rates", "median",
+    "FLAGGED",
+    "is_flagged",
+    "WEIGHTS",
+    "SHORT",
+    "TITLES",
+    "ChargeFact",
+    "SubscriptionFact",
+    "InvoiceFacts",
+    "PastInvoice",
+    "Population",
+    "NO_POPULATION",
+    "RiskSettings",
+    "RiskSettingsError",
+    "DEFAULT_SETTINGS",
+    "Flag",
+    "Assessment",
+    "evaluate",
+    "score",
+    "money_points",
+    "dumps_flags",
+    "parse_flags",
+    "compact",
+    "inactive_reason",
+    "parse_rates",
+    "median",
 ]

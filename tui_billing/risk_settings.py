@@ -6,6 +6,7 @@ Read by the review (risk.py) and by the store-wide settings' validation
 (config.py) alike: one reading.  Pure, and below both: imports nothing of
 tui_billing but money and errors.
 """
+
 from __future__ import annotations
 
 import re
@@ -26,8 +27,9 @@ class RiskSettingsError(FieldError):
     """A risk setting that cannot be read; `.field` is the setting's key."""
 
 
-def _decimal(name: str, text: str | Decimal, *, low: Decimal, low_ok: bool, high: Decimal | None = None,
-             what: str = "") -> Decimal:
+def _decimal(
+    name: str, text: str | Decimal, *, low: Decimal, low_ok: bool, high: Decimal | None = None, what: str = ""
+) -> Decimal:
     """`what`: the part of the setting read ("USD: " of currency_rates), before the value."""
     try:
         value = Decimal(str(text).strip())
@@ -52,8 +54,7 @@ def parse_rates(text: str, reporting: str = "EUR") -> tuple[tuple[str, Decimal],
             raise RiskSettingsError("currency_rates", f"{item!r} is not like USD=0.92")
         if code in rates:
             raise RiskSettingsError("currency_rates", f"{code} is given twice")
-        rates[code] = _decimal("currency_rates", value, low=ZERO, low_ok=False, high=Decimal(10**9),
-                               what=f"{code}: ")
+        rates[code] = _decimal("currency_rates", value, low=ZERO, low_ok=False, high=Decimal(10**9), what=f"{code}: ")
     rates.pop(reporting, None)
     return tuple(sorted(rates.items()))
 
@@ -72,9 +73,15 @@ class RiskSettings:
     history: int = 6  # earlier invoices compared with
 
     @classmethod
-    def parse(cls, *, risk_correction_share: str = "0.25", risk_tax_tolerance: str = "2",
-              reporting_currency: str = "EUR", currency_rates: str = DEFAULT_RATES,
-              risk_hold_score: str = str(FLAGGED)) -> "RiskSettings":
+    def parse(
+        cls,
+        *,
+        risk_correction_share: str = "0.25",
+        risk_tax_tolerance: str = "2",
+        reporting_currency: str = "EUR",
+        currency_rates: str = DEFAULT_RATES,
+        risk_hold_score: str = str(FLAGGED),
+    ) -> "RiskSettings":
         reporting = reporting_currency.strip().upper()
         if not _CURRENCY.fullmatch(reporting):
             raise RiskSettingsError("reporting_currency", f"{reporting_currency!r} is not a currency code like EUR")
@@ -84,10 +91,13 @@ class RiskSettings:
             raise RiskSettingsError("risk_hold_score", f"{risk_hold_score!r} is not a whole number") from None
         if hold < 1:
             raise RiskSettingsError("risk_hold_score", f"{risk_hold_score!r} must be at least 1")
-        return cls(_decimal("risk_correction_share", risk_correction_share, low=ZERO, low_ok=False,
-                            high=Decimal(100)),
-                   _decimal("risk_tax_tolerance", risk_tax_tolerance, low=ZERO, low_ok=True, high=HUNDRED),
-                   reporting, parse_rates(currency_rates, reporting), hold)
+        return cls(
+            _decimal("risk_correction_share", risk_correction_share, low=ZERO, low_ok=False, high=Decimal(100)),
+            _decimal("risk_tax_tolerance", risk_tax_tolerance, low=ZERO, low_ok=True, high=HUNDRED),
+            reporting,
+            parse_rates(currency_rates, reporting),
+            hold,
+        )
 
     def to_reporting(self, amount: Decimal, currency: str) -> Decimal:
         """`amount` in the reporting currency; a currency without a rate

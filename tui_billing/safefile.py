@@ -19,13 +19,14 @@ xDR rejects files, maildir messages, exports):
 Out of scope: a folder on the way that another user has replaced by a
 symlink (only the owner of a folder can do that to their own folders).
 """
+
 from __future__ import annotations
 
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Union
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
@@ -35,7 +36,7 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
 _TRIES = 16
 
-Data = Union[bytes, bytearray, memoryview, str, Callable[[object], object]]
+Data = bytes | bytearray | memoryview | str | Callable[[object], object]
 
 
 def create_exclusive(path: str | os.PathLike, mode: int = PRIVATE_FILE) -> int:
@@ -47,8 +48,14 @@ def create_exclusive(path: str | os.PathLike, mode: int = PRIVATE_FILE) -> int:
     return os.open(path, _CREATE, mode)
 
 
-def open_exclusive(path: str | os.PathLike, mode: int = PRIVATE_FILE, *, text: bool = False,
-                   encoding: str = "utf-8", newline: str | None = None):
+def open_exclusive(
+    path: str | os.PathLike,
+    mode: int = PRIVATE_FILE,
+    *,
+    text: bool = False,
+    encoding: str = "utf-8",
+    newline: str | None = None,
+):
     """`create_exclusive` as a file object (binary, or text with `text=True`)."""
     fd = create_exclusive(path, mode)
     try:
@@ -74,8 +81,16 @@ class AtomicFile:
             csv.writer(fh).writerow(...)
     """
 
-    def __init__(self, path: str | os.PathLike, mode: int = PRIVATE_FILE, *, text: bool = False,
-                 encoding: str = "utf-8", newline: str | None = None, fsync: bool = True):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        mode: int = PRIVATE_FILE,
+        *,
+        text: bool = False,
+        encoding: str = "utf-8",
+        newline: str | None = None,
+        fsync: bool = True,
+    ):
         self.path = Path(path)
         self.fsync = fsync
         self.done = False
@@ -130,8 +145,15 @@ class AtomicFile:
             self.discard()
 
 
-def atomic_write(path: str | os.PathLike, data: Data, mode: int = PRIVATE_FILE, *,
-                 encoding: str = "utf-8", newline: str | None = None, fsync: bool = True) -> Path:
+def atomic_write(
+    path: str | os.PathLike,
+    data: Data,
+    mode: int = PRIVATE_FILE,
+    *,
+    encoding: str = "utf-8",
+    newline: str | None = None,
+    fsync: bool = True,
+) -> Path:
     """Write `data` (bytes, str, or a callable given the open file) to `path`
     atomically through an exclusive temp file; returns the path."""
     text = isinstance(data, str)

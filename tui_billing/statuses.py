@@ -3,6 +3,7 @@
 Values are the API names (seed 001 gives them in parentheses); labels are the
 words shown in the console and in PDFs.
 """
+
 from __future__ import annotations
 
 # Invoice status: the review lifecycle (seed 000) merged with the payment
@@ -32,8 +33,10 @@ PAYMENT_MODELS = {"postpay": "Postpay", "prepay": "Prepay"}
 SEND_MODES = {"immediately": "Immediately", "after_review": "After review and approval by admin"}
 REISSUE_MODES = {"now": "now", "off_peak": "off-peak"}
 ACCOUNT_TYPES = {
-    "business": "Business", "residential": "Residential",
-    "reseller": "Reseller", "wholesale": "Wholesale",
+    "business": "Business",
+    "residential": "Residential",
+    "reseller": "Reseller",
+    "wholesale": "Wholesale",
 }
 
 # Seed 001, "Subscriptions — Status": all 20.

@@ -8,6 +8,7 @@ Two rules (README, *Security*):
   characters so that a terminal never obeys them.
 Pure: no store, no Textual; imports nothing of tui_billing but errors.
 """
+
 from __future__ import annotations
 
 import unicodedata
@@ -79,8 +80,10 @@ def shown(value: object) -> str:
     for ch in text:
         if unicodedata.category(ch) in _CONTROL:
             code = ord(ch)
-            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch)
-                       or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"))
+            out.append(
+                {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch)
+                or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+            )
         else:
             out.append(ch)
     return "".join(out)
@@ -88,10 +91,25 @@ def shown(value: object) -> str:
 
 # Letters that NFKD leaves whole (no base letter + combining mark), spelled the
 # way a person types them on an ASCII keyboard.  Applied after casefold().
-_FOLD_LETTERS = str.maketrans({
-    "ø": "o", "æ": "ae", "ß": "ss", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "œ": "oe", "ı": "i",
-    "ħ": "h", "ŧ": "t", "ŀ": "l", "ĸ": "k", "ŉ": "n", "ſ": "s",
-})
+_FOLD_LETTERS = str.maketrans(
+    {
+        "ø": "o",
+        "æ": "ae",
+        "ß": "ss",
+        "ł": "l",
+        "đ": "d",
+        "ð": "d",
+        "þ": "th",
+        "œ": "oe",
+        "ı": "i",
+        "ħ": "h",
+        "ŧ": "t",
+        "ŀ": "l",
+        "ĸ": "k",
+        "ŉ": "n",
+        "ſ": "s",
+    }
+)
 
 
 def fold(text: str | None) -> str:

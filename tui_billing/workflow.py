@@ -10,28 +10,42 @@ FOR UPDATE) and every UPDATE repeats the expected status and revision in its
 WHERE clause, so of two admins or an admin and the job loop exactly one wins
 and the other gets a clear refusal.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
-from . import billing, documents, revisions, risk
+from . import access, billing, documents, revisions, risk
 from . import statuses as S
-from .audit import AUDIT_COLUMNS, audit_row, insert_audits, write_audit  # noqa: F401 - re-exported
+from .audit import AUDIT_COLUMNS as AUDIT_COLUMNS  # re-exported
+from .audit import audit_row as audit_row
+from .audit import insert_audits as insert_audits
+from .audit import write_audit as write_audit
 from .clock import Clock, zone
-from .context import BulkResult, Ctx, Progress  # noqa: F401 - re-exported: they live in context.py
-from .errors import FieldError, NotFound, Refused
+from .context import BulkResult as BulkResult  # re-exported: they live in context.py
+from .context import Ctx as Ctx
+from .context import Progress as Progress
+from .errors import FieldError as FieldError  # re-exported
+from .errors import NotAllowed as NotAllowed
+from .errors import NotFound as NotFound
+from .errors import Refused as Refused
+from .four_eyes import FourEyes
 from .money import MAX_ADJUSTMENT, ZERO, MoneyError, format_money, parse_amount, quantize
 from .offpeak import next_window_start
 from .store import risk_store
 from .store.locking import find_invoice, for_update, lock_invoice
-from .store.models import Account, Correction, CustomerClass, Invoice, InvoicePdf, Payment, database
+from .store.models import Account, Correction, CustomerClass, Invoice, InvoicePdf, Payment, database, tuple_rows
 from .store.settings import load_settings
 from .text import TextError
 from .text import typed as typed_text
+
+if TYPE_CHECKING:
+    from .config import StoreSettings
 
 CHUNK = 500  # ids per transaction in bulk transitions
 
@@ -43,11 +57,13 @@ class BadInput(FieldError):
 # --------------------------------------------------------------------------
 # Helpers
 
-def _save_guarded(inv: Invoice, expected_status: str, expected_revision: int, **changes) -> None:
-    n = (Invoice.update(**changes)
-         .where((Invoice.id == inv.id) & (Invoice.status == expected_status)
-                & (Invoice.revision == expected_revision))
-         .execute())
+
+def _save_guarded(inv: Invoice, expected_status: str, expected_revision: int, **changes: Any) -> None:
+    n = (
+        Invoice.update(**changes)
+        .where((Invoice.id == inv.id) & (Invoice.status == expected_status) & (Invoice.revision == expected_revision))
+        .execute()
+    )
     if n != 1:  # only possible without a row lock; never silently lose a change
         raise Refused(inv.number, "was changed by someone else meanwhile; look again")
     for key, value in changes.items():
@@ -56,6 +72,22 @@ def _save_guarded(inv: Invoice, expected_status: str, expected_revision: int, **
 
 def _state(inv: Invoice) -> tuple[str, Decimal]:
     return (inv.status, inv.total)
+
+
+def _made_by(ctx: Ctx, inv: Invoice) -> dict[str, Any]:
+    """The columns a change of the invoice's lines sets (four-eyes): a first
+    approval was of the revision before, so it is cleared; the person making
+    the change may not approve the result (the job loop completing a reissue
+    a person asked for leaves that person named)."""
+    made: dict[str, Any] = {"first_approved_by": None, "first_approved_at": None}
+    if not ctx.system:
+        made["changed_by"] = ctx.user
+    return made
+
+
+def _cleared(first_by: str | None) -> dict[str, str]:
+    """Audit detail: whose first approval a change cleared."""
+    return {"cleared_first_approval": first_by} if first_by else {}
 
 
 APPROVE_REFUSALS = {
@@ -84,7 +116,8 @@ def _refusal(status: str, table: dict[str, str]) -> str:
 # --------------------------------------------------------------------------
 # Issue: generated -> UNDER_REVIEW (after_review, regular) or APPROVED.
 
-def issue_fields(ctx: Ctx, cls: CustomerClass, kind: str) -> dict:
+
+def issue_fields(ctx: Ctx, cls: CustomerClass, kind: str) -> dict[str, Any]:
     """Status, dates and deadline for an invoice generated now."""
     now = ctx.clock.now()
     issued = ctx.clock.today()
@@ -110,18 +143,18 @@ def close_postpay(ctx: Ctx, ref: str | int) -> Invoice:
     """
     with database.atomic():
         inv = lock_invoice(ref)
+        access.require(ctx, "import", inv.number)  # the bill run (a person) or the job loop
         if inv.status != S.OPEN:
             raise Refused(inv.number, f"is {S.label(S.INVOICE_STATUSES, inv.status).lower()}, not open")
         cls = CustomerClass.get_by_id(inv.customer_class_id)
         before = _state(inv)
-        changes = billing.recalculate(inv)
+        changes: dict[str, Any] = billing.recalculate(inv)
         changes.update(issue_fields(ctx, cls, inv.kind))
         changes["closed_at"] = ctx.clock.now()
         _save_guarded(inv, S.OPEN, inv.revision, **changes)
         InvoicePdf.delete().where(InvoicePdf.invoice == inv.id).execute()
         _assess(inv)  # issued now: risk flags of what the admins will review
-        write_audit(ctx, "close", inv, before, _state(inv),
-                    review_deadline=inv.review_deadline, due_date=inv.due_date)
+        write_audit(ctx, "close", inv, before, _state(inv), review_deadline=inv.review_deadline, due_date=inv.due_date)
     return inv
 
 
@@ -134,12 +167,13 @@ def close_postpay(ctx: Ctx, ref: str | int) -> Invoice:
 # job holds it at the end of its hold instead of approving it (unless the
 # store setting auto_approve_flagged is on).
 
-def flag_dicts(flags) -> list[dict[str, str]]:
+
+def flag_dicts(flags: Iterable[risk.Flag]) -> list[dict[str, str]]:
     """Flags as the audit trail and --json show them: code, reason, at_stake."""
     return [f.as_dict() for f in flags]
 
 
-def flagged_reason(flags, score: int | None = None) -> str:
+def flagged_reason(flags: Sequence[risk.Flag], score: int | None = None) -> str:
     """The refusal of a flagged invoice approved without accepting its flags."""
     names = risk.compact(flags) if flags else f"risk score {score or 0}"
     return f"is flagged ({names}): check it, then approve with --include-flagged"
@@ -156,15 +190,45 @@ def approve(ctx: Ctx, ref: str | int, include_flagged: bool = False) -> Invoice:
 @dataclass
 class ApproveResult(BulkResult):
     # (number, flags) of each flagged invoice approved with its flags accepted
-    accepted: list[tuple[str, list]] = field(default_factory=list)
+    accepted: list[tuple[str, list[risk.Flag]]] = field(default_factory=list)
+    # numbers given their first of two approvals: they wait for a second approver
+    waiting: list[str] = field(default_factory=list)
 
     def merge(self, other: BulkResult) -> None:
         super().merge(other)
         self.accepted.extend(getattr(other, "accepted", ()))
+        self.waiting.extend(getattr(other, "waiting", ()))
 
 
-def approve_many(ctx: Ctx, refs: Sequence[str | int], progress: Progress | None = None,
-                 include_flagged: bool = False) -> ApproveResult:
+def four_eyes_rules(settings: StoreSettings | None = None) -> FourEyes:
+    """The four-eyes rules in force now (read in the approving transaction)."""
+    settings = settings if settings is not None else load_settings()
+    return FourEyes(access.team_mode(), settings.second_approval_above, settings.risk)
+
+
+def _what(refs: Sequence[str | int]) -> str:
+    """The object of a refusal sentence: the invoice, or how many."""
+    return number_of(refs[0]) if len(refs) == 1 else f"{len(refs):,} invoices"
+
+
+def _four_eyes_refusal(ctx: Ctx, inv: Invoice | _Row, rules: FourEyes) -> str | None:
+    """Why this person may not approve this revision (the sentence after
+    its number), or None."""
+    if not rules.team:
+        return None
+    if inv.changed_by and inv.changed_by == ctx.user:
+        return (
+            f"was changed by {ctx.user} (revision {inv.revision}): "
+            "a revision is approved by someone other than the person who made it"
+        )
+    if rules.needs_two(inv.total, inv.currency) and inv.first_approved_by == ctx.user:
+        return f"already has {ctx.user}'s approval (1 of 2): a second approver must approve it"
+    return None
+
+
+def approve_many(
+    ctx: Ctx, refs: Sequence[str | int], progress: Progress | None = None, include_flagged: bool = False
+) -> ApproveResult:
     """Approve each invoice that is under review; report every one that is not.
 
     A flagged invoice is refused (flagged_reason) unless include_flagged: then
@@ -176,13 +240,18 @@ def approve_many(ctx: Ctx, refs: Sequence[str | int], progress: Progress | None 
     are locked, the ones under review are approved with one guarded UPDATE,
     and one audit event per approved invoice is written in the same
     transaction.  The issue date never changes.
+
+    Four-eyes (team mode): nobody approves a revision they made; an invoice
+    at or above second_approval_above gets a first approval (`approve_first`
+    event, result.waiting) and is approved by the next, different, approver.
     """
     result = ApproveResult()
     refs = list(refs)
     for start in range(0, len(refs), CHUNK):
-        chunk = refs[start:start + CHUNK]
+        chunk = refs[start : start + CHUNK]
         with database.atomic():
-            result.merge(_approve_chunk(ctx, chunk, include_flagged))
+            access.require(ctx, "approve", _what(refs))  # in each transaction: a role may change meanwhile
+            result.merge(_approve_chunk(ctx, chunk, include_flagged, four_eyes_rules()))
         if progress:
             progress(min(start + CHUNK, len(refs)), len(refs))
     return result
@@ -191,6 +260,7 @@ def approve_many(ctx: Ctx, refs: Sequence[str | int], progress: Progress | None 
 @dataclass
 class _Row:
     """The columns a bulk approval needs, read without building models."""
+
     id: int
     number: str
     status: str
@@ -199,17 +269,20 @@ class _Row:
     currency: str = ""
     risk_score: int = 0
     risk_flags: str = ""
+    first_approved_by: str | None = None
+    first_approved_at: dt.datetime | None = None
+    changed_by: str | None = None
 
     @property
     def flagged(self) -> bool:
         return risk.is_flagged(self.risk_score)
 
     @property
-    def flags(self) -> list:
+    def flags(self) -> list[risk.Flag]:
         return risk.parse_flags(self.risk_flags)
 
 
-def _read_rows(refs: list, lock: bool) -> dict:
+def _read_rows(refs: list[str | int], lock: bool) -> dict[str | int, _Row]:
     """{id: row} | {number: row} of the invoices named (ids or numbers).
 
     Raw SQL on purpose: this is the hot path of bulk approve (100,000s of
@@ -220,41 +293,60 @@ def _read_rows(refs: list, lock: bool) -> dict:
     numbers = [r for r in refs if not isinstance(r, int)]
     ids = [r for r in refs if isinstance(r, int)]
     if numbers:
-        ids += [i for (i,) in Invoice.select(Invoice.id).where(Invoice.number.in_(numbers)).tuples()]
+        ids += [i for (i,) in tuple_rows(Invoice.select(Invoice.id).where(Invoice.number.in_(numbers)).tuples())]
     rows: list[_Row] = []
     if ids:
         marks = ", ".join([db.param] * len(ids))
         suffix = " FOR UPDATE" if lock and db.for_update else ""
         cursor = db.execute_sql(
-            "SELECT id, number, status, total, revision, currency, risk_score, risk_flags FROM invoice "
-            f"WHERE id IN ({marks}) ORDER BY id{suffix}", ids)  # one lock order: no deadlocks
-        rows = [_Row(i, n, st, Invoice.total.python_value(t), rev, cur, score or 0, flags or "")
-                for i, n, st, t, rev, cur, score, flags in cursor]
+            "SELECT id, number, status, total, revision, currency, risk_score, risk_flags, "
+            "first_approved_by, first_approved_at, changed_by FROM invoice "
+            f"WHERE id IN ({marks}) ORDER BY id{suffix}",
+            ids,
+        )  # one lock order: no deadlocks
+        at: Callable[[Any], dt.datetime | None] = Invoice.first_approved_at.python_value
+        rows = [
+            _Row(i, n, st, Invoice.total.python_value(t), rev, cur, score or 0, flags or "", by, at(when), chg)
+            for i, n, st, t, rev, cur, score, flags, by, when, chg in cursor
+        ]
     return {r.id: r for r in rows} | {r.number: r for r in rows}
 
 
-def _approve_chunk(ctx: Ctx, refs: list, include_flagged: bool = False) -> ApproveResult:
+def _approve_chunk(
+    ctx: Ctx, refs: list[str | int], include_flagged: bool = False, rules: FourEyes = FourEyes(False, None)
+) -> ApproveResult:
     # (The auto-approve job is one set-based UPDATE: auto_approve_due.)
     result = ApproveResult()
     db = database.obj
     by_ref = _read_rows(refs, lock=True)
     now = ctx.clock.now()
     winners: dict[int, _Row] = {}
-    accepted: dict[int, list] = {}
+    firsts: dict[int, _Row] = {}  # four-eyes: given their first approval here
+    accepted: dict[int, list[risk.Flag]] = {}
     for ref in refs:
         inv = by_ref.get(ref)
         if inv is None:
             result.failed.append((str(ref), "does not exist"))
-        elif inv.id in winners:
+        elif inv.id in winners or inv.id in firsts:
             continue  # named twice
         elif inv.status != S.UNDER_REVIEW:
             result.failed.append((inv.number, _refusal(inv.status, APPROVE_REFUSALS)))
         elif inv.flagged and not include_flagged:
             result.failed.append((inv.number, flagged_reason(inv.flags, inv.risk_score)))
+        elif (refusal := _four_eyes_refusal(ctx, inv, rules)) is not None:
+            result.failed.append((inv.number, refusal))
         else:
-            winners[inv.id] = inv
+            if rules.needs_two(inv.total, inv.currency) and not inv.first_approved_by:
+                firsts[inv.id] = inv
+            else:
+                winners[inv.id] = inv
             if inv.flagged:
                 accepted[inv.id] = inv.flags
+    if accepted:
+        access.require(ctx, "accept_flags", _what([by_ref[i].number for i in accepted]))
+    if firsts:
+        _first_approvals(ctx, firsts, accepted, rules)
+        result.waiting.extend(f.number for f in firsts.values())
     if winners:
         ids = list(winners)
         p = db.param
@@ -263,7 +355,8 @@ def _approve_chunk(ctx: Ctx, refs: list, include_flagged: bool = False) -> Appro
         cursor = db.execute_sql(
             f"UPDATE invoice SET status = {p}, approved_at = {p}, approved_by = {p}, reviewed_revision = revision "
             f"WHERE id IN ({', '.join([p] * len(ids))}) AND COALESCE(status, '') = {p}",
-            [S.APPROVED, Invoice.approved_at.db_value(now), ctx.actor, *ids, S.UNDER_REVIEW])
+            [S.APPROVED, Invoice.approved_at.db_value(now), ctx.actor, *ids, S.UNDER_REVIEW],
+        )
         if cursor.rowcount != len(ids):  # impossible under the locks held
             raise RuntimeError("approve: rows changed under a held lock")
         audits = []
@@ -271,20 +364,63 @@ def _approve_chunk(ctx: Ctx, refs: list, include_flagged: bool = False) -> Appro
             extra = {}
             if w.id in accepted:  # who accepted which flags, at which revision
                 extra = {"accepted_flags": flag_dicts(accepted[w.id]), "risk_score": w.risk_score}
-            audits.append(audit_row(ctx, "approve", w, (S.UNDER_REVIEW, w.total), (S.APPROVED, w.total),
-                                 revision=w.revision, **extra))
+            if w.first_approved_by:  # the second of two approvals
+                extra["first_approval"] = {"by": w.first_approved_by, "at": w.first_approved_at}
+                extra["second_approval_above"] = str(rules.threshold)
+            audits.append(
+                audit_row(
+                    ctx, "approve", w, (S.UNDER_REVIEW, w.total), (S.APPROVED, w.total), revision=w.revision, **extra
+                )
+            )
         insert_audits(audits)
         result.done.extend(w.number for w in winners.values())
-        result.accepted.extend((winners[i].number, flags) for i, flags in accepted.items())
+        result.accepted.extend((winners[i].number, flags) for i, flags in accepted.items() if i in winners)
     return result
+
+
+def _first_approvals(ctx: Ctx, firsts: dict[int, _Row], accepted: dict[int, list[risk.Flag]], rules: FourEyes) -> None:
+    """The first of two approvals: recorded on the invoice (which stays under
+    review) and in an `approve_first` event, under the locks held."""
+    db = database.obj
+    p = db.param
+    now = ctx.clock.now()
+    ids = list(firsts)
+    cursor = db.execute_sql(
+        f"UPDATE invoice SET first_approved_by = {p}, first_approved_at = {p} "
+        f"WHERE id IN ({', '.join([p] * len(ids))}) AND COALESCE(status, '') = {p} AND first_approved_by IS NULL",
+        [ctx.user, Invoice.first_approved_at.db_value(now), *ids, S.UNDER_REVIEW],
+    )
+    if cursor.rowcount != len(ids):  # impossible under the locks held
+        raise RuntimeError("approve: rows changed under a held lock")
+    insert_audits(
+        [
+            audit_row(
+                ctx,
+                "approve_first",
+                f,
+                (S.UNDER_REVIEW, f.total),
+                (S.UNDER_REVIEW, f.total),
+                revision=f.revision,
+                approvals="1 of 2",
+                second_approval_above=str(rules.threshold),
+                **(
+                    {"accepted_flags": flag_dicts(accepted[f.id]), "risk_score": f.risk_score}
+                    if f.id in accepted
+                    else {}
+                ),
+            )
+            for f in firsts.values()
+        ]
+    )
 
 
 @dataclass(frozen=True)
 class FlaggedInvoice:
     """A flagged invoice of a preview: approved only by accepting `flags`."""
+
     id: int
     number: str
-    flags: tuple  # risk.Flag
+    flags: tuple[risk.Flag, ...]
     total: Decimal
     currency: str
     revision: int
@@ -299,6 +435,7 @@ class FlaggedInvoice:
 class ApprovePreview:
     """What approving these invoices would do now (advisory: approve_many
     checks everything again under the row locks)."""
+
     ready: list[str] = field(default_factory=list)  # numbers approved as they are
     flagged: list[FlaggedInvoice] = field(default_factory=list)  # approved only with acceptance
     refused: list[tuple[str, str]] = field(default_factory=list)  # (number, reason)
@@ -306,6 +443,9 @@ class ApprovePreview:
     ready_ids: list[int] = field(default_factory=list)
     ready_totals: dict[str, Decimal] = field(default_factory=dict)  # currency -> sum
     flagged_totals: dict[str, Decimal] = field(default_factory=dict)
+    # four-eyes: of ready and flagged, the numbers this approval leaves at
+    # "1 of 2 approvals", waiting for a second approver
+    second_needed: list[str] = field(default_factory=list)
 
     @property
     def flagged_ids(self) -> list[int]:
@@ -316,14 +456,19 @@ class ApprovePreview:
         return not self.refused and (include_flagged or not self.flagged)
 
 
-def preview_approve(refs: Iterable[str | int]) -> ApprovePreview:
+def preview_approve(refs: Iterable[str | int], ctx: Ctx | None = None) -> ApprovePreview:
     """Sort the invoices named (ids or numbers) into ready, flagged and
-    refused, in the order given; writes nothing, locks nothing."""
+    refused, in the order given; writes nothing, locks nothing.  With the
+    approver's `ctx`, the four-eyes rules apply too (refusals, second_needed)."""
     out = ApprovePreview()
     refs = list(refs)
     seen: set[int] = set()
+    rules = FourEyes(False, None)
+    if ctx is not None:
+        access.require(ctx, "approve", _what(refs) if refs else "")
+        rules = four_eyes_rules()
     for start in range(0, len(refs), CHUNK):
-        chunk = refs[start:start + CHUNK]
+        chunk = refs[start : start + CHUNK]
         by_ref = _read_rows(chunk, lock=False)
         for ref in chunk:
             inv = by_ref.get(ref)
@@ -336,20 +481,32 @@ def preview_approve(refs: Iterable[str | int]) -> ApprovePreview:
                 seen.add(inv.id)
                 out.refused.append((inv.number, _refusal(inv.status, APPROVE_REFUSALS)))
                 out.refused_by_status[inv.status] = out.refused_by_status.get(inv.status, 0) + 1
+            elif ctx is not None and (refusal := _four_eyes_refusal(ctx, inv, rules)) is not None:
+                seen.add(inv.id)
+                out.refused.append((inv.number, refusal))
+                # not a status: "four_eyes" counts those this person may not approve (a revision of theirs, …)
+                out.refused_by_status["four_eyes"] = out.refused_by_status.get("four_eyes", 0) + 1
             elif inv.flagged:
                 seen.add(inv.id)
-                out.flagged.append(FlaggedInvoice(inv.id, inv.number, tuple(inv.flags), inv.total,
-                                                  inv.currency, inv.revision, inv.risk_score))
+                out.flagged.append(
+                    FlaggedInvoice(
+                        inv.id, inv.number, tuple(inv.flags), inv.total, inv.currency, inv.revision, inv.risk_score
+                    )
+                )
                 out.flagged_totals[inv.currency] = out.flagged_totals.get(inv.currency, Decimal(0)) + inv.total
+                if rules.needs_two(inv.total, inv.currency) and not inv.first_approved_by:
+                    out.second_needed.append(inv.number)
             else:
                 seen.add(inv.id)
                 out.ready.append(inv.number)
                 out.ready_ids.append(inv.id)
                 out.ready_totals[inv.currency] = out.ready_totals.get(inv.currency, Decimal(0)) + inv.total
+                if rules.needs_two(inv.total, inv.currency) and not inv.first_approved_by:
+                    out.second_needed.append(inv.number)
     return out
 
 
-def hold_score(settings=None) -> int:
+def hold_score(settings: StoreSettings | None = None) -> int:
     """The store setting risk_hold_score: at the end of its hold an invoice
     scoring at least this is held for a person."""
     return (settings if settings is not None else load_settings()).risk.hold_score
@@ -358,7 +515,7 @@ def hold_score(settings=None) -> int:
 @dataclass
 class AutoApproveResult(BulkResult):
     # (number, flags) of each invoice held for a person in this call
-    held: list[tuple[str, list]] = field(default_factory=list)
+    held: list[tuple[str, list[risk.Flag]]] = field(default_factory=list)
 
 
 def auto_approve_due(ctx: Ctx, limit: int = 10_000) -> AutoApproveResult:
@@ -379,6 +536,10 @@ def auto_approve_due(ctx: Ctx, limit: int = 10_000) -> AutoApproveResult:
     review until a person approves it (accepting its flags), even if an
     adjust or reissue clears its flags later.  Its notified_at is cleared so
     that the next admin digest lists it as held.
+
+    Four-eyes (team mode, second_approval_above set): an invoice that needs
+    two approvals is never auto-approved, whatever its score and even with
+    one approval given: it is held and escalated like a flagged one.
     """
     now = ctx.clock.now()
     db = database.obj
@@ -389,42 +550,110 @@ def auto_approve_due(ctx: Ctx, limit: int = 10_000) -> AutoApproveResult:
     threshold = hold_score(settings)
     result = AutoApproveResult()
     with database.atomic():
+        access.require(ctx, "jobs")
+        rules = four_eyes_rules(settings)
+        two_sql, two_args = rules.sql(p) if rules.active else ("", [])
         if flagged_too:
             guard, args = "", []
         else:
             # COALESCE: keeps the planner on (status, review_deadline), not the risk-order index.
-            guard, args = " AND COALESCE(risk_score, 0) < {p} AND held_at IS NULL".format(p=p), [threshold]
+            guard, args = f" AND COALESCE(risk_score, 0) < {p} AND held_at IS NULL", [threshold]
+        if two_sql:
+            guard, args = f"{guard} AND NOT ({two_sql})", [*args, *two_args]
         cursor = db.execute_sql(
             f"UPDATE invoice SET status = {p}, approved_at = {p}, approved_by = {p}, "
             "reviewed_revision = revision "
             f"WHERE id IN (SELECT id FROM invoice WHERE status = {p} AND review_deadline <= {p}{guard} "
             f"ORDER BY review_deadline, id LIMIT {int(limit)}{skip_locked}) "
             f"AND COALESCE(status, '') = {p}{guard} RETURNING id, number, total, revision, risk_score, risk_flags",
-            [S.APPROVED, Invoice.approved_at.db_value(now), ctx.actor, S.UNDER_REVIEW,
-             Invoice.review_deadline.db_value(now), *args, S.UNDER_REVIEW, *args])
-        rows = [_Row(i, n, S.APPROVED, Invoice.total.python_value(t), rev, risk_score=score or 0,
-                     risk_flags=flags or "") for i, n, t, rev, score, flags in cursor]
-        insert_audits([audit_row(ctx, "auto_approve", r, (S.UNDER_REVIEW, r.total), (S.APPROVED, r.total),
-                              revision=r.revision,
-                              **({"flags": flag_dicts(r.flags), "risk_score": r.risk_score,
-                                  "auto_approve_flagged": "on"} if r.flagged else {}))
-                       for r in rows])
+            [
+                S.APPROVED,
+                Invoice.approved_at.db_value(now),
+                ctx.actor,
+                S.UNDER_REVIEW,
+                Invoice.review_deadline.db_value(now),
+                *args,
+                S.UNDER_REVIEW,
+                *args,
+            ],
+        )
+        rows = [
+            _Row(i, n, S.APPROVED, Invoice.total.python_value(t), rev, risk_score=score or 0, risk_flags=flags or "")
+            for i, n, t, rev, score, flags in cursor
+        ]
+        insert_audits(
+            [
+                audit_row(
+                    ctx,
+                    "auto_approve",
+                    r,
+                    (S.UNDER_REVIEW, r.total),
+                    (S.APPROVED, r.total),
+                    revision=r.revision,
+                    **(
+                        {"flags": flag_dicts(r.flags), "risk_score": r.risk_score, "auto_approve_flagged": "on"}
+                        if r.flagged
+                        else {}
+                    ),
+                )
+                for r in rows
+            ]
+        )
         held: list[_Row] = []
+        reasons: list[str] = []
+        hold_args: list[Any] = []
         if not flagged_too:
-            hold = f" AND risk_score >= {p} AND held_at IS NULL"
+            reasons.append(f"risk_score >= {p}")
+            hold_args.append(threshold)
+        if two_sql:
+            reasons.append(two_sql)
+            hold_args += two_args
+        if reasons:
+            hold = f" AND ({' OR '.join(reasons)}) AND held_at IS NULL"
             cursor = db.execute_sql(
                 f"UPDATE invoice SET held_at = {p}, notified_at = NULL "
                 f"WHERE id IN (SELECT id FROM invoice WHERE status = {p} AND review_deadline <= {p}{hold} "
                 f"ORDER BY review_deadline, id LIMIT {int(limit)}{skip_locked}) "
-                f"AND COALESCE(status, '') = {p}{hold} RETURNING id, number, total, revision, risk_score, risk_flags",
-                [Invoice.held_at.db_value(now), S.UNDER_REVIEW, Invoice.review_deadline.db_value(now), threshold,
-                 S.UNDER_REVIEW, threshold])
-            held = [_Row(i, n, S.UNDER_REVIEW, Invoice.total.python_value(t), rev, risk_score=score or 0,
-                         risk_flags=flags or "") for i, n, t, rev, score, flags in cursor]
-            insert_audits([audit_row(ctx, "hold", r, (S.UNDER_REVIEW, r.total), (S.UNDER_REVIEW, r.total),
-                                  flags=flag_dicts(r.flags), risk_score=r.risk_score, hold_score=threshold,
-                                  revision=r.revision)
-                           for r in held])
+                f"AND COALESCE(status, '') = {p}{hold} "
+                "RETURNING id, number, total, revision, risk_score, risk_flags, currency, first_approved_by",
+                [
+                    Invoice.held_at.db_value(now),
+                    S.UNDER_REVIEW,
+                    Invoice.review_deadline.db_value(now),
+                    *hold_args,
+                    S.UNDER_REVIEW,
+                    *hold_args,
+                ],
+            )
+            held = [
+                _Row(
+                    i,
+                    n,
+                    S.UNDER_REVIEW,
+                    Invoice.total.python_value(t),
+                    rev,
+                    cur,
+                    risk_score=score or 0,
+                    risk_flags=flags or "",
+                    first_approved_by=first,
+                )
+                for i, n, t, rev, score, flags, cur, first in cursor
+            ]
+            audits = []
+            for r in held:
+                why: dict[str, Any] = {}
+                if r.risk_score >= threshold and not flagged_too:
+                    why.update(flags=flag_dicts(r.flags), risk_score=r.risk_score, hold_score=threshold)
+                if rules.needs_two(r.total, r.currency):
+                    why.update(
+                        second_approval_above=str(rules.threshold), approvals=f"{1 if r.first_approved_by else 0} of 2"
+                    )
+                audits.append(
+                    audit_row(
+                        ctx, "hold", r, (S.UNDER_REVIEW, r.total), (S.UNDER_REVIEW, r.total), revision=r.revision, **why
+                    )
+                )
+            insert_audits(audits)
     result.done = [r.number for r in rows]
     result.held = [(r.number, r.flags) for r in held]
     return result
@@ -441,8 +670,9 @@ def held_count() -> int:
 ADJUST_KINDS = {"credit": "manual_credit", "charge": "manual_charge"}
 
 
-def validate_adjustment(kind: str, amount: Decimal, description: str, currency: str | None = None
-                        ) -> tuple[str, Decimal, str]:
+def validate_adjustment(
+    kind: str, amount: Decimal, description: str, currency: str | None = None
+) -> tuple[str, Decimal, str]:
     if kind not in ADJUST_KINDS:
         raise BadInput("kind", f"{kind!r} is not credit or charge")
     if not isinstance(amount, Decimal) or not amount.is_finite():
@@ -452,8 +682,11 @@ def validate_adjustment(kind: str, amount: Decimal, description: str, currency: 
     if amount > MAX_ADJUSTMENT:
         raise BadInput("amount", f"must not exceed {MAX_ADJUSTMENT:,}")
     if currency and quantize(amount, currency) != amount:
-        raise BadInput("amount", f"{currency} amounts have at most "
-                       f"{-quantize(Decimal(1), currency).as_tuple().exponent} decimal places")
+        raise BadInput(
+            "amount",
+            f"{currency} amounts have at most "
+            f"{-int(quantize(Decimal(1), currency).as_tuple().exponent)} decimal places",
+        )
     try:
         text = typed_text("description", description, max_len=300)
     except TextError as exc:
@@ -465,6 +698,7 @@ def validate_adjustment(kind: str, amount: Decimal, description: str, currency: 
 class AdjustBasis:
     """What previewing an adjustment needs of the invoice, read once (the
     console previews every key typed without a store read)."""
+
     id: int
     number: str
     currency: str
@@ -472,18 +706,26 @@ class AdjustBasis:
     total: Decimal
     taxable: Decimal  # charges − discounts + corrections: the base of its taxes
     tax_total: Decimal
-    rates: tuple  # billing.TaxRate of the account, in order
+    rates: tuple[billing.TaxRate, ...]  # of the account, in order
 
 
-def adjust_basis(ref) -> AdjustBasis:
+def adjust_basis(ref: str | int | Invoice) -> AdjustBasis:
     """The basis of an invoice given as id, number or the Invoice read."""
     inv = ref if isinstance(ref, Invoice) else find_invoice(getattr(ref, "id", ref))
     rates = billing.load_tax_rates(Account.get_by_id(inv.account_id))
-    return AdjustBasis(inv.id, inv.number, inv.currency, inv.status, inv.total,
-                       inv.subtotal - inv.discount_total + inv.correction_total, inv.tax_total, rates)
+    return AdjustBasis(
+        inv.id,
+        inv.number,
+        inv.currency,
+        inv.status,
+        inv.total,
+        inv.subtotal - inv.discount_total + inv.correction_total,
+        inv.tax_total,
+        rates,
+    )
 
 
-def _taxes_after(basis: AdjustBasis, signed: Decimal) -> list:
+def _taxes_after(basis: AdjustBasis, signed: Decimal) -> list[billing.Tax]:
     """The invoice's tax lines once a net correction `signed` joins the base."""
     return billing.taxes_on(basis.taxable + signed, basis.rates, basis.currency)
 
@@ -497,6 +739,7 @@ class AdjustPreview:
     A manual charge or credit is a net amount taxed like the invoice's
     charges: `correction` is the net (signed), `tax` the change in tax, and
     `after` = `before` + `correction` + `tax`."""
+
     invoice_id: int
     number: str
     currency: str
@@ -519,7 +762,13 @@ class AdjustPreview:
         return None if self.after is None else self.after - self.before
 
 
-def preview_adjust(ref, kind: str, amount: Decimal | str, description: str | None = None) -> AdjustPreview:
+def preview_adjust(
+    ref: str | int | Invoice | AdjustBasis,
+    kind: str,
+    amount: Decimal | str,
+    description: str | None = None,
+    ctx: Ctx | None = None,
+) -> AdjustPreview:
     """The outcome of adjust(ref, kind, amount, description), writing nothing.
 
     ref: an id or number, the Invoice read, or its AdjustBasis (no store
@@ -528,8 +777,11 @@ def preview_adjust(ref, kind: str, amount: Decimal | str, description: str | Non
     the one parser of typed amounts).  Checks run in adjust's order.
     """
     basis = ref if isinstance(ref, AdjustBasis) else adjust_basis(ref)
-    out = dict(invoice_id=basis.id, number=basis.number, currency=basis.currency, kind=kind, amount=None,
-               before=basis.total)
+    if ctx is not None:  # the person's role first: NotAllowed, as adjust would say
+        access.require(ctx, "adjust", basis.number)
+    out: dict[str, Any] = dict(
+        invoice_id=basis.id, number=basis.number, currency=basis.currency, kind=kind, amount=None, before=basis.total
+    )
     try:
         if kind not in ADJUST_KINDS:
             raise BadInput("kind", f"{kind!r} is not credit or charge")
@@ -544,12 +796,14 @@ def preview_adjust(ref, kind: str, amount: Decimal | str, description: str | Non
         if basis.status != S.UNDER_REVIEW:
             return AdjustPreview(**out, reason=_refusal(basis.status, CHANGE_REFUSALS))
         signed = -amount if kind == "credit" else amount
-        tax = quantize(sum((t.amount for t in _taxes_after(basis, signed)), ZERO) - basis.tax_total,
-                       basis.currency)
+        tax = quantize(sum((t.amount for t in _taxes_after(basis, signed)), ZERO) - basis.tax_total, basis.currency)
         after = quantize(basis.total + signed + tax, basis.currency)
         if after < 0:  # that is a credit note, not an adjustment
-            raise BadInput("amount", f"a credit of {format_money(amount, basis.currency)} would make "
-                           f"{basis.number}'s total negative ({format_money(after, basis.currency)})")
+            raise BadInput(
+                "amount",
+                f"a credit of {format_money(amount, basis.currency)} would make "
+                f"{basis.number}'s total negative ({format_money(after, basis.currency)})",
+            )
     except BadInput as exc:
         return AdjustPreview(**out, reason=exc.reason, field=exc.field)
     return AdjustPreview(**out, correction=signed, tax=tax, after=after)
@@ -561,28 +815,60 @@ def adjust(ctx: Ctx, ref: str | int, kind: str, amount: Decimal, description: st
     correction_kind, amount, text = validate_adjustment(kind, amount, description)
     with database.atomic():
         inv = lock_invoice(ref)
+        access.require(ctx, "adjust", inv.number)
         basis = adjust_basis(inv)
         outcome = preview_adjust(basis, kind, amount, text)  # the rules the console and dry run show
         if outcome.field:
-            raise BadInput(outcome.field, outcome.reason)
+            raise BadInput(outcome.field, outcome.reason or "")
         if outcome.reason:
             raise Refused(inv.number, outcome.reason)
         signed, tax = outcome.correction, outcome.tax
-        before = _state(inv)
-        position = (Correction.select(Correction.position).where(Correction.invoice == inv.id)
-                    .order_by(Correction.position.desc()).scalar() or 0) + 1
+        assert signed is not None and tax is not None  # a preview that applies has them
+        before, first = _state(inv), inv.first_approved_by
+        position = (
+            Correction.select(Correction.position)
+            .where(Correction.invoice == inv.id)
+            .order_by(Correction.position.desc())
+            .scalar()
+            or 0
+        ) + 1
         revision = inv.revision
         revisions.take(ctx, inv, "adjust")  # the lines as they were, for the diff
-        _save_guarded(inv, S.UNDER_REVIEW, revision,
-                      total=outcome.after, outstanding=inv.outstanding + outcome.change,
-                      correction_total=inv.correction_total + signed, tax_total=inv.tax_total + tax,
-                      revision=revision + 1)
+        _save_guarded(
+            inv,
+            S.UNDER_REVIEW,
+            revision,
+            total=outcome.after,
+            outstanding=inv.outstanding + outcome.change,
+            correction_total=inv.correction_total + signed,
+            tax_total=inv.tax_total + tax,
+            revision=revision + 1,
+            **_made_by(ctx, inv),
+        )
         billing.write_taxes(inv.id, _taxes_after(basis, signed))
-        Correction.create(invoice=inv.id, position=position, kind=correction_kind,
-                          description=text, amount=signed, created_by=ctx.actor,
-                          approved_at=ctx.clock.now(), revision=inv.revision)
-        write_audit(ctx, "adjust", inv, before, _state(inv), kind=correction_kind,
-                    amount=str(signed), tax=str(tax), description=text, revision=inv.revision)
+        Correction.create(
+            invoice=inv.id,
+            position=position,
+            kind=correction_kind,
+            description=text,
+            amount=signed,
+            created_by=ctx.actor,
+            approved_at=ctx.clock.now(),
+            revision=inv.revision,
+        )
+        write_audit(
+            ctx,
+            "adjust",
+            inv,
+            before,
+            _state(inv),
+            kind=correction_kind,
+            amount=str(signed),
+            tax=str(tax),
+            description=text,
+            revision=inv.revision,
+            **_cleared(first),
+        )
         _assess(inv)
     _after_change(inv)
     return inv
@@ -599,7 +885,7 @@ def _check_reissue_mode(mode: str) -> None:
         raise BadInput("mode", f"{mode!r} is not now or off_peak")
 
 
-def reissue_refusal(inv) -> str | None:
+def reissue_refusal(inv: Invoice) -> str | None:
     """Why this invoice cannot be reissued (the sentence after its number), or None."""
     if inv.status not in (S.UNDER_REVIEW, S.REJECTED):
         table = CHANGE_REFUSALS | {S.APPROVED: APPROVE_REFUSALS[S.APPROVED] + ": it can no longer be reissued"}
@@ -618,18 +904,27 @@ def request_reissue(ctx: Ctx, ref: str | int, mode: str) -> Invoice:
     _check_reissue_mode(mode)
     with database.atomic():
         inv = lock_invoice(ref)
+        access.require(ctx, "reissue", inv.number)
         refusal = reissue_refusal(inv)
         if refusal:
             raise Refused(inv.number, refusal)
-        before = _state(inv)
+        before, first = _state(inv), inv.first_approved_by
         if mode == "now":
             after = ctx.clock.now()
         else:
             start, end = load_settings().offpeak
             after = next_window_start(ctx.clock, start, end)
-        _save_guarded(inv, inv.status, inv.revision, status=S.REJECTED, reissue_mode=mode,
-                      reissue_requested_at=ctx.clock.now(), reissue_after=after)
-        write_audit(ctx, "request_reissue", inv, before, _state(inv), mode=mode, reissue_after=after)
+        _save_guarded(
+            inv,
+            inv.status,
+            inv.revision,
+            status=S.REJECTED,
+            reissue_mode=mode,
+            reissue_requested_at=ctx.clock.now(),
+            reissue_after=after,
+            **_made_by(ctx, inv),
+        )
+        write_audit(ctx, "request_reissue", inv, before, _state(inv), mode=mode, reissue_after=after, **_cleared(first))
     return inv
 
 
@@ -637,9 +932,12 @@ def complete_reissue(ctx: Ctx, ref: str | int) -> Invoice:
     """REJECTED -> UNDER_REVIEW with amounts recalculated, corrections kept."""
     with database.atomic():
         inv = lock_invoice(ref)
+        access.require(ctx, "reissue", inv.number)  # a person (reissue now) or the job loop (off-peak)
         if inv.status != S.REJECTED:
-            raise Refused(inv.number, f"is {S.label(S.INVOICE_STATUSES, inv.status).lower()}: "
-                          "only a rejected invoice awaits reissue")
+            raise Refused(
+                inv.number,
+                f"is {S.label(S.INVOICE_STATUSES, inv.status).lower()}: only a rejected invoice awaits reissue",
+            )
         before = _state(inv)
         revision = inv.revision
         revisions.take(ctx, inv, "reissue")  # the lines as they were, for the diff
@@ -647,20 +945,31 @@ def complete_reissue(ctx: Ctx, ref: str | int) -> Invoice:
         cls = CustomerClass.get_by_id(inv.customer_class_id)
         # The hold restarts: admins get the full review period again.
         deadline = ctx.clock.now() + dt.timedelta(days=cls.hold_days)
-        _save_guarded(inv, S.REJECTED, revision, status=S.UNDER_REVIEW, revision=revision + 1,
-                      reissue_mode=None, reissue_after=None, review_deadline=deadline,
-                      notified_at=None, **totals)
+        _save_guarded(
+            inv,
+            S.REJECTED,
+            revision,
+            status=S.UNDER_REVIEW,
+            revision=revision + 1,
+            reissue_mode=None,
+            reissue_after=None,
+            review_deadline=deadline,
+            notified_at=None,
+            **totals,
+            **_made_by(ctx, inv),
+        )
         write_audit(ctx, "reissue", inv, before, _state(inv), revision=inv.revision)
         _assess(inv)
     _after_change(inv)
     return inv
 
 
-def reissue_many(ctx: Ctx, refs: Iterable[str | int], mode: str,
-                 progress: Progress | None = None) -> BulkResult:
+def reissue_many(ctx: Ctx, refs: Iterable[str | int], mode: str, progress: Progress | None = None) -> BulkResult:
     """Request reissue of each; with mode 'now' complete it at once too."""
     result = BulkResult()
     refs = list(refs)
+    if refs:  # one refusal for all (NotAllowed), not one per invoice
+        access.require(ctx, "reissue", _what(refs))
     for i, ref in enumerate(refs, 1):
         inv = None
         try:
@@ -684,6 +993,7 @@ def reissue_many(ctx: Ctx, refs: Iterable[str | int], mode: str,
 class ReissuePreview:
     """What reissuing these invoices in `mode` would do now (advisory:
     reissue_many checks each again under its row lock)."""
+
     mode: str
     now: list[str] = field(default_factory=list)  # recalculated at once, back under review
     queued: list[str] = field(default_factory=list)  # rejected until the off-peak window opens
@@ -701,7 +1011,9 @@ class ReissuePreview:
         return len(self.ids) > REISSUE_MANY
 
 
-def preview_reissue(refs: Iterable[str | int], mode: str, clock: Clock | None = None) -> ReissuePreview:
+def preview_reissue(
+    refs: Iterable[str | int], mode: str, clock: Clock | None = None, ctx: Ctx | None = None
+) -> ReissuePreview:
     """Sort the invoices named (ids or numbers) into reissued now, queued for
     the off-peak window (and when it opens) and refused, in the order given;
     writes nothing, locks nothing.  clock: the command's (default: the real
@@ -709,13 +1021,16 @@ def preview_reissue(refs: Iterable[str | int], mode: str, clock: Clock | None = 
     _check_reissue_mode(mode)
     out = ReissuePreview(mode)
     refs = list(refs)
+    if ctx is not None and refs:  # the person's role first: NotAllowed, as reissue would say
+        access.require(ctx, "reissue", _what(refs))
     seen: set[int] = set()
     for start in range(0, len(refs), CHUNK):
-        chunk = refs[start:start + CHUNK]
+        chunk = refs[start : start + CHUNK]
         ids = [r for r in chunk if isinstance(r, int)]
         numbers = [r for r in chunk if not isinstance(r, int)]
-        rows = (Invoice.select(Invoice.id, Invoice.number, Invoice.status, Invoice.kind)
-                .where(Invoice.id.in_(ids) | Invoice.number.in_(numbers)))
+        rows = Invoice.select(Invoice.id, Invoice.number, Invoice.status, Invoice.kind).where(
+            Invoice.id.in_(ids) | Invoice.number.in_(numbers)
+        )
         by_ref = {r.id: r for r in rows} | {r.number: r for r in rows}
         for ref in chunk:
             inv = by_ref.get(ref)
@@ -749,19 +1064,24 @@ def number_of(ref: str | int) -> str:
 
 def due_for_offpeak_reissue(ctx: Ctx, limit: int = 200) -> list[int]:
     now = ctx.clock.now()
-    query = (Invoice.select(Invoice.id)
-             .where((Invoice.status == S.REJECTED) & (Invoice.reissue_after <= now))
-             .order_by(Invoice.reissue_after, Invoice.id).limit(limit))
+    query = (
+        Invoice.select(Invoice.id)
+        .where((Invoice.status == S.REJECTED) & (Invoice.reissue_after <= now))
+        .order_by(Invoice.reissue_after, Invoice.id)
+        .limit(limit)
+    )
     return [r.id for r in query]
 
 
 # --------------------------------------------------------------------------
 # Dispatch: APPROVED -> UNPAID / PAID (payment created), OVERDUE on expiry.
 
-def mark_sent(ctx: Ctx, ref: str | int, revision: int) -> Invoice:
+
+def mark_invoice_sent(ctx: Ctx, ref: str | int, revision: int) -> Invoice:
     """APPROVED -> PAID (balance covers it) or UNPAID (a payment to wait for)."""
     with database.atomic():
         inv = lock_invoice(ref)
+        access.require(ctx, "jobs", inv.number)
         if inv.status != S.APPROVED:
             raise Refused(inv.number, f"is {inv.status}, not approved")
         if inv.revision != revision:
@@ -773,16 +1093,30 @@ def mark_sent(ctx: Ctx, ref: str | int, revision: int) -> Invoice:
         number = f"PMT-{inv.number}"
         if covered:
             Account.update(balance=Account.balance - max(inv.outstanding, Decimal(0))).where(
-                Account.id == account.id).execute()
-            Payment.create(invoice=inv.id, description=f"{number} paid from balance", created_at=now,
-                           due_date=inv.due_date, status="paid_from_balance", amount=inv.outstanding)
+                Account.id == account.id
+            ).execute()
+            Payment.create(
+                invoice=inv.id,
+                description=f"{number} paid from balance",
+                created_at=now,
+                due_date=inv.due_date,
+                status="paid_from_balance",
+                amount=inv.outstanding,
+            )
             status, outstanding = S.PAID, Decimal(0)
         else:
-            Payment.create(invoice=inv.id, description=f"{number} for {inv.number}", created_at=now,
-                           due_date=inv.due_date, status="waiting_for_payment", amount=inv.outstanding)
+            Payment.create(
+                invoice=inv.id,
+                description=f"{number} for {inv.number}",
+                created_at=now,
+                due_date=inv.due_date,
+                status="waiting_for_payment",
+                amount=inv.outstanding,
+            )
             status, outstanding = S.UNPAID, inv.outstanding
-        _save_guarded(inv, S.APPROVED, revision, status=status, outstanding=outstanding,
-                      sent_at=now, sent_revision=revision)
+        _save_guarded(
+            inv, S.APPROVED, revision, status=status, outstanding=outstanding, sent_at=now, sent_revision=revision
+        )
         write_audit(ctx, "send", inv, before, _state(inv), revision=revision)
     return inv
 
@@ -790,18 +1124,19 @@ def mark_sent(ctx: Ctx, ref: str | int, revision: int) -> Invoice:
 def expire_payment(ctx: Ctx, payment_id: int) -> Payment | None:
     """waiting_for_payment past its due date -> expired; its invoice OVERDUE."""
     with database.atomic():
-        pay = for_update(Payment.select().where(Payment.id == payment_id)).first()
+        access.require(ctx, "jobs")
+        pay: Payment | None = for_update(Payment.select().where(Payment.id == payment_id)).first()
         today = ctx.clock.today()
         if pay is None or pay.status != "waiting_for_payment" or not pay.due_date or pay.due_date >= today:
             return None
         Payment.update(status="expired").where(
-            (Payment.id == pay.id) & (Payment.status == "waiting_for_payment")).execute()
+            (Payment.id == pay.id) & (Payment.status == "waiting_for_payment")
+        ).execute()
         inv = lock_invoice(pay.invoice_id)
         before = _state(inv)
         if inv.status == S.UNPAID:
             _save_guarded(inv, S.UNPAID, inv.revision, status=S.OVERDUE)
-        write_audit(ctx, "expire_payment", inv, before, _state(inv), payment=pay.id,
-                    due_date=pay.due_date)
+        write_audit(ctx, "expire_payment", inv, before, _state(inv), payment=pay.id, due_date=pay.due_date)
     return pay
 
 
@@ -823,5 +1158,4 @@ def _after_change(inv: Invoice) -> None:
     try:
         documents.store_pdf(inv)
     except Exception as exc:  # noqa: BLE001 - committed; the next reader renders it
-        logging.getLogger(__name__).warning("PDF of %s revision %s not rendered: %s",
-                                            inv.number, inv.revision, exc)
+        logging.getLogger(__name__).warning("PDF of %s revision %s not rendered: %s", inv.number, inv.revision, exc)

@@ -7,6 +7,7 @@ hook), so a refused command never creates or changes a store.  Everything
 printed goes through `present.terminal_text` (control characters escaped)
 and every store URL through `config.redact_url`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,10 +17,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import config_file
 from ..clock import Clock, parse_now, zone
 from ..config import AppConfig, redact_text, redact_url
 from ..context import BulkResult, Ctx, os_user
-from ..errors import ConfigError, FieldError, NotFound
+from ..errors import ConfigError, FieldError, NotAllowed, NotFound
 from ..present import terminal_text
 from ..store.queries import FilterError
 from ..text import TextError, typed
@@ -78,6 +80,7 @@ def eprint(*parts) -> None:
 # --------------------------------------------------------------------------
 # Arguments: every value a person types is checked before the store opens.
 
+
 def field_of(action: argparse.Action) -> str:
     """The name an error gives an argument: `--hold-days` -> hold-days, a positional by its metavar/dest."""
     longs = [o for o in action.option_strings if o.startswith("--")] or action.option_strings
@@ -107,7 +110,7 @@ def check_arg(field: str, text: str, *, raw: bool = False) -> None:
 def raw_value(action: argparse.Action) -> argparse.Action:
     """Mark an argument whose text is checked by its own rules (settings VALUE: a blank
     timezone is the machine's, seller_address has lines)."""
-    action.raw_text = True
+    action.raw_text = True  # type: ignore[attr-defined]  # read back with getattr
     return action
 
 
@@ -166,7 +169,7 @@ def check_db_url(url: str) -> None:
     if not url.startswith(("sqlite:", "postgres://", "postgresql://")):
         raise UsageError("db", f"{shown!r} is not a sqlite:/// or postgresql:// URL")
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        path = Path(url[len("sqlite:///"):])
+        path = Path(url[len("sqlite:///") :])
         if not path.name:
             raise UsageError("db", f"{shown}: give a file name")
         if path.exists() and not path.is_file():
@@ -185,11 +188,21 @@ def add_global_options(parser: argparse.ArgumentParser, *, suppress: bool = True
     goes before the sub-command: `tui-billing --now 2026-03-01T10:00 reissue X --now`.
     """
     default = argparse.SUPPRESS if suppress else None
-    parser.add_argument("--db", metavar="URL", default=default, type=db_arg,
-                        help="store URL (default $TUI_BILLING_DB, then a SQLite file in the user data dir)")
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        default=default,
+        type=db_arg,
+        help="store URL (default $TUI_BILLING_DB, then a SQLite file in the user data dir)",
+    )
     if now:
-        parser.add_argument("--now", metavar="ISO8601", default=default, type=now_arg,
-                            help="fix the clock for this command (back-dated runs, tests)")
+        parser.add_argument(
+            "--now",
+            metavar="ISO8601",
+            default=default,
+            type=now_arg,
+            help="fix the clock for this command (back-dated runs, tests)",
+        )
     parser.add_argument("--config", metavar="FILE", default=default, help="config file (TOML)")
 
 
@@ -208,6 +221,7 @@ def status_list(text: str) -> str:
 
 def filter_date(field: str):
     """--from/--to: read by the filters' own date reader (store.queries.parse_date), before the store opens."""
+
     def parse(text: str) -> str:
         from ..store.queries import parse_date
 
@@ -223,41 +237,62 @@ def filter_date(field: str):
 
 def add_filters(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("filters")
-    g.add_argument("--status", type=status_list,
-                   help="comma-separated: open, under_review, rejected, approved, unpaid, paid, overdue")
+    g.add_argument(
+        "--status",
+        type=status_list,
+        help="comma-separated: open, under_review, rejected, approved, unpaid, paid, overdue",
+    )
     g.add_argument("--account-type", help="business, residential, reseller, wholesale")
-    g.add_argument("--customer", help="any part of the account name or email; accents and case ignored (angstrom finds Ångström)")
+    g.add_argument(
+        "--customer", help="any part of the account name or email; accents and case ignored (angstrom finds Ångström)"
+    )
     g.add_argument("--class", dest="customer_class", metavar="CLASS", help="customer class name")
     g.add_argument("--number", help="any part of the invoice number (000658 finds INV-2026-000658)")
-    g.add_argument("--from", dest="date_from", metavar="DATE", type=filter_date("from"),
-                   help="issue date from (YYYY-MM-DD)")
+    g.add_argument(
+        "--from", dest="date_from", metavar="DATE", type=filter_date("from"), help="issue date from (YYYY-MM-DD)"
+    )
     g.add_argument("--to", dest="date_to", metavar="DATE", type=filter_date("to"), help="issue date to (YYYY-MM-DD)")
 
 
 def filters_from(args):
     from ..store.queries import make_filters
 
-    return make_filters(status=args.status, account_type=args.account_type, customer=args.customer,
-                        customer_class=args.customer_class, number=args.number,
-                        date_from=args.date_from, date_to=args.date_to,
-                        flagged=getattr(args, "flagged", False))
+    return make_filters(
+        status=args.status,
+        account_type=args.account_type,
+        customer=args.customer,
+        customer_class=args.customer_class,
+        number=args.number,
+        date_from=args.date_from,
+        date_to=args.date_to,
+        flagged=getattr(args, "flagged", False),
+    )
 
 
 def store_url(args, config: AppConfig) -> str:
-    """The URL of the store the command works on: --db, $TUI_BILLING_DB, the config file, the default."""
+    """The URL of the store the command works on: --db, $TUI_BILLING_DB, the config file
+    (config_file.load applied that precedence), else the default."""
     from ..store import db as store_db
 
-    url = getattr(args, "db", None) or config.db_url or store_db.default_url()
+    url = config.db_url or store_db.default_url()
     check_arg("db", url)  # from the environment or the config file: the same rules as --db
     check_db_url(url)
     return url
 
 
+def config_flags(args) -> dict[str, object]:
+    """The flags that set config keys (config_file.SCHEMA): --db, and --jobs / --no-jobs (jobs.console)."""
+    jobs = "on" if getattr(args, "jobs", False) else "off" if getattr(args, "no_jobs", False) else None
+    return {"db": getattr(args, "db", None), "jobs.console": jobs}
+
+
 def load_config(args) -> AppConfig:
+    """The one configuration (config_file.load: flags > environment > file > defaults);
+    a bad value is exit 2 naming its key (`mail.port: 'abc' is not a whole number (from …)`)."""
     try:
-        return AppConfig.load(Path(args.config) if getattr(args, "config", None) else None)
+        return config_file.load(getattr(args, "config", None) or None, flags=config_flags(args))
     except ConfigError as exc:
-        raise UsageError("config", exc.reason) from None
+        raise usage_error(exc) from None
 
 
 def run_command(args, handler) -> int:
@@ -270,7 +305,15 @@ def run_command(args, handler) -> int:
     code = EXIT_BAD_INPUT
     try:
         with open_env(args, config=config, url=url) as env:
-            code = handler(env, args)
+            try:
+                needs = getattr(args, "needs", None)
+                if needs:  # reads and imports: the role is checked before anything runs
+                    from .. import access
+
+                    access.require(env.ctx, needs)
+                code = handler(env, args)
+            except NotAllowed as exc:  # the role refuses: exit 1, the sentence names user, action and role
+                code = refuse_role(env, exc)
     finally:
         if fresh is not None and code == EXIT_BAD_INPUT:
             _discard(*fresh)
@@ -281,7 +324,7 @@ def _fresh_sqlite(url: str) -> tuple[Path, list[Path]] | None:
     """(file, folders) a SQLite URL would create; None when the file exists (or it is not SQLite)."""
     if not url.startswith("sqlite:///") or url == "sqlite:///:memory:":
         return None
-    path = Path(url[len("sqlite:///"):]).absolute()
+    path = Path(url[len("sqlite:///") :]).absolute()
     if path.exists():
         return None
     folders = []
@@ -314,11 +357,13 @@ def actor_of_session() -> str:
     actor = os_user()
     if not store_db.is_sqlite():
         # The role this connection logged in as (libpq knows it: no round trip); the query otherwise.
-        session = getattr(getattr(database.connection(), "info", None), "user", None) or \
-            database.execute_sql("SELECT session_user").fetchone()[0]
+        session = (
+            getattr(getattr(database.connection(), "info", None), "user", None)
+            or database.execute_sql("SELECT session_user").fetchone()[0]
+        )
         if session and session != actor:
             actor = f"{actor} (db {session})"
-    return actor[:AuditEvent.actor.max_length]
+    return actor[: AuditEvent.actor.max_length]
 
 
 @contextlib.contextmanager
@@ -352,10 +397,11 @@ def open_env(args, *, demo_if_empty: bool = False, config: AppConfig | None = No
     except (peewee.DatabaseError, peewee.InterfaceError, OSError) as exc:  # /dev/null, not a SQLite file, …
         store_db.close()
         raise UsageError("db", redact_text(f"cannot use {url} as a store: {exc}".strip())) from None
-    env = Env(args=args, config=config, ctx=Ctx(clock=clock, actor=actor), db_url=url,
-              json=bool(getattr(args, "json", False)))
+    env = Env(
+        args=args, config=config, ctx=Ctx(clock=clock, actor=actor), db_url=url, json=bool(getattr(args, "json", False))
+    )
     if demo_if_empty:
-        from ..store import demo
+        from .. import demo
 
         if demo.is_empty():
             demo.build(env.ctx, invoices=2000, seed=1, quiet=True)
@@ -369,6 +415,27 @@ def open_env(args, *, demo_if_empty: bool = False, config: AppConfig | None = No
         store_db.close()
 
 
+def refuse_role(env: Env, exc: NotAllowed) -> int:
+    from ..present import dumps
+
+    if env.json:
+        env.print(
+            dumps(
+                {
+                    "error": {
+                        "field": "role",
+                        "message": str(exc),
+                        "user": exc.user,
+                        "action": exc.action,
+                        "role": exc.role,
+                    }
+                }
+            )
+        )
+    eprint(f"tui-billing: refused: {exc}")
+    return EXIT_SOME_FAILED
+
+
 def report_bulk(env: Env, verb: str, result: BulkResult, extra: dict | None = None) -> int:
     """Print what was done and each failure; exit 1 if any item failed."""
     from ..present import dumps
@@ -378,7 +445,9 @@ def report_bulk(env: Env, verb: str, result: BulkResult, extra: dict | None = No
         doc.update(extra or {})
         env.print(dumps(doc))
     else:
-        env.print(f"{verb}: {len(result.done)} done, {len(result.failed)} failed")
+        waiting = getattr(result, "waiting", None)  # four-eyes: first approvals given
+        also = f", {len(waiting)} waiting for a second approver" if waiting else ""
+        env.print(f"{verb}: {len(result.done)} done{also}, {len(result.failed)} failed")
         for number, reason in result.failed:
             eprint(f"  {number}: {reason}")
     return EXIT_SOME_FAILED if result.failed else EXIT_OK

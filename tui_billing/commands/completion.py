@@ -9,6 +9,7 @@ touching this file.
 The script is printed while the command line is parsed and the command exits
 there: it never opens (or creates) a store, so a shell's start-up stays fast.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,6 +25,7 @@ EMPTY = '""'  # the case pattern of the top level (path "")
 @dataclass
 class Level:
     """What one command level accepts: "" is the top, "jobs run" a nested one."""
+
     subcommands: dict[str, str] = field(default_factory=dict)  # name -> help
     options: dict[str, str] = field(default_factory=dict)  # option string -> help
     takes_value: set[str] = field(default_factory=set)
@@ -69,7 +71,7 @@ def _short(text: str, width: int = 70) -> str:
     for stop in ("; ", ". "):
         text = text.split(stop)[0]
     if len(text) > width:
-        text = text[:width - 1].rsplit(" ", 1)[0].rstrip(",:") + "..."
+        text = text[: width - 1].rsplit(" ", 1)[0].rstrip(",:") + "..."
     return text
 
 
@@ -80,17 +82,24 @@ def _case(lines: list[str], key: str, body: str) -> None:
 def bash_script(parser: argparse.ArgumentParser) -> str:
     spec = spec_of(parser)
     fn = "_tui_billing"
-    subs, opts, takes, choices, words = [], [], [], [], []
+    subs: list[str] = []
+    opts: list[str] = []
+    takes: list[str] = []
+    choices: list[str] = []
+    words: list[str] = []
     for path, level in spec.items():
         if level.subcommands:
-            _case(subs, path, f"case \"$2\" in {'|'.join(shlex.quote(s) for s in level.subcommands)}) return 0 ;; esac")
+            _case(subs, path, f'case "$2" in {"|".join(shlex.quote(s) for s in level.subcommands)}) return 0 ;; esac')
         _case(opts, path, f"words={shlex.quote(_words(level.options))}")
         if level.takes_value:
-            _case(takes, path, f"case \"$2\" in {'|'.join(shlex.quote(o) for o in sorted(level.takes_value))}) "
-                               "return 0 ;; esac")
+            _case(
+                takes,
+                path,
+                f'case "$2" in {"|".join(shlex.quote(o) for o in sorted(level.takes_value))}) return 0 ;; esac',
+            )
         if level.choices:
             inner = " ".join(f"{shlex.quote(o)}) words={shlex.quote(_words(c))} ;;" for o, c in level.choices.items())
-            _case(choices, path, f"case \"$2\" in {inner} esac")
+            _case(choices, path, f'case "$2" in {inner} esac')
         if level.subcommands or level.positional_choices:
             _case(words, path, f"words={shlex.quote(_words([*level.subcommands, *level.positional_choices]))}")
     return f"""# bash completion for {PROG}, generated from its parser by `{PROG} completion bash`.
@@ -174,8 +183,11 @@ complete -o default -F {fn} {PROG}
 
 
 def _zsh_pairs(items: dict[str, str]) -> str:
-    return " ".join(shlex.quote(f"{name.replace(':', chr(92) + ':')}:{_short(text)}" if text else name)
-                    for name, text in items.items() if shlex.quote(name) == name)
+    return " ".join(
+        shlex.quote(f"{name.replace(':', chr(92) + ':')}:{_short(text)}" if text else name)
+        for name, text in items.items()
+        if shlex.quote(name) == name
+    )
 
 
 def zsh_script(parser: argparse.ArgumentParser) -> str:
@@ -185,15 +197,23 @@ def zsh_script(parser: argparse.ArgumentParser) -> str:
     def case(lines, key, body):
         lines.append(f"    ({shlex.quote(key) if key else EMPTY}) {body} ;;")
 
-    subs, is_sub, opts, takes, choices, positional = [], [], [], [], [], []
+    subs: list[str] = []
+    is_sub: list[str] = []
+    opts: list[str] = []
+    takes: list[str] = []
+    choices: list[str] = []
+    positional: list[str] = []
     for path, level in spec.items():
         if level.subcommands:
             case(subs, path, f"reply=({_zsh_pairs(level.subcommands)})")
             case(is_sub, path, f"case $2 in ({'|'.join(shlex.quote(s) for s in level.subcommands)}) return 0 ;; esac")
         case(opts, path, f"reply=({_zsh_pairs(level.options)})")
         if level.takes_value:
-            case(takes, path, f"case $2 in ({'|'.join(shlex.quote(o) for o in sorted(level.takes_value))}) "
-                              "return 0 ;; esac")
+            case(
+                takes,
+                path,
+                f"case $2 in ({'|'.join(shlex.quote(o) for o in sorted(level.takes_value))}) return 0 ;; esac",
+            )
         if level.choices:
             inner = " ".join(f"({shlex.quote(o)}) reply=({_words(c)}) ;;" for o, c in level.choices.items())
             case(choices, path, f"case $2 in {inner} esac")
@@ -293,9 +313,11 @@ class _PrintScript(argparse.Action):
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "completion", help="print a shell completion script (bash or zsh)",
+        "completion",
+        help="print a shell completion script (bash or zsh)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Print a completion script for bash or zsh, generated from this tui-billing's commands.",
         epilog=f'bash:  eval "$({PROG} completion bash)"          in ~/.bashrc\n'
-               f"zsh:   source <({PROG} completion zsh)           in ~/.zshrc, after compinit")
+        f"zsh:   source <({PROG} completion zsh)           in ~/.zshrc, after compinit",
+    )
     p.add_argument("shell", choices=SHELLS, action=_PrintScript, help="the shell to complete for: bash or zsh")

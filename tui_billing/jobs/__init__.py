@@ -26,6 +26,7 @@ Which loops are alive on the store (the console's header, its dialogs):
 For the console: `review_notice(cursor)` (toast: invoices newly waiting for
 review) and `mail.failed_messages()` (deliveries an operator must look at).
 """
+
 from __future__ import annotations
 
 from ..mail import failed_messages as _failed
@@ -44,10 +45,35 @@ def failed_messages(limit: int = 200):
 
 
 __all__ = [
-    "JOBS", "DEFAULT_INTERVAL", "DEFAULT_SLICE", "JobLog", "JobResult", "LoopBusy", "LoopLock",
-    "LoopInfo", "LoopRegistration", "LoopStatus", "LoopSummary", "ReviewNotice",
-    "auto_approve_due", "close_postpay", "closing_day", "console_mode", "current_holder", "deliver_outbox",
+    "JOBS",
+    "DEFAULT_INTERVAL",
+    "DEFAULT_SLICE",
+    "JobLog",
+    "JobResult",
+    "LoopBusy",
+    "LoopLock",
+    "LoopInfo",
+    "LoopRegistration",
+    "LoopStatus",
+    "LoopSummary",
+    "ReviewNotice",
+    "auto_approve_due",
+    "close_postpay",
+    "closing_day",
+    "console_mode",
+    "current_holder",
+    "deliver_outbox",
     "dispatch_approved",
-    "expire_payments", "failed_messages", "format_line", "intervals", "loop_lock", "loop_status", "notify_admins",
-    "reissue_offpeak", "review_notice", "run_loop", "run_slice", "running_loops",
+    "expire_payments",
+    "failed_messages",
+    "format_line",
+    "intervals",
+    "loop_lock",
+    "loop_status",
+    "notify_admins",
+    "reissue_offpeak",
+    "review_notice",
+    "run_loop",
+    "run_slice",
+    "running_loops",
 ]

@@ -1,4 +1,5 @@
 """What every job shares: results, the log line format, stop checks, row claims."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -12,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..store.models import Invoice, database
+from ..store.models import Invoice, database, tuple_rows
 
 Log = Callable[..., None]  # log(job, **fields)
 
@@ -124,19 +125,19 @@ def _short_host() -> str:
 
 
 def claimant(prefix: str = "") -> str:
-    """"<prefix><host>:<pid>:<random>" (prefix ends with ':')."""
+    """ "<prefix><host>:<pid>:<random>" (prefix ends with ':')."""
     return f"{prefix}{_short_host()}:{os.getpid()}:{secrets.token_hex(4)}"[:64]
 
 
 def real_now() -> dt.datetime:
     """Leases and heartbeats follow the real clock, never --now."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
 
 def claim_invoices(holder: str, cond, order, limit: int, exclude=()) -> list[int]:
     """Claim up to `limit` invoices matching `cond` that nobody else holds."""
     now = real_now()
-    free = (Invoice.claimed_by.is_null() | (Invoice.claimed_until < now) | (Invoice.claimed_by == holder))
+    free = Invoice.claimed_by.is_null() | (Invoice.claimed_until < now) | (Invoice.claimed_by == holder)
     where = cond & free
     if exclude:
         where &= Invoice.id.not_in(list(exclude))
@@ -146,25 +147,25 @@ def claim_invoices(holder: str, cond, order, limit: int, exclude=()) -> list[int
         ids = [r.id for r in skip_locked(Invoice.select(Invoice.id).where(where).order_by(*order).limit(limit))]
         if not ids:
             return []
-        (Invoice.update(claimed_by=holder, claimed_until=now + CLAIM_LEASE)
-         .where(Invoice.id.in_(ids) & free).execute())
-        mine = {r.id for r in Invoice.select(Invoice.id)
-                .where(Invoice.id.in_(ids) & (Invoice.claimed_by == holder))}
+        (Invoice.update(claimed_by=holder, claimed_until=now + CLAIM_LEASE).where(Invoice.id.in_(ids) & free).execute())
+        mine = {r.id for r in Invoice.select(Invoice.id).where(Invoice.id.in_(ids) & (Invoice.claimed_by == holder))}
     return [i for i in ids if i in mine]
 
 
 def release_invoices(holder: str, ids) -> None:
     ids = list(ids)
     for start in range(0, len(ids), 500):
-        (Invoice.update(claimed_by=None, claimed_until=None)
-         .where(Invoice.id.in_(ids[start:start + 500]) & (Invoice.claimed_by == holder)).execute())
+        (
+            Invoice.update(claimed_by=None, claimed_until=None)
+            .where(Invoice.id.in_(ids[start : start + 500]) & (Invoice.claimed_by == holder))
+            .execute()
+        )
 
 
 def release_all_claims() -> int:
     """At loop start on SQLite (the loop lock is held: no other loop runs):
     claims left by a dead loop."""
-    return (Invoice.update(claimed_by=None, claimed_until=None)
-            .where(Invoice.claimed_by.is_null(False)).execute())
+    return Invoice.update(claimed_by=None, claimed_until=None).where(Invoice.claimed_by.is_null(False)).execute()
 
 
 def _claim_owner_dead(claim: str) -> bool:
@@ -185,12 +186,14 @@ def release_dead_claims() -> int:
     """At loop start on PostgreSQL (other loops may be running): only the
     claims of processes of this host that no longer exist.  Claims of loops
     elsewhere are left to expire (CLAIM_LEASE)."""
-    holders = [c for (c,) in Invoice.select(Invoice.claimed_by).distinct()
-               .where(Invoice.claimed_by.is_null(False)).tuples()]
+    holders = [
+        c
+        for (c,) in tuple_rows(
+            Invoice.select(Invoice.claimed_by).distinct().where(Invoice.claimed_by.is_null(False)).tuples()
+        )
+    ]
     released = 0
     for claim in holders:
         if _claim_owner_dead(claim):
-            released += (Invoice.update(claimed_by=None, claimed_until=None)
-                         .where(Invoice.claimed_by == claim).execute())
+            released += Invoice.update(claimed_by=None, claimed_until=None).where(Invoice.claimed_by == claim).execute()
     return released
-

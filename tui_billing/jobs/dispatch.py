@@ -1,9 +1,9 @@
 """Dispatch jobs: approved invoice -> email queued + sent status; outbox delivery."""
+
 from __future__ import annotations
 
-from .. import documents, mail, workflow
+from .. import config_file, documents, mail, workflow
 from .. import statuses as S
-from ..config import AppConfig
 from ..store.locking import for_update
 from ..store.models import Account, Invoice, OutboxMessage, database
 from ..store.settings import load_settings
@@ -15,7 +15,7 @@ def dispatch_approved(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, b
     """For each approved invoice: render the PDF of its current revision (the
     final one, without the review watermark), then in ONE transaction queue
     its email (insert-or-ignore on (invoice, revision)) and mark it sent
-    (workflow.mark_sent: PAID from the balance, or UNPAID with a payment
+    (workflow.mark_invoice_sent: PAID from the balance, or UNPAID with a payment
     waiting).  A crash before the commit leaves the invoice approved with no
     email queued; after it, both are done: never one without the other.
 
@@ -29,8 +29,7 @@ def dispatch_approved(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, b
     settings = load_settings()
     failed: set[int] = set()
     while not stopped(stop):
-        ids = claim_invoices(holder, Invoice.status == S.APPROVED,
-                             (Invoice.approved_at, Invoice.id), batch, failed)
+        ids = claim_invoices(holder, Invoice.status == S.APPROVED, (Invoice.approved_at, Invoice.id), batch, failed)
         if not ids:
             break
         try:
@@ -46,17 +45,28 @@ def dispatch_approved(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, b
                 except Exception as exc:  # one bad invoice never blocks the others
                     failed.add(inv_id)
                     res.failed += 1
-                    log("dispatch_approved", invoice=number_of(inv_id), action="failed",
-                        reason=f"{type(exc).__name__}: {exc}")
+                    log(
+                        "dispatch_approved",
+                        invoice=number_of(inv_id),
+                        action="failed",
+                        reason=f"{type(exc).__name__}: {exc}",
+                    )
                     continue
                 if outcome is None:
                     res.skipped += 1
                     continue
                 inv, msg = outcome
                 res.done += 1
-                log("dispatch_approved", invoice=inv.number, action="queued", status=inv.status,
-                    revision=inv.sent_revision, message=msg.message_id, to=msg.recipient,
-                    mail=msg.status if msg.status != mail.QUEUED else None)
+                log(
+                    "dispatch_approved",
+                    invoice=inv.number,
+                    action="queued",
+                    status=inv.status,
+                    revision=inv.sent_revision,
+                    message=msg.message_id,
+                    to=msg.recipient,
+                    mail=msg.status if msg.status != mail.QUEUED else None,
+                )
         finally:
             release_invoices(holder, ids)
     return res
@@ -77,19 +87,29 @@ def dispatch_one(ctx: workflow.Ctx, inv_id: int, settings) -> tuple[Invoice, Out
         if inv.revision != revision:
             raise workflow.Refused(inv.number, f"changed to revision {inv.revision} while its PDF was rendered")
         queued = mail.queue_invoice(ctx, inv, settings)  # 1. queue (idempotent)
-        inv = workflow.mark_sent(ctx, inv_id, revision)  # 2. approved -> paid / unpaid
+        inv = workflow.mark_invoice_sent(ctx, inv_id, revision)  # 2. approved -> paid / unpaid
         if queued.message.status == mail.QUEUED:  # say what to do now that the payment exists
-            body = mail.invoice_body(inv, Account.get_by_id(inv.account_id), settings,
-                                     paid=inv.status == S.PAID)
-            (OutboxMessage.update(body=body)
-             .where((OutboxMessage.id == queued.message.id) & (OutboxMessage.status == mail.QUEUED)).execute())
+            body = mail.invoice_body(inv, Account.get_by_id(inv.account_id), settings, paid=inv.status == S.PAID)
+            (
+                OutboxMessage.update(body=body)
+                .where((OutboxMessage.id == queued.message.id) & (OutboxMessage.status == mail.QUEUED))
+                .execute()
+            )
         Invoice.update(claimed_by=None, claimed_until=None).where(Invoice.id == inv_id).execute()
     msg = OutboxMessage.get_by_id(queued.message.id)
     return inv, msg
 
 
-def deliver_outbox(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, transport=None,
-                   policy: mail.RetryPolicy | None = None, batch: int = 200, holder: str | None = None) -> JobResult:
+def deliver_outbox(
+    ctx: workflow.Ctx,
+    *,
+    stop=None,
+    log: Log | None = None,
+    transport=None,
+    policy: mail.RetryPolicy | None = None,
+    batch: int = 200,
+    holder: str | None = None,
+) -> JobResult:
     """Send queued messages whose next attempt is due, batch after batch.
 
     Each message is claimed (queued -> sending, a conditional UPDATE) before
@@ -103,7 +123,7 @@ def deliver_outbox(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, tran
     """
     log = log or null_log
     if transport is None:
-        cfg = AppConfig.load()
+        cfg = config_file.load()  # the one loader: flags none, then environment, file, defaults
         transport = mail.transport_from_config(cfg.mail)
         policy = policy or mail.RetryPolicy.from_config(cfg.mail)
     res = JobResult()

@@ -18,6 +18,7 @@ Beside its lock row every loop keeps a "pass:<lock name>" row (same holder):
 its heartbeat_at is when the loop last finished a pass (every due job run to
 the end).  status.loop_status() reads both to say which loops are alive.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -116,11 +117,13 @@ class LoopBusy(Exception):
         age = max(int((real_now() - heartbeat_at).total_seconds()), 0)
         super().__init__(
             f"another job loop is already running on this store ({self.holder.describe()}, "
-            f"last heartbeat {age} s ago); stop it first, or use --wait to wait for it")
+            f"last heartbeat {age} s ago); stop it first, or use --wait to wait for it"
+        )
 
 
 class LoopLock:
     """SQLite: the one job loop of the store (a second one is refused or waits)."""
+
     exclusive = True
 
     def __init__(self, name: str = LOCK_NAME, stale_after: dt.timedelta = STALE_AFTER):
@@ -141,8 +144,11 @@ class LoopLock:
                 stale = row.heartbeat_at < now - self.stale_after
                 if not (stale or Holder.parse(row.holder).dead()):
                     raise LoopBusy(row.holder, row.heartbeat_at)
-                n = (JobLock.update(holder=self.holder, heartbeat_at=now)
-                     .where((JobLock.name == self.name) & (JobLock.holder == row.holder)).execute())
+                n = (
+                    JobLock.update(holder=self.holder, heartbeat_at=now)
+                    .where((JobLock.name == self.name) & (JobLock.holder == row.holder))
+                    .execute()
+                )
                 if n == 1:
                     self.took_over = row.holder
             row = JobLock.get_or_none(JobLock.name == self.name)
@@ -171,8 +177,11 @@ class LoopLock:
 
     def heartbeat(self) -> bool:
         """Refresh the heartbeat; False if another loop took the lock over."""
-        n = (JobLock.update(heartbeat_at=real_now())
-             .where((JobLock.name == self.name) & (JobLock.holder == self.holder)).execute())
+        n = (
+            JobLock.update(heartbeat_at=real_now())
+            .where((JobLock.name == self.name) & (JobLock.holder == self.holder))
+            .execute()
+        )
         self.held = n == 1
         return self.held
 
@@ -199,6 +208,7 @@ class LoopRegistration:
     than STALE_AFTER).  Only bookkeeping: what keeps two loops from doing the
     same item are the claims each job makes on its rows.
     """
+
     exclusive = False
 
     def __init__(self, stale_after: dt.timedelta = STALE_AFTER):
@@ -214,8 +224,7 @@ class LoopRegistration:
         with database.atomic():
             for row in JobLock.select().where(JobLock.name.startswith(LOCK_NAME + ":")):
                 if row.heartbeat_at < now - self.stale_after or Holder.parse(row.holder).dead():
-                    n = (JobLock.delete()
-                         .where((JobLock.name == row.name) & (JobLock.holder == row.holder)).execute())
+                    n = JobLock.delete().where((JobLock.name == row.name) & (JobLock.holder == row.holder)).execute()
                     if n:
                         self.reaped.append(row.holder)
             # Pass rows of loops whose registration is gone (reaped now or before).
@@ -234,8 +243,11 @@ class LoopRegistration:
         for dead (it hung longer than STALE_AFTER).  Never lost: the items in
         hand are protected by their own claims."""
         now = real_now()
-        n = (JobLock.update(heartbeat_at=now)
-             .where((JobLock.name == self.name) & (JobLock.holder == self.holder)).execute())
+        n = (
+            JobLock.update(heartbeat_at=now)
+            .where((JobLock.name == self.name) & (JobLock.holder == self.holder))
+            .execute()
+        )
         if n != 1:
             JobLock.insert(name=self.name, holder=self.holder, heartbeat_at=now).on_conflict_ignore().execute()
         self.held = True
@@ -263,8 +275,11 @@ def loop_lock(shared: bool | None = None) -> LoopLock | LoopRegistration:
 
 def running_loops() -> list[tuple[Holder, dt.datetime]]:
     """Every registered loop (SQLite: at most one), oldest heartbeat first."""
-    rows = (JobLock.select().where((JobLock.name == LOCK_NAME) | JobLock.name.startswith(LOCK_NAME + ":"))
-            .order_by(JobLock.heartbeat_at))
+    rows = (
+        JobLock.select()
+        .where((JobLock.name == LOCK_NAME) | JobLock.name.startswith(LOCK_NAME + ":"))
+        .order_by(JobLock.heartbeat_at)
+    )
     return [(Holder.parse(r.holder), r.heartbeat_at) for r in rows]
 
 
@@ -276,7 +291,9 @@ def current_holder(name: str = LOCK_NAME) -> tuple[Holder, dt.datetime] | None:
 class Heartbeat(threading.Thread):
     """Refreshes the lock every HEARTBEAT_EVERY seconds; sets `lost` if taken over."""
 
-    def __init__(self, lock: LoopLock | LoopRegistration, lost: threading.Event, log=None, every: float = HEARTBEAT_EVERY):
+    def __init__(
+        self, lock: LoopLock | LoopRegistration, lost: threading.Event, log=None, every: float = HEARTBEAT_EVERY
+    ):
         super().__init__(name="tui-billing-jobs-heartbeat", daemon=True)
         self.lock, self.lost, self.log, self.every = lock, lost, log, every
         self.done = threading.Event()

@@ -4,14 +4,16 @@ SQLite: one loop per store (LoopLock; a second one is refused or waits).
 PostgreSQL: any number of loops, on any hosts (LoopRegistration); every job
 claims the rows it works on, so the loops split the work.
 """
+
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from .. import mail
+from .. import config_file, mail
+from ..config_file import JobsConfig
 from ..context import Ctx
 from ..errors import ConfigError
 from .base import JobLog, JobResult, release_all_claims, release_dead_claims, shared_store
@@ -20,11 +22,10 @@ from .lock import Heartbeat, LoopBusy, LoopLock, LoopRegistration, loop_lock
 from .postpay import close_postpay, expire_payments
 from .review import auto_approve_due, notify_admins, reissue_offpeak
 
-DEFAULT_INTERVAL = 60.0  # seconds: "within minutes of approval"
-DEFAULT_SLICE = 60.0  # seconds one job may run before the others get their turn (loop mode)
-SLICE_KEY = "max_run_seconds"  # [jobs] max_run_seconds = N
-CONSOLE_KEY = "console"  # [jobs] console = "auto" | "on" | "off": the loop inside the console
-CONSOLE_MODES = {"auto": "auto", "on": "on", "true": "on", "yes": "on", "off": "off", "false": "off", "no": "off"}
+# [jobs] is read and checked by config_file.py (one schema, one loader): the loop
+# reads the typed JobsConfig.  The defaults and the job names live there too.
+DEFAULT_INTERVAL = config_file.DEFAULT_INTERVAL  # seconds: "within minutes of approval"
+DEFAULT_SLICE = config_file.DEFAULT_SLICE  # seconds one job may run before the others get their turn (loop mode)
 
 
 @dataclass(frozen=True)
@@ -37,69 +38,48 @@ class JobSpec:
 # In the order one pass runs them: what one job produces, the next consumes
 # in the same pass (a closed postpay invoice of an "immediately" class is
 # approved, then dispatched, then its email delivered).
-JOBS: dict[str, JobSpec] = {s.name: s for s in (
-    JobSpec("close_postpay", close_postpay, "close open postpay invoices on day 2 of the next period"),
-    JobSpec("auto_approve", auto_approve_due, "approve invoices whose hold for review ran out"),
-    JobSpec("reissue_offpeak", reissue_offpeak, "complete reissues in the off-peak window"),
-    JobSpec("dispatch_approved", dispatch_approved, "queue the email of approved invoices and mark them sent"),
-    JobSpec("expire_payments", expire_payments, "expire payments past their due date (invoice overdue)"),
-    JobSpec("notify_admins", notify_admins, "email admins a digest of invoices newly waiting for review"),
-    JobSpec("deliver_outbox", deliver_outbox, "send queued emails (retries with backoff)"),
-)}
+JOBS: dict[str, JobSpec] = {
+    s.name: s
+    for s in (
+        JobSpec("close_postpay", close_postpay, "close open postpay invoices on day 2 of the next period"),
+        JobSpec("auto_approve", auto_approve_due, "approve invoices whose hold for review ran out"),
+        JobSpec("reissue_offpeak", reissue_offpeak, "complete reissues in the off-peak window"),
+        JobSpec("dispatch_approved", dispatch_approved, "queue the email of approved invoices and mark them sent"),
+        JobSpec("expire_payments", expire_payments, "expire payments past their due date (invoice overdue)"),
+        JobSpec("notify_admins", notify_admins, "email admins a digest of invoices newly waiting for review"),
+        JobSpec("deliver_outbox", deliver_outbox, "send queued emails (retries with backoff)"),
+    )
+}
 
 
-def intervals(config_jobs: dict | None) -> dict[str, float | None]:
-    """Seconds between runs per job ([jobs] table); 0 or "off" disables one."""
-    result: dict[str, float | None] = {name: DEFAULT_INTERVAL for name in JOBS}
-    for name, value in (config_jobs or {}).items():
-        if name in (SLICE_KEY, CONSOLE_KEY):
-            continue
-        if name not in JOBS:
-            raise ConfigError(f"jobs.{name}", f"not a job; known: {', '.join(JOBS)}")
-        if isinstance(value, str) and value.strip().lower() in ("off", "false", "no"):
-            result[name] = None
-            continue
-        seconds = _seconds(name, value)
-        if seconds < 0 or seconds != seconds or seconds > 7 * 86400:
-            raise ConfigError(f"jobs.{name}", f"{value!r} must be between 0 (off) and 604800 seconds")
-        result[name] = seconds or None
-    return result
+if tuple(JOBS) != config_file.JOB_NAMES:  # the [jobs] keys the schema accepts are these jobs, in this order
+    raise RuntimeError(f"config_file.JOB_NAMES {config_file.JOB_NAMES} differ from the jobs {tuple(JOBS)}")
 
 
-def _seconds(key: str, value) -> float:
-    """A [jobs] value as seconds, or a ConfigError naming the key."""
-    if isinstance(value, bool):  # TOML true/false is not a duration
-        raise ConfigError(f"jobs.{key}", f"{value!r} is not a number of seconds")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"jobs.{key}", f"{value!r} is not a number of seconds") from None
+def jobs_config(config_jobs: JobsConfig | Mapping | None) -> JobsConfig:
+    """The typed [jobs] section; a plain table (tests, embedding callers) is read by the same schema."""
+    return config_jobs if isinstance(config_jobs, JobsConfig) else JobsConfig.from_mapping(config_jobs)
 
 
-def run_slice(config_jobs: dict | None) -> float:
+def intervals(config_jobs: JobsConfig | Mapping | None) -> dict[str, float | None]:
+    """Seconds between runs per job ([jobs] table); None: the job is off (0 or "off")."""
+    return dict(jobs_config(config_jobs).intervals)
+
+
+def run_slice(config_jobs: JobsConfig | Mapping | None) -> float:
     """[jobs] max_run_seconds: how long one run of a job may take in loop mode
     before it stops between items and lets the other jobs run (it continues
     right after them).  Keeps mail flowing while a large batch is dispatched."""
-    value = (config_jobs or {}).get(SLICE_KEY, DEFAULT_SLICE)
-    seconds = _seconds(SLICE_KEY, value)
-    if not (0.1 <= seconds <= 86400):
-        raise ConfigError(f"jobs.{SLICE_KEY}", f"{value!r} must be between 0.1 and 86400 seconds")
-    return seconds
+    return jobs_config(config_jobs).max_run_seconds
 
 
-def console_mode(config_jobs: dict | None) -> str:
+def console_mode(config_jobs: JobsConfig | Mapping | None) -> str:
     """[jobs] console: does the console run the job loop itself?
 
     "auto" (default): when no other loop is alive on the store (checked at
     start and on every status poll); "on": always (SQLite: waits for the other
     loop to stop, like --jobs); "off": never (like --no-jobs)."""
-    value = (config_jobs or {}).get(CONSOLE_KEY, "auto")
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    mode = CONSOLE_MODES.get(str(value).strip().lower())
-    if mode is None:
-        raise ConfigError(f"jobs.{CONSOLE_KEY}", f"{value!r} must be auto, on or off")
-    return mode
+    return jobs_config(config_jobs).console
 
 
 class _Slice:
@@ -155,8 +135,18 @@ class LoopSummary:
 class Runner:
     """Runs one job with its own actor ("job:<name>") and logs what happened."""
 
-    def __init__(self, env, halt: _Halt, log: JobLog, transport, policy, *, holder: str | None = None,
-                 shared: bool = False, slice_seconds: float | None = None):
+    def __init__(
+        self,
+        env,
+        halt: _Halt,
+        log: JobLog,
+        transport,
+        policy,
+        *,
+        holder: str | None = None,
+        shared: bool = False,
+        slice_seconds: float | None = None,
+    ):
         self.env, self.halt, self.log = env, halt, log
         self.transport, self.policy = transport, policy
         self.holder, self.shared, self.slice_seconds = holder, shared, slice_seconds
@@ -195,9 +185,17 @@ class Runner:
         return names
 
 
-def run_loop(env, stop_event: threading.Event, *, once: bool = False, wait: bool = True,
-             only: list[str] | None = None, log: JobLog | Callable[[str], None] | None = None,
-             heartbeat_every: float | None = None, on_pass: Callable[[], None] | None = None) -> LoopSummary:
+def run_loop(
+    env,
+    stop_event: threading.Event,
+    *,
+    once: bool = False,
+    wait: bool = True,
+    only: list[str] | None = None,
+    log: JobLog | Callable[[str], None] | None = None,
+    heartbeat_every: float | None = None,
+    on_pass: Callable[[], None] | None = None,
+) -> LoopSummary:
     """The job loop, headless (`tui-billing jobs run`) or in the console.
 
     Runs every job once at start, then each on its interval, until
@@ -211,32 +209,30 @@ def run_loop(env, stop_event: threading.Event, *, once: bool = False, wait: bool
     """
     if not isinstance(log, JobLog):
         log = JobLog(env.ctx.clock, write=log) if callable(log) else JobLog(env.ctx.clock)
-    every = intervals(getattr(env.config, "jobs", {}))
+    config = env.config  # config_file.Config: every [jobs] and [mail] value was checked when it was loaded
+    every = intervals(config.jobs)
     names = [n for n in JOBS if (only is None or n in only) and every[n] is not None]
     if only:
         unknown = [n for n in only if n not in JOBS]
         if unknown:
             raise ConfigError("--job", f"{unknown[0]!r} is not a job; known: {', '.join(JOBS)}")
-    slice_seconds = run_slice(getattr(env.config, "jobs", {}))  # validated in both modes
+    slice_seconds: float | None = run_slice(config.jobs)
     if once:
         slice_seconds = None  # --once: every job runs to the end of its work
-    mail_cfg = getattr(env.config, "mail", {}) or {}
-    transport = mail.transport_from_config(mail_cfg)
-    policy = mail.RetryPolicy.from_config(mail_cfg)
+    transport = mail.transport_from_config(config.mail)
+    policy = mail.RetryPolicy.from_config(config.mail)
 
     lost = threading.Event()
     halt = _Halt(stop_event, lost)
     shared = shared_store()
     lock = loop_lock(shared)
     summary = LoopSummary()
-    if not lock.acquire(wait=wait, stop=stop_event,
-                        on_wait=lambda exc: log("loop", action="waiting", reason=str(exc))):
+    if not lock.acquire(wait=wait, stop=stop_event, on_wait=lambda exc: log("loop", action="waiting", reason=str(exc))):
         summary.stopped = True
         return summary
     beat = Heartbeat(lock, lost, log, **({"every": heartbeat_every} if heartbeat_every else {}))
     beat.start()
-    runner = Runner(env, halt, log, transport, policy, holder=lock.holder, shared=shared,
-                    slice_seconds=slice_seconds)
+    runner = Runner(env, halt, log, transport, policy, holder=lock.holder, shared=shared, slice_seconds=slice_seconds)
     try:
         if lock.took_over:
             log("loop", action="took_over", previous=lock.took_over)
@@ -250,10 +246,17 @@ def run_loop(env, stop_event: threading.Event, *, once: bool = False, wait: bool
             # SQLite: we hold the store's only loop lock, no other sender runs.
             requeued = mail.recover_interrupted(exclusive=True, now=env.ctx.clock.now())
             released = release_all_claims()
-        log("loop", action="started", mode="once" if once else "loop", holder=lock.holder,
+        log(
+            "loop",
+            action="started",
+            mode="once" if once else "loop",
+            holder=lock.holder,
             store="shared" if shared else "exclusive",
-            transport=transport.describe(), jobs=",".join(names),
-            requeued=requeued or None, released_claims=released or None)
+            transport=transport.describe(),
+            jobs=",".join(names),
+            requeued=requeued or None,
+            released_claims=released or None,
+        )
         for name in names:  # the first pass: everything, in order
             runner.run(name)
         if not once and not runner.unfinished:
@@ -263,7 +266,7 @@ def run_loop(env, stop_event: threading.Event, *, once: bool = False, wait: bool
 
             scheduler = schedule.Scheduler()
             for name in names:
-                scheduler.every(every[name]).seconds.do(runner.run, name)
+                scheduler.every(every[name]).seconds.do(runner.run, name)  # type: ignore[arg-type]  # float seconds; on: not None
             ran = bool(runner.unfinished)  # jobs ran since the last pass was noted
             while not halt.is_set():
                 before = runner.summary.runs
@@ -288,8 +291,13 @@ def run_loop(env, stop_event: threading.Event, *, once: bool = False, wait: bool
             lock.release()
         except Exception as exc:  # the database went away: the heartbeat goes stale
             log("loop", action="release_failed", reason=f"{type(exc).__name__}: {exc}")
-        log("loop", action="lock_lost" if summary.lost_lock else "stopped" if summary.stopped else "finished",
-            done=summary.done, failed=summary.failed, errors=summary.errors or None)
+        log(
+            "loop",
+            action="lock_lost" if summary.lost_lock else "stopped" if summary.stopped else "finished",
+            done=summary.done,
+            failed=summary.failed,
+            errors=summary.errors or None,
+        )
     return summary
 
 
@@ -309,5 +317,16 @@ def _note_pass(lock, halt: _Halt, log: JobLog, on_pass: Callable[[], None] | Non
             pass
 
 
-__all__ = ["JOBS", "LoopBusy", "LoopLock", "LoopRegistration", "LoopSummary", "run_loop", "intervals",
-           "run_slice", "console_mode", "DEFAULT_INTERVAL", "DEFAULT_SLICE"]
+__all__ = [
+    "JOBS",
+    "LoopBusy",
+    "LoopLock",
+    "LoopRegistration",
+    "LoopSummary",
+    "run_loop",
+    "intervals",
+    "run_slice",
+    "console_mode",
+    "DEFAULT_INTERVAL",
+    "DEFAULT_SLICE",
+]

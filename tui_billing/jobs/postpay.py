@@ -1,4 +1,5 @@
 """Postpay and payment jobs: close open invoices on day 2, expire payments."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -49,9 +50,9 @@ def close_postpay(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch
     last_period_to = ctx.clock.today() - dt.timedelta(days=CLOSE_ON_DAY)
     failed: set[int] = set()
     while not stopped(stop):
-        query = (Invoice.select(Invoice.id)
-                 .where((Invoice.status == S.OPEN) & (Invoice.payment_model == "postpay")
-                        & (Invoice.period_to <= last_period_to)))
+        query = Invoice.select(Invoice.id).where(
+            (Invoice.status == S.OPEN) & (Invoice.payment_model == "postpay") & (Invoice.period_to <= last_period_to)
+        )
         if failed:
             query = query.where(Invoice.id.not_in(list(failed)))
         ids = [r.id for r in query.order_by(Invoice.period_to, Invoice.id).limit(batch)]
@@ -63,8 +64,9 @@ def close_postpay(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch
                 break
             try:
                 with database.atomic():
-                    if not _claimed(Invoice.select(Invoice.id).where(
-                            (Invoice.id == inv_id) & (Invoice.status == S.OPEN))):
+                    if not _claimed(
+                        Invoice.select(Invoice.id).where((Invoice.id == inv_id) & (Invoice.status == S.OPEN))
+                    ):
                         raise _Taken()
                     inv = close_one(ctx, inv_id)
             except _Taken:
@@ -78,13 +80,18 @@ def close_postpay(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch
             except Exception as exc:
                 failed.add(inv_id)
                 res.failed += 1
-                log("close_postpay", invoice=number_of(inv_id), action="failed",
-                    reason=f"{type(exc).__name__}: {exc}")
+                log("close_postpay", invoice=number_of(inv_id), action="failed", reason=f"{type(exc).__name__}: {exc}")
                 continue
             progressed = True
             res.done += 1
-            log("close_postpay", invoice=inv.number, action="closed", status=inv.status,
-                total=format_money(inv.total, inv.currency), due=inv.due_date)
+            log(
+                "close_postpay",
+                invoice=inv.number,
+                action="closed",
+                status=inv.status,
+                total=format_money(inv.total, inv.currency),
+                due=inv.due_date,
+            )
         if not progressed and len(ids) < batch:
             break
     return res
@@ -101,7 +108,8 @@ def expire_payments(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, bat
     failed: set[int] = set()
     while not stopped(stop):
         query = Payment.select(Payment.id, Payment.invoice).where(
-            (Payment.status == "waiting_for_payment") & (Payment.due_date < today))
+            (Payment.status == "waiting_for_payment") & (Payment.due_date < today)
+        )
         if failed:
             query = query.where(Payment.id.not_in(list(failed)))
         rows = list(query.order_by(Payment.due_date, Payment.id).limit(batch))
@@ -113,8 +121,11 @@ def expire_payments(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, bat
                 break
             try:
                 with database.atomic():
-                    if not _claimed(Payment.select(Payment.id).where(
-                            (Payment.id == row.id) & (Payment.status == "waiting_for_payment"))):
+                    if not _claimed(
+                        Payment.select(Payment.id).where(
+                            (Payment.id == row.id) & (Payment.status == "waiting_for_payment")
+                        )
+                    ):
                         raise _Taken()
                     pay = workflow.expire_payment(ctx, row.id)
             except _Taken:
@@ -124,8 +135,13 @@ def expire_payments(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, bat
             except Exception as exc:
                 failed.add(row.id)
                 res.failed += 1
-                log("expire_payments", invoice=number_of(row.invoice_id), payment=row.id, action="failed",
-                    reason=f"{type(exc).__name__}: {exc}")
+                log(
+                    "expire_payments",
+                    invoice=number_of(row.invoice_id),
+                    payment=row.id,
+                    action="failed",
+                    reason=f"{type(exc).__name__}: {exc}",
+                )
                 continue
             if pay is None:
                 res.skipped += 1
@@ -134,8 +150,14 @@ def expire_payments(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, bat
             progressed = True
             res.done += 1
             status = Invoice.select(Invoice.status).where(Invoice.id == row.invoice_id).scalar()
-            log("expire_payments", invoice=number_of(row.invoice_id), payment=row.id, action="expired",
-                due=pay.due_date, invoice_status=status)
+            log(
+                "expire_payments",
+                invoice=number_of(row.invoice_id),
+                payment=row.id,
+                action="expired",
+                due=pay.due_date,
+                invoice_status=status,
+            )
         if not progressed and len(rows) < batch:
             break
     return res

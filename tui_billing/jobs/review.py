@@ -1,13 +1,14 @@
 """Review jobs: auto-approve at the deadline, off-peak reissue, admin digest."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .. import mail, workflow
 from .. import statuses as S
-from ..offpeak import in_window
 from ..money import format_money
-from ..store.models import Account, AuditEvent, Invoice, database
+from ..offpeak import in_window
+from ..store.models import Account, AuditEvent, Invoice, database, tuple_rows
 from ..store.settings import load_settings
 from .base import JobResult, Log, claim_invoices, claimant, null_log, release_invoices, skip_locked, stopped
 
@@ -79,12 +80,22 @@ def reissue_offpeak(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, bat
                 except Exception as exc:  # one bad invoice never blocks the others
                     failed.add(inv_id)
                     res.failed += 1
-                    log("reissue_offpeak", invoice=_number(inv_id), action="failed",
-                        reason=f"{type(exc).__name__}: {exc}")
+                    log(
+                        "reissue_offpeak",
+                        invoice=_number(inv_id),
+                        action="failed",
+                        reason=f"{type(exc).__name__}: {exc}",
+                    )
                     continue
                 res.done += 1
-                log("reissue_offpeak", invoice=inv.number, action="reissued", mode=mode,
-                    revision=inv.revision, total=format_money(inv.total, inv.currency))
+                log(
+                    "reissue_offpeak",
+                    invoice=inv.number,
+                    action="reissued",
+                    mode=mode,
+                    revision=inv.revision,
+                    total=format_money(inv.total, inv.currency),
+                )
         finally:
             release_invoices(holder, ids)
     return res
@@ -96,6 +107,7 @@ def _number(inv_id: int) -> str:
 
 # --------------------------------------------------------------------------
 # Notifications
+
 
 def notify_admins(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch: int = 500) -> JobResult:
     """One digest email to the admin address listing invoices newly waiting
@@ -113,29 +125,50 @@ def notify_admins(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch
     settings = load_settings()
     # Digests that failed on an unusable admin_email go out once it is fixed.
     for msg in mail.requeue_digests_for_admin_email(ctx, settings):
-        log("notify_admins", action="digest_requeued", to=msg.recipient, message=msg.message_id,
-            reason="admin_email fixed")
+        log(
+            "notify_admins",
+            action="digest_requeued",
+            to=msg.recipient,
+            message=msg.message_id,
+            reason="admin_email fixed",
+        )
     while not stopped(stop):
         with database.atomic():
             order = (Invoice.review_deadline, Invoice.id)
-            ids = [r.id for r in skip_locked(
-                Invoice.select(Invoice.id)
-                .where((Invoice.status == S.UNDER_REVIEW) & Invoice.notified_at.is_null())
-                .order_by(*order).limit(batch))]
+            ids = [
+                r.id
+                for r in skip_locked(
+                    Invoice.select(Invoice.id)
+                    .where((Invoice.status == S.UNDER_REVIEW) & Invoice.notified_at.is_null())
+                    .order_by(*order)
+                    .limit(batch)
+                )
+            ]
             if not ids:
                 break
-            rows = list(Invoice.select(Invoice, Account)
-                        .join(Account, on=(Invoice.account == Account.id))
-                        .where(Invoice.id.in_(ids)).order_by(*order))
-            n = (Invoice.update(notified_at=ctx.clock.now())
-                 .where(Invoice.id.in_(ids) & Invoice.notified_at.is_null()
-                        & (Invoice.status == S.UNDER_REVIEW)).execute())
+            rows = list(
+                Invoice.select(Invoice, Account)
+                .join(Account, on=(Invoice.account == Account.id))
+                .where(Invoice.id.in_(ids))
+                .order_by(*order)
+            )
+            n = (
+                Invoice.update(notified_at=ctx.clock.now())
+                .where(Invoice.id.in_(ids) & Invoice.notified_at.is_null() & (Invoice.status == S.UNDER_REVIEW))
+                .execute()
+            )
             if n != len(ids):  # another notifier raced us (no row locks): undo, retry next time
                 raise RuntimeError("notify_admins: invoices changed meanwhile; retrying next run")
             queued = mail.queue_digest(ctx, rows, settings)
         res.done += len(rows)
-        log("notify_admins", action="digest_queued", invoices=len(rows), to=queued.message.recipient,
-            message=queued.message.message_id, status=queued.message.status)
+        log(
+            "notify_admins",
+            action="digest_queued",
+            invoices=len(rows),
+            to=queued.message.recipient,
+            message=queued.message.message_id,
+            status=queued.message.status,
+        )
         if len(rows) < batch:
             break
     return res
@@ -144,6 +177,7 @@ def notify_admins(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch
 @dataclass(frozen=True)
 class ReviewNotice:
     """What the console polls for its toast."""
+
     waiting: int  # invoices under review now
     new: int  # invoices that entered review since `cursor` (and still wait)
     newest: str | None  # number of the newest of those
@@ -158,18 +192,25 @@ def review_notice(cursor: int | None = None) -> ReviewNotice:
     """Cheap poll: how many invoices wait for review, how many are new since
     the last call.  The first call (cursor None) sets the baseline (new=0)."""
     waiting = Invoice.select().where(Invoice.status == S.UNDER_REVIEW).count()
-    unnotified = Invoice.select().where((Invoice.status == S.UNDER_REVIEW)
-                                        & Invoice.notified_at.is_null()).count()
+    unnotified = Invoice.select().where((Invoice.status == S.UNDER_REVIEW) & Invoice.notified_at.is_null()).count()
     top = AuditEvent.select(AuditEvent.id).order_by(AuditEvent.id.desc()).limit(1).scalar() or 0
     if cursor is None:
         return ReviewNotice(waiting, 0, None, unnotified, top)
-    rows = list(AuditEvent.select(AuditEvent.invoice, AuditEvent.number)
-                .join(Invoice, on=(AuditEvent.invoice == Invoice.id))
-                .where((AuditEvent.id > cursor) & (AuditEvent.id <= top)
-                       & AuditEvent.action.in_(ENTER_REVIEW_ACTIONS)
-                       & (AuditEvent.after_status == S.UNDER_REVIEW)
-                       & (Invoice.status == S.UNDER_REVIEW))
-                .order_by(AuditEvent.id).tuples())
+    rows = list(
+        tuple_rows(
+            AuditEvent.select(AuditEvent.invoice, AuditEvent.number)
+            .join(Invoice, on=(AuditEvent.invoice == Invoice.id))
+            .where(
+                (AuditEvent.id > cursor)
+                & (AuditEvent.id <= top)
+                & AuditEvent.action.in_(ENTER_REVIEW_ACTIONS)
+                & (AuditEvent.after_status == S.UNDER_REVIEW)
+                & (Invoice.status == S.UNDER_REVIEW)
+            )
+            .order_by(AuditEvent.id)
+            .tuples()
+        )
+    )
     invoices = {inv_id: number for inv_id, number in rows}
     newest = rows[-1][1] if rows else None
     return ReviewNotice(waiting, len(invoices), newest, unnotified, top)

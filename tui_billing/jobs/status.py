@@ -10,6 +10,7 @@ younger than STALE_AFTER and, on this host, its process still exists.
                              "jobs: billing-01:4711, pass just now" /
                              "no job loop: approved invoices wait"
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -105,9 +106,14 @@ def loop_status(now: dt.datetime | None = None) -> LoopStatus:
 
     One query.  `now` is the real clock (heartbeats never follow --now)."""
     now = now or real_now()
-    rows = list(JobLock.select().where((JobLock.name == LOCK_NAME) | JobLock.name.startswith(LOCK_NAME + ":")
-                                       | JobLock.name.startswith(PASS_PREFIX + LOCK_NAME)))
-    passes = {r.name[len(PASS_PREFIX):]: r for r in rows if r.name.startswith(PASS_PREFIX)}
+    rows = list(
+        JobLock.select().where(
+            (JobLock.name == LOCK_NAME)
+            | JobLock.name.startswith(LOCK_NAME + ":")
+            | JobLock.name.startswith(PASS_PREFIX + LOCK_NAME)
+        )
+    )
+    passes = {r.name[len(PASS_PREFIX) :]: r for r in rows if r.name.startswith(PASS_PREFIX)}
     loops = []
     for row in sorted((r for r in rows if not r.name.startswith(PASS_PREFIX)), key=lambda r: r.heartbeat_at):
         holder = Holder.parse(row.holder)

@@ -17,45 +17,124 @@ The package, by what each part does (each imports only those above it):
     transports  MaildirTransport, SmtpTransport
     config      the [mail] table: transport_from_config, RetryPolicy
     delivery    claim, deliver, recover: deliver_due, recover_interrupted
-    operator    listing, counts, retry, mark_sent, requeue_digests_for_admin_email
+    operator    listing, counts, retry, mark_mail_sent, requeue_digests_for_admin_email
 
 Callers use `from tui_billing import mail` and `mail.NAME`: every name below
 is re-exported here.
 """
+
 from __future__ import annotations
 
-from ..config import ConfigError
-from .addresses import (AddressError, check_address, clean_header_text, digest_message_id, invoice_message_id,
-                        parse_mailbox)
+from ..errors import ConfigError
+from .addresses import (
+    AddressError,
+    check_address,
+    clean_header_text,
+    digest_message_id,
+    invoice_message_id,
+    parse_mailbox,
+)
 from .compose import attachment_filename, build_message, invoice_body, invoice_subject
 from .config import RetryPolicy, default_maildir, transport_from_config
-from .delivery import (CLAIM_MARK, SEND_LEASE, DeliveryResult, claim_holder, deliver_due, interrupted_reason,
-                       recover_interrupted, sender_id)
-from .delivery import _claim, _point_of_no_return  # noqa: F401  (the multi-loop tests drive a claim by hand)
-from .operator import (STALLED_AFTER, counts, failed_messages, list_messages, mark_sent, message_dict,
-                       requeue_digests_for_admin_email, retry, stalled_messages, stalled_summary)
+from .delivery import (  # noqa: F401  (the multi-loop tests drive a claim by hand)
+    CLAIM_MARK,
+    SEND_LEASE,
+    DeliveryResult,
+    _claim,
+    _point_of_no_return,
+    claim_holder,
+    deliver_due,
+    interrupted_reason,
+    recover_interrupted,
+    sender_id,
+)
+from .operator import (
+    STALLED_AFTER,
+    counts,
+    failed_messages,
+    list_messages,
+    mark_mail_sent,
+    message_dict,
+    requeue_digests_for_admin_email,
+    retry,
+    stalled_messages,
+    stalled_summary,
+)
 from .queue import BAD_ADMIN_EMAIL, Queued, queue_digest, queue_invoice
-from .states import (DIGEST, FAILED, INVOICE, PENDING_STATUSES, PROBLEM_STATUSES, QUEUED, SENDING, SENT,
-                     STATUSES, UNCERTAIN, ClaimLost, DeliveryError, Uncertain)
+from .states import (
+    DIGEST,
+    FAILED,
+    INVOICE,
+    PENDING_STATUSES,
+    PROBLEM_STATUSES,
+    QUEUED,
+    SENDING,
+    SENT,
+    STATUSES,
+    UNCERTAIN,
+    ClaimLost,
+    DeliveryError,
+    Uncertain,
+)
 from .transports import MaildirTransport, SmtpTransport
 
 __all__ = [
     # states
-    "QUEUED", "SENDING", "UNCERTAIN", "SENT", "FAILED", "STATUSES", "PROBLEM_STATUSES", "PENDING_STATUSES",
-    "INVOICE", "DIGEST", "DeliveryError", "Uncertain", "ClaimLost",
+    "QUEUED",
+    "SENDING",
+    "UNCERTAIN",
+    "SENT",
+    "FAILED",
+    "STATUSES",
+    "PROBLEM_STATUSES",
+    "PENDING_STATUSES",
+    "INVOICE",
+    "DIGEST",
+    "DeliveryError",
+    "Uncertain",
+    "ClaimLost",
     # addresses
-    "AddressError", "check_address", "clean_header_text", "parse_mailbox", "invoice_message_id",
+    "AddressError",
+    "check_address",
+    "clean_header_text",
+    "parse_mailbox",
+    "invoice_message_id",
     "digest_message_id",
     # compose
-    "attachment_filename", "build_message", "invoice_body", "invoice_subject",
+    "attachment_filename",
+    "build_message",
+    "invoice_body",
+    "invoice_subject",
     # queue
-    "BAD_ADMIN_EMAIL", "Queued", "queue_digest", "queue_invoice",
+    "BAD_ADMIN_EMAIL",
+    "Queued",
+    "queue_digest",
+    "queue_invoice",
     # transports and config
-    "MaildirTransport", "SmtpTransport", "ConfigError", "RetryPolicy", "default_maildir", "transport_from_config",
+    "MaildirTransport",
+    "SmtpTransport",
+    "ConfigError",
+    "RetryPolicy",
+    "default_maildir",
+    "transport_from_config",
     # delivery
-    "CLAIM_MARK", "SEND_LEASE", "DeliveryResult", "claim_holder", "deliver_due", "interrupted_reason",
-    "recover_interrupted", "sender_id",
+    "CLAIM_MARK",
+    "SEND_LEASE",
+    "DeliveryResult",
+    "claim_holder",
+    "deliver_due",
+    "interrupted_reason",
+    "recover_interrupted",
+    "sender_id",
     # operator
-    "STALLED_AFTER", "counts", "failed_messages", "list_messages", "mark_sent", "message_dict",
-    "requeue_digests_for_admin_email", "retry", "stalled_messages", "stalled_summary",
+    "STALLED_AFTER",
+    "counts",
+    "failed_messages",
+    "list_messages",
+    "mark_mail_sent",
+    "message_dict",
+    "requeue_digests_for_admin_email",
+    "retry",
+    "stalled_messages",
+    "stalled_summary",
 ]

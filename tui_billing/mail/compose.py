@@ -1,6 +1,7 @@
 """What a message says: invoice subjects and bodies (when queued), and the
 MIME message built from an outbox row at delivery time, with the invoice's
 stored PDF attached (never one marked DRAFT)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -46,7 +47,6 @@ def invoice_body(inv: Invoice, account: Account, settings, *, paid: bool | None 
     return "\n".join(lines) + "\n"
 
 
-
 def attachment_filename(number: str) -> str:
     try:
         from ..pdf import safe_filename
@@ -54,7 +54,6 @@ def attachment_filename(number: str) -> str:
         stem = re.sub(r"[^A-Za-z0-9._-]", "_", str(number)).strip("._") or "invoice"
         return f"{stem[:120]}.pdf"
     return safe_filename(number)
-
 
 
 def build_message(msg: OutboxMessage, settings) -> tuple[EmailMessage, str, str]:
@@ -78,19 +77,21 @@ def build_message(msg: OutboxMessage, settings) -> tuple[EmailMessage, str, str]
     m["From"] = Address(display_name=from_name, addr_spec=from_addr)
     m["To"] = Address(display_name=display, addr_spec=rcpt)
     m["Subject"] = clean_header_text(msg.subject, 300)
-    m["Date"] = format_datetime(msg.created_at.replace(tzinfo=dt.timezone.utc))
+    m["Date"] = format_datetime(msg.created_at.replace(tzinfo=dt.UTC))
     m["Message-ID"] = msg.message_id
     m["Auto-Submitted"] = "auto-generated"
     m.set_content(msg.body)
-    if pdf_data is not None:
-        m.add_attachment(pdf_data, maintype="application", subtype="pdf",
-                         filename=attachment_filename(inv.number))
+    if pdf_data is not None and inv is not None:  # (set together)
+        m.add_attachment(pdf_data, maintype="application", subtype="pdf", filename=attachment_filename(inv.number))
     return m, from_addr, rcpt
 
 
 def _pdf_for(inv: Invoice, revision: int) -> bytes:
-    row = (InvoicePdf.select(InvoicePdf.data, InvoicePdf.note)
-           .where((InvoicePdf.invoice == inv.id) & (InvoicePdf.revision == revision)).first())
+    row = (
+        InvoicePdf.select(InvoicePdf.data, InvoicePdf.note)
+        .where((InvoicePdf.invoice == inv.id) & (InvoicePdf.revision == revision))
+        .first()
+    )
     if row is not None and not row.note:  # a customer never gets a PDF marked DRAFT
         return bytes(row.data)
     if inv.revision == revision:  # kept PDF gone (should not happen): render it again

@@ -41,9 +41,11 @@ token it was claimed with (ClaimLost before the final ".").  The claim does
 not touch `last_error` (the previous attempt's error stays readable) nor
 `next_attempt_at` (when the row fell due).
 """
+
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,7 +98,7 @@ _SENDER: tuple[int, str] | None = None
 
 
 def _real_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
 
 def _claim(msg_id: int, now: dt.datetime, holder: str | None = None) -> int | None:
@@ -106,11 +108,18 @@ def _claim(msg_id: int, now: dt.datetime, holder: str | None = None) -> int | No
     previous attempt's) and next_attempt_at are left as they were."""
     holder = holder or sender_id()
     with database.atomic():
-        n = (OutboxMessage.update(status=SENDING, attempts=OutboxMessage.attempts + 1,
-                                  claimed_by=holder[:200], claimed_until=_real_now() + SEND_LEASE)
-             .where((OutboxMessage.id == msg_id) & (OutboxMessage.status == QUEUED)
-                    & (OutboxMessage.next_attempt_at <= now))
-             .execute())
+        n = (
+            OutboxMessage.update(
+                status=SENDING,
+                attempts=OutboxMessage.attempts + 1,
+                claimed_by=holder[:200],
+                claimed_until=_real_now() + SEND_LEASE,
+            )
+            .where(
+                (OutboxMessage.id == msg_id) & (OutboxMessage.status == QUEUED) & (OutboxMessage.next_attempt_at <= now)
+            )
+            .execute()
+        )
         if n != 1:
             return None
         return OutboxMessage.select(OutboxMessage.attempts).where(OutboxMessage.id == msg_id).scalar()
@@ -119,16 +128,25 @@ def _claim(msg_id: int, now: dt.datetime, holder: str | None = None) -> int | No
 def _move(msg_id: int, token: int, from_status: tuple[str, ...], **changes) -> bool:
     """Apply `changes` if the row is still in `from_status` under the claim
     `token`; every move ends the claim (no row leaves "sending" claimed)."""
-    n = (OutboxMessage.update(claimed_by=None, claimed_until=None, **changes)
-         .where((OutboxMessage.id == msg_id) & (OutboxMessage.attempts == token)
-                & OutboxMessage.status.in_(from_status))
-         .execute())
+    n = (
+        OutboxMessage.update(claimed_by=None, claimed_until=None, **changes)
+        .where((OutboxMessage.id == msg_id) & (OutboxMessage.attempts == token) & OutboxMessage.status.in_(from_status))
+        .execute()
+    )
     return n == 1
 
 
-def deliver_due(ctx, transport, *, policy: RetryPolicy | None = None, limit: int = 200,
-                stop=None, log: Callable[..., None] | None = None, job: str = "deliver_outbox",
-                holder: str | None = None) -> DeliveryResult:
+def deliver_due(
+    ctx,
+    transport,
+    *,
+    policy: RetryPolicy | None = None,
+    limit: int = 200,
+    stop=None,
+    log: Callable[..., None] | None = None,
+    job: str = "deliver_outbox",
+    holder: str | None = None,
+) -> DeliveryResult:
     """Send queued messages whose next attempt is due (next_attempt_at <= now).
 
     Several senders (job loops on a PostgreSQL store) may run this at once:
@@ -141,9 +159,13 @@ def deliver_due(ctx, transport, *, policy: RetryPolicy | None = None, limit: int
     result = DeliveryResult()
     settings = load_settings()
     now = ctx.clock.now()
-    ids = [r.id for r in OutboxMessage.select(OutboxMessage.id)
-           .where((OutboxMessage.status == QUEUED) & (OutboxMessage.next_attempt_at <= now))
-           .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(limit)]
+    ids = [
+        r.id
+        for r in OutboxMessage.select(OutboxMessage.id)
+        .where((OutboxMessage.status == QUEUED) & (OutboxMessage.next_attempt_at <= now))
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+        .limit(limit)
+    ]
     try:
         for msg_id in ids:
             if stop is not None and stop.is_set():
@@ -160,8 +182,8 @@ def deliver_due(ctx, transport, *, policy: RetryPolicy | None = None, limit: int
                 message, sender, rcpt = build_message(msg, settings)
                 data = message.as_bytes(policy=SMTP_POLICY)
                 outcome = transport.deliver(
-                    msg.message_id, sender, rcpt, data,
-                    lambda: _point_of_no_return(msg_id, token))
+                    msg.message_id, sender, rcpt, data, functools.partial(_point_of_no_return, msg_id, token)
+                )
             except ClaimLost:
                 result.skipped += 1
                 log(job, **fields, action="skipped", reason="claimed by another sender")
@@ -181,17 +203,31 @@ def deliver_due(ctx, transport, *, policy: RetryPolicy | None = None, limit: int
                 refusals = msg.refusals + (0 if outage else 1)
                 # From "uncertain" too: a refusal after the final "." is a definite answer.
                 if permanent or refusals >= policy.max_attempts:
-                    _move(msg_id, token, (SENDING, UNCERTAIN), status=FAILED, last_error=reason[:2000],
-                          refusals=refusals)
+                    _move(
+                        msg_id, token, (SENDING, UNCERTAIN), status=FAILED, last_error=reason[:2000], refusals=refusals
+                    )
                     result.failed.append(msg_id)
                     log(job, **fields, action="failed", attempts=token, to=msg.recipient, reason=reason)
                 else:
                     later = ctx.clock.now() + policy.delay(token)
-                    _move(msg_id, token, (SENDING, UNCERTAIN), status=QUEUED, next_attempt_at=later,
-                          last_error=reason[:2000], refusals=refusals)
+                    _move(
+                        msg_id,
+                        token,
+                        (SENDING, UNCERTAIN),
+                        status=QUEUED,
+                        next_attempt_at=later,
+                        last_error=reason[:2000],
+                        refusals=refusals,
+                    )
                     result.retrying.append(msg_id)
-                    log(job, **fields, action="retry", attempts=token,
-                        next_attempt=later.strftime("%Y-%m-%dT%H:%M:%SZ"), reason=reason)
+                    log(
+                        job,
+                        **fields,
+                        action="retry",
+                        attempts=token,
+                        next_attempt=later.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        reason=reason,
+                    )
                 if isinstance(exc, DeliveryError) and exc.connection:
                     result.stopped_early = True  # the server is down: the rest waits for the next run
                     break
@@ -201,13 +237,19 @@ def deliver_due(ctx, transport, *, policy: RetryPolicy | None = None, limit: int
                 later = ctx.clock.now() + policy.delay(token)
                 refusals = msg.refusals + 1
                 status = FAILED if refusals >= policy.max_attempts else QUEUED
-                _move(msg_id, token, (SENDING,), status=status, next_attempt_at=later, last_error=reason[:2000],
-                      refusals=refusals)
+                _move(
+                    msg_id,
+                    token,
+                    (SENDING,),
+                    status=status,
+                    next_attempt_at=later,
+                    last_error=reason[:2000],
+                    refusals=refusals,
+                )
                 (result.failed if status == FAILED else result.retrying).append(msg_id)
                 log(job, **fields, action="failed" if status == FAILED else "retry", attempts=token, reason=reason)
                 continue
-            done = _move(msg_id, token, (SENDING, UNCERTAIN), status=SENT, sent_at=ctx.clock.now(),
-                         last_error="")
+            done = _move(msg_id, token, (SENDING, UNCERTAIN), status=SENT, sent_at=ctx.clock.now(), last_error="")
             if done:
                 result.sent.append(msg_id)
                 log(job, **fields, action="sent", to=msg.recipient, via=transport.name, reply=outcome)
@@ -220,8 +262,13 @@ def deliver_due(ctx, transport, *, policy: RetryPolicy | None = None, limit: int
 
 def _point_of_no_return(msg_id: int, token: int) -> None:
     """Commit 'uncertain' before the final "." (autocommit: one statement)."""
-    if not _move(msg_id, token, (SENDING,), status=UNCERTAIN,
-                 last_error="uncertain: interrupted after the message was handed to the SMTP server"):
+    if not _move(
+        msg_id,
+        token,
+        (SENDING,),
+        status=UNCERTAIN,
+        last_error="uncertain: interrupted after the message was handed to the SMTP server",
+    ):
         raise ClaimLost()
 
 
@@ -237,7 +284,7 @@ def _claim_of(msg: OutboxMessage) -> tuple[str | None, dt.datetime | None]:
         return None, None
     text = msg.last_error or ""
     if text.startswith(CLAIM_MARK):
-        holder = text[len(CLAIM_MARK):].splitlines()[0] if len(text) > len(CLAIM_MARK) else None
+        holder = text[len(CLAIM_MARK) :].splitlines()[0] if len(text) > len(CLAIM_MARK) else None
         return holder, msg.next_attempt_at
     return msg.claimed_by, msg.claimed_until
 
@@ -277,18 +324,35 @@ def recover_interrupted(*, exclusive: bool = False, now: dt.datetime | None = No
     and claimed again finds its token stale and stops before the final ".".
     """
     moved = 0
-    rows = list(OutboxMessage.select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.attempts,
-                                     OutboxMessage.claimed_by, OutboxMessage.claimed_until,
-                                     OutboxMessage.next_attempt_at, OutboxMessage.last_error,
-                                     OutboxMessage.created_at)
-                .where(OutboxMessage.status == SENDING))
+    rows = list(
+        OutboxMessage.select(
+            OutboxMessage.id,
+            OutboxMessage.status,
+            OutboxMessage.attempts,
+            OutboxMessage.claimed_by,
+            OutboxMessage.claimed_until,
+            OutboxMessage.next_attempt_at,
+            OutboxMessage.last_error,
+            OutboxMessage.created_at,
+        ).where(OutboxMessage.status == SENDING)
+    )
     for msg in rows:
         reason = "the job loop holds the store" if exclusive else interrupted_reason(msg)
         if reason is None:
             continue
-        moved += (OutboxMessage.update(status=QUEUED, next_attempt_at=now or msg.created_at,
-                                       claimed_by=None, claimed_until=None,
-                                       last_error=f"requeued after an interrupted delivery ({reason})")
-                  .where((OutboxMessage.id == msg.id) & (OutboxMessage.status == SENDING)
-                         & (OutboxMessage.attempts == msg.attempts)).execute())
+        moved += (
+            OutboxMessage.update(
+                status=QUEUED,
+                next_attempt_at=now or msg.created_at,
+                claimed_by=None,
+                claimed_until=None,
+                last_error=f"requeued after an interrupted delivery ({reason})",
+            )
+            .where(
+                (OutboxMessage.id == msg.id)
+                & (OutboxMessage.status == SENDING)
+                & (OutboxMessage.attempts == msg.attempts)
+            )
+            .execute()
+        )
     return moved

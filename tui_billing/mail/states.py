@@ -1,6 +1,7 @@
 """The outbox's vocabulary: the states of a row, the kinds of message, and the
 three ways a delivery attempt can end other than "sent" (see delivery.py for
 the state machine)."""
+
 from __future__ import annotations
 
 QUEUED, SENDING, UNCERTAIN, SENT, FAILED = "queued", "sending", "uncertain", "sent", "failed"

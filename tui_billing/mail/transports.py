@@ -7,6 +7,7 @@ writes DATA in two steps, so the caller can record the point of no return
 just before the final ".".  Both take `point_of_no_return`, a callable run
 at that point (Maildir needs none: its delivery is idempotent).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,6 +24,7 @@ from .states import DeliveryError, Uncertain
 
 class MaildirTransport:
     """Deliver into a local Maildir (mailbox.Maildir layout); idempotent."""
+
     name = "maildir"
 
     def __init__(self, path: str | os.PathLike):
@@ -44,8 +46,9 @@ class MaildirTransport:
             for sub in ("tmp", "new", "cur"):
                 make_dirs(self.path / sub)
         except OSError as exc:
-            raise DeliveryError(f"cannot create the maildir {self.path}: {exc.strerror or exc}",
-                                connection=True) from exc
+            raise DeliveryError(
+                f"cannot create the maildir {self.path}: {exc.strerror or exc}", connection=True
+            ) from exc
 
     @staticmethod
     def key(message_id: str) -> str:
@@ -63,8 +66,9 @@ class MaildirTransport:
         except FileNotFoundError:
             return False
 
-    def deliver(self, message_id: str, sender: str, recipient: str, data: bytes,
-                point_of_no_return: Callable[[], None]) -> str:
+    def deliver(
+        self, message_id: str, sender: str, recipient: str, data: bytes, point_of_no_return: Callable[[], None]
+    ) -> str:
         self._ensure()
         if self.contains(message_id):
             return "already in the maildir"
@@ -114,11 +118,21 @@ class SmtpTransport:
     One connection is reused for a run.  DATA is written in two steps so the
     point of no return (the final ".") can be recorded just before it.
     """
+
     name = "smtp"
 
-    def __init__(self, host: str, port: int = 25, *, starttls: bool = False, tls: bool = False,
-                 username: str | None = None, password: str | None = None, timeout: float = 30.0,
-                 local_hostname: str | None = None):
+    def __init__(
+        self,
+        host: str,
+        port: int = 25,
+        *,
+        starttls: bool = False,
+        tls: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 30.0,
+        local_hostname: str | None = None,
+    ):
         self.host, self.port = host, port
         self.starttls, self.tls = starttls, tls
         self.username, self.password = username, password
@@ -132,12 +146,17 @@ class SmtpTransport:
 
     def _connect(self) -> smtplib.SMTP:
         try:
+            conn: smtplib.SMTP
             if self.tls:
-                conn = smtplib.SMTP_SSL(self.host, self.port, local_hostname=self.local_hostname,
-                                        timeout=self.timeout, context=ssl.create_default_context())
+                conn = smtplib.SMTP_SSL(
+                    self.host,
+                    self.port,
+                    local_hostname=self.local_hostname,
+                    timeout=self.timeout,
+                    context=ssl.create_default_context(),
+                )
             else:
-                conn = smtplib.SMTP(self.host, self.port, local_hostname=self.local_hostname,
-                                    timeout=self.timeout)
+                conn = smtplib.SMTP(self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout)
             conn.ehlo()
             if self.starttls:
                 conn.starttls(context=ssl.create_default_context())
@@ -145,11 +164,9 @@ class SmtpTransport:
             if self.username:
                 conn.login(self.username, self.password or "")
         except smtplib.SMTPAuthenticationError as exc:
-            raise DeliveryError(f"login to {self.host}:{self.port} refused: {_reply(exc)}",
-                                connection=True) from exc
+            raise DeliveryError(f"login to {self.host}:{self.port} refused: {_reply(exc)}", connection=True) from exc
         except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryError(f"cannot connect to {self.host}:{self.port}: {exc}",
-                                connection=True) from exc
+            raise DeliveryError(f"cannot connect to {self.host}:{self.port}: {exc}", connection=True) from exc
         return conn
 
     def _abort(self) -> None:
@@ -160,21 +177,23 @@ class SmtpTransport:
             except Exception:
                 pass
 
-    def deliver(self, message_id: str, sender: str, recipient: str, data: bytes,
-                point_of_no_return: Callable[[], None]) -> str:
-        fresh = self._conn is None
-        if fresh:
-            self._conn = self._connect()
+    def deliver(
+        self, message_id: str, sender: str, recipient: str, data: bytes, point_of_no_return: Callable[[], None]
+    ) -> str:
+        conn = self._conn
+        fresh = conn is None
+        if conn is None:
+            conn = self._conn = self._connect()
         try:
-            code, resp = self._conn.mail(sender)
-        except (OSError, smtplib.SMTPServerDisconnected):
+            code, resp = conn.mail(sender)
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
             if fresh:
                 self._abort()
-                raise DeliveryError(f"{self.host}:{self.port} closed the connection", connection=True)
+                raise DeliveryError(f"{self.host}:{self.port} closed the connection", connection=True) from exc
             self._abort()  # an idle connection the server dropped: one reconnect
-            self._conn = self._connect()
-            code, resp = self._conn.mail(sender)
-        conn = self._conn
+            conn = self._conn = self._connect()
+            code, resp = conn.mail(sender)
+        sock = conn.sock
         try:
             if code != 250:
                 self._rset()
@@ -190,7 +209,8 @@ class SmtpTransport:
             payload = re.sub(rb"(?m)^\.", b"..", data)
             if not payload.endswith(b"\r\n"):
                 payload += b"\r\n"
-            conn.sock.sendall(payload)
+            assert sock is not None  # connected
+            sock.sendall(payload)
         except (OSError, smtplib.SMTPServerDisconnected, smtplib.SMTPResponseException) as exc:
             self._abort()
             raise DeliveryError(f"{self.host}:{self.port}: {exc}") from exc
@@ -200,12 +220,13 @@ class SmtpTransport:
             self._abort()  # no final dot: the server drops the transaction
             raise
         try:
-            conn.sock.sendall(b".\r\n")
+            sock.sendall(b".\r\n")
             code, resp = conn.getreply()
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
             self._abort()
-            raise Uncertain(f"connection lost after the message was handed to {self.host}:{self.port} "
-                            f"and before its reply ({exc})") from exc
+            raise Uncertain(
+                f"connection lost after the message was handed to {self.host}:{self.port} and before its reply ({exc})"
+            ) from exc
         if code != 250:
             if code == -1 or code >= 600 or code < 200:
                 self._abort()
@@ -215,7 +236,7 @@ class SmtpTransport:
 
     def _rset(self) -> None:
         try:
-            self._conn.rset()
+            self._conn.rset()  # type: ignore[union-attr]  # None: aborted below, as any failure
         except Exception:
             self._abort()
 

@@ -21,6 +21,7 @@ few ms; the fallback, taken when the installed fpdf2 is not the one the
 fast path was tested with (or when ``TUI_BILLING_PDF_FALLBACK=1``), gives
 the same text, amounts and pages, more slowly.
 """
+
 from __future__ import annotations
 
 from .files import merge_pdfs, safe_filename, write_pdfs

@@ -4,6 +4,7 @@ Every write goes through tui_billing/safefile.py (an exclusive, owner-only
 temp file renamed into place); names come from ``safe_filename`` and are
 checked again to stay inside the target folder.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -12,6 +12,7 @@ into a minimal TrueType file: a fraction of a millisecond.
 Only fontTools and the TrueType format are used here, no fpdf2: the
 fallback renderer (fpdf_public.py) measures text with these same metrics.
 """
+
 from __future__ import annotations
 
 import re
@@ -36,6 +37,7 @@ class Widths(dict):
     width *without* inserting it (a defaultdict would mutate shared state)."""
 
     __slots__ = ("default",)
+    default: int
 
     def __missing__(self, key):
         return self.default
@@ -71,7 +73,7 @@ def _composite_refs(data: bytes) -> tuple[tuple[int, int], ...]:
 _U32 = next(code for code in "IL" if array(code).itemsize == 4)
 
 
-def _checksum(data: bytes) -> int:
+def _checksum(data: bytes | bytearray) -> int:
     """TrueType table checksum: sum of big-endian uint32 words, mod 2**32."""
     if len(data) % 4:
         data = bytes(data) + b"\0" * (4 - len(data) % 4)
@@ -128,18 +130,19 @@ class FontProgram:
         metrics = [(longs[2 * i], longs[2 * i + 1]) for i in range(n_long)]
         rest = num_glyphs - n_long
         if rest > 0:
-            lsbs = struct.unpack(f">{rest}H", raw_hmtx[4 * n_long: 4 * n_long + 2 * rest])
+            lsbs = struct.unpack(f">{rest}H", raw_hmtx[4 * n_long : 4 * n_long + 2 * rest])
             last = metrics[-1][0]
             metrics.extend((last, lsb) for lsb in lsbs)
         self.hmetrics = tuple(metrics)  # (advance, lsb as uint16 bits)
         glyf = self.glyf
         self.composites = {
-            gid: refs for gid in range(num_glyphs)
-            if loca[gid + 1] > loca[gid] and (refs := _composite_refs(glyf[loca[gid]: loca[gid + 1]]))
+            gid: refs
+            for gid in range(num_glyphs)
+            if loca[gid + 1] > loca[gid] and (refs := _composite_refs(glyf[loca[gid] : loca[gid + 1]]))
         }
         # Each glyph is copied 4-byte aligned and zero-padded, so the glyf
         # table's checksum is the sum of the glyphs' own checksums.
-        self.glyph_sums = tuple(_checksum(glyf[loca[gid]: loca[gid + 1]]) for gid in range(num_glyphs))
+        self.glyph_sums = tuple(_checksum(glyf[loca[gid] : loca[gid + 1]]) for gid in range(num_glyphs))
         tt.close()
 
     def _metrics(self, tt: TTFont) -> None:
@@ -159,13 +162,17 @@ class FontProgram:
         if os2.usWeightClass >= 600:
             flags |= _FORCE_BOLD
         self.desc_args = dict(
-            ascent=round(hhea.ascent * scale), descent=round(hhea.descent * scale),
-            cap_height=round(cap_height * scale), flags=flags,
-            font_b_box=(f"[{head.xMin * scale:.0f} {head.yMin * scale:.0f}"
-                        f" {head.xMax * scale:.0f} {head.yMax * scale:.0f}]"),
+            ascent=round(hhea.ascent * scale),
+            descent=round(hhea.descent * scale),
+            cap_height=round(cap_height * scale),
+            flags=flags,
+            font_b_box=(
+                f"[{head.xMin * scale:.0f} {head.yMin * scale:.0f} {head.xMax * scale:.0f} {head.yMax * scale:.0f}]"
+            ),
             italic_angle=int(post.italicAngle),
             stem_v=round(50 + int(pow((os2.usWeightClass / 65), 2))),
-            missing_width=missing_width)
+            missing_width=missing_width,
+        )
         cmap = tt.getBestCmap()
         if not cmap:
             raise ValueError(f"{self.path}: the font has no Unicode cmap")
@@ -208,7 +215,9 @@ class FontProgram:
                 if comp not in new_gid:
                     new_gid[comp] = len(order)
                     order.append(comp)
-        loca, glyf, glyf_parts, hmtx = self.loca, self.glyf, [], []
+        loca, glyf = self.loca, self.glyf
+        glyf_parts: list[bytes | bytearray] = []
+        hmtx: list[int] = []
         offsets = [0]
         size = 0
         glyf_sum = 0
@@ -217,6 +226,7 @@ class FontProgram:
                 start, end = loca[old], loca[old + 1]
                 if end > start:
                     refs = self.composites.get(old)
+                    data: bytes | bytearray
                     if refs:
                         data = bytearray(glyf[start:end])
                         for off, comp in refs:
@@ -246,19 +256,23 @@ class FontProgram:
         post = bytearray(self.post)
         struct.pack_into(">I", post, 0, 0x00030000)  # no glyph names
         tables = dict(self.tables)
-        tables.update({
-            "head": bytes(head), "hhea": bytes(hhea), "maxp": bytes(maxp), "post": bytes(post),
-            "hmtx": struct.pack(f">{2 * count}H", *hmtx),
-            "loca": struct.pack(f">{count + 1}I", *offsets),
-            "glyf": b"".join(glyf_parts),
-        })
+        tables.update(
+            {
+                "head": bytes(head),
+                "hhea": bytes(hhea),
+                "maxp": bytes(maxp),
+                "post": bytes(post),
+                "hmtx": struct.pack(f">{2 * count}H", *hmtx),
+                "loca": struct.pack(f">{count + 1}I", *offsets),
+                "glyf": b"".join(glyf_parts),
+            }
+        )
         tags = sorted(tables)
         num = len(tags)
         entry_selector = num.bit_length() - 1
         search_range = (1 << entry_selector) * 16
-        directory = [struct.pack(">IHHHH", 0x00010000, num, search_range, entry_selector,
-                                 num * 16 - search_range)]
-        body = []
+        directory = [struct.pack(">IHHHH", 0x00010000, num, search_range, entry_selector, num * 16 - search_range)]
+        body: list[bytes | bytearray] = []
         offset = 12 + 16 * num
         head_offset = 0
         total = 0

@@ -24,12 +24,14 @@ overrides, that fpdf2 passes); render.py falls back to fpdf2's public API
 both the shapes and the behaviour, so an fpdf2 upgrade fails that test loudly
 and costs speed, not correctness.
 """
+
 from __future__ import annotations
 
 import hashlib
 import importlib
 import inspect
 from collections.abc import Callable
+from typing import Any
 
 import fpdf
 from fpdf import FPDF
@@ -61,8 +63,10 @@ REQUIRED: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "fpdf.enums.PDFResourceType.FONT": ("value", None),
     "fpdf.enums.TextEmphasis.coerce": ("accepts", ("value",)),
     "fpdf.enums.FontDescriptorFlags": ("value", None),
-    "fpdf.fonts.PDFFontDescriptor.__init__": ("accepts", ("ascent", "descent", "cap_height", "flags", "font_b_box",
-                                                          "italic_angle", "stem_v", "missing_width")),
+    "fpdf.fonts.PDFFontDescriptor.__init__": (
+        "accepts",
+        ("ascent", "descent", "cap_height", "flags", "font_b_box", "italic_angle", "stem_v", "missing_width"),
+    ),
     "fpdf.fonts.TTFFont.encode_text": ("exact", ("text",)),
     "fpdf.fonts.TTFFont.__slots__": ("value", None),
     "fpdf.fonts.SubsetMap.__init__": ("accepts", ("font",)),
@@ -73,8 +77,10 @@ REQUIRED: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "fpdf.fonts.SubsetMap.get_glyph.__wrapped__": ("accepts", ("glyph", "unicode", "glyph_name", "glyph_width")),
     "fpdf.fonts.Glyph": ("value", None),
     "fpdf.output.OutputProducer.__init__": ("accepts", ("fpdf",)),
-    "fpdf.output.OutputProducer._add_fonts": ("exact", ("image_objects_per_index", "gfxstate_objs_per_name",
-                                                        "pattern_objs_per_name")),
+    "fpdf.output.OutputProducer._add_fonts": (
+        "exact",
+        ("image_objects_per_index", "gfxstate_objs_per_name", "pattern_objs_per_name"),
+    ),
     "fpdf.output.OutputProducer._add_pdf_obj": ("accepts", ("pdf_obj", "trace_label")),
     "fpdf.output.PDFFontStream.__init__": ("accepts", ("contents",)),
     "fpdf.syntax.PDFContentStream.__init__": ("accepts", ("contents",)),
@@ -88,11 +94,39 @@ REQUIRED: dict[str, tuple[str, tuple[str, ...] | None]] = {
 
 # The TTFFont attributes document_font() sets: all of TTFFont's slots, so that
 # whatever fpdf2 reads from a font it finds.
-DOC_FONT_SLOTS = frozenset((
-    "i", "type", "name", "desc", "glyph_ids", "_hbfont", "sp", "ss", "up", "ut", "cw", "ttffile", "fontkey",
-    "emphasis", "scale", "subset", "cmap", "ttfont", "missing_glyphs", "biggest_size_pt", "color_font",
-    "unicode_range", "palette_index", "is_compressed", "is_cff", "is_cid_keyed", "is_symbol", "cff_ros",
-    "collection_font_number"))
+DOC_FONT_SLOTS = frozenset(
+    (
+        "i",
+        "type",
+        "name",
+        "desc",
+        "glyph_ids",
+        "_hbfont",
+        "sp",
+        "ss",
+        "up",
+        "ut",
+        "cw",
+        "ttffile",
+        "fontkey",
+        "emphasis",
+        "scale",
+        "subset",
+        "cmap",
+        "ttfont",
+        "missing_glyphs",
+        "biggest_size_pt",
+        "color_font",
+        "unicode_range",
+        "palette_index",
+        "is_compressed",
+        "is_cff",
+        "is_cid_keyed",
+        "is_symbol",
+        "cff_ros",
+        "collection_font_number",
+    )
+)
 
 # Attributes of an FPDF instance (set in __init__ or properties), not of the class.
 _INSTANCE_ATTRIBUTES = ("fonts", "page", "_resource_catalog")
@@ -104,7 +138,7 @@ def _resolve(name: str) -> object:
     parts = name.split(".")
     for n in range(len(parts) - 1, 0, -1):
         try:
-            obj = importlib.import_module(".".join(parts[:n]))
+            obj: object = importlib.import_module(".".join(parts[:n]))
         except ImportError:
             continue
         rest = parts[n:]
@@ -123,7 +157,7 @@ def _probe_document() -> FPDF:
     return probe
 
 
-def _parameters(obj: object) -> list[inspect.Parameter] | None:
+def _parameters(obj: Any) -> list[inspect.Parameter] | None:
     try:
         params = list(inspect.signature(obj).parameters.values())
     except (TypeError, ValueError):
@@ -134,7 +168,7 @@ def _parameters(obj: object) -> list[inspect.Parameter] | None:
 
 
 # What some of the values must be, beyond existing.
-_VALUE_CHECKS: dict[str, Callable[[object], bool]] = {
+_VALUE_CHECKS: dict[str, Callable[[Any], bool]] = {
     "fpdf.FPDF.fonts": lambda v: isinstance(v, dict),  # filled in place by add_fonts
     "fpdf.FPDF.page": lambda v: isinstance(v, int),
     "fpdf.fonts.TTFFont.__slots__": lambda v: frozenset(v) == DOC_FONT_SLOTS,
@@ -142,7 +176,7 @@ _VALUE_CHECKS: dict[str, Callable[[object], bool]] = {
 }
 
 
-def _shape_problem(name: str, kind: str, expected: tuple[str, ...] | None, obj: object) -> str | None:
+def _shape_problem(name: str, kind: str, expected: tuple[str, ...] | None, obj: Any) -> str | None:
     if kind == "value":
         check = _VALUE_CHECKS.get(name)
         if check is None or check(obj):
@@ -150,6 +184,7 @@ def _shape_problem(name: str, kind: str, expected: tuple[str, ...] | None, obj: 
         if name.endswith("__slots__"):
             return f"{name} differs from the slots document_font() sets: {sorted(frozenset(obj) ^ DOC_FONT_SLOTS)}"
         return f"{name} is not what the fast path expects: {obj!r:.80}"
+    assert expected is not None  # every kind but "value" names its parameters
     params = _parameters(obj)
     if params is None:
         return f"{name} is not callable with an inspectable signature"
@@ -162,17 +197,20 @@ def _shape_problem(name: str, kind: str, expected: tuple[str, ...] | None, obj: 
     missing = [n for n in expected if n not in names and not var_kw]
     if missing:
         return f"{name} takes ({', '.join(names)}): no {', '.join(missing)}"
-    required = [p.name for p in params if p.default is inspect.Parameter.empty
-                and p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                               inspect.Parameter.KEYWORD_ONLY)]
+    required = [
+        p.name
+        for p in params
+        if p.default is inspect.Parameter.empty
+        and p.kind
+        in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
     extra = [n for n in required if n not in expected]
     if extra:
         return f"{name} now requires ({', '.join(extra)})"
     return None
 
 
-def incompatibilities(version: str | None = None,
-                      lookup: Callable[[str], object] | None = None) -> list[str]:
+def incompatibilities(version: str | None = None, lookup: Callable[[str], object] | None = None) -> list[str]:
     """Why the fast path cannot run on this fpdf2; empty when it can.
 
     ``version`` (default: the installed fpdf2's) must be a tested one, and
@@ -184,8 +222,9 @@ def incompatibilities(version: str | None = None,
     find = lookup or _resolve
     problems = []
     if version not in TESTED_VERSIONS:
-        problems.append(f"fpdf2 {version} is not a version the fast path was tested with "
-                        f"({', '.join(TESTED_VERSIONS)})")
+        problems.append(
+            f"fpdf2 {version} is not a version the fast path was tested with ({', '.join(TESTED_VERSIONS)})"
+        )
     for name, (kind, expected) in REQUIRED.items():
         try:
             obj = find(name)
@@ -202,6 +241,7 @@ def incompatibilities(version: str | None = None,
 # A per-document view of a parsed font
 # --------------------------------------------------------------------------
 
+
 class _DocSubset(SubsetMap):
     """fpdf2's SubsetMap with per-instance caches instead of its class-wide
     functools.cache (which is shared by all documents of all threads and is
@@ -210,7 +250,7 @@ class _DocSubset(SubsetMap):
     _pick = getattr(SubsetMap.pick, "__wrapped__", SubsetMap.pick)
     _get_glyph = getattr(SubsetMap.get_glyph, "__wrapped__", SubsetMap.get_glyph)
 
-    def __init__(self, font: TTFFont) -> None:
+    def __init__(self, font: _DocFont) -> None:
         self._picked: dict[int, int | None] = {}
         self._glyphs = font.program.glyphs
         super().__init__(font)
@@ -222,7 +262,7 @@ class _DocSubset(SubsetMap):
             char_id = self._picked[unicode] = self._pick(unicode)
             return char_id
 
-    def get_glyph(self, glyph=None, unicode=None, glyph_name=None, glyph_width=None):  # type: ignore[override]
+    def get_glyph(self, glyph=None, unicode=None, glyph_name=None, glyph_width=None):
         if glyph is None and glyph_name is None and glyph_width is None and type(unicode) is int:
             # The glyph of a code point is the same in every document of the font:
             # built once per process (Glyph objects are only read once made).
@@ -240,6 +280,7 @@ class _Codes(dict):
     sight, in text order, so ids never depend on hash/set order."""
 
     __slots__ = ("subset",)
+    subset: SubsetMap
 
     def __missing__(self, uni: int) -> str:
         char_id = self.subset.pick(uni)
@@ -249,6 +290,9 @@ class _Codes(dict):
 
 class _DocFont(TTFFont):
     __slots__ = ("_codes", "program")
+    _codes: _Codes
+    program: FontProgram
+    unicode_range: Any  # in TTFFont's slots, not in its annotations
 
     def encode_text(self, text: str) -> str:
         """fpdf2's encode_text (text -> subset ids as a UTF-16 string operand)
@@ -317,6 +361,7 @@ def output(pdf: FPDF) -> bytes:
 # Output: our subsets embedded, font objects spelled out
 # --------------------------------------------------------------------------
 
+
 def _utf16_hex(codes: tuple[int, ...]) -> str:
     return "".join(chr(c).encode("utf-16-be").hex().upper() for c in codes)
 
@@ -336,7 +381,7 @@ def _to_unicode_cmap(pairs: list[tuple[int, tuple[int, ...]]]) -> bytes:
 
     blocks = []
     for start in range(0, len(pairs), 100):
-        chunk = pairs[start: start + 100]
+        chunk = pairs[start : start + 100]
         blocks.append(f"{len(chunk)} beginbfchar\n")
         blocks.extend(f"<{cid:04X}> <{utf16(codes)}>\n" for cid, codes in chunk)
         blocks.append("endbfchar\n")
@@ -355,8 +400,9 @@ class _FontStream(PDFFontStream):
     _COMPRESSION_LEVEL = 1
 
     def serialize(self, obj_dict=None, _security_handler=None) -> str:
-        return _serialize(self, {"/Filter": "/FlateDecode", "/Length": self.length, "/Length1": self.length1},
-                          _security_handler)
+        return _serialize(
+            self, {"/Filter": "/FlateDecode", "/Length": self.length, "/Length1": self.length1}, _security_handler
+        )
 
 
 class _OutputProducer(OutputProducer):
@@ -372,8 +418,9 @@ class _OutputProducer(OutputProducer):
             registry.clear()
             registry.update(others)
             try:
-                result.update(super()._add_fonts(image_objects_per_index, gfxstate_objs_per_name,
-                                                 pattern_objs_per_name))
+                result.update(
+                    super()._add_fonts(image_objects_per_index, gfxstate_objs_per_name, pattern_objs_per_name)
+                )
             finally:
                 registry.clear()
                 registry.update(everything)
@@ -395,27 +442,56 @@ class _OutputProducer(OutputProducer):
         digest = hashlib.sha256(program_bytes).digest()
         tag = "".join(chr(65 + b % 26) for b in digest[:6])
         base_font = f"/{tag}+{font.name}"
-        pairs = sorted((cid, g.unicode) for cid, g in by_cid.items()
-                       if isinstance(g.unicode, tuple) and g.unicode and cid)
+        pairs = sorted(
+            (cid, g.unicode) for cid, g in by_cid.items() if isinstance(g.unicode, tuple) and g.unicode and cid
+        )
         d = program.desc_args
         # The same objects (and bytes) fpdf2's own PDFFont & co. give, keys sorted
         # as fpdf2's dir()-driven serialisation sorts them.
-        composite = self._entries({"/BaseFont": base_font, "/DescendantFonts": None, "/Encoding": "/Identity-H",
-                                   "/Subtype": "/Type0", "/ToUnicode": None, "/Type": "/Font"})
-        cid_font = self._entries({"/BaseFont": base_font, "/CIDSystemInfo": None, "/CIDToGIDMap": "/Identity",
-                                  "/DW": d["missing_width"], "/FontDescriptor": None, "/Subtype": "/CIDFontType2",
-                                  "/Type": "/Font", "/W": f"[0 [{' '.join(map(str, widths))}]]"})
+        composite = self._entries(
+            {
+                "/BaseFont": base_font,
+                "/DescendantFonts": None,
+                "/Encoding": "/Identity-H",
+                "/Subtype": "/Type0",
+                "/ToUnicode": None,
+                "/Type": "/Font",
+            }
+        )
+        cid_font = self._entries(
+            {
+                "/BaseFont": base_font,
+                "/CIDSystemInfo": None,
+                "/CIDToGIDMap": "/Identity",
+                "/DW": d["missing_width"],
+                "/FontDescriptor": None,
+                "/Subtype": "/CIDFontType2",
+                "/Type": "/Font",
+                "/W": f"[0 [{' '.join(map(str, widths))}]]",
+            }
+        )
         composite.entries["/DescendantFonts"] = [cid_font]
         to_unicode = _ToUnicode(_to_unicode_cmap(pairs))
         self._add_pdf_obj(to_unicode, "fonts")
         composite.entries["/ToUnicode"] = to_unicode
         cid_font.entries["/CIDSystemInfo"] = self._entries(
-            {"/Ordering": "(UCS)", "/Registry": "(Adobe)", "/Supplement": 0})
-        descriptor = self._entries({
-            "/Ascent": d["ascent"], "/CapHeight": d["cap_height"], "/Descent": d["descent"],
-            "/Flags": d["flags"], "/FontBBox": d["font_b_box"], "/FontFile2": None,
-            "/FontName": base_font, "/ItalicAngle": d["italic_angle"], "/MissingWidth": d["missing_width"],
-            "/StemV": d["stem_v"], "/Type": "/FontDescriptor"})
+            {"/Ordering": "(UCS)", "/Registry": "(Adobe)", "/Supplement": 0}
+        )
+        descriptor = self._entries(
+            {
+                "/Ascent": d["ascent"],
+                "/CapHeight": d["cap_height"],
+                "/Descent": d["descent"],
+                "/Flags": d["flags"],
+                "/FontBBox": d["font_b_box"],
+                "/FontFile2": None,
+                "/FontName": base_font,
+                "/ItalicAngle": d["italic_angle"],
+                "/MissingWidth": d["missing_width"],
+                "/StemV": d["stem_v"],
+                "/Type": "/FontDescriptor",
+            }
+        )
         cid_font.entries["/FontDescriptor"] = descriptor
         descriptor.entries["/FontFile2"] = _FontStream(contents=program_bytes)
         self._add_pdf_obj(descriptor.entries["/FontFile2"], "fonts")
@@ -459,4 +535,3 @@ def _serialize(obj: PDFObject, entries: dict, security_handler) -> str:
     if security_handler is not None:
         raise ValueError("invoice PDFs are not encrypted")
     return PDFObject.serialize(obj, entries)
-

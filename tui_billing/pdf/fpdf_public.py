@@ -9,6 +9,7 @@ drawn with ``FPDF.text``/``rect``/``line`` (paint.py) and the file comes from
 ``FPDF.output()``.  Same text, amounts and pages as the fast path, at a
 fraction of its speed.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -16,6 +16,7 @@ review status, no seed-001 console columns such as "Current Debt Changed" or
 Quantities carry their unit when the caller gives one.  A total of zero says
 there is nothing to pay, a negative total is shown as a credit.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -96,8 +97,18 @@ class Layout:
         self.seller = text.clean(doc.seller.name)
 
     # -- primitives ------------------------------------------------------
-    def text(self, x: float, baseline: float, s: str, style: str = "", size: float = BODY,
-             color=INK, align: str = "L", width: float = 0.0, shrink: bool = False) -> None:
+    def text(
+        self,
+        x: float,
+        baseline: float,
+        s: str,
+        style: str = "",
+        size: float = BODY,
+        color=INK,
+        align: str = "L",
+        width: float = 0.0,
+        shrink: bool = False,
+    ) -> None:
         """Draw ``s``; with ``width`` (the box from ``x``) it is fitted: numbers
         (right-aligned) and ``shrink`` text get smaller, down to 5.5 pt, before
         anything is cut with an ellipsis."""
@@ -116,8 +127,18 @@ class Layout:
             x -= self.t.width(s, style, size)
         self.pages[-1].append(("text", x, baseline, s, style, size, color))
 
-    def paragraph(self, x: float, baseline: float, s: str, style: str, size: float, color,
-                  width: float, max_lines: int, line_h: float) -> float:
+    def paragraph(
+        self,
+        x: float,
+        baseline: float,
+        s: str,
+        style: str,
+        size: float,
+        color,
+        width: float,
+        max_lines: int,
+        line_h: float,
+    ) -> float:
         """Wrapped text; returns the baseline after its last line."""
         for line in self.t.wrap(s, style, size, width, max_lines):
             self.text(x, baseline, line, style, size, color, width=width)
@@ -135,8 +156,16 @@ class Layout:
         self.y = MARGIN
         if len(self.pages) > 1:
             self.text(MARGIN, self.y + 3, self.seller, "B", 8.5, ACCENT, width=CONTENT_W * 0.6)
-            self.text(PAGE_W - MARGIN - CONTENT_W * 0.4, self.y + 3, f"Invoice {self.number} (continued)", "",
-                      8, MUTED, align="R", width=CONTENT_W * 0.4)
+            self.text(
+                PAGE_W - MARGIN - CONTENT_W * 0.4,
+                self.y + 3,
+                f"Invoice {self.number} (continued)",
+                "",
+                8,
+                MUTED,
+                align="R",
+                width=CONTENT_W * 0.4,
+            )
             self.rule(MARGIN, self.y + 5, PAGE_W - MARGIN)
             self.y += 9
 
@@ -161,8 +190,16 @@ class Layout:
         y_right = top + 12
         if d.status_note.strip():
             y_right += 5
-            self.text(right - 80, y_right, f"{draft_word(d.status_note, t)} — not yet issued", "B", 8.5, ALERT,
-                      align="R", width=80)
+            self.text(
+                right - 80,
+                y_right,
+                f"{draft_word(d.status_note, t)} — not yet issued",
+                "B",
+                8.5,
+                ALERT,
+                align="R",
+                width=80,
+            )
         self.y = max(y, y_right + 2) + 6
 
         # Bill to (left) and invoice facts (right)
@@ -193,8 +230,9 @@ class Layout:
             fy += 4.3
         self.y = max(y, fy) + 4
 
-    def table(self, title: str, columns: Sequence[Column], rows: Iterable[Sequence[str]],
-              max_lines: int = 3, empty: str = "") -> None:
+    def table(
+        self, title: str, columns: Sequence[Column], rows: Iterable[Sequence[str]], max_lines: int = 3, empty: str = ""
+    ) -> None:
         """A titled table whose header repeats on every page it spans; rows
         grow for wrapped cells.  No rows: nothing, or the ``empty`` line."""
         t = self.t
@@ -207,8 +245,16 @@ class Layout:
             self.rect(MARGIN, self.y, CONTENT_W, header_h, HEADER_FILL)
             x = MARGIN
             for col in columns:
-                self.text(x + CELL_PAD, self.y + 4.1, col.title, "B", 7.5, INK,
-                          align="L" if col.align == "L" else "R", width=col.width - 2 * CELL_PAD)
+                self.text(
+                    x + CELL_PAD,
+                    self.y + 4.1,
+                    col.title,
+                    "B",
+                    7.5,
+                    INK,
+                    align="L" if col.align == "L" else "R",
+                    width=col.width - 2 * CELL_PAD,
+                )
                 x += col.width
             self.y += header_h
 
@@ -244,13 +290,18 @@ class Layout:
         for i, col in enumerate(columns):
             if col.align == "D":
                 numbers = [cells[i][0].partition(" ") for cells, _ in laid_out]
-                fraction_w[i] = max(t.width(n[n.find("."):], "", BODY) if "." in n else 0.0
-                                    for n, _, _ in numbers)
+                fraction_w[i] = max(t.width(n[n.find(".") :], "", BODY) if "." in n else 0.0 for n, _, _ in numbers)
                 if any(u for _, _, u in numbers):
-                    room = col.width - 2 * CELL_PAD - fraction_w[i] - max(
-                        t.width(n.partition(".")[0], "", BODY) for n, _, _ in numbers)
-                    unit_w[i] = min(max(t.width(" " + u, "", BODY) for _, _, u in numbers),
-                                    max(room, (col.width - 2 * CELL_PAD) / 2))
+                    room = (
+                        col.width
+                        - 2 * CELL_PAD
+                        - fraction_w[i]
+                        - max(t.width(n.partition(".")[0], "", BODY) for n, _, _ in numbers)
+                    )
+                    unit_w[i] = min(
+                        max(t.width(" " + u, "", BODY) for _, _, u in numbers),
+                        max(room, (col.width - 2 * CELL_PAD) / 2),
+                    )
                 else:
                     unit_w[i] = 0.0
         for cells, row_h in laid_out:
@@ -268,12 +319,10 @@ class Layout:
                     self.text(x + CELL_PAD, base, value, "", BODY, INK, align="R", width=box - pad)
                     if unit:
                         space = t.width(" ", "", BODY)
-                        self.text(x + CELL_PAD + box + space, base, unit, "", BODY, INK,
-                                  width=unit_w[i] - space)
+                        self.text(x + CELL_PAD + box + space, base, unit, "", BODY, INK, width=unit_w[i] - space)
                 else:
                     for n, line in enumerate(lines):
-                        self.text(x + CELL_PAD, base + n * ROW_LINE, line, "", BODY, INK, align=col.align,
-                                  width=width)
+                        self.text(x + CELL_PAD, base + n * ROW_LINE, line, "", BODY, INK, align=col.align, width=width)
                 x += col.width
             self.y += row_h
             self.rule(MARGIN, self.y, PAGE_W - MARGIN)
@@ -308,8 +357,9 @@ class Layout:
         self.y += 1.5
         self.rect(x, self.y, width, 9, TOTAL_FILL)
         self.rule(x, self.y, x + width, ACCENT, 0.4)
-        self.text(x + CELL_PAD, self.y + 6, f"{'Credit' if credit else 'Total'} ({self.t.clean(cur)})", "B", 10.5,
-                  ACCENT)
+        self.text(
+            x + CELL_PAD, self.y + 6, f"{'Credit' if credit else 'Total'} ({self.t.clean(cur)})", "B", 10.5, ACCENT
+        )
         self.text(x + 28, self.y + 6, total_text, "B", 11, INK, align="R", width=width - 28 - CELL_PAD)
         self.y += 14
         if credit:
@@ -332,39 +382,77 @@ class Layout:
         qty_w = 22.0
         if any(c.unit for c in d.charges):  # "1,234.5 min": as wide as the longest number and unit need
             quantities = [_fmt_quantity_unit(c.quantity, c.unit, t).partition(" ") for c in d.charges]
-            need = (max(t.width(n.partition(".")[0], "", BODY) for n, _, _ in quantities)  # decimal points
-                    + max(t.width("".join(n.partition(".")[1:]), "", BODY) for n, _, _ in quantities)  # line up
-                    + max(t.width(" " + u, "", BODY) for _, _, u in quantities) + 2 * CELL_PAD + 0.5)
+            need = (
+                max(t.width(n.partition(".")[0], "", BODY) for n, _, _ in quantities)  # decimal points
+                + max(t.width("".join(n.partition(".")[1:]), "", BODY) for n, _, _ in quantities)  # line up
+                + max(t.width(" " + u, "", BODY) for _, _, u in quantities)
+                + 2 * CELL_PAD
+                + 0.5
+            )
             qty_w = min(max(qty_w, need), 40.0)
-        self.table("Charges", (
-            Column("#", num_w, "R"),
-            Column("Description", CONTENT_W - num_w - qty_w - 24 - 28, "L", wrap=True),
-            Column("Quantity", qty_w, "D"),
-            Column("Discount", 24, "R"),
-            Column("Amount", 28, "R"),
-        ), ((str(c.position), t.clean(c.description), _fmt_quantity_unit(c.quantity, c.unit, t),
-             format_amount(c.discount, cur) if c.discount else "—", _fmt_signed(c.amount, cur))
-            for c in d.charges), empty="No charges for this period")
-        if d.taxes:
-            self.table("Taxes", (
+        self.table(
+            "Charges",
+            (
                 Column("#", num_w, "R"),
-                Column("Tax", 38, "L"),
-                Column("Description", CONTENT_W - num_w - 38 - 20 - 28, "L", wrap=True),
-                Column("Type", 20, "L"),
+                Column("Description", CONTENT_W - num_w - qty_w - 24 - 28, "L", wrap=True),
+                Column("Quantity", qty_w, "D"),
+                Column("Discount", 24, "R"),
                 Column("Amount", 28, "R"),
-            ), ((str(x.position), t.clean(x.name), t.clean(x.description),
-                 "Refund" if x.amount < 0 else "Tax", _fmt_signed(x.amount, cur))
-                for x in d.taxes))
+            ),
+            (
+                (
+                    str(c.position),
+                    t.clean(c.description),
+                    _fmt_quantity_unit(c.quantity, c.unit, t),
+                    format_amount(c.discount, cur) if c.discount else "—",
+                    _fmt_signed(c.amount, cur),
+                )
+                for c in d.charges
+            ),
+            empty="No charges for this period",
+        )
+        if d.taxes:
+            self.table(
+                "Taxes",
+                (
+                    Column("#", num_w, "R"),
+                    Column("Tax", 38, "L"),
+                    Column("Description", CONTENT_W - num_w - 38 - 20 - 28, "L", wrap=True),
+                    Column("Type", 20, "L"),
+                    Column("Amount", 28, "R"),
+                ),
+                (
+                    (
+                        str(x.position),
+                        t.clean(x.name),
+                        t.clean(x.description),
+                        "Refund" if x.amount < 0 else "Tax",
+                        _fmt_signed(x.amount, cur),
+                    )
+                    for x in d.taxes
+                ),
+            )
         if d.corrections:
             # Seed 001's "Current Debt Changed" (▼/▲) and "Approved at" are the
             # console's view; the customer reads a credit or a charge and its amount.
-            self.table("Adjustments", (
-                Column("#", num_w, "R"),
-                Column("Description", CONTENT_W - num_w - 20 - 28, "L", wrap=True),
-                Column("Type", 20, "L"),
-                Column("Amount", 28, "R"),
-            ), ((str(c.position), t.clean(c.description), "Credit" if c.amount < 0 else "Charge",
-                 _fmt_signed(c.amount, cur)) for c in d.corrections))
+            self.table(
+                "Adjustments",
+                (
+                    Column("#", num_w, "R"),
+                    Column("Description", CONTENT_W - num_w - 20 - 28, "L", wrap=True),
+                    Column("Type", 20, "L"),
+                    Column("Amount", 28, "R"),
+                ),
+                (
+                    (
+                        str(c.position),
+                        t.clean(c.description),
+                        "Credit" if c.amount < 0 else "Charge",
+                        _fmt_signed(c.amount, cur),
+                    )
+                    for c in d.corrections
+                ),
+            )
         self.totals()
         return self.pages
 

@@ -4,6 +4,7 @@ Layout needs widths for wrapping, ellipses and right/decimal alignment;
 they come from the parsed fonts (fonts.py), so both renderers (the fast
 path and the public-API fallback) lay a document out identically.
 """
+
 from __future__ import annotations
 
 import unicodedata
@@ -13,7 +14,7 @@ if TYPE_CHECKING:  # only the widths and character sets of the programs are read
     from .fonts import FontProgram
 
 K = 72 / 25.4  # points per mm
-_CONTROL = {c: " " for c in range(0x20)} | {0x7F: " "} | {c: " " for c in range(0x80, 0xA0)}
+_CONTROL: dict[int, str | None] = {**{c: " " for c in range(0x20)}, 0x7F: " ", **{c: " " for c in range(0x80, 0xA0)}}
 _CONTROL.update({0x2028: " ", 0x2029: " ", 0xFEFF: None, 0x200B: None, 0xAD: None})
 
 

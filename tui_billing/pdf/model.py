@@ -5,6 +5,7 @@ from ``render_invoice``; nothing here knows the store or the console.  Some
 fields are internal and never printed (they say so below): the PDF is the
 customer's document.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

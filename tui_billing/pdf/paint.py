@@ -15,6 +15,7 @@ Two painters, one result:
 
 The draft watermark uses the public API on both paths.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -68,8 +69,7 @@ class ContentStream:
                     if text_fill != color:
                         text_fill = color
                         texts.append(f"{self.rgb(color)} rg")
-                    texts.append(f"1 0 0 1 {x * k:.2f} {(page_h - y) * k:.2f} Tm "
-                                 f"{fonts[style].encode_text(s)}")
+                    texts.append(f"1 0 0 1 {x * k:.2f} {(page_h - y) * k:.2f} Tm {fonts[style].encode_text(s)}")
                 elif kind == "rect":
                     _, x, y, w, h, color = op
                     if fill != color:
@@ -81,8 +81,7 @@ class ContentStream:
                     if stroke != (color, width):
                         stroke = (color, width)
                         graphics.append(f"{self.rgb(color)} RG {width * k:.2f} w")
-                    graphics.append(f"{x1 * k:.2f} {(page_h - y1) * k:.2f} m "
-                                    f"{x2 * k:.2f} {(page_h - y2) * k:.2f} l S")
+                    graphics.append(f"{x1 * k:.2f} {(page_h - y1) * k:.2f} m {x2 * k:.2f} {(page_h - y2) * k:.2f} l S")
         body = "\n".join(graphics)
         if texts:
             body += "\nBT\n" + "\n".join(texts) + "\nET"

@@ -14,6 +14,7 @@ one of two backends with the same interface (``add_fonts`` -> page painter,
 Output is deterministic: metadata dates come from the issue date and nothing
 else varies between runs, so equal documents give equal bytes (per backend).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -90,8 +91,9 @@ def fast_path_problems() -> tuple[str, ...]:
         return problems
 
 
-def choose_path(env: Mapping[str, str] | None = None, problems: Sequence[str] | None = None,
-                forced: bool | None = None) -> str:
+def choose_path(
+    env: Mapping[str, str] | None = None, problems: Sequence[str] | None = None, forced: bool | None = None
+) -> str:
     """``FAST`` or ``FALLBACK``: the fallback when forced (``use_fallback()``
     or ``TUI_BILLING_PDF_FALLBACK`` set to anything but "", "0", "no",
     "false", "off") or when the fast path has ``problems``."""
@@ -114,6 +116,7 @@ def _backend() -> ModuleType:
 
 
 # -- the document -----------------------------------------------------------------
+
 
 def render_invoice(doc: InvoiceDocument) -> bytes:
     """The customer's PDF for ``doc`` (A4).  Same document, same bytes."""

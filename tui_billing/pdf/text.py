@@ -1,4 +1,5 @@
 """Reading a PDF back: its text, as pypdf extracts it (previews, tests)."""
+
 from __future__ import annotations
 
 import io

@@ -9,6 +9,7 @@ A screen using InvoiceActions implements:
   loaded_ids() -> set[int]             rows it shows (to refresh after a change)
   after_change(ids, fresh)             repaint what changed
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -19,13 +20,13 @@ from textual import work
 from textual.message import Message
 
 from .. import workflow
+from ..console_state import Targets, fresh_rows
 from ..money import format_money
 from ..risk import compact
 from ..text import shown
 from ..widgets.fmt import plural, span, totals_line
 from ..widgets.progress_panel import ProgressPanel
-from ..widgets.rows import fresh_rows
-from ..widgets.selection import Targets
+from .role_gate import RoleGate
 from .support import db_session, error_text, post
 
 VERBS = {  # verb -> (progress label, done words, title)
@@ -66,8 +67,11 @@ class Progressed(Message):
         self.total = total
 
 
-class InvoiceActions:
+class InvoiceActions(RoleGate):
     """Mixin for Screen subclasses."""
+
+    # what each action takes of the user's role (roles.ALLOWED): left out of the footer otherwise
+    ROLE_ACTIONS = {"approve": "approve", "adjust": "adjust", "reissue": "reissue", "mark_reviewed": "review"}
 
     # -- what the screen provides ----------------------------------------------
     def action_targets(self) -> Targets | None:  # pragma: no cover - overridden
@@ -120,7 +124,7 @@ class InvoiceActions:
     @work(thread=True, exclusive=True, group="prepare")
     def _prepare(self, verb: str, targets: Targets) -> None:
         from ..offpeak import next_window_start
-        from ..store.models import Invoice
+        from ..store.models import Invoice, tuple_rows
         from ..store.settings import load_settings
 
         clock = self.app.ctx.clock
@@ -129,11 +133,22 @@ class InvoiceActions:
                 ids = targets.resolve()
                 preview = None
                 if verb == "approve":  # the domain's own sorting: ready, flagged, refused (and why)
-                    preview = workflow.preview_approve(ids)
+                    preview = workflow.preview_approve(ids, self.app.ctx)  # four-eyes: as this person
                     numbers = preview.ready[:3]
                 else:
-                    numbers = [n for (n,) in Invoice.select(Invoice.number).where(Invoice.id.in_(ids[:3]))
-                               .order_by(Invoice.id).tuples()] if ids else []
+                    numbers = (
+                        [
+                            n
+                            for (n,) in tuple_rows(
+                                Invoice.select(Invoice.number)
+                                .where(Invoice.id.in_(ids[:3]))
+                                .order_by(Invoice.id)
+                                .tuples()
+                            )
+                        ]
+                        if ids
+                        else []
+                    )
                 window = None
                 if verb == "reissue":
                     start, end = load_settings().offpeak
@@ -145,8 +160,9 @@ class InvoiceActions:
             loops = _loop_status() if verb in ("approve", "reissue") else None
         post(self.app, self._ask, verb, ids, preview, numbers, window, loops)
 
-    def _ask(self, verb: str, ids: list[int], preview, numbers: list[str],
-             window: dt.datetime | None, loops=None) -> None:
+    def _ask(
+        self, verb: str, ids: list[int], preview, numbers: list[str], window: dt.datetime | None, loops=None
+    ) -> None:
         from .download import DownloadModal
         from .reissue import ReissueModal
 
@@ -160,11 +176,15 @@ class InvoiceActions:
             local = clock.local(window)
             wait = int((window - clock.now()).total_seconds())
             when = f"opens {local:%a %d %b %H:%M}" + (f" (in {span(wait)})" if wait > 0 else " (open now)")
-            self.app.push_screen(ReissueModal(len(ids), numbers, when, ids=ids, loop=loop_where(loops)),
-                                 lambda mode: mode and self._launch("reissue", ids, mode))
+            self.app.push_screen(
+                ReissueModal(len(ids), numbers, when, ids=ids, loop=loop_where(loops)),
+                lambda mode: self._launch("reissue", ids, mode) if mode else None,
+            )
         elif verb == "download":
-            self.app.push_screen(DownloadModal(len(ids), clock.local()),
-                                 lambda choice: choice and self._launch("download", ids, choice))
+            self.app.push_screen(
+                DownloadModal(len(ids), clock.local()),
+                lambda choice: self._launch("download", ids, choice) if choice else None,
+            )
 
     # -- approve: what will be approved, what needs its flags accepted, what is refused
     def send_promise(self, loops) -> str:
@@ -175,22 +195,31 @@ class InvoiceActions:
         if loops.here is not None:
             dest = self.app.mail_destination() or ""
             if dest.startswith("maildir "):  # the default: nothing leaves this machine
-                return (f"Approved invoices are sent within minutes by {where}, into the "
-                        f"{dest} (no mail server is configured).")
+                return (
+                    f"Approved invoices are sent within minutes by {where}, into the "
+                    f"{dest} (no mail server is configured)."
+                )
         return f"Approved invoices are sent to the customers within minutes by {where}."
 
-    def _ask_approve(self, ids: list[int], preview: workflow.ApprovePreview, numbers: list[str],
-                     loops=None) -> None:
+    def _ask_approve(self, ids: list[int], preview: workflow.ApprovePreview, numbers: list[str], loops=None) -> None:
         from .. import statuses as S
         from .confirm import ApproveModal, ConfirmModal
 
         p = preview
         count = len(p.ready)
-        refused = ", ".join(f"{n:,} {S.label(S.INVOICE_STATUSES, s).lower() if s else 'gone'}"
-                            for s, n in p.refused_by_status.items())
+
+        def refused_as(s: str) -> str:
+            if s == "four_eyes":
+                return "for another approver"
+            return S.label(S.INVOICE_STATUSES, s).lower() if s else "gone"
+
+        refused = ", ".join(f"{n:,} {refused_as(s)}" for s, n in p.refused_by_status.items())
         if not count and not p.flagged:
-            self.notify(f"None of the {plural(len(ids), 'invoice')} is under review ({refused}): "
-                        "nothing to approve.", title="Approve", severity="warning")
+            self.notify(
+                f"None of the {plural(len(ids), 'invoice')} is under review ({refused}): nothing to approve.",
+                title="Approve",
+                severity="warning",
+            )
             return
         body = Text()
         if count:
@@ -202,8 +231,10 @@ class InvoiceActions:
         if p.flagged:
             if count:
                 body.append("\n\n")
-            body.append(f"{plural(len(p.flagged), 'flagged invoice')}: approved only if you accept "
-                        "their flags\n", style="bold yellow")
+            body.append(
+                f"{plural(len(p.flagged), 'flagged invoice')}: approved only if you accept their flags\n",
+                style="bold yellow",
+            )
             for f in p.flagged[:FLAGGED_SHOWN]:
                 body.append(f"  {shown(f.number)}", style="bold")
                 body.append(f"  {format_money(f.total, f.currency)}  ")
@@ -213,16 +244,31 @@ class InvoiceActions:
                 body.append(f"  … and {len(p.flagged) - FLAGGED_SHOWN:,} more\n")
             body.append("Totals: ")
             body.append(totals_line(p.flagged_totals), style="bold")
+        if p.second_needed:  # four-eyes: this approval is the first of two
+            k = len(p.second_needed)
+            body.append(
+                f"\n\n{plural(k, 'invoice')} at or above the second-approval amount: yours is the "
+                f"first of two approvals; {'they wait' if k != 1 else 'it waits'} for a second approver\n",
+                style="bold yellow",
+            )
+            body.append(
+                ", ".join(shown(n) for n in p.second_needed[:FLAGGED_SHOWN])
+                + (f" … and {k - FLAGGED_SHOWN:,} more" if k > FLAGGED_SHOWN else "")
+            )
         if p.refused:
-            body.append(f"\n{len(p.refused):,} of the {len(ids):,} marked will be refused "
-                        f"({refused}); the summary lists each.", style="yellow")
+            body.append(
+                f"\n{len(p.refused):,} of the {len(ids):,} marked will be refused ({refused}); the summary lists each.",
+                style="yellow",
+            )
         promise = self.send_promise(loops)
         body.append("\n" + promise, style="" if loop_where(loops) else "yellow")
         flagged = set(p.flagged_ids)
         rest = [i for i in ids if i not in flagged]  # refused ones too: the summary lists each
         if not p.flagged:
-            self.app.push_screen(ConfirmModal("Approve", body, "Approve"),
-                                 lambda ok: ok and self._launch("approve", ids, (rest, [])))
+            self.app.push_screen(
+                ConfirmModal("Approve", body, "Approve"),
+                lambda ok: self._launch("approve", ids, (rest, [])) if ok else None,
+            )
             return
 
         def chosen(choice: str | None) -> None:
@@ -240,8 +286,10 @@ class InvoiceActions:
         body = Text()
         k = len(p.flagged)
         also = f" (and the {plural(len(p.ready), 'unflagged one')})" if p.ready else ""
-        body.append(f"Accept the flags of {plural(k, 'invoice')} and approve "
-                    f"{'them' if k != 1 else 'it'}{also}?\n", style="bold")
+        body.append(
+            f"Accept the flags of {plural(k, 'invoice')} and approve {'them' if k != 1 else 'it'}{also}?\n",
+            style="bold",
+        )
         for f in p.flagged[:ACCEPT_SHOWN]:
             body.append(f"\n{shown(f.number)}", style="bold")
             body.append(f"  {format_money(f.total, f.currency)}  revision {f.revision}\n")
@@ -250,12 +298,16 @@ class InvoiceActions:
                 body.append(f"{shown(flag.reason)}\n")
         if k > ACCEPT_SHOWN:
             body.append(f"\n… and {k - ACCEPT_SHOWN:,} more flagged invoices\n")
-        body.append("\nYou accept these flags as checked: the audit log records your name, "
-                    "each flag and the revision.", style="yellow")
+        body.append(
+            "\nYou accept these flags as checked: the audit log records your name, each flag and the revision.",
+            style="yellow",
+        )
         body.append("\n" + promise, style="" if promise != NO_LOOP else "yellow")
         accepted = p.flagged_ids
-        self.app.push_screen(ConfirmModal("Accept flags and approve", body, "Accept and approve", scroll=True),
-                             lambda ok: ok and self._launch("approve", ids, (rest, accepted)))
+        self.app.push_screen(
+            ConfirmModal("Accept flags and approve", body, "Accept and approve", scroll=True),
+            lambda ok: self._launch("approve", ids, (rest, accepted)) if ok else None,
+        )
 
     def _launch(self, verb: str, ids: list[int], option) -> None:
         label, _, _ = VERBS[verb]
@@ -283,11 +335,15 @@ class InvoiceActions:
                     result = workflow.reissue_many(self.app.ctx, ids, option, progress=progress)
                     if option == "off_peak" and result.done:
                         where = loop_where(_loop_status())
-                        notes.append("They stay Rejected until the off-peak window opens; "
-                                     + (f"{where} recalculates them then and they come back under review."
-                                        if where else
-                                        "a job loop recalculates them then and they come back under review, "
-                                        "but none is running now (tui-billing jobs run)."))
+                        notes.append(
+                            "They stay Rejected until the off-peak window opens; "
+                            + (
+                                f"{where} recalculates them then and they come back under review."
+                                if where
+                                else "a job loop recalculates them then and they come back under review, "
+                                "but none is running now (tui-billing jobs run)."
+                            )
+                        )
                 else:
                     result, notes = self._download(ids, option, progress)
             except Exception as exc:  # the store failed mid-way: report, never crash
@@ -307,16 +363,28 @@ class InvoiceActions:
         total = len(rest) + len(accepted)
         result = workflow.approve_many(self.app.ctx, rest, progress=lambda d, t: progress(d, total))
         if accepted:
-            result.merge(workflow.approve_many(self.app.ctx, accepted, include_flagged=True,
-                                               progress=lambda d, t: progress(len(rest) + d, total)))
+            result.merge(
+                workflow.approve_many(
+                    self.app.ctx, accepted, include_flagged=True, progress=lambda d, t: progress(len(rest) + d, total)
+                )
+            )
         notes = []
         if result.accepted:
-            notes.append(f"{plural(len(result.accepted), 'flagged invoice')} approved with "
-                         "their flags accepted (recorded in the audit log).")
+            notes.append(
+                f"{plural(len(result.accepted), 'flagged invoice')} approved with "
+                "their flags accepted (recorded in the audit log)."
+            )
+        if result.waiting:
+            notes.append(
+                f"{plural(len(result.waiting), 'invoice')} given the first of two approvals: "
+                "they wait under review for a second approver."
+            )
         left = len(ids) - total
         if left:
-            notes.append(f"{plural(left, 'flagged invoice')} left under review for a person "
-                         "(to approve them: a, then f to accept their flags).")
+            notes.append(
+                f"{plural(left, 'flagged invoice')} left under review for a person "
+                "(to approve them: a, then f to accept their flags)."
+            )
         return result, notes
 
     def _download(self, ids: list[int], option: tuple[Path, Path | None], progress):
@@ -330,8 +398,15 @@ class InvoiceActions:
         notes = [f"Files in {directory}"] + ([f"Merged: {merged_path}"] if merged_path else [])
         return result, notes
 
-    def _finished(self, verb: str, ids: list[int], result: workflow.BulkResult, fresh: dict,
-                  notes: list[str], words: str | None = None) -> None:
+    def _finished(
+        self,
+        verb: str,
+        ids: list[int],
+        result: workflow.BulkResult,
+        fresh: dict,
+        notes: list[str],
+        words: str | None = None,
+    ) -> None:
         from .summary import SummaryModal
 
         panel = self._panel()
@@ -365,12 +440,23 @@ class InvoiceActions:
 
         with db_session():
             try:
-                inv = (Invoice.select(Invoice, Account).join(Account, on=(Invoice.account == Account.id))
-                       .where(Invoice.id == invoice_id).first())
+                inv = (
+                    Invoice.select(Invoice, Account)
+                    .join(Account, on=(Invoice.account == Account.id))
+                    .where(Invoice.id == invoice_id)
+                    .first()
+                )
                 if inv is None:
                     raise workflow.NotFound(str(invoice_id), "does not exist")
-                target = AdjustTarget(inv.id, inv.number, inv.account.name, inv.currency, inv.total, inv.status,
-                                      workflow.adjust_basis(inv))
+                target = AdjustTarget(
+                    inv.id,
+                    inv.number,
+                    inv.account.name,
+                    inv.currency,
+                    inv.total,
+                    inv.status,
+                    workflow.adjust_basis(inv),
+                )
                 # The domain's own sentence when this status cannot change.
                 refusal = workflow.CHANGE_REFUSALS.get(inv.status)
             except Exception as exc:
@@ -393,9 +479,11 @@ class InvoiceActions:
 
         self.app.note_changed([done.id])
         tax = f" + tax {format_amount(done.tax, done.currency)}" if done.tax else ""
-        self.notify(f"{done.number}: manual {done.kind} of {format_money(done.amount, done.currency)}{tax}; "
-                    f"total now {format_money(done.total, done.currency)} (revision {done.revision})",
-                    title="Adjusted")
+        self.notify(
+            f"{done.number}: manual {done.kind} of {format_money(done.amount, done.currency)}{tax}; "
+            f"total now {format_money(done.total, done.currency)} (revision {done.revision})",
+            title="Adjusted",
+        )
         self.refresh_invoices([done.id])
 
     # -- refresh rows that changed elsewhere ----------------------------------------

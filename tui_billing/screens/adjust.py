@@ -8,10 +8,12 @@ written.  The adjustment itself runs in a thread worker and the domain's
 refusal (e.g. a credit larger than the total) is shown in the dialog, which
 stays open.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
@@ -28,6 +30,11 @@ from ..money import MoneyError, format_amount, format_debt_change, format_money,
 from ..widgets.choice_set import ChoiceSet
 from ..widgets.fmt import text_cell
 from .support import db_session, error_text, post
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from ..app import BillingApp
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,9 @@ class AdjustModal(ModalScreen[AdjustDone | None]):
         Binding("ctrl+s", "submit", "Adjust", id="modal.submit"),
     ]
 
+    if TYPE_CHECKING:  # the console's own App (its ctx, change_seq...), for the type checker
+        app = getters.app(BillingApp)
+
     def __init__(self, target: AdjustTarget):
         super().__init__()
         self.target = target
@@ -100,8 +110,12 @@ class AdjustModal(ModalScreen[AdjustDone | None]):
         t = self.target
         with Vertical(classes="dialog", id="adjust-dialog"):
             yield Static(text_cell(f"Adjust {t.number}"), classes="dialog-title")
-            yield Static(text_cell(f"{t.account} · {S.label(S.INVOICE_STATUSES, t.status)} · "
-                                   f"total {format_money(t.total, t.currency)}"), classes="dialog-body")
+            yield Static(
+                text_cell(
+                    f"{t.account} · {S.label(S.INVOICE_STATUSES, t.status)} · total {format_money(t.total, t.currency)}"
+                ),
+                classes="dialog-body",
+            )
             with Horizontal(classes="form-row"):
                 yield Label("Type", classes="form-label")
                 with ChoiceSet(id="adj-kind"):
@@ -109,14 +123,24 @@ class AdjustModal(ModalScreen[AdjustDone | None]):
                     yield RadioButton("Manual charge", id="kind-charge")
             with Horizontal(classes="form-row"):
                 yield Label(f"Amount ({t.currency})", classes="form-label")
-                yield Input(placeholder="e.g. 25.00", id="adj-amount", compact=True,
-                            validators=[AmountValidator(t.currency, t, self.kind)], validate_on=["changed", "submitted"])
+                yield Input(
+                    placeholder="e.g. 25.00",
+                    id="adj-amount",
+                    compact=True,
+                    validators=[AmountValidator(t.currency, t, self.kind)],
+                    validate_on=["changed", "submitted"],
+                )
             yield Static("", id="adj-amount-error", classes="form-error")
             with Horizontal(classes="form-row"):
                 yield Label("Description", classes="form-label")
-                yield Input(placeholder="what it is for (required)", id="adj-description", compact=True,
-                            max_length=300, validators=[DescriptionValidator()],
-                            validate_on=["changed", "submitted"])
+                yield Input(
+                    placeholder="what it is for (required)",
+                    id="adj-description",
+                    compact=True,
+                    max_length=300,
+                    validators=[DescriptionValidator()],
+                    validate_on=["changed", "submitted"],
+                )
             yield Static("", id="adj-description-error", classes="form-error")
             with Horizontal(classes="form-row"):
                 yield Label("New total", classes="form-label")
@@ -136,8 +160,9 @@ class AdjustModal(ModalScreen[AdjustDone | None]):
 
     def preview(self) -> workflow.AdjustPreview:
         """The domain's outcome of what is typed and chosen now (no store read)."""
-        return workflow.preview_adjust(self.target.basis or self.target.id, self.kind(),
-                                       self.query_one("#adj-amount", Input).value)
+        return workflow.preview_adjust(
+            self.target.basis or self.target.id, self.kind(), self.query_one("#adj-amount", Input).value
+        )
 
     def _show(self, input_id: str, result: ValidationResult | None, show_empty: bool = False) -> bool:
         widget = self.query_one(f"#{input_id}", Input)
@@ -147,7 +172,7 @@ class AdjustModal(ModalScreen[AdjustDone | None]):
             error.update("")
             widget.set_class(False, "-invalid")
             return ok
-        error.update("" if ok else text_cell("✗ " + "; ".join(result.failure_descriptions)))
+        error.update("" if ok or result is None else text_cell("✗ " + "; ".join(result.failure_descriptions)))
         widget.set_class(not ok, "-invalid")
         return ok
 
@@ -159,9 +184,11 @@ class AdjustModal(ModalScreen[AdjustDone | None]):
             label.update(format_money(t.total, t.currency))
             return
         # Net, its tax (manual corrections are taxed like the charges), new total.
+        assert p.correction is not None  # set with `after`
         text = Text(format_money(p.after, t.currency), style="bold")
-        text.append(f"  ({format_debt_change(p.correction, t.currency)} net",
-                    style="red" if p.correction < 0 else "green")
+        text.append(
+            f"  ({format_debt_change(p.correction, t.currency)} net", style="red" if p.correction < 0 else "green"
+        )
         tax = f", tax {format_amount(p.tax, t.currency)})" if p.tax else ", no tax)"
         text.append(tax, style="red" if p.correction < 0 else "green")
         label.update(text)
@@ -169,7 +196,7 @@ class AdjustModal(ModalScreen[AdjustDone | None]):
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
         self.query_one("#adj-error", Static).update("")
-        self._show(event.input.id, event.validation_result)
+        self._show(event.input.id or "", event.validation_result)
         self._new_total()
 
     def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
@@ -227,8 +254,9 @@ class AdjustModal(ModalScreen[AdjustDone | None]):
                 post(self.app, self._refused, None, error_text(exc))
                 return
         signed = amount if kind == "charge" else -amount
-        done = AdjustDone(inv.id, inv.number, kind, amount, inv.currency, inv.total, inv.revision,
-                          inv.total - t.total - signed)
+        done = AdjustDone(
+            inv.id, inv.number, kind, amount, inv.currency, inv.total, inv.revision, inv.total - t.total - signed
+        )
         post(self.app, self.dismiss, done)
 
     def _refused(self, field: str | None, reason: str) -> None:

@@ -1,5 +1,6 @@
 """A yes/no question before a bulk action (approve: count and sums per currency),
 and the approve question when flagged invoices are among those chosen."""
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -72,10 +73,15 @@ class ApproveModal(ModalScreen[str | None]):
                 yield Static(self.body, classes="dialog-body")
             with Horizontal(classes="buttons"):
                 if self.unflagged:
-                    yield Button(f"Approve {self.unflagged:,} unflagged (y)", variant="primary",
-                                 id="unflagged", compact=True)
-                yield Button("Include flagged… (f)", variant="warning" if self.unflagged else "primary",
-                             id="flagged", compact=True)
+                    yield Button(
+                        f"Approve {self.unflagged:,} unflagged (y)", variant="primary", id="unflagged", compact=True
+                    )
+                yield Button(
+                    "Include flagged… (f)",
+                    variant="warning" if self.unflagged else "primary",
+                    id="flagged",
+                    compact=True,
+                )
                 yield Button("Cancel (n)", id="cancel", compact=True)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

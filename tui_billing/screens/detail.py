@@ -4,7 +4,10 @@ at stake, and its tables in tabs (Charges, Subscriptions, Payments,
 Corrections, Taxes — only when it has taxes —, Changes since the revision
 last reviewed, and Audit), with approve / adjust / reissue / download / PDF
 text / mark reviewed."""
+
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
 from rich.table import Table
@@ -17,18 +20,30 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from .. import statuses as S
-from ..money import format_amount, format_money
-from ..present import Cell, detail_tables, issue_date_words, signed_amount, status_text
+from .. import workflow
+from ..console_state import Targets
+from ..money import ZERO, format_amount, format_money
+from ..present import Cell, approvals_words, detail_tables, issue_date_words, signed_amount, status_text
 from ..text import shown
 from ..widgets.fit_table import Col, FitTable, plain_of
 from ..widgets.fmt import (
-    FLAGGED_STYLE, HELD, STATUS_STYLES, hold_ran_out, local_time, plural, reissue_when, text_cell, time_left,
+    FLAGGED_STYLE,
+    HELD,
+    STATUS_STYLES,
+    hold_ran_out,
+    local_time,
+    plural,
+    reissue_when,
+    text_cell,
+    time_left,
 )
 from ..widgets.history_chart import HistoryChart, Series
 from ..widgets.progress_panel import ProgressPanel
-from ..widgets.selection import Targets
 from .actions import InvoiceActions
 from .support import db_session, error_text, post
+
+if TYPE_CHECKING:
+    from ..store.detail import InvoiceDetail
 
 LABEL = 16  # label column width in the header group
 VALUE = 26  # left value width before the right-hand label
@@ -37,34 +52,63 @@ HEAD_FLAGS = 3  # flags the header shows; more go to the Flags tab
 CHART_WIDE = 100  # from this width the chart's bars are 2 columns wide (3 from CHART_WIDER)
 CHART_WIDER = 120
 
-CHARGE_COLUMNS = [Col("pos", "#", 3, "right"), Col("description", "Description"),
-                  Col("quantity", "Quantity", 12, "right"), Col("discount", "Discount", 11, "right"),
-                  Col("amount", "Amount", 13, "right")]
+CHARGE_COLUMNS = [
+    Col("pos", "#", 3, "right"),
+    Col("description", "Description"),
+    Col("quantity", "Quantity", 12, "right"),
+    Col("discount", "Discount", 11, "right"),
+    Col("amount", "Amount", 13, "right"),
+]
 SUBSCRIPTION_COLUMNS = [Col("id", "ID", 7, "right"), Col("name", "Name"), Col("status", "Status", 26)]
 # ID, Status and Amount as wide as their longest cell (80 columns: the
 # payment's description keeps room to be read).
-PAYMENT_COLUMNS = [Col("id", "ID", 3, "right", max_width=10), Col("description", "Description"),
-                   Col("created", "Created at", 10), Col("due", "Due date", 10),
-                   Col("status", "Status", 6, max_width=19), Col("amount", "Amount", 8, "right", max_width=20)]
-CORRECTION_COLUMNS = [Col("pos", "#", 3, "right"), Col("description", "Description"),
-                      Col("debt", "Current Debt Changed", 20, "right"), Col("approved", "Approved at", 16)]
-TAX_COLUMNS = [Col("pos", "#", 3, "right"), Col("name", "Name", 22), Col("description", "Description"),
-               Col("amount", "Amount", 13, "right")]
-CHANGE_COLUMNS = [Col("change", "Change", 16), Col("line", "Line"),
-                  Col("before", "Before", 11, "right", wide_width=14),
-                  Col("after", "After", 11, "right", wide_width=14),
-                  Col("delta", "Delta", 11, "right", wide_width=14)]
-TOTAL_LABELS = {"subtotal": "Subtotal", "discount_total": "Discounts", "tax_total": "Taxes",
-                "correction_total": "Corrections", "total": "Total"}
+PAYMENT_COLUMNS = [
+    Col("id", "ID", 3, "right", max_width=10),
+    Col("description", "Description"),
+    Col("created", "Created at", 10),
+    Col("due", "Due date", 10),
+    Col("status", "Status", 6, max_width=19),
+    Col("amount", "Amount", 8, "right", max_width=20),
+]
+CORRECTION_COLUMNS = [
+    Col("pos", "#", 3, "right"),
+    Col("description", "Description"),
+    Col("debt", "Current Debt Changed", 20, "right"),
+    Col("approved", "Approved at", 16),
+]
+TAX_COLUMNS = [
+    Col("pos", "#", 3, "right"),
+    Col("name", "Name", 22),
+    Col("description", "Description"),
+    Col("amount", "Amount", 13, "right"),
+]
+CHANGE_COLUMNS = [
+    Col("change", "Change", 16),
+    Col("line", "Line"),
+    Col("before", "Before", 11, "right", wide_width=14),
+    Col("after", "After", 11, "right", wide_width=14),
+    Col("delta", "Delta", 11, "right", wide_width=14),
+]
+TOTAL_LABELS = {
+    "subtotal": "Subtotal",
+    "discount_total": "Discounts",
+    "tax_total": "Taxes",
+    "correction_total": "Corrections",
+    "total": "Total",
+}
 NO_CHANGES = "No changes since the revision last reviewed."
 # Eight tabs with their counts need about 87 columns: narrower, these two
 # titles are shortened so that every tab (Flags, Audit) stays in sight.
 SHORT_TITLES = {"tab-subscriptions": ("Subscriptions", "Subs."), "tab-corrections": ("Corrections", "Corr.")}
 TAB_PADDING = 2  # a Tab's left and right padding
-VIEW_COLUMNS = {"charges": CHARGE_COLUMNS, "subscriptions": SUBSCRIPTION_COLUMNS, "payments": PAYMENT_COLUMNS,
-                "corrections": CORRECTION_COLUMNS, "taxes": TAX_COLUMNS}
-AUDIT_COLUMNS = [Col("at", "When", 16), Col("actor", "Who", 12), Col("action", "What", 15),
-                 Col("change", "Change")]
+VIEW_COLUMNS = {
+    "charges": CHARGE_COLUMNS,
+    "subscriptions": SUBSCRIPTION_COLUMNS,
+    "payments": PAYMENT_COLUMNS,
+    "corrections": CORRECTION_COLUMNS,
+    "taxes": TAX_COLUMNS,
+}
+AUDIT_COLUMNS = [Col("at", "When", 16), Col("actor", "Who", 12), Col("action", "What", 15), Col("change", "Change")]
 
 
 class DetailTable(FitTable):
@@ -125,20 +169,28 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
         Binding("d", "download", "Download", id="detail.download"),
         Binding("p", "pdf_text", "PDF", id="detail.pdf"),
         Binding("n", "next_tab", "Next tab", id="detail.next_tab"),
-        Binding("v", "mark_reviewed", "Mark revision reviewed (the next Changes start here)",
-                id="detail.reviewed", show=False),
+        Binding(
+            "v",
+            "mark_reviewed",
+            "Mark revision reviewed (the next Changes start here)",
+            id="detail.reviewed",
+            show=False,
+        ),
         Binding("f5", "reload", "Refresh", id="detail.refresh", show=False),
     ]
 
     def __init__(self, ref: int | str):
         super().__init__()
         self.ref = ref
-        self.detail = None
+        # None until the first load has been shown (_show); what reads it runs after that.
+        self.detail: InvoiceDetail = None  # type: ignore[assignment]
         self.erp = False
         self.reporting = "EUR"  # store setting reporting_currency: risk_at_stake is in it
         self.holds_flagged = True  # store setting auto_approve_flagged is off
         self.seen_changes = 0
         self.tab_titles: dict[str, str] = {}  # pane id -> full title, as last built
+        self.approvals: str | None = None  # present.approvals_words, when two are needed
+        self.needs_two = False  # four-eyes: the job loop holds it at the end of its hold
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -176,11 +228,21 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
             try:
                 detail = load_detail(ref)
                 settings = load_settings()
+                rules = workflow.four_eyes_rules(settings)
             except Exception as exc:
                 post(self.app, self._failed, error_text(exc))
                 return
-        post(self.app, self._show, detail, settings.erp_integration, settings["reporting_currency"],
-             not settings.auto_approve_flagged)
+        inv = detail.invoice
+        self.approvals = approvals_words(inv, self.app.ctx.clock, rules)  # four-eyes: "1 of 2 approvals: …"
+        self.needs_two = inv.status == S.UNDER_REVIEW and rules.needs_two(inv.total, inv.currency)
+        post(
+            self.app,
+            self._show,
+            detail,
+            settings.erp_integration,
+            settings["reporting_currency"],
+            not settings.auto_approve_flagged,
+        )
 
     def _failed(self, reason: str) -> None:
         self.query_one("#detail-head", Static).update(text_cell(f"✗ {reason}", style="bold red"))
@@ -203,11 +265,11 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
         ids = [p.id for p in panes]
         self.tab_titles = {}  # a resize while the tabs are rebuilt has nothing to fit
         await body.remove_children()
-        tabs = TabbedContent(id="detail-tabs", initial=active if active in ids else "")
+        tabs = TabbedContent(id="detail-tabs", initial=active if active and active in ids else "")
         for pane in panes:
             tabs.compose_add_child(pane)
         await body.mount(tabs)
-        self.tab_titles = {pane.id: tabs.get_tab(pane.id).label.plain for pane in panes}
+        self.tab_titles = {pane.id: tabs.get_tab(pane).label.plain for pane in panes if pane.id}
         self.fit_tab_titles()
 
     def on_resize(self) -> None:
@@ -235,7 +297,13 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
         totals = f"Last {len(points)} totals" if self.size.width >= CHART_WIDE else "Totals"
         series = [Series(totals, tuple(p.total for p in points), current)]
         if d.history_service:
-            series.append(Series(shown(d.history_service), tuple(p.service for p in points), current))
+            series.append(
+                Series(
+                    shown(d.history_service),
+                    tuple(p.service if p.service is not None else ZERO for p in points),
+                    current,
+                )
+            )
         return series
 
     def fit_tab_titles(self) -> None:
@@ -271,18 +339,30 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
             text.append("\n")
 
         pair("Invoice number", inv.number, "Revision", str(inv.revision))
-        pair("Account", f"{inv.account.name} ({inv.customer_class.name}, "
-                        f"{S.label(S.ACCOUNT_TYPES, inv.account.account_type).lower()})")
+        pair(
+            "Account",
+            f"{inv.account.name} ({inv.customer_class.name}, "
+            f"{S.label(S.ACCOUNT_TYPES, inv.account.account_type).lower()})",
+        )
         pair("Total", self.total_words())
         pair("Status", self.status_words(), "Payment model", S.label(S.PAYMENT_MODELS, inv.payment_model))
         if self.erp:
-            ext = (format_money(inv.external_total, inv.external_currency or cur)
-                   if inv.external_total is not None else "—")
-            pair("External total", ext, "Approval date",
-                 local_time(clock, inv.approved_at, "%Y-%m-%d" if narrow else "%Y-%m-%d %H:%M"))
+            ext = (
+                format_money(inv.external_total, inv.external_currency or cur)
+                if inv.external_total is not None
+                else "—"
+            )
+            pair(
+                "External total",
+                ext,
+                "Approval date",
+                local_time(clock, inv.approved_at, "%Y-%m-%d" if narrow else "%Y-%m-%d %H:%M"),
+            )
         pair("From", inv.period_from.isoformat(), "To", inv.period_to.isoformat())
         pair("Issue date", issue_date_words(inv), "Due date", inv.due_date.isoformat() if inv.due_date else "—")
         pair("Review deadline", self.deadline_words(narrow))
+        if self.approvals:
+            pair("Approvals", self.approvals)
         text.rstrip()
         return text
 
@@ -309,7 +389,7 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
         left = time_left(inv.review_deadline, clock.now())
         if not hold_ran_out(left):
             return f"{at} ({left} left)"
-        if d.flagged and self.holds_flagged:
+        if (d.flagged and self.holds_flagged) or self.needs_two:
             then = f"{HELD} on the next job pass"
         else:
             then = "approved on the next job pass"
@@ -322,13 +402,12 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
             text = Text(f"{'Flags':<{LABEL}}", style="bold")
             text.append("No flags", style="dim")
             return text
-        listed = d.flags if len(d.flags) <= HEAD_FLAGS else d.flags[:HEAD_FLAGS - 1]
+        listed = d.flags if len(d.flags) <= HEAD_FLAGS else d.flags[: HEAD_FLAGS - 1]
         grid = self._flag_grid(listed, "Flags", d.flagged, self.stake_words())
         if len(listed) < len(d.flags):  # the header stays small at 80x24; the tab has them all
             more = len(d.flags) - len(listed)
             tab = flags_title(len(d.flags))
-            grid.add_row(Text(""), Text(f"… and {more} more: every flag in full on the “{tab}” tab",
-                                        style="italic"))
+            grid.add_row(Text(""), Text(f"… and {more} more: every flag in full on the “{tab}” tab", style="italic"))
         return grid
 
     def stake_words(self) -> Text:
@@ -344,8 +423,9 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
         return text
 
     @staticmethod
-    def _flag_grid(flags, title: str, flagged: bool, summary: Text | None = None, *,
-                   stakes: str | None = None) -> Table:
+    def _flag_grid(
+        flags, title: str, flagged: bool, summary: Text | None = None, *, stakes: str | None = None
+    ) -> Table:
         """One row per flag: its reason in full.  Flagged, `summary` comes first
         and the strong evidence is red; `stakes`: the currency to show each
         flag's money at stake in."""
@@ -368,8 +448,9 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
     def flags_pane(self) -> TabPane:
         d = self.detail
         grid = self._flag_grid(d.flags, "Flags", d.flagged, self.stake_words(), stakes=d.invoice.currency)
-        return TabPane(flags_title(len(d.flags)), VerticalScroll(Static(grid, id="flags-full"), id="flags-scroll"),
-                       id="tab-flags")
+        return TabPane(
+            flags_title(len(d.flags)), VerticalScroll(Static(grid, id="flags-full"), id="flags-scroll"), id="tab-flags"
+        )
 
     def status_words(self) -> Text:
         inv = self.detail.invoice
@@ -395,13 +476,29 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
                 panes.append(TabPane(view.title, Static(view.note, id=f"{view.key}-note", classes="note"), id=tab))
                 continue
             rows = [{col.key: _cell(cell) for col, cell in zip(columns, row)} for row in view.rows]
-            panes.append(TabPane(f"{view.title} {len(view.rows)}",
-                                 DetailTable(columns, rows, id=f"{view.key}-table"), id=tab))
+            panes.append(
+                TabPane(f"{view.title} {len(view.rows)}", DetailTable(columns, rows, id=f"{view.key}-table"), id=tab)
+            )
         panes.append(self.changes_pane())
-        panes.append(TabPane("Audit", DetailTable(AUDIT_COLUMNS, [
-            {"at": local_time(clock, a.at), "actor": _t(a.actor), "action": _t(a.action),
-             "change": _t(self.audit_change(a, cur))} for a in d.audit], id="audit-table"),
-            id="tab-audit"))
+        panes.append(
+            TabPane(
+                "Audit",
+                DetailTable(
+                    AUDIT_COLUMNS,
+                    [
+                        {
+                            "at": local_time(clock, a.at),
+                            "actor": _t(a.actor),
+                            "action": _t(a.action),
+                            "change": _t(self.audit_change(a, cur)),
+                        }
+                        for a in d.audit
+                    ],
+                    id="audit-table",
+                ),
+                id="tab-audit",
+            )
+        )
         if d.flags:
             panes.append(self.flags_pane())
         return panes
@@ -416,8 +513,9 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
             return _r(format_amount(state.net, cur) if state is not None else "—")
 
         def delta(value) -> Text:
-            return Text(signed_amount(value, cur), justify="right",
-                        style="" if not value else ("red" if value < 0 else "green"))
+            return Text(
+                signed_amount(value, cur), justify="right", style="" if not value else ("red" if value < 0 else "green")
+            )
 
         rows = []
         for section, items in (("", diff.charges), ("tax ", diff.taxes), ("correction ", diff.corrections)):
@@ -425,24 +523,39 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
                 name = change_name(c)
                 if c.fields:
                     name += f" ({', '.join(c.fields)})"
-                rows.append({"change": Text(section + c.change), "line": _t(name),
-                             "before": amount(c.before), "after": amount(c.after), "delta": delta(c.delta)})
+                rows.append(
+                    {
+                        "change": Text(section + c.change),
+                        "line": _t(name),
+                        "before": amount(c.before),
+                        "after": amount(c.after),
+                        "delta": delta(c.delta),
+                    }
+                )
         for key, label in TOTAL_LABELS.items():
             before, after = diff.totals.get(key, (None, None))
-            if before is None or (before == after and key != "total"):
+            if before is None or after is None or (before == after and key != "total"):
                 continue
             style = "bold" if key == "total" else ""
-            rows.append({"change": Text("total" if key == "total" else "", style=style),
-                         "line": Text(label, style=style),
-                         "before": Text(format_amount(before, cur), justify="right", style=style),
-                         "after": Text(format_amount(after, cur), justify="right", style=style),
-                         "delta": delta(after - before)})
+            rows.append(
+                {
+                    "change": Text("total" if key == "total" else "", style=style),
+                    "line": Text(label, style=style),
+                    "before": Text(format_amount(before, cur), justify="right", style=style),
+                    "after": Text(format_amount(after, cur), justify="right", style=style),
+                    "delta": delta(after - before),
+                }
+            )
         n = len(diff.charges) + len(diff.taxes) + len(diff.corrections)
         head = Text(f"Revision {diff.from_revision} (last reviewed) → revision {diff.to_revision}: total ")
         head.append(f"{format_money(diff.total_before, cur)} → {format_money(diff.total_after, cur)}", style="bold")
         head.append(f" ({signed_amount(diff.total_delta, cur)})")
-        return TabPane(f"Changes {n}", Static(head, id="changes-head"),
-                       DetailTable(CHANGE_COLUMNS, rows, id="changes-table"), id="tab-changes")
+        return TabPane(
+            f"Changes {n}",
+            Static(head, id="changes-head"),
+            DetailTable(CHANGE_COLUMNS, rows, id="changes-table"),
+            id="tab-changes",
+        )
 
     def action_mark_reviewed(self) -> None:
         if self.detail is None:
@@ -462,8 +575,7 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
         post(self.app, self._reviewed, invoice_id, inv.number, inv.revision)
 
     def _reviewed(self, invoice_id: int, number: str, revision: int) -> None:
-        self.notify(f"{number}: revision {revision} marked reviewed; Changes start from it.",
-                    title="Mark reviewed")
+        self.notify(f"{number}: revision {revision} marked reviewed; Changes start from it.", title="Mark reviewed")
         self.app.note_changed({invoice_id})
         self.seen_changes = self.app.change_seq
         self.action_reload()
@@ -472,15 +584,17 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
     def audit_change(a, cur: str) -> str:
         parts = []
         if a.before_status != a.after_status and (a.before_status or a.after_status):
-            parts.append(f"{S.label(S.INVOICE_STATUSES, a.before_status or '—')} → "
-                         f"{S.label(S.INVOICE_STATUSES, a.after_status or '—')}")
+            parts.append(
+                f"{S.label(S.INVOICE_STATUSES, a.before_status or '—')} → "
+                f"{S.label(S.INVOICE_STATUSES, a.after_status or '—')}"
+            )
         if a.before_total is not None and a.after_total is not None and a.before_total != a.after_total:
             parts.append(f"{format_amount(a.before_total, cur)} → {format_amount(a.after_total, cur)}")
         return " · ".join(parts) or "—"
 
     def action_next_tab(self) -> None:
         for tabs in self.query(TabbedContent):
-            ids = [p.id for p in tabs.query(TabPane)]
+            ids = [p.id for p in tabs.query(TabPane) if p.id]
             if ids:
                 i = ids.index(tabs.active) if tabs.active in ids else -1
                 tabs.active = ids[(i + 1) % len(ids)]

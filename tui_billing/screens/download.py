@@ -1,4 +1,5 @@
 """Download PDFs: a directory, and optionally one merged file."""
+
 from __future__ import annotations
 
 import datetime as dt

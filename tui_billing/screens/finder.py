@@ -1,5 +1,6 @@
 """The invoice finder: every invoice, filtered, sorted by issue date, number
 total or risk (keys i, n, t, k; again to reverse); `f`: flagged only."""
+
 from __future__ import annotations
 
 from textual.binding import Binding

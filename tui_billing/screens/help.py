@@ -1,5 +1,6 @@
 """`?` / F1: every key of every screen, read from the bindings (so a remapped
 key shows as remapped)."""
+
 from __future__ import annotations
 
 from rich.table import Table

@@ -6,6 +6,7 @@ filter and every next page come from thread workers; pages are appended as
 the cursor nears the last loaded row, so only the pages looked at are ever
 in memory.
 """
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -16,20 +17,23 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from .. import statuses as S
+from ..console_state import InvoiceListRow, Pager, Targets
 from ..text import shown
 from ..widgets.filter_bar import FilterBar
 from ..widgets.invoice_table import NEAR_END, InvoiceTable
-from ..widgets.pager import Pager
 from ..widgets.progress_panel import ProgressPanel
-from ..widgets.rows import InvoiceRow
-from ..widgets.selection import Targets
 from ..widgets.status_counts import StatusCounts
 from .actions import InvoiceActions
 from .support import db_session, error_text, post
 
 PAGE = 50
-SORT_WORDS = {"issue_date": "issue date", "number": "number", "total": "total", "deadline": "review deadline",
-              "risk": "risk, then deadline"}
+SORT_WORDS = {
+    "issue_date": "issue date",
+    "number": "number",
+    "total": "total",
+    "deadline": "review deadline",
+    "risk": "risk, then deadline",
+}
 
 
 class InvoiceListScreen(InvoiceActions, Screen):
@@ -46,8 +50,13 @@ class InvoiceListScreen(InvoiceActions, Screen):
         Binding("a", "approve", "Approve", id="list.approve"),
         Binding("j", "adjust", "Adjust", id="list.adjust"),
         Binding("r", "reissue", "Reissue", id="list.reissue"),
-        Binding("d", "download", "PDFs", id="list.download",
-                tooltip="Download PDFs (to a directory, or merged into one file)"),
+        Binding(
+            "d",
+            "download",
+            "PDFs",
+            id="list.download",
+            tooltip="Download PDFs (to a directory, or merged into one file)",
+        ),
         Binding("p", "pdf_text", "PDF", id="list.pdf", show=False),
         Binding("m", "mark_page", "Mark page", id="list.mark_page", show=False),
         Binding("M", "mark_matching", "Mark all matching", id="list.mark_all", show=False),
@@ -105,6 +114,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
         desc = self.descending
         if desc is None:
             from ..store.queries import SORTS
+
             desc = SORTS[self.sort][1]
         words = f"by {SORT_WORDS[self.sort]} {'▼' if desc else '▲'}"
         return words + (" · flagged only" if self.flagged else "")
@@ -136,10 +146,15 @@ class InvoiceListScreen(InvoiceActions, Screen):
             try:
                 status = raw.get("status") or (list(self.BASE_STATUSES) or None)
                 filters = queries.make_filters(
-                    status=status, account_type=raw.get("account_type"), customer=raw.get("customer"),
-                    customer_class=raw.get("customer_class"), number=raw.get("number"),
-                    date_from=raw.get("date_from"), date_to=raw.get("date_to"),
-                    flagged=bool(raw.get("flagged")))
+                    status=status,
+                    account_type=raw.get("account_type"),
+                    customer=raw.get("customer"),
+                    customer_class=raw.get("customer_class"),
+                    number=raw.get("number"),
+                    date_from=raw.get("date_from"),
+                    date_to=raw.get("date_to"),
+                    flagged=bool(raw.get("flagged")),
+                )
             except queries.FilterError as exc:
                 post(self.app, self._filter_error, generation, exc.field, exc.reason)
                 return
@@ -162,7 +177,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
         if generation == self.generation:
             self.query_one(FilterBar).show_error(field, reason)
 
-    def _show_first(self, generation: int, filters, rows: list[InvoiceRow], pager: Pager) -> None:
+    def _show_first(self, generation: int, filters, rows: list[InvoiceListRow], pager: Pager) -> None:
         if generation != self.generation:
             return
         self.query_one(FilterBar).show_error(None, None)
@@ -204,8 +219,9 @@ class InvoiceListScreen(InvoiceActions, Screen):
             return Text(self.NOTHING, style="bold")
         text = Text("No invoice matches ", style="bold")
         text.append(" · ".join(parts))
-        text.append(".  / changes the filter" + (", f shows unflagged ones too." if raw.get("flagged") else "."),
-                    style="dim")
+        text.append(
+            ".  / changes the filter" + (", f shows unflagged ones too." if raw.get("flagged") else "."), style="dim"
+        )
         return text
 
     def count_held(self) -> int | None:
@@ -249,8 +265,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
                 return
         post(self.app, self._arrived, generation, pager, rows, pager.has_more, seq)
 
-    def _arrived(self, generation: int, pager: Pager, rows: list[InvoiceRow] | None, more: bool,
-                 seq: int) -> None:
+    def _arrived(self, generation: int, pager: Pager, rows: list[InvoiceListRow] | None, more: bool, seq: int) -> None:
         if generation != self.generation or pager is not self.pager:
             return  # fetched for a filter no longer shown
         self.fetching = False
@@ -263,7 +278,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
         else:
             self.ahead = (rows, more, seq)
 
-    def _show_more(self, generation: int, rows: list[InvoiceRow], more: bool, seq: int | None = None) -> None:
+    def _show_more(self, generation: int, rows: list[InvoiceListRow], more: bool, seq: int | None = None) -> None:
         if generation != self.generation:
             return
         self.has_more = more
@@ -293,18 +308,22 @@ class InvoiceListScreen(InvoiceActions, Screen):
 
     @work(thread=True, exclusive=True, group="classes")
     def _load_classes(self) -> None:
-        from ..store.models import CustomerClass
+        from ..store.models import CustomerClass, tuple_rows
 
         with db_session():
             try:
-                names = [n for (n,) in CustomerClass.select(CustomerClass.name)
-                         .order_by(CustomerClass.name).tuples()]
+                names = [
+                    n
+                    for (n,) in tuple_rows(
+                        CustomerClass.select(CustomerClass.name).order_by(CustomerClass.name).tuples()
+                    )
+                ]
             except Exception:
                 return
         post(self.app, self._set_classes, names)
 
     def _set_classes(self, names: list[str]) -> None:  # on the UI thread: the widget tree is read here
-        self.query_one(FilterBar).set_classes(names)
+        self.query_one(FilterBar).set_class_choices(names)
 
     # -- filter bar -----------------------------------------------------------------------
     def on_filter_bar_changed(self, message: FilterBar.Changed) -> None:
@@ -361,7 +380,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
     def loaded_ids(self) -> set[int]:
         return set(self.table.loaded_ids())
 
-    def keeps(self, row: InvoiceRow) -> bool:
+    def keeps(self, row: InvoiceListRow) -> bool:
         statuses = self.filters.statuses if self.filters is not None else ()
         flagged = self.filters is not None and self.filters.flagged
         return (not statuses or row.status in statuses) and (not flagged or row.flagged)

@@ -8,6 +8,7 @@ the first of an entry are indented, so every entry starts at the left edge.
 Log lines carry text from imports (service names, errors): shown escaped
 (text.shown), never as markup.
 """
+
 from __future__ import annotations
 
 import re

@@ -2,8 +2,9 @@
 SMTP crash window), and queued mail the server has not taken for 15 minutes
 (waiting: retried on its own), with why; `r` requeues a failed or uncertain
 one, `s` confirms an uncertain one as delivered.  The same operations as
-`tui-billing outbox --retry/--mark-sent` (mail.retry, mail.mark_sent), run
+`tui-billing outbox --retry/--mark-sent` (mail.retry, mail.mark_mail_sent), run
 in thread workers."""
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -16,12 +17,15 @@ from textual.widgets import DataTable, Static
 
 from ..text import shown
 from ..widgets.fmt import text_cell
+from .role_gate import RoleGate
 from .support import db_session, error_text, post
 
 COLUMNS = ("ID", "Status", "Invoice", "To", "Tries", "Why")
 
 
-class OutboxModal(ModalScreen[None]):
+class OutboxModal(RoleGate, ModalScreen[None]):
+    ROLE_ACTIONS = {"retry": "outbox", "mark_sent": "outbox"}
+
     BINDINGS = [
         Binding("escape,q", "close", "Close", id="outbox.close"),
         Binding("r", "retry", "Retry", id="outbox.retry"),
@@ -39,8 +43,10 @@ class OutboxModal(ModalScreen[None]):
             yield Static("loading…", id="outbox-summary", classes="dialog-body")
             yield DataTable(id="outbox-table", cursor_type="row", zebra_stripes=True)
             yield Static("", id="outbox-detail")
-            yield Static("r retry (requeue now) · s mark sent (uncertain: found in the server's log) · "
-                         "F5 refresh · Esc close", classes="dialog-hint")
+            yield Static(
+                "r retry (requeue now) · s mark sent (uncertain: found in the server's log) · F5 refresh · Esc close",
+                classes="dialog-hint",
+            )
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -75,9 +81,11 @@ class OutboxModal(ModalScreen[None]):
         summary = self.query_one("#outbox-summary", Static)
         waiting = counts.get(mail.QUEUED, 0) + counts.get(mail.SENDING, 0)
         stalled = sum(1 for r in rows if r["status"] == "waiting")
-        summary.update(f"{counts.get(mail.FAILED, 0):,} failed · {counts.get(mail.UNCERTAIN, 0):,} uncertain · "
-                       f"{waiting:,} queued ({stalled:,} waiting over {mail.STALLED_AFTER.seconds // 60} min) · "
-                       f"{counts.get(mail.SENT, 0):,} sent")
+        summary.update(
+            f"{counts.get(mail.FAILED, 0):,} failed · {counts.get(mail.UNCERTAIN, 0):,} uncertain · "
+            f"{waiting:,} queued ({stalled:,} waiting over {mail.STALLED_AFTER.seconds // 60} min) · "
+            f"{counts.get(mail.SENT, 0):,} sent"
+        )
         table = self.query_one(DataTable)
         table.clear()
         self.rows = {}
@@ -86,8 +94,20 @@ class OutboxModal(ModalScreen[None]):
             self.rows[key] = row
             why = shown((row["last_error"] or "").replace("\n", " "))
             # DataTable reads a str cell as markup ("[Errno 111] …" would vanish): Text cells
-            table.add_row(*(text_cell(v) for v in (key, row["status"], row["invoice"] or row["kind"],
-                                                    row["recipient"], str(row["attempts"]), why[:60])), key=key)
+            table.add_row(
+                *(
+                    text_cell(v)
+                    for v in (
+                        key,
+                        row["status"],
+                        row["invoice"] or row["kind"],
+                        row["recipient"],
+                        str(row["attempts"]),
+                        why[:60],
+                    )
+                ),
+                key=key,
+            )
         if not rows:
             self.query_one("#outbox-detail", Static).update("Nothing failed, uncertain or waiting.")
         else:
@@ -98,7 +118,7 @@ class OutboxModal(ModalScreen[None]):
         if not table.row_count:
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return self.rows.get(key)
+        return self.rows.get(key or "")
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
@@ -117,7 +137,7 @@ class OutboxModal(ModalScreen[None]):
         self._operate("retry")
 
     def action_mark_sent(self) -> None:
-        self._operate("mark_sent")
+        self._operate("mark_mail_sent")
 
     def _operate(self, what: str) -> None:
         row = self.current()

@@ -2,6 +2,7 @@
 with the key that does it on this screen (as remapped in `[keys]`), and each
 once: the palette is the console's own list, not Textual's system commands
 beside it (they named Quit, Keys and the theme a second time)."""
+
 from __future__ import annotations
 
 from functools import partial
@@ -20,7 +21,12 @@ COMMANDS = [
     ("Adjust", "One manual credit or charge on the invoice under the cursor", "screen", "adjust"),
     ("Reissue", "Recalculate now or in the off-peak window", "screen", "reissue"),
     ("Download PDFs", "Write PDFs to a directory, optionally one merged file", "screen", "download"),
-    ("PDF", "Show the current PDF: the page as a picture where the terminal draws one, its text otherwise", "screen", "pdf_text"),
+    (
+        "PDF",
+        "Show the current PDF: the page as a picture where the terminal draws one, its text otherwise",
+        "screen",
+        "pdf_text",
+    ),
     ("Mark all on page", "Mark every loaded row", "screen", "mark_page"),
     ("Mark all matching", "Mark every invoice matching the filter (kept as a query)", "screen", "mark_matching"),
     ("Unmark all", "Clear the marks", "screen", "unmark"),
@@ -32,11 +38,9 @@ COMMANDS = [
     ("Sort by number", "Finder; again to reverse", "screen", "sort('number')"),
     ("Sort by total", "Finder: largest first; again to reverse", "screen", "sort('total')"),
     ("Next tab", "Invoice detail: the next table", "screen", "next_tab"),
-    ("Mark revision reviewed", "Invoice detail: the Changes tab starts from this revision", "screen",
-     "mark_reviewed"),
+    ("Mark revision reviewed", "Invoice detail: the Changes tab starts from this revision", "screen", "mark_reviewed"),
     ("Edit class", "Customer classes: edit the highlighted class in the form", "screen", "edit"),
-    ("Save class", "Customer classes: save the form (asks first, with the values before and after)", "screen",
-     "save"),
+    ("Save class", "Customer classes: save the form (asks first, with the values before and after)", "screen", "save"),
     ("Refresh", "Reload what this screen shows", "screen", "reload"),
     ("Email problems", "Failed and uncertain deliveries: retry, mark sent", "app", "outbox"),
     ("Job loop log", "What the in-console job loop did", "app", "job_log"),
@@ -88,7 +92,7 @@ class BillingCommands(Provider):
                 continue
             if where == "app":
                 if action.startswith("switch_mode("):
-                    callback = partial(app.switch_mode, action[len("switch_mode('"):-2])
+                    callback = partial(app.switch_mode, action[len("switch_mode('") : -2])
                 else:
                     callback = _method(app, action)
             else:
@@ -113,5 +117,4 @@ class BillingCommands(Provider):
         for title, help_text, key, callback in self._available():
             score = matcher.match(title)
             if score > 0:
-                yield Hit(score, self._display(matcher.highlight(title), key), callback, text=title,
-                          help=help_text)
+                yield Hit(score, self._display(matcher.highlight(title), key), callback, text=title, help=help_text)

@@ -19,6 +19,7 @@ Heavy imports (pypdfium2, PIL, textual_image) happen only here, inside
 functions, when a picture is first wanted: never at console start, never in
 the CLI.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -50,6 +51,7 @@ _DETECTED: str | None = None  # the terminal's answer, once asked ("" = no pictu
 # --------------------------------------------------------------------------
 # Pages as images (pypdfium2)
 # --------------------------------------------------------------------------
+
 
 def page_sizes(data: bytes) -> list[tuple[float, float]]:
     """(width, height) in points of every page."""
@@ -95,6 +97,7 @@ def render_page(data: bytes, index: int, *, width: int | None = None, height: in
 # What the terminal can draw
 # --------------------------------------------------------------------------
 
+
 def picture_protocol(app) -> str:
     """``"kitty"``, ``"sixel"`` or ``""`` (no pictures) for ``app``'s terminal."""
     choice = os.environ.get(PICTURES_ENV, "auto").strip().lower()
@@ -125,6 +128,7 @@ def _import_textual_image(app) -> bool:
     try:
         if app.is_headless or not _on_a_terminal():
             import textual_image.widget  # noqa: F401  (no terminal: nothing is asked)
+
             return True
         driver = getattr(app, "_driver", None)
         if driver is None or not driver.can_suspend:
@@ -171,6 +175,7 @@ def _cell_pixels() -> tuple[int, int]:
 # --------------------------------------------------------------------------
 # The modal
 # --------------------------------------------------------------------------
+
 
 class PdfTextModal(ModalScreen[None]):
     """The PDF's text; with ``pdf_bytes``, also its pages as pictures (shown
@@ -236,15 +241,16 @@ class PdfTextModal(ModalScreen[None]):
         self._drop_images()
         self.dismiss(None)
 
-    def action_toggle(self) -> None:
+    def action_toggle(self) -> None:  # type: ignore[override]  # this screen's `t`, not DOMNode's toggle(attribute)
         if not self.pdf_bytes:
             return
         if self.mode == "text" and not _import_textual_image(self.app):
             self.notify("This terminal cannot show the page as a picture.", title="PDF", severity="warning")
             return
         if self.mode == "text" and not self.protocol and not self.images:
-            self.notify("This terminal draws no pictures (Kitty graphics or Sixel): a coarse one in half blocks.",
-                        title="PDF")
+            self.notify(
+                "This terminal draws no pictures (Kitty graphics or Sixel): a coarse one in half blocks.", title="PDF"
+            )
         self._set_mode("text" if self.mode == "picture" else "picture")
 
     def action_page(self, step: int) -> None:
@@ -325,17 +331,20 @@ class PdfTextModal(ModalScreen[None]):
     def _rasterise(self, key: tuple[int, bool, tuple[int, int]]) -> None:
         index, whole_page, (width, height) = key
         try:
+            data = self.pdf_bytes
+            assert data is not None  # only drawn when there is a PDF
             if not self.pages:
-                self.pages = page_sizes(self.pdf_bytes)
-            image = render_page(self.pdf_bytes, index, width=width, height=height if whole_page else None)
+                self.pages = page_sizes(data)
+            image = render_page(data, index, width=width, height=height if whole_page else None)
         except Exception as exc:  # pypdfium2 missing, a PDF it cannot read: the text stays
             self.app.call_from_thread(self._picture_failed, exc)
             return
-        self.app.call_from_thread(self._put_image, key, image)
+        self.app.call_from_thread(self._put_image, key, image)  # type: ignore[arg-type]  # a coroutine function
 
     def _picture_failed(self, exc: Exception) -> None:
-        self.notify(f"No picture of this PDF ({exc or type(exc).__name__}); showing its text.",
-                    title="PDF", severity="warning")
+        self.notify(
+            f"No picture of this PDF ({exc or type(exc).__name__}); showing its text.", title="PDF", severity="warning"
+        )
         self.pdf_bytes = None
         self._set_mode("text")
         self.query_one("#pdf-hint", Static).update(self._hint())

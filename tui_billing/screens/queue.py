@@ -3,6 +3,7 @@ ones awaiting reissue, riskiest first (risk score, then review deadline),
 with their flags and the time left until auto-approval; the counts line
 says how many flagged invoices wait held for a person.  `s` switches to
 the review-deadline order and back; `f` shows flagged invoices only."""
+
 from __future__ import annotations
 
 from textual.binding import Binding

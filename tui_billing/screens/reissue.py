@@ -5,7 +5,10 @@ invoices' ids, the dialog says what the chosen option would do — reissued
 at once, Rejected until the window opens, refused and why — from the
 domain's workflow.preview_reissue, loaded in a worker (no rule here).
 """
+
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
@@ -16,10 +19,15 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, RadioButton, RadioSet, Static
 
 from .. import workflow
-from ..widgets.choice_set import ChoiceSet
 from ..text import shown
+from ..widgets.choice_set import ChoiceSet
 from ..widgets.fmt import plural
 from .support import db_session, error_text, post
+
+if TYPE_CHECKING:
+    from textual import getters
+
+    from ..app import BillingApp
 
 REFUSED_SHOWN = 2  # refused invoices named in the note; the summary lists each
 
@@ -32,8 +40,12 @@ class ReissueModal(ModalScreen[str | None]):
         Binding("ctrl+s", "submit", "Reissue", id="modal.submit"),
     ]
 
-    def __init__(self, count: int, numbers: list[str], window_text: str, ids: list[int] | None = None,
-                 loop: str | None = ""):
+    if TYPE_CHECKING:  # the console's own App (its ctx, change_seq...), for the type checker
+        app = getters.app(BillingApp)
+
+    def __init__(
+        self, count: int, numbers: list[str], window_text: str, ids: list[int] | None = None, loop: str | None = ""
+    ):
         super().__init__()
         # Who recalculates the queued ones: "the job loop in this console" / "… on host:pid";
         # None: no loop is running (the promise says so); "": not known.
@@ -50,8 +62,11 @@ class ReissueModal(ModalScreen[str | None]):
         with Vertical(classes="dialog"):
             yield Static(f"Reissue {plural(self.count, 'invoice')}", classes="dialog-title")
             yield Static(Text(which), classes="dialog-body")
-            yield Static("Recalculate per-service amounts from the current xDRs and subscriptions; "
-                         "corrections are kept and the number does not change.", classes="dialog-hint")
+            yield Static(
+                "Recalculate per-service amounts from the current xDRs and subscriptions; "
+                "corrections are kept and the number does not change.",
+                classes="dialog-hint",
+            )
             with ChoiceSet(id="reissue-mode"):
                 yield RadioButton(f"In the off-peak window — {self.window_text}", value=True, id="mode-off_peak")
                 yield RadioButton("Now — the corrected PDFs are available at once", id="mode-now")
@@ -109,13 +124,20 @@ class ReissueModal(ModalScreen[str | None]):
             text.append(f"{plural(n, 'invoice')} recalculated at once and back under review.")
         elif p.queued:
             clock = self.app.ctx.clock
-            opens = (f"the window opens {clock.local(p.window_opens):%a %d %b %H:%M}"
-                     if p.window_opens > clock.now() else "the job loop reaches it (the window is open now)")
-            text.append(f"{plural(n, 'invoice')} {'stays' if n == 1 else 'stay'} Rejected until {opens}, "
-                        "then recalculated" + (f" by {self.loop}." if self.loop else "."))
+            opens = (
+                f"the window opens {clock.local(p.window_opens):%a %d %b %H:%M}"
+                if p.window_opens > clock.now()
+                else "the job loop reaches it (the window is open now)"
+            )
+            text.append(
+                f"{plural(n, 'invoice')} {'stays' if n == 1 else 'stay'} Rejected until {opens}, "
+                "then recalculated" + (f" by {self.loop}." if self.loop else ".")
+            )
             if self.loop is None:
-                text.append("\nNo job loop is running now: nothing is recalculated until one runs "
-                            "(tui-billing jobs run).", style="yellow")
+                text.append(
+                    "\nNo job loop is running now: nothing is recalculated until one runs (tui-billing jobs run).",
+                    style="yellow",
+                )
         else:
             text.append("Nothing here can be reissued.", style="yellow")
         if p.refused:

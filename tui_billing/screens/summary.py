@@ -1,4 +1,5 @@
 """What a bulk action did: how many succeeded, and each failure with its reason."""
+
 from __future__ import annotations
 
 from rich.text import Text

@@ -1,5 +1,6 @@
 """Helpers for thread workers: each worker runs on its own thread, opens its
 own store connection (peewee connections are per thread) and closes it."""
+
 from __future__ import annotations
 
 import contextlib

@@ -3,6 +3,7 @@
 Rows are tuples already converted to database values (see `dbv`); the
 fastest path per driver is used: sqlite3 executemany, psycopg2 execute_values.
 """
+
 from __future__ import annotations
 
 from .models import database
@@ -50,6 +51,7 @@ def update_rows(model, columns: list[str], rows: list[tuple]) -> None:
 
 def next_id(model) -> int:
     from peewee import fn
+
     return (model.select(fn.MAX(model.id)).scalar() or 0) + 1
 
 
@@ -59,5 +61,6 @@ def sync_sequence(model) -> None:
     if db.param == "?":
         return
     table = model._meta.table_name
-    db.execute_sql(f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), "
-                   f"COALESCE((SELECT MAX(id) FROM \"{table}\"), 1))")
+    db.execute_sql(
+        f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), COALESCE((SELECT MAX(id) FROM \"{table}\"), 1))"
+    )

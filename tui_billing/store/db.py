@@ -6,6 +6,7 @@ A new SQLite store and the folders made for it are the owner's only (0600,
 Schema changes are numbered scripts in store/migrations, applied with
 playhouse.migrations; opening a store applies any that are pending.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,7 +51,7 @@ def connect(url: str | None = None, *, migrate: bool = True) -> Database:
     """Bind the models to the store at `url` and bring its schema up to date."""
     url = url or default_url()
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        path = Path(url[len("sqlite:///"):])
+        path = Path(url[len("sqlite:///") :])
         create_private_sqlite(path)
         # IMMEDIATE: a writer takes the lock when its transaction begins, so
         # two racing transitions queue instead of failing on lock upgrade.
@@ -107,6 +108,11 @@ def apply_migrations(db: Database | None = None) -> list[str]:
     """Apply pending schema migrations; return the names applied."""
     db = db or database.obj
     runner = Runner(db, str(MIGRATIONS_DIR))
+    # Read first: Runner.up() begins with CREATE TABLE IF NOT EXISTS, which a
+    # PostgreSQL login without CREATE on the schema (a per-admin login,
+    # README: Roles and approvals) may not run even when nothing is pending.
+    if all(m.applied for m in runner.status() if m.path is not None):
+        return []
     applied = runner.up()
     if applied:
         # A migration that rebuilds a table (SQLite's ALTER path) drops its

@@ -1,5 +1,6 @@
 """Everything about one invoice: the header and each table of seed 001, and
 the account's recent totals (with a flagged service's amounts) for a chart."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -15,8 +16,16 @@ from ..revisions import RevisionDiff, since_review
 from ..risk import Flag, is_flagged, parse_flags
 from .fields import MONEY_SCALE
 from .models import (
-    Account, AuditEvent, ChargeLine, Correction, CustomerClass, Invoice, Payment,
-    Subscription, TaxLine,
+    Account,
+    AuditEvent,
+    ChargeLine,
+    Correction,
+    CustomerClass,
+    Invoice,
+    Payment,
+    Subscription,
+    TaxLine,
+    tuple_rows,
 )
 
 HISTORY = 12  # the account's regular invoices in the detail's chart, this one the last
@@ -25,6 +34,7 @@ HISTORY = 12  # the account's regular invoices in the detail's chart, this one t
 @dataclass(frozen=True)
 class HistoryPoint:
     """One of the account's regular invoices, for the detail's chart."""
+
     invoice_id: int
     number: str
     period_from: dt.date
@@ -76,21 +86,28 @@ class InvoiceDetail:
             return ""
         if inv.status == S.OPEN:
             return f"Payments appear once the invoice is closed (on {inv.issue_date:%Y-%m-%d})."
-        return ("Payments appear once the invoice is approved and sent: it is "
-                f"{S.label(S.INVOICE_STATUSES, inv.status).lower()}.")
+        return (
+            "Payments appear once the invoice is approved and sent: it is "
+            f"{S.label(S.INVOICE_STATUSES, inv.status).lower()}."
+        )
 
 
 def load_detail(ref: int | str, *, history: bool = True) -> InvoiceDetail:
     """Call in a worker.  `history`: also the chart's (two queries)."""
-    query = (Invoice.select(Invoice, Account, CustomerClass)
-             .join(Account, on=(Invoice.account == Account.id)).switch(Invoice)
-             .join(CustomerClass, on=(Invoice.customer_class == CustomerClass.id)))
+    query = (
+        Invoice.select(Invoice, Account, CustomerClass)
+        .join(Account, on=(Invoice.account == Account.id))
+        .switch(Invoice)
+        .join(CustomerClass, on=(Invoice.customer_class == CustomerClass.id))
+    )
     inv = query.where((Invoice.id == ref) if isinstance(ref, int) else (Invoice.number == ref)).first()
     if inv is None:
         raise NotFound(str(ref), "does not exist")
     charges = list(ChargeLine.select().where(ChargeLine.invoice == inv.id).order_by(ChargeLine.position))
     sub_ids = sorted({c.subscription_id for c in charges if c.subscription_id})
-    subscriptions = list(Subscription.select().where(Subscription.id.in_(sub_ids)).order_by(Subscription.id)) if sub_ids else []
+    subscriptions = (
+        list(Subscription.select().where(Subscription.id.in_(sub_ids)).order_by(Subscription.id)) if sub_ids else []
+    )
     corrections = list(Correction.select().where(Correction.invoice == inv.id).order_by(Correction.position))
     taxes = list(TaxLine.select().where(TaxLine.invoice == inv.id).order_by(TaxLine.position))
     flags = parse_flags(inv.risk_flags)
@@ -110,8 +127,7 @@ def load_detail(ref: int | str, *, history: bool = True) -> InvoiceDetail:
     )
 
 
-def load_history(inv: Invoice, flags: list[Flag], charges: list[ChargeLine]
-                 ) -> tuple[list[HistoryPoint], str | None]:
+def load_history(inv: Invoice, flags: list[Flag], charges: list[ChargeLine]) -> tuple[list[HistoryPoint], str | None]:
     """The account's last HISTORY regular invoices up to `inv` (by period;
     open ones left out but `inv`), oldest first, in `inv`'s currency: one
     query.  When a flag names a service billed on them, that service's net
@@ -119,25 +135,41 @@ def load_history(inv: Invoice, flags: list[Flag], charges: list[ChargeLine]
     if inv.kind != "regular":
         return [], None
     earlier = (Invoice.period_from < inv.period_from) | (
-        (Invoice.period_from == inv.period_from) & (Invoice.id <= inv.id))
-    rows = list(Invoice.select(Invoice.id, Invoice.number, Invoice.period_from, Invoice.total)
-                .where((Invoice.account == inv.account_id) & (Invoice.kind == "regular")
-                       & (Invoice.currency == inv.currency) & earlier
-                       & ((Invoice.status != S.OPEN) | (Invoice.id == inv.id)))
-                .order_by(Invoice.period_from.desc(), Invoice.id.desc()).limit(HISTORY).tuples())
+        (Invoice.period_from == inv.period_from) & (Invoice.id <= inv.id)
+    )
+    rows = list(
+        tuple_rows(
+            Invoice.select(Invoice.id, Invoice.number, Invoice.period_from, Invoice.total)
+            .where(
+                (Invoice.account == inv.account_id)
+                & (Invoice.kind == "regular")
+                & (Invoice.currency == inv.currency)
+                & earlier
+                & ((Invoice.status != S.OPEN) | (Invoice.id == inv.id))
+            )
+            .order_by(Invoice.period_from.desc(), Invoice.id.desc())
+            .limit(HISTORY)
+            .tuples()
+        )
+    )
     rows.reverse()
     if not flags or len(rows) < 2:
         return [HistoryPoint(*row) for row in rows], None
     net = fn.SUM(ChargeLine.amount - ChargeLine.discount)
     amounts: dict[str, dict[int, Decimal]] = {}
-    for invoice_id, name, value in (ChargeLine.select(ChargeLine.invoice, ChargeLine.service, net)
-                                    .where(ChargeLine.invoice.in_([r[0] for r in rows]) & (ChargeLine.service != ""))
-                                    .group_by(ChargeLine.invoice, ChargeLine.service).tuples()):
+    for invoice_id, name, value in tuple_rows(
+        ChargeLine.select(ChargeLine.invoice, ChargeLine.service, net)
+        .where(ChargeLine.invoice.in_([r[0] for r in rows]) & (ChargeLine.service != ""))
+        .group_by(ChargeLine.invoice, ChargeLine.service)
+        .tuples()
+    ):
         amounts.setdefault(name, {})[invoice_id] = Decimal(int(value or 0)).scaleb(-MONEY_SCALE)
     service = named_service(flags, amounts, charges)
     by_invoice = amounts.get(service, {}) if service else {}
-    return [HistoryPoint(*row, service=by_invoice.get(row[0], Decimal(0)) if service else None)
-            for row in rows], service
+    return [
+        HistoryPoint(i, number, period_from, total, service=by_invoice.get(i, Decimal(0)) if service else None)
+        for i, number, period_from, total in rows
+    ], service
 
 
 def named_service(flags: list[Flag], services, charges: list[ChargeLine]) -> str | None:

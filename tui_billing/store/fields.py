@@ -4,9 +4,11 @@ SQLite's NUMERIC affinity turns '12.30' into a float, so no amount is ever
 stored as a decimal column: each is an integer count of 10**-scale units,
 which both SQLite and PostgreSQL keep exactly and can SUM exactly.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any, overload
 
 from peewee import BigIntegerField
 
@@ -15,11 +17,11 @@ QUANTITY_SCALE = 3  # seed 001: quantity up to three decimal places
 
 
 class ScaledDecimalField(BigIntegerField):
-    def __init__(self, scale: int = MONEY_SCALE, *args, **kwargs):
+    def __init__(self, scale: int = MONEY_SCALE, *args: Any, **kwargs: Any) -> None:
         self.scale = scale
         super().__init__(*args, **kwargs)
 
-    def db_value(self, value):
+    def db_value(self, value: Any) -> int | None:
         if value is None:
             return None
         if isinstance(value, float):
@@ -29,17 +31,21 @@ class ScaledDecimalField(BigIntegerField):
             raise ValueError(f"{self.name}: {value} has more than {self.scale} decimal places")
         return int(scaled)
 
-    def python_value(self, value):
+    @overload
+    def python_value(self, value: None) -> None: ...
+    @overload
+    def python_value(self, value: int | str | Decimal) -> Decimal: ...
+    def python_value(self, value: Any) -> Decimal | None:
         if value is None:
             return None
         return Decimal(int(value)).scaleb(-self.scale)
 
 
 class MoneyField(ScaledDecimalField):
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(MONEY_SCALE, *args, **kwargs)
 
 
 class QuantityField(ScaledDecimalField):
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(QUANTITY_SCALE, *args, **kwargs)

@@ -3,16 +3,49 @@
 Amounts are MoneyField (exact scaled integers); times are naive UTC;
 dates (issue, due, period) are calendar dates in the billing time zone.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
 from peewee import (
-    AutoField, BlobField, CharField, DatabaseProxy, DateField,
-    DateTimeField, ForeignKeyField, IntegerField, Model, TextField,
+    AutoField,
+    BlobField,
+    CharField,
+    DatabaseProxy,
+    DateField,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
 )
 
 from .fields import MoneyField, QuantityField
 
 database = DatabaseProxy()
+
+
+def tuple_rows(query: Any) -> Iterator[tuple[Any, ...]]:
+    """The rows of `query.tuples()`, typed as the tuples they are (peewee's
+    stubs type `.tuples()` as the query itself, whose rows are models)."""
+    return iter(query)
+
+
+if TYPE_CHECKING:
+    _T = TypeVar("_T")
+
+    class _ObjectId(Generic[_T]):
+        """For the type checker: the `<name>_id` a ForeignKeyField adds (peewee's
+        ObjectIdAccessor), the field on the class, the raw id on a row."""
+
+        @overload
+        def __get__(self, instance: None, owner: Any) -> ForeignKeyField[Any]: ...
+        @overload
+        def __get__(self, instance: object, owner: Any) -> _T: ...
+        def __get__(self, instance: object, owner: Any) -> Any: ...
+        def __set__(self, instance: object, value: _T) -> None: ...
 
 
 class BaseModel(Model):
@@ -23,12 +56,14 @@ class BaseModel(Model):
 
 class Setting(BaseModel):
     """Store-wide settings shared by every admin (number format, off-peak…)."""
+
     key = CharField(primary_key=True, max_length=64)
     value = TextField()
 
 
 class Sequence(BaseModel):
     """Counters for invoice and payment numbers, bumped inside transactions."""
+
     name = CharField(primary_key=True, max_length=64)
     value = IntegerField(default=0)
 
@@ -48,6 +83,7 @@ class Account(BaseModel):
     email = CharField(max_length=254)
     account_type = CharField(max_length=20, index=True)  # statuses.ACCOUNT_TYPES
     customer_class = ForeignKeyField(CustomerClass, backref="accounts", index=True)
+    customer_class_id: _ObjectId[int]
     currency = CharField(max_length=3)
     balance = MoneyField(default=0)
     payment_model = CharField(max_length=10, default="postpay")
@@ -60,6 +96,7 @@ class Account(BaseModel):
     @staticmethod
     def search_text_of(name: str | None, email: str | None) -> str:
         from ..text import fold
+
         return f"{fold(name)} {fold(email)}"
 
     def save(self, *args, **kwargs):
@@ -117,7 +154,9 @@ class Invoice(BaseModel):
     id = AutoField()
     number = CharField(unique=True, max_length=64)
     account = ForeignKeyField(Account, backref="invoices")
+    account_id: _ObjectId[int]
     customer_class = ForeignKeyField(CustomerClass)  # the class it was issued under
+    customer_class_id: _ObjectId[int]
     kind = CharField(max_length=20, default="regular")
     payment_model = CharField(max_length=10, default="postpay")
     status = CharField(max_length=20)
@@ -154,6 +193,11 @@ class Invoice(BaseModel):
     expected_total = MoneyField(null=True)  # what the account's history predicts; None: no history
     risk_at_stake = MoneyField(null=True)  # money wrong if the suspicion is right, reporting currency
     held_at = DateTimeField(null=True)  # flagged: held by the job loop at the end of the hold
+    # Four-eyes (issue 16, migration 0008): the first of two approvals of the
+    # current revision, and the person who made it (adjust, reissue request).
+    first_approved_by = CharField(max_length=64, null=True)
+    first_approved_at = DateTimeField(null=True)
+    changed_by = CharField(max_length=64, null=True)
 
     class Meta:
         indexes = (
@@ -170,10 +214,14 @@ class Invoice(BaseModel):
 
 # The risk-ordered queue (queries.page sort="risk"): score high to low, then
 # the nearest deadline, then id — per status, and over every status.
-Invoice.add_index(Invoice.index(Invoice.status, Invoice.risk_score.desc(), Invoice.review_deadline, Invoice.id,
-                                name="invoice_status_risk_order"))
-Invoice.add_index(Invoice.index(Invoice.risk_score.desc(), Invoice.review_deadline, Invoice.id,
-                                name="invoice_risk_order"))
+Invoice.add_index(
+    Invoice.index(
+        Invoice.status, Invoice.risk_score.desc(), Invoice.review_deadline, Invoice.id, name="invoice_status_risk_order"
+    )
+)
+Invoice.add_index(
+    Invoice.index(Invoice.risk_score.desc(), Invoice.review_deadline, Invoice.id, name="invoice_risk_order")
+)
 
 
 class ChargeLine(BaseModel):
@@ -183,6 +231,7 @@ class ChargeLine(BaseModel):
     description = CharField(max_length=300)
     service = CharField(max_length=60, default="")
     subscription = ForeignKeyField(Subscription, null=True)
+    subscription_id: _ObjectId[int | None]
     quantity = QuantityField(default=0)
     discount = MoneyField(default=0)
     amount = MoneyField(default=0)  # before discount
@@ -219,6 +268,7 @@ class Correction(BaseModel):
 class Payment(BaseModel):
     id = AutoField()
     invoice = ForeignKeyField(Invoice, backref="payments", on_delete="CASCADE", index=True)
+    invoice_id: _ObjectId[int]
     description = CharField(max_length=200)
     created_at = DateTimeField()
     due_date = DateField(null=True)
@@ -231,6 +281,7 @@ class Payment(BaseModel):
 
 class InvoicePdf(BaseModel):
     """Rendered PDFs: the current revision and the one last sent, no more."""
+
     id = AutoField()
     invoice = ForeignKeyField(Invoice, backref="pdfs", on_delete="CASCADE")
     revision = IntegerField()
@@ -246,6 +297,7 @@ class AuditEvent(BaseModel):
     id = AutoField()
     at = DateTimeField(index=True)
     actor = CharField(max_length=64)
+    role = CharField(max_length=20, null=True)  # the actor's role then; None: single-admin mode, job loop
     action = CharField(max_length=40)
     invoice = ForeignKeyField(Invoice, null=True, backref="audit", on_delete="SET NULL", index=True)
     number = CharField(max_length=64, null=True)
@@ -258,9 +310,11 @@ class AuditEvent(BaseModel):
 
 class OutboxMessage(BaseModel):
     """Mail waiting to go out: at most one per (invoice, revision, kind)."""
+
     id = AutoField()
     kind = CharField(max_length=20)  # invoice | digest
     invoice = ForeignKeyField(Invoice, null=True, backref="outbox", on_delete="CASCADE")
+    invoice_id: _ObjectId[int | None]
     revision = IntegerField(default=0)
     message_id = CharField(unique=True, max_length=200)
     recipient = CharField(max_length=254)
@@ -285,8 +339,22 @@ class OutboxMessage(BaseModel):
         )
 
 
+class AppUser(BaseModel):
+    """A person who may use the store, by OS user name, and their role
+    (roles.ROLES).  None at all: single-admin mode (issue 16)."""
+
+    name = CharField(primary_key=True, max_length=64)
+    role = CharField(max_length=20)
+    added_at = DateTimeField()
+    added_by = CharField(max_length=64)
+
+    class Meta:
+        table_name = "app_user"
+
+
 class JobLock(BaseModel):
     """Heartbeat of a running job loop (one per name on SQLite)."""
+
     name = CharField(primary_key=True, max_length=64)
     holder = CharField(max_length=200)
     heartbeat_at = DateTimeField()
@@ -296,6 +364,7 @@ class InvoiceSnapshot(BaseModel):
     """An invoice's lines and totals as they were at one revision (revisions.py):
     taken before an adjust or reissue changes them, so the detail screen can
     show what changed since the revision last reviewed."""
+
     id = AutoField()
     invoice = ForeignKeyField(Invoice, backref="snapshots", on_delete="CASCADE")
     revision = IntegerField()
@@ -313,7 +382,23 @@ class InvoiceSnapshot(BaseModel):
 
 
 ALL_MODELS = [
-    Setting, Sequence, CustomerClass, Account, Subscription, Discount, TaxRule,
-    Xdr, Invoice, ChargeLine, TaxLine, Correction, Payment, InvoicePdf,
-    AuditEvent, OutboxMessage, JobLock, InvoiceSnapshot,
+    Setting,
+    Sequence,
+    CustomerClass,
+    Account,
+    Subscription,
+    Discount,
+    TaxRule,
+    Xdr,
+    Invoice,
+    ChargeLine,
+    TaxLine,
+    Correction,
+    Payment,
+    InvoicePdf,
+    AuditEvent,
+    OutboxMessage,
+    JobLock,
+    InvoiceSnapshot,
+    AppUser,
 ]

@@ -3,11 +3,13 @@
 Never loads every row: pages are fetched by keyset (the last row's sort value
 and id), so page N costs the same as page 1 on a million invoices.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from typing import Any
 
 from peewee import OP, SQL, Expression, NodeList, Value, fn
 
@@ -15,9 +17,9 @@ from .. import statuses as S
 from ..errors import FieldError
 from ..risk import FLAGGED, parse_flags
 from ..text import fold
-from .models import Account, CustomerClass, Invoice
+from .models import Account, CustomerClass, Invoice, tuple_rows
 
-SORTS = {  # name -> (column, default descending?)
+SORTS: dict[str, tuple[Any, bool]] = {  # name -> (column, default descending?)
     "issue_date": (Invoice.issue_date, True),
     "number": (Invoice.number, False),
     "total": (Invoice.total, True),
@@ -57,8 +59,17 @@ def parse_date(field_name: str, text: str | None) -> dt.date | None:
         raise FilterError(field_name, f"{text!r} is not a date like 2026-03-01") from None
 
 
-def make_filters(*, status=None, account_type=None, customer=None, customer_class=None,
-                 number=None, date_from=None, date_to=None, flagged=False) -> Filters:
+def make_filters(
+    *,
+    status=None,
+    account_type=None,
+    customer=None,
+    customer_class=None,
+    number=None,
+    date_from=None,
+    date_to=None,
+    flagged=False,
+) -> Filters:
     """Validate raw filter text (CLI flags, filter bar); FilterError names the field."""
     statuses: tuple[str, ...] = ()
     if status:
@@ -74,8 +85,16 @@ def make_filters(*, status=None, account_type=None, customer=None, customer_clas
         raise FilterError("to", f"{d_to} is before --from {d_from}")
     if customer_class and not CustomerClass.select().where(CustomerClass.name == customer_class).exists():
         raise FilterError("class", f"no customer class named {customer_class!r}")
-    return Filters(statuses, account_type or None, (customer or "").strip() or None,
-                   customer_class or None, (number or "").strip() or None, d_from, d_to, flagged)
+    return Filters(
+        statuses,
+        account_type or None,
+        (customer or "").strip() or None,
+        customer_class or None,
+        (number or "").strip() or None,
+        d_from,
+        d_to,
+        flagged,
+    )
 
 
 def _like_part(column, text: str):
@@ -86,8 +105,9 @@ def _like_part(column, text: str):
     ILIKE is involved ('Ōsaka' -> 'osaka' on both backends)."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     # Spelled out: peewee renders OP.LIKE as GLOB on SQLite, which has no ESCAPE.
-    return NodeList((column, SQL("LIKE"), Value(f"%{escaped}%", converter=False),
-                     SQL("ESCAPE"), Value("\\", converter=False)))
+    return NodeList(
+        (column, SQL("LIKE"), Value(f"%{escaped}%", converter=False), SQL("ESCAPE"), Value("\\", converter=False))
+    )
 
 
 def customer_matches(text: str):
@@ -110,8 +130,7 @@ def _where(f: Filters, paged: bool = False):
         # column SQLite first builds a Bloom filter over every account of the
         # type (10 ms at a million invoices); this walks the page's index and
         # reads each row's account (0.3 ms).
-        cond.append(Expression(_OWNER.select(_OWNER_TYPE).where(_OWNER_ID == Invoice.account),
-                               OP.EQ, f.account_type))
+        cond.append(Expression(_OWNER.select(_OWNER_TYPE).where(_OWNER_ID == Invoice.account), OP.EQ, f.account_type))
     elif f.account_type:  # counts, sums, all matching ids: every row is read, a join is best
         cond.append(Account.account_type == f.account_type)
     if f.customer:
@@ -119,8 +138,10 @@ def _where(f: Filters, paged: bool = False):
         # not of the invoices' joined rows), then their invoices.
         cond.append(Invoice.account.in_(customer_matches(f.customer)))
     if f.customer_class:
-        cond.append(Invoice.customer_class == CustomerClass.select(CustomerClass.id).where(
-            CustomerClass.name == f.customer_class))
+        cond.append(
+            Invoice.customer_class
+            == CustomerClass.select(CustomerClass.id).where(CustomerClass.name == f.customer_class)
+        )
     if f.number:  # any part: "000658" finds INV-2026-000658
         cond.append(Invoice.number.contains(f.number))
     if f.date_from:
@@ -135,16 +156,44 @@ def _where(f: Filters, paged: bool = False):
 # What a results page shows (finder, queue, find --json): fewer columns than
 # the whole row keeps a page of 100 at a few milliseconds on a million rows.
 INVOICE_PAGE_COLUMNS = (
-    Invoice.id, Invoice.number, Invoice.account, Invoice.customer_class, Invoice.kind,
-    Invoice.payment_model, Invoice.status, Invoice.currency, Invoice.period_from, Invoice.period_to,
-    Invoice.issue_date, Invoice.due_date, Invoice.review_deadline, Invoice.total, Invoice.outstanding,
-    Invoice.external_total, Invoice.external_currency, Invoice.approved_at, Invoice.revision,
-    Invoice.reissue_mode, Invoice.reissue_after, Invoice.risk_score, Invoice.risk_flags,
-    Invoice.expected_total, Invoice.risk_at_stake, Invoice.held_at,
+    Invoice.id,
+    Invoice.number,
+    Invoice.account,
+    Invoice.customer_class,
+    Invoice.kind,
+    Invoice.payment_model,
+    Invoice.status,
+    Invoice.currency,
+    Invoice.period_from,
+    Invoice.period_to,
+    Invoice.issue_date,
+    Invoice.due_date,
+    Invoice.review_deadline,
+    Invoice.total,
+    Invoice.outstanding,
+    Invoice.external_total,
+    Invoice.external_currency,
+    Invoice.approved_at,
+    Invoice.revision,
+    Invoice.reissue_mode,
+    Invoice.reissue_after,
+    Invoice.risk_score,
+    Invoice.risk_flags,
+    Invoice.expected_total,
+    Invoice.risk_at_stake,
+    Invoice.held_at,
+    Invoice.approved_by,
+    Invoice.first_approved_by,
+    Invoice.first_approved_at,
+    Invoice.changed_by,
 )
 _N = len(INVOICE_PAGE_COLUMNS)  # then the joined account (3 columns) and class (2)
 PAGE_COLUMNS = INVOICE_PAGE_COLUMNS + (
-    Account.id, Account.name, Account.account_type, CustomerClass.id, CustomerClass.name,
+    Account.id,
+    Account.name,
+    Account.account_type,
+    CustomerClass.id,
+    CustomerClass.name,
 )
 
 
@@ -152,8 +201,11 @@ def base_query(f: Filters, *columns, paged: bool = False):
     """Invoices matching f with their account and class joined; `paged` when
     only the first rows in an index order are read (page_query)."""
     query = Invoice.select(*columns) if columns else Invoice.select(_page_select())
-    query = (query.join(Account, on=(Invoice.account == Account.id))
-             .switch(Invoice).join(CustomerClass, on=(Invoice.customer_class == CustomerClass.id)))
+    query = (
+        query.join(Account, on=(Invoice.account == Account.id))
+        .switch(Invoice)
+        .join(CustomerClass, on=(Invoice.customer_class == CustomerClass.id))
+    )
     for c in _where(f, paged):
         query = query.where(c)
     return query
@@ -166,12 +218,13 @@ def ids_matching(f: Filters):
 
 @dataclass(frozen=True)
 class PageKey:
-    value: object
+    value: Any  # the sort column's value; risk: (risk_score, review_deadline)
     id: int
 
 
 class Ref:
     """The joined account or class of a page row: just what a page shows."""
+
     __slots__ = ("id", "name", "account_type")
 
     def __init__(self, id, name, account_type=None):
@@ -201,6 +254,7 @@ class InvoiceRow:
     peewee models with two joined models each cost ~5 ms; these ~0.3 ms, see
     bench_store.py).  Read-only: to change an invoice, call workflow with its id.
     """
+
     __slots__ = tuple(c.name for c in INVOICE_PAGE_COLUMNS) + ("account", "customer_class")
 
     def __init__(self, v):
@@ -216,6 +270,8 @@ class InvoiceRow:
         self.risk_score, self.risk_flags = v[21], v[22]
         self.expected_total, self.risk_at_stake = _money(v[23]), _money(v[24])
         self.held_at = _datetime(v[25])
+        self.approved_by, self.first_approved_by = v[26], v[27]  # four-eyes (present.approvals)
+        self.first_approved_at, self.changed_by = _datetime(v[28]), v[29]
         self.account = Ref(v[_N], v[_N + 1], v[_N + 2])
         self.customer_class = Ref(v[_N + 3], v[_N + 4])
 
@@ -235,12 +291,41 @@ class InvoiceRow:
 
 # InvoiceRow.__init__ reads the columns by position: keep it in step.
 assert [c.name for c in INVOICE_PAGE_COLUMNS] == [
-    "id", "number", "account", "customer_class", "kind", "payment_model", "status", "currency",
-    "period_from", "period_to", "issue_date", "due_date", "review_deadline", "total", "outstanding",
-    "external_total", "external_currency", "approved_at", "revision", "reissue_mode", "reissue_after",
-    "risk_score", "risk_flags", "expected_total", "risk_at_stake", "held_at"]
-assert all(getattr(Invoice, n).scale == Invoice.total.scale
-           for n in ("outstanding", "external_total", "expected_total", "risk_at_stake"))
+    "id",
+    "number",
+    "account",
+    "customer_class",
+    "kind",
+    "payment_model",
+    "status",
+    "currency",
+    "period_from",
+    "period_to",
+    "issue_date",
+    "due_date",
+    "review_deadline",
+    "total",
+    "outstanding",
+    "external_total",
+    "external_currency",
+    "approved_at",
+    "revision",
+    "reissue_mode",
+    "reissue_after",
+    "risk_score",
+    "risk_flags",
+    "expected_total",
+    "risk_at_stake",
+    "held_at",
+    "approved_by",
+    "first_approved_by",
+    "first_approved_at",
+    "changed_by",
+]
+assert all(
+    getattr(Invoice, n).scale == Invoice.total.scale
+    for n in ("outstanding", "external_total", "expected_total", "risk_at_stake")
+)
 
 
 def _page_select():
@@ -267,12 +352,18 @@ def rows_by_id(ids) -> list[InvoiceRow]:
     ids = list(ids)
     out: list[InvoiceRow] = []
     for start in range(0, len(ids), 500):  # under every backend's parameter limit
-        out += _rows(base_query(Filters()).where(Invoice.id.in_(ids[start:start + 500])))
+        out += _rows(base_query(Filters()).where(Invoice.id.in_(ids[start : start + 500])))
     return out
 
 
-def page(f: Filters, *, sort: str = "issue_date", descending: bool | None = None,
-         after: PageKey | None = None, limit: int = 100) -> list[InvoiceRow]:
+def page(
+    f: Filters,
+    *,
+    sort: str = "issue_date",
+    descending: bool | None = None,
+    after: PageKey | None = None,
+    limit: int = 100,
+) -> list[InvoiceRow]:
     """One page of invoices after `after` (None: the first page)."""
     _checked(sort, limit)
     return _fetch(f, sort, _descending(sort, descending), after, limit)
@@ -290,10 +381,12 @@ def page_query(f: Filters, *, sort: str, descending: bool, after: PageKey | None
         # page N, and every batch of find --all, cost more the deeper it is.
         if descending:
             query = query.where(column <= after.value).where(
-                (column < after.value) | ((column == after.value) & (Invoice.id < after.id)))
+                (column < after.value) | ((column == after.value) & (Invoice.id < after.id))
+            )
         else:
             query = query.where(column >= after.value).where(
-                (column > after.value) | ((column == after.value) & (Invoice.id > after.id)))
+                (column > after.value) | ((column == after.value) & (Invoice.id > after.id))
+            )
     order = (column.desc(), Invoice.id.desc()) if descending else (column.asc(), Invoice.id.asc())
     return query.order_by(*order).limit(limit)
 
@@ -311,12 +404,17 @@ def _risk_page(f: Filters, desc: bool, after: PageKey | None, limit: int) -> lis
     base = base_query(f.with_(statuses=()), paged=True)
     order = (score.desc(), deadline.asc(), id_.asc()) if desc else (score.asc(), deadline.desc(), id_.desc())
     rows: list[InvoiceRow] = []
-    for status in (f.statuses or (None,)):
+    for status in f.statuses or (None,):
         for dated in (True, False):
             query = base.where(deadline.is_null(not dated))
             if status is not None:
-                if not dated and not Invoice.select(Invoice.id).where(
-                        (Invoice.status == status) & deadline.is_null()).limit(1).exists():
+                if (
+                    not dated
+                    and not Invoice.select(Invoice.id)
+                    .where((Invoice.status == status) & deadline.is_null())
+                    .limit(1)
+                    .exists()
+                ):
                     # Nothing to read (the usual case in the queue: every invoice under
                     # review has a deadline); skipping it spares the planner a long
                     # walk of the undated rows of every other status.
@@ -340,13 +438,19 @@ def _risk_after(after: PageKey, desc: bool, dated: bool):
     s, d = after.value
     if desc:  # score desc; within a score: dated rows (deadline asc, id asc), then undated (id asc)
         if dated:
-            return (score < s) if d is None else (
-                (score < s) | ((score == s) & ((deadline > d) | ((deadline == d) & (id_ > after.id)))))
+            return (
+                (score < s)
+                if d is None
+                else ((score < s) | ((score == s) & ((deadline > d) | ((deadline == d) & (id_ > after.id)))))
+            )
         return ((score < s) | ((score == s) & (id_ > after.id))) if d is None else (score <= s)
     # the exact reverse: score asc; within a score: undated (id desc), then dated (deadline desc, id desc)
     if dated:
-        return (score >= s) if d is None else (
-            (score > s) | ((score == s) & ((deadline < d) | ((deadline == d) & (id_ < after.id)))))
+        return (
+            (score >= s)
+            if d is None
+            else ((score > s) | ((score == s) & ((deadline < d) | ((deadline == d) & (id_ < after.id)))))
+        )
     return ((score > s) | ((score == s) & (id_ < after.id))) if d is None else (score > s)
 
 
@@ -361,13 +465,14 @@ def counts_by_status(f: Filters) -> dict[str, int]:
     f = f.with_(statuses=())
     query = base_query(f, Invoice.status, fn.COUNT(Invoice.id)).group_by(Invoice.status)
     counts = {s: 0 for s in S.INVOICE_STATUSES}
-    for status, n in query.tuples():
+    for status, n in tuple_rows(query.tuples()):
         counts[status] = n
     return counts
 
 
-def totals_by_status(ids: list[int] | None = None, f: Filters | None = None
-                     ) -> dict[str, tuple[int, dict[str, Decimal]]]:
+def totals_by_status(
+    ids: list[int] | None = None, f: Filters | None = None
+) -> dict[str, tuple[int, dict[str, Decimal]]]:
     """{status: (how many, {currency: sum of totals})} of these invoices, or of
     all matching f in one query (for confirmations: what an action will
     change, and what it will refuse)."""
@@ -375,8 +480,11 @@ def totals_by_status(ids: list[int] | None = None, f: Filters | None = None
     if f is not None:
         queries = [base_query(f, *columns)]
     else:
-        queries = [Invoice.select(*columns).where(Invoice.id.in_(ids[start:start + 500]))
-                   for start in range(0, len(ids or ()), 500)]
+        ids = ids or []
+        queries = [
+            Invoice.select(*columns).where(Invoice.id.in_(ids[start : start + 500]))
+            for start in range(0, len(ids), 500)
+        ]
     out: dict[str, tuple[int, dict[str, Decimal]]] = {}
     for query in queries:
         for status, currency, n, total in query.group_by(Invoice.status, Invoice.currency).tuples():
@@ -389,6 +497,7 @@ def totals_by_status(ids: list[int] | None = None, f: Filters | None = None
 # --------------------------------------------------------------------------
 # `find` (CLI): a page and whether more follow, the total, every match
 # streamed, and a cursor that names the position after a page.
+
 
 def count_matching(f: Filters) -> int:
     """How many invoices match f (one COUNT; the finder's counts do it per status).
@@ -419,8 +528,14 @@ def _fetch(f: Filters, sort: str, desc: bool, after: PageKey | None, limit: int)
     return _rows(page_query(f, sort=sort, descending=desc, after=after, limit=limit))
 
 
-def find_page(f: Filters, *, sort: str = "issue_date", descending: bool | None = None,
-              after: PageKey | None = None, limit: int = 50) -> tuple[list[InvoiceRow], bool]:
+def find_page(
+    f: Filters,
+    *,
+    sort: str = "issue_date",
+    descending: bool | None = None,
+    after: PageKey | None = None,
+    limit: int = 50,
+) -> tuple[list[InvoiceRow], bool]:
     """One page after `after` and whether more invoices follow it (one row
     more is read to know; no count)."""
     _checked(sort, limit)
@@ -428,8 +543,14 @@ def find_page(f: Filters, *, sort: str = "issue_date", descending: bool | None =
     return rows[:limit], len(rows) > limit
 
 
-def iter_matching(f: Filters, *, sort: str = "issue_date", descending: bool | None = None,
-                  after: PageKey | None = None, batch: int = 1000):
+def iter_matching(
+    f: Filters,
+    *,
+    sort: str = "issue_date",
+    descending: bool | None = None,
+    after: PageKey | None = None,
+    batch: int = 1000,
+):
     """Every invoice matching f, in the page order, streamed: read in keyset
     batches of `batch` rows (each one query of the same cost, wherever it
     is), so memory stays constant however many match."""
@@ -445,6 +566,7 @@ def iter_matching(f: Filters, *, sort: str = "issue_date", descending: bool | No
 
 # A cursor is "SORT:asc|desc:VALUE:ID" (VALUE of the risk order: "SCORE,DEADLINE").
 # Scripts should treat it as opaque: pass it back with the same --sort/--asc.
+
 
 def _value_text(sort: str, value) -> str:
     if sort == "risk":
@@ -494,12 +616,13 @@ def after_key(text: str, *, sort: str, descending: bool | None = None) -> PageKe
         if key is not None and direction in ("asc", "desc"):
             if (head, direction == "desc") != (sort, desc):
                 order = f"--sort {head}" + (" --asc" if direction == "asc" and SORTS[head][1] else "")
-                raise FilterError("after", f"the cursor continues the order of {order}; "
-                                           "repeat the options of the first page")
+                raise FilterError(
+                    "after", f"the cursor continues the order of {order}; repeat the options of the first page"
+                )
             return key
     inv = Invoice.get_or_none(Invoice.number == text) if text else None
     if inv is None:
-        raise FilterError("after", f"{text!r} is neither a cursor from find (its \"next\") nor an invoice number")
+        raise FilterError("after", f'{text!r} is neither a cursor from find (its "next") nor an invoice number')
     key = key_of(inv, sort)
     if key.value is None:  # only --sort deadline has a column that can be empty
         raise FilterError("after", f"{inv.number} has no review deadline, so no place in --sort {sort}")

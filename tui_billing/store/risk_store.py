@@ -6,6 +6,7 @@ History lookups are set-based: one windowed query for the last N issued
 regular invoices of any number of accounts (the bill run asks for a whole
 chunk at once), one query for their charge lines.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -19,7 +20,7 @@ from ..money import ZERO
 from .bulk import update_rows
 from .db import connect, is_sqlite
 from .fields import MONEY_SCALE, QUANTITY_SCALE
-from .models import Correction, Invoice, database
+from .models import Correction, Invoice, database, tuple_rows
 from .settings import load_settings
 
 CHUNK = 500
@@ -32,28 +33,35 @@ def settings() -> risk.RiskSettings:
 # --------------------------------------------------------------------------
 # Loading facts
 
-def load_subscriptions(ids: Iterable[int]) -> dict[int, risk.SubscriptionFact]:
+
+def load_subscriptions(ids: Iterable[int | None]) -> dict[int, risk.SubscriptionFact]:
     ids = sorted({i for i in ids if i})
     out: dict[int, risk.SubscriptionFact] = {}
     db = database.obj
     for start in range(0, len(ids), CHUNK):
-        chunk = ids[start:start + CHUNK]
+        chunk = ids[start : start + CHUNK]
         for sub_id, name, status, active_from, active_to in db.execute_sql(
-                "SELECT id, name, status, active_from, active_to FROM subscription "
-                f"WHERE id IN ({', '.join([db.param] * len(chunk))})", chunk):
+            "SELECT id, name, status, active_from, active_to FROM subscription "
+            f"WHERE id IN ({', '.join([db.param] * len(chunk))})",
+            chunk,
+        ):
             out[sub_id] = risk.SubscriptionFact(sub_id, name, status, _day(active_from), _day(active_to))
     return out
 
 
-_LINE_SQL = ("SELECT invoice_id, service, description, amount, discount, subscription_id, quantity, records, "
-             "days, duplicates, duplicate_amount FROM charge_line WHERE invoice_id IN ({}) "
-             "ORDER BY invoice_id, position")
+_LINE_SQL = (
+    "SELECT invoice_id, service, description, amount, discount, subscription_id, quantity, records, "
+    "days, duplicates, duplicate_amount FROM charge_line WHERE invoice_id IN ({}) "
+    "ORDER BY invoice_id, position"
+)
 
 
 def _scaled(scale: int) -> Callable:
     """MoneyField/QuantityField.python_value without the method call (a hot loop)."""
+
     def convert(value, _d=Decimal, _s=-scale, _zero=ZERO):
         return _d(value).scaleb(_s) if value else (None if value is None else _zero)
+
     return convert
 
 
@@ -62,8 +70,7 @@ def _day(value) -> dt.date:
     return dt.date.fromisoformat(value[:10]) if isinstance(value, str) else value
 
 
-def _lines_and_corrections(inv_ids: Sequence[int]) -> tuple[dict[int, list[risk.ChargeFact]],
-                                                            dict[int, list[Decimal]]]:
+def _lines_and_corrections(inv_ids: Sequence[int]) -> tuple[dict[int, list[risk.ChargeFact]], dict[int, list[Decimal]]]:
     """Charge lines (as risk facts) and correction amounts of these invoices.
     Raw SQL on purpose: assessing a bill run's 100,000 invoices reads
     millions of lines, and building models for them cost more than the SQL."""
@@ -72,16 +79,39 @@ def _lines_and_corrections(inv_ids: Sequence[int]) -> tuple[dict[int, list[risk.
     lines: dict[int, list[risk.ChargeFact]] = {}
     corrections: dict[int, list[Decimal]] = {}
     for start in range(0, len(inv_ids), CHUNK):
-        chunk = list(inv_ids[start:start + CHUNK])
+        chunk = list(inv_ids[start : start + CHUNK])
         marks = ", ".join([db.param] * len(chunk))
-        for (inv_id, service, description, amount, discount, sub_id, quantity, records, days, dups,
-             dup_amount) in db.execute_sql(_LINE_SQL.format(marks), chunk):
-            lines.setdefault(inv_id, []).append(risk.ChargeFact(
-                service or "", description, money(amount), money(discount), sub_id, qty(quantity) or ZERO,
-                records or 0, days or 0, dups or 0, money(dup_amount) or ZERO))
+        for (
+            inv_id,
+            service,
+            description,
+            amount,
+            discount,
+            sub_id,
+            quantity,
+            records,
+            days,
+            dups,
+            dup_amount,
+        ) in db.execute_sql(_LINE_SQL.format(marks), chunk):
+            lines.setdefault(inv_id, []).append(
+                risk.ChargeFact(
+                    service or "",
+                    description,
+                    money(amount),
+                    money(discount),
+                    sub_id,
+                    qty(quantity) or ZERO,
+                    records or 0,
+                    days or 0,
+                    dups or 0,
+                    money(dup_amount) or ZERO,
+                )
+            )
         for inv_id, amount in db.execute_sql(
-                f"SELECT invoice_id, amount FROM correction WHERE invoice_id IN ({marks}) "
-                "ORDER BY invoice_id, position", chunk):
+            f"SELECT invoice_id, amount FROM correction WHERE invoice_id IN ({marks}) ORDER BY invoice_id, position",
+            chunk,
+        ):
             corrections.setdefault(inv_id, []).append(money(amount))
     return lines, corrections
 
@@ -92,8 +122,9 @@ def load_facts(inv: Invoice) -> risk.InvoiceFacts:
     return _load_many_facts([inv])[inv.id]
 
 
-def load_histories(account_ids: Iterable[int], before: dt.date,
-                   n: int = risk.DEFAULT_SETTINGS.history) -> dict[int, list[risk.PastInvoice]]:
+def load_histories(
+    account_ids: Iterable[int], before: dt.date, n: int = risk.DEFAULT_SETTINGS.history
+) -> dict[int, list[risk.PastInvoice]]:
     """Per account: its last `n` issued (not open) regular invoices whose
     period starts before `before`, newest first, with their lines and
     corrections."""
@@ -105,7 +136,7 @@ def load_histories(account_ids: Iterable[int], before: dt.date,
     p = db.param
     rows: list[tuple] = []
     for start in range(0, len(ids), CHUNK):
-        chunk = ids[start:start + CHUNK]
+        chunk = ids[start : start + CHUNK]
         cursor = db.execute_sql(
             "SELECT id, account_id, period_from, total, subtotal, discount_total, tax_total FROM ("
             "SELECT id, account_id, period_from, total, subtotal, discount_total, tax_total, "
@@ -113,14 +144,22 @@ def load_histories(account_ids: Iterable[int], before: dt.date,
             f"FROM invoice WHERE account_id IN ({', '.join([p] * len(chunk))}) AND kind = {p} "
             f"AND status <> {p} AND period_from < {p}) h WHERE rn <= {int(n)} "
             "ORDER BY account_id, period_from DESC, id DESC",
-            [*chunk, "regular", S.OPEN, Invoice.period_from.db_value(before)])
+            [*chunk, "regular", S.OPEN, Invoice.period_from.db_value(before)],
+        )
         rows.extend(cursor.fetchall())
     money = _scaled(MONEY_SCALE)
     lines, corrections = _lines_and_corrections([r[0] for r in rows])
     for inv_id, acc_id, period_from, total, subtotal, discount_total, tax_total in rows:
-        out[acc_id].append(risk.PastInvoice(
-            _day(period_from), money(total), money(subtotal) - money(discount_total), money(tax_total),
-            tuple(lines.get(inv_id, ())), tuple(corrections.get(inv_id, ()))))
+        out[acc_id].append(
+            risk.PastInvoice(
+                _day(period_from),
+                money(total),
+                money(subtotal) - money(discount_total),
+                money(tax_total),
+                tuple(lines.get(inv_id, ())),
+                tuple(corrections.get(inv_id, ())),
+            )
+        )
     return out
 
 
@@ -148,17 +187,24 @@ def population(period_from: dt.date, cfg: risk.RiskSettings | None = None) -> ri
     p = db.param
     money, qty = _scaled(MONEY_SCALE), _scaled(QUANTITY_SCALE)
     for currency, service, amount, quantity in db.execute_sql(
-            "SELECT i.currency, l.service, l.amount, l.quantity FROM charge_line l "
-            f"JOIN invoice i ON i.id = l.invoice_id WHERE i.period_from = {p} AND i.kind = {p} "
-            f"AND l.subscription_id IS NULL AND l.quantity > 0 LIMIT {POPULATION_SAMPLE}",
-            [Invoice.period_from.db_value(period_from), "regular"]):
+        "SELECT i.currency, l.service, l.amount, l.quantity FROM charge_line l "
+        f"JOIN invoice i ON i.id = l.invoice_id WHERE i.period_from = {p} AND i.kind = {p} "
+        f"AND l.subscription_id IS NULL AND l.quantity > 0 LIMIT {POPULATION_SAMPLE}",
+        [Invoice.period_from.db_value(period_from), "regular"],
+    ):
         prices.setdefault((currency, service or ""), []).append(money(amount) / qty(quantity))
     unit_prices = {k: (risk.median(v), len(v)) for k, v in prices.items()}
-    recent = [cfg.to_reporting(abs(amount), currency) for amount, currency in (
-        Correction.select(Correction.amount, Invoice.currency)
-        .join(Invoice, on=(Correction.invoice == Invoice.id))
-        .where(Correction.kind.in_(["manual_credit", "manual_charge"]))
-        .order_by(Correction.id.desc()).limit(2000).tuples())]
+    recent = [
+        cfg.to_reporting(abs(amount), currency)
+        for amount, currency in tuple_rows(
+            Correction.select(Correction.amount, Invoice.currency)
+            .join(Invoice, on=(Correction.invoice == Invoice.id))
+            .where(Correction.kind.in_(["manual_credit", "manual_charge"]))
+            .order_by(Correction.id.desc())
+            .limit(2000)
+            .tuples()
+        )
+    ]
     typical = None
     if len(recent) >= 20:
         recent.sort()
@@ -177,12 +223,17 @@ STORED_COLUMNS = ("risk_score", "risk_flags", "expected_total", "risk_at_stake")
 
 def stored(result: risk.Assessment) -> dict:
     """The invoice columns an assessment sets (STORED_COLUMNS)."""
-    return {"risk_score": result.score, "risk_flags": risk.dumps_flags(result.flags),
-            "expected_total": result.expected, "risk_at_stake": result.at_stake}
+    return {
+        "risk_score": result.score,
+        "risk_flags": risk.dumps_flags(result.flags),
+        "expected_total": result.expected,
+        "risk_at_stake": result.at_stake,
+    }
 
 
-def assess_invoice(inv: Invoice, cfg: risk.RiskSettings | None = None, *, save: bool = True
-                   ) -> tuple[int, list[risk.Flag]]:
+def assess_invoice(
+    inv: Invoice, cfg: risk.RiskSettings | None = None, *, save: bool = True
+) -> tuple[int, list[risk.Flag]]:
     """Flags of the invoice's current revision; saved on its row (call inside
     the transaction that changed it).  Open invoices are drafts: no flags."""
     if inv.status == S.OPEN:
@@ -200,16 +251,27 @@ def assess_invoice(inv: Invoice, cfg: risk.RiskSettings | None = None, *, save: 
 
 
 # What assessing needs of the invoice row itself (assess_many reads no more).
-_FACT_COLUMNS = (Invoice.id, Invoice.account.alias("account_id"), Invoice.status, Invoice.currency,
-                 Invoice.period_from, Invoice.period_to, Invoice.total, Invoice.subtotal,
-                 Invoice.discount_total, Invoice.tax_total, Invoice.correction_total)
+_FACT_COLUMNS = (
+    Invoice.id,
+    Invoice.account.alias("account_id"),
+    Invoice.status,
+    Invoice.currency,
+    Invoice.period_from,
+    Invoice.period_to,
+    Invoice.total,
+    Invoice.subtotal,
+    Invoice.discount_total,
+    Invoice.tax_total,
+    Invoice.correction_total,
+)
 
 
 POOL_MIN_CHUNKS = 4  # fewer chunks than this: not worth starting worker processes
 
 
-def assess_many(ids: Sequence[int], progress: Callable[[int, int], None] | None = None,
-                workers: int | None = None) -> dict[str, int]:
+def assess_many(
+    ids: Sequence[int], progress: Callable[[int, int], None] | None = None, workers: int | None = None
+) -> dict[str, int]:
     """Recompute and save flags of these invoices (after an upgrade, or a
     change of the risk settings).
 
@@ -223,15 +285,21 @@ def assess_many(ids: Sequence[int], progress: Callable[[int, int], None] | None 
     cfg = settings()
     counts = {"assessed": 0, "flagged": 0}
     ids = _by_period(ids)
-    chunks = [ids[start:start + CHUNK] for start in range(0, len(ids), CHUNK)]
+    chunks = [ids[start : start + CHUNK] for start in range(0, len(ids), CHUNK)]
     workers = pool_size(workers, len(chunks))
     if workers > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         # spawn, not fork: a forked child would share this process's open connection.
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_worker_open, initargs=(_sqlite_file_url(),))
+        url = _sqlite_file_url()
+        assert url is not None  # pool_size: more than one worker only on a SQLite file
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_open,
+            initargs=(url,),
+        )
         with pool:
             results = pool.map(_assess_chunk, chunks, [cfg] * len(chunks))
             _write_results(results, len(ids), counts, progress)
@@ -263,8 +331,7 @@ def _write_results(results, total: int, counts: dict[str, int], progress) -> Non
 
 def _assess_chunk(chunk: list[int], cfg: risk.RiskSettings) -> tuple[list[tuple], int]:
     """(rows for update_rows, how many flagged) of one chunk; reads only."""
-    invoices = list(Invoice.select(*_FACT_COLUMNS).where(Invoice.id.in_(chunk)).order_by(Invoice.id)
-                    .namedtuples())
+    invoices = list(Invoice.select(*_FACT_COLUMNS).where(Invoice.id.in_(chunk)).order_by(Invoice.id).namedtuples())
     facts = _load_many_facts([i for i in invoices if i.status != S.OPEN])
     by_period: dict[dt.date, list] = {}
     for inv in invoices:
@@ -301,8 +368,13 @@ def _by_period(ids: Sequence[int]) -> list[int]:
     keyed: list[tuple] = []
     unique = sorted(set(ids))
     for start in range(0, len(unique), 5 * CHUNK):
-        keyed.extend(Invoice.select(Invoice.period_from, Invoice.id).where(
-            Invoice.id.in_(unique[start:start + 5 * CHUNK])).tuples())
+        keyed.extend(
+            tuple_rows(
+                Invoice.select(Invoice.period_from, Invoice.id)
+                .where(Invoice.id.in_(unique[start : start + 5 * CHUNK]))
+                .tuples()
+            )
+        )
     keyed.sort()
     return [i for _, i in keyed]
 
@@ -311,10 +383,22 @@ def _load_many_facts(invoices: list) -> dict[int, risk.InvoiceFacts]:
     """load_facts for many invoices: one query each for lines, corrections, subscriptions."""
     lines, corrections = _lines_and_corrections([i.id for i in invoices])
     subs = load_subscriptions(c.subscription_id for v in lines.values() for c in v if c.subscription_id)
-    return {inv.id: risk.InvoiceFacts(
-        inv.currency, inv.period_from, inv.period_to, inv.total, inv.subtotal, inv.discount_total,
-        inv.tax_total, inv.correction_total, tuple(lines.get(inv.id, ())), tuple(corrections.get(inv.id, ())),
-        subs) for inv in invoices}
+    return {
+        inv.id: risk.InvoiceFacts(
+            inv.currency,
+            inv.period_from,
+            inv.period_to,
+            inv.total,
+            inv.subtotal,
+            inv.discount_total,
+            inv.tax_total,
+            inv.correction_total,
+            tuple(lines.get(inv.id, ())),
+            tuple(corrections.get(inv.id, ())),
+            subs,
+        )
+        for inv in invoices
+    }
 
 
 def flags_of(inv) -> list[risk.Flag]:

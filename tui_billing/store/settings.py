@@ -1,4 +1,5 @@
 """Read and write the store-wide settings and the number sequences."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -14,9 +15,11 @@ def load_settings() -> StoreSettings:
 def save_setting(key: str, value: str) -> str:
     """Validate (config.validate_setting, against the other stored settings) and store."""
     value = validate_setting(key, value, load_settings())
-    (Setting.insert(key=key, value=value)
-     .on_conflict(conflict_target=[Setting.key], update={Setting.value: value})
-     .execute())
+    (
+        Setting.insert(key=key, value=value)
+        .on_conflict(conflict_target=[Setting.key], update={Setting.value: value})
+        .execute()
+    )
     return value
 
 

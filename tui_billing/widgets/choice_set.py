@@ -6,6 +6,7 @@ button only on Enter/Space: Down, then Ctrl+S, applied the option that was
 shown).  Here the arrow keys press the option they move to, so what the
 admin sees highlighted is what a dialog applies.
 """
+
 from __future__ import annotations
 
 from textual.widgets import RadioButton, RadioSet

@@ -4,6 +4,7 @@
 It only collects raw text; the screen's worker turns it into Filters with
 store.queries.make_filters, which says which field is wrong.
 """
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -18,8 +19,13 @@ from .. import statuses as S
 from ..text import shown
 
 FIELD_IDS = {  # make_filters / FilterError field -> widget id
-    "status": "f-status", "account-type": "f-type", "class": "f-class", "customer": "f-customer",
-    "number": "f-number", "from": "f-from", "to": "f-to",
+    "status": "f-status",
+    "account-type": "f-type",
+    "class": "f-class",
+    "customer": "f-customer",
+    "number": "f-number",
+    "from": "f-from",
+    "to": "f-to",
 }
 
 
@@ -44,10 +50,18 @@ class FilterBar(Vertical):
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="filter-row"):
-            yield Select([(S.INVOICE_STATUSES[s], s) for s in self.statuses], prompt=self.status_prompt,
-                         compact=True, id="f-status")
-            yield Select([(label, value) for value, label in S.ACCOUNT_TYPES.items()],
-                         prompt="Any account type", compact=True, id="f-type")
+            yield Select(
+                [(S.INVOICE_STATUSES[s], s) for s in self.statuses],
+                prompt=self.status_prompt,
+                compact=True,
+                id="f-status",
+            )
+            yield Select(
+                [(label, value) for value, label in S.ACCOUNT_TYPES.items()],
+                prompt="Any account type",
+                compact=True,
+                id="f-type",
+            )
             yield Select([], prompt="Any class", compact=True, id="f-class")
             yield Input(placeholder="Customer name or email", compact=True, id="f-customer")
         with Horizontal(classes="filter-row"):
@@ -65,11 +79,17 @@ class FilterBar(Vertical):
         def txt(wid):
             return self.query_one(f"#{wid}", Input).value.strip() or None
 
-        return {"status": sel("f-status"), "account_type": sel("f-type"), "customer_class": sel("f-class"),
-                "customer": txt("f-customer"), "number": txt("f-number"),
-                "date_from": txt("f-from"), "date_to": txt("f-to")}
+        return {
+            "status": sel("f-status"),
+            "account_type": sel("f-type"),
+            "customer_class": sel("f-class"),
+            "customer": txt("f-customer"),
+            "number": txt("f-number"),
+            "date_from": txt("f-from"),
+            "date_to": txt("f-to"),
+        }
 
-    def set_classes(self, names: list[str]) -> None:
+    def set_class_choices(self, names: list[str]) -> None:
         select = self.query_one("#f-class", Select)
         current = select.value
         with select.prevent(Select.Changed):
@@ -82,9 +102,9 @@ class FilterBar(Vertical):
             self.query_one(f"#{wid}").set_class(False, "-invalid")
         error = self.query_one("#f-error", Static)
         if field:
-            wid = FIELD_IDS.get(field)
-            if wid:
-                self.query_one(f"#{wid}").set_class(True, "-invalid")
+            field_wid = FIELD_IDS.get(field)
+            if field_wid:
+                self.query_one(f"#{field_wid}").set_class(True, "-invalid")
             error.update(Text(f"✗ {field}: {shown(reason)}"))
         else:
             error.update("")

@@ -2,13 +2,17 @@
 one flexible column takes what is left, and columns marked `min_table` appear
 only when the table is at least that wide (80 columns never scroll sideways).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
+from rich.console import JustifyMethod
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 from ..text import shown
 
@@ -18,7 +22,7 @@ class Col:
     key: str
     label: str
     width: int = 0  # 0: the flexible column
-    justify: str = "left"
+    justify: JustifyMethod = "left"
     min_table: int = 0  # shown only when the table is at least this wide
     max_table: int = 0  # shown only when the table is narrower than this
     wide_width: int = 0  # width when the table is wide (>= WIDE), if different
@@ -35,17 +39,16 @@ class FitTable(DataTable):
     FitTable { height: 1fr; }
     """
 
-    def __init__(self, columns: list[Col], render_cells: Callable | None = None, *,
-                 min_flex: int = 8, **kwargs):
+    def __init__(self, columns: list[Col], render_cells: Callable | None = None, *, min_flex: int = 8, **kwargs):
         kwargs.setdefault("cursor_type", "row")
         kwargs.setdefault("zebra_stripes", False)
         super().__init__(**kwargs)
         self.specs = list(columns)
         self._render_cells = render_cells
         self.min_flex = min_flex
-        self.items: dict[str, object] = {}
+        self.items: dict[str, Any] = {}  # the rows' objects (render_cells reads them)
         self.order: list[str] = []
-        self._layout: tuple | None = None  # (visible column keys, widths)
+        self._layout: tuple[Any, ...] | None = None  # (visible column keys, widths)
         self._built = False
         self._content: dict[str, int] = {}  # longest cell seen, for columns with max_width
 
@@ -56,8 +59,11 @@ class FitTable(DataTable):
 
     def _compute_layout(self, width: int) -> tuple[tuple[str, ...], tuple[int, ...], bool]:
         wide = width >= WIDE
-        visible = [c for c in self.specs if (not c.min_table or width >= c.min_table)
-                   and (not c.max_table or width < c.max_table)]
+        visible = [
+            c
+            for c in self.specs
+            if (not c.min_table or width >= c.min_table) and (not c.max_table or width < c.max_table)
+        ]
         pad = 2 * self.cell_padding
 
         def base_width(c: Col) -> int:
@@ -118,7 +124,7 @@ class FitTable(DataTable):
         if old is not None and self._built and old[0] == layout[0] and old[2] == layout[2]:
             # Same columns: only widths changed (the flexible one).
             for key, w in zip(layout[0], layout[1]):
-                self.columns[key].width = w
+                self.columns[ColumnKey(key)].width = w
             self._clear_caches()
             self._require_update_dimensions = True
             self.refresh(layout=True)
@@ -128,6 +134,7 @@ class FitTable(DataTable):
     def _rebuild(self) -> None:
         cursor = self.cursor_row
         self.clear(columns=True)
+        assert self._layout is not None  # set by the caller
         for col, width in zip(self.visible_specs(), self._layout[1]):
             label = Text(col.label, justify=col.justify)
             self.add_column(label, width=width, key=col.key)

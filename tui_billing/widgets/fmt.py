@@ -2,6 +2,7 @@
 
 Pure functions: no database, no Textual; the clock comes from workflow.Ctx.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -31,6 +32,8 @@ STATUS_STYLES = {
 FLAGGED_STYLE = "bold red"  # risk.is_flagged: a person must look at it
 HELD_STYLE = "bold red"
 HELD = "held for a person"  # flagged, its hold ran out: the job loop left it for a person
+SECOND = "1 of 2 approvals"  # four-eyes: the first approval given, a second person needed
+SECOND_STYLE = "bold cyan"
 
 
 def text_cell(value: object, style: str = "", **kwargs) -> Text:
@@ -49,7 +52,7 @@ def middle_cut(text: str, width: int) -> str:
     if cell_len(text) <= width:
         return text
     if width <= 2:
-        return "…"[:max(width, 0)]
+        return "…"[: max(width, 0)]
     room = width - 1  # the "…"
     head_room = room - room * 2 // 5
     _, space, last = text.rpartition(" ")
@@ -83,8 +86,7 @@ class MiddleCut:
         self.style = style
 
     def __rich_console__(self, console, options):
-        yield Text(middle_cut(self.plain, options.max_width), style=self.style, no_wrap=True, overflow="crop",
-                   end="")
+        yield Text(middle_cut(self.plain, options.max_width), style=self.style, no_wrap=True, overflow="crop", end="")
 
     def __rich_measure__(self, console, options) -> Measurement:
         return Measurement(1, cell_len(self.plain))
@@ -185,6 +187,9 @@ def review_state(row, clock: Clock, *, wide: bool, width: int | None = None) -> 
             words = reissue_short(clock, row.reissue_mode, row.reissue_after)
         return Text(words, style=STATUS_STYLES[S.REJECTED])
     if row.status == S.UNDER_REVIEW:
+        if getattr(row, "first_approved_by", None):  # four-eyes: what it waits for is a second person
+            words = SECOND if width is None or len(SECOND) <= width else "1 of 2"
+            return Text(words, style=SECOND_STYLE)
         if getattr(row, "held", False):  # its hold ran out; the job loop left it for a person
             words = HELD if width is None or len(HELD) <= width else "held"
             return Text(words, style=HELD_STYLE)
@@ -206,8 +211,12 @@ def review_or_flags(row, clock: Clock, width: int) -> Text:
     when it goes out on its own (review_state)."""
     if row.status == S.UNDER_REVIEW and row.flagged and row.flags:
         prefix = "held: " if row.held else ""
-        return Text(prefix + flag_words(row.flags, max(width - len(prefix), 1)), style=FLAGGED_STYLE,
-                    no_wrap=True, overflow="ellipsis")
+        return Text(
+            prefix + flag_words(row.flags, max(width - len(prefix), 1)),
+            style=FLAGGED_STYLE,
+            no_wrap=True,
+            overflow="ellipsis",
+        )
     return review_state(row, clock, wide=False, width=width)
 
 
@@ -221,8 +230,12 @@ def flags_cell(row, width: int | None = None) -> Text:
     flags = getattr(row, "flags", ())
     if not flags:
         return Text("·", style="dim")
-    return Text(flag_words(flags, width), style=FLAGGED_STYLE if is_flagged(row.risk_score) else "yellow",
-                no_wrap=True, overflow="ellipsis")
+    return Text(
+        flag_words(flags, width),
+        style=FLAGGED_STYLE if is_flagged(row.risk_score) else "yellow",
+        no_wrap=True,
+        overflow="ellipsis",
+    )
 
 
 def left_cell(row, clock: Clock) -> Text:

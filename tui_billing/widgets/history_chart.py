@@ -1,6 +1,7 @@
 """A small bar chart of an account's recent invoices: one bar per invoice,
 oldest to newest, the invoice shown highlighted with a marker underneath, so
 that a reviewer sees a spike before reading a number."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

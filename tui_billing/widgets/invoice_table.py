@@ -1,5 +1,6 @@
 """The invoice list of the queue and the finder: keyset pages appended as the
 cursor nears the end, a mark column for multi-select, cells refreshed in place."""
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -8,12 +9,19 @@ from textual.message import Message
 
 from .. import statuses as S
 from ..clock import Clock
+from ..console_state import InvoiceListRow, Selection
 from .fit_table import Col, FitTable
 from .fmt import (
-    MiddleCut, amount_cell, flags_cell, left_cell, money_cell, review_or_flags, review_state, status_text, text_cell,
+    MiddleCut,
+    amount_cell,
+    flags_cell,
+    left_cell,
+    money_cell,
+    review_or_flags,
+    review_state,
+    status_text,
+    text_cell,
 )
-from .rows import InvoiceRow
-from .selection import Selection
 
 MARK = "✓"
 NUMBER_MAX = 24  # the Number column grows to fit numbers up to this; longer ones end in "…"
@@ -61,8 +69,13 @@ FINDER_COLUMNS = [
 
 class InvoiceTable(FitTable):
     BINDINGS = [
-        Binding("space", "toggle_mark", "Mark ↓", id="list.mark",
-                tooltip="Mark or unmark the row, then move down to the next one"),
+        Binding(
+            "space",
+            "toggle_mark",
+            "Mark ↓",
+            id="list.mark",
+            tooltip="Mark or unmark the row, then move down to the next one",
+        ),
         Binding("home", "first_row", "First row", show=False),
         Binding("end", "last_row", "Last loaded row (loads the next page)", show=False),
     ]
@@ -81,8 +94,8 @@ class InvoiceTable(FitTable):
         super().__init__(columns, **kwargs)
 
     # -- cells ----------------------------------------------------------------
-    def render_cells(self, row: InvoiceRow, cols: list[Col], wide: bool) -> list:
-        cells = []
+    def render_cells(self, row: InvoiceListRow, cols: list[Col], wide: bool) -> list:
+        cells: list[object] = []
         narrow = not any(c.key == "flags" for c in cols)
         for c in cols:
             k = c.key
@@ -121,7 +134,7 @@ class InvoiceTable(FitTable):
                 cells.append("")
         return cells
 
-    def measure(self, row: InvoiceRow) -> dict[str, int]:
+    def measure(self, row: InvoiceListRow) -> dict[str, int]:
         sizes = {"number": len(text_cell(row.number).plain), "total": len(money_cell(row.total, row.currency).plain)}
         if row.expected_total is not None:
             sizes["expected"] = len(money_cell(row.expected_total, row.currency).plain)
@@ -135,20 +148,20 @@ class InvoiceTable(FitTable):
         return col.wide_width if self.wide and col.wide_width else col.width
 
     # -- rows -----------------------------------------------------------------
-    def set_rows(self, rows: list[InvoiceRow]) -> None:
+    def set_rows(self, rows: list[InvoiceListRow]) -> None:
         self.set_items((str(r.id), r) for r in rows)
 
-    def append_rows(self, rows: list[InvoiceRow]) -> None:
+    def append_rows(self, rows: list[InvoiceListRow]) -> None:
         self.append_items((str(r.id), r) for r in rows)
 
     def loaded_ids(self) -> list[int]:
         return [int(k) for k in self.order]
 
-    def current_row(self) -> InvoiceRow | None:
+    def current_row(self) -> InvoiceListRow | None:
         key = self.current_key()
         return self.items.get(key) if key else None
 
-    def refresh_rows(self, fresh: dict[int, InvoiceRow | None], keep) -> tuple[int, int]:
+    def refresh_rows(self, fresh: dict[int, InvoiceListRow | None], keep) -> tuple[int, int]:
         """Apply fresh rows: update changed cells, drop rows that left the list."""
         updated = removed = 0
         for invoice_id, row in fresh.items():
@@ -173,7 +186,7 @@ class InvoiceTable(FitTable):
 
     # -- marks ----------------------------------------------------------------
     def _repaint_mark(self, key: str) -> None:
-        if self._built and "mark" in self._layout[0]:
+        if self._built and self._layout is not None and "mark" in self._layout[0]:
             row = self.items[key]
             cell = Text(MARK, style="bold green") if self.selection.is_marked(row.id) else Text(" ")
             self.update_cell(key, "mark", cell)

@@ -1,4 +1,5 @@
 """A one-line progress strip for bulk actions; the rest of the UI stays live."""
+
 from __future__ import annotations
 
 from textual.app import ComposeResult

@@ -1,5 +1,6 @@
 """The line under the filter bar: how many invoices per status (and, in the
 queue, how many are held for a person), what is marked, the sort."""
+
 from __future__ import annotations
 
 from rich.text import Text

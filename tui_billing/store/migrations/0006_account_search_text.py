@@ -5,6 +5,7 @@ backends.  Existing accounts are filled here, in batches by id.
 
 No index: a B-tree cannot serve LIKE '%…%' (a match anywhere in the text), and
 the account table is scanned once per search, not once per invoice."""
+
 from peewee import SQL, TextField
 
 from tui_billing.text import fold
@@ -16,7 +17,7 @@ def up(migrator, db):
     migrator.migrate(
         # DEFAULT '' in the schema too: rows inserted by other writers (raw
         # SQL, an older tui-billing) that do not name the column stay valid.
-        migrator.add_column('account', 'search_text', TextField(default='', constraints=[SQL("DEFAULT ''")])),
+        migrator.add_column("account", "search_text", TextField(default="", constraints=[SQL("DEFAULT ''")])),
     )
     p = db.param
     select = f'SELECT "id", "name", "email" FROM "account" WHERE "id" > {p} ORDER BY "id" LIMIT {BATCH}'
@@ -37,4 +38,4 @@ def up(migrator, db):
 
 
 def down(migrator, db):
-    migrator.migrate(migrator.drop_column('account', 'search_text'))
+    migrator.migrate(migrator.drop_column("account", "search_text"))

@@ -14,6 +14,7 @@ the next loop, as before).
 
 No index: recovery finds claimed rows by status ("status", "next_attempt_at").
 """
+
 from peewee import CharField, DateTimeField
 
 CLAIM_MARK = "sending, claimed by "  # the old encoding (tui_billing.mail.delivery.CLAIM_MARK)
@@ -21,37 +22,46 @@ CLAIM_MARK = "sending, claimed by "  # the old encoding (tui_billing.mail.delive
 
 def up(migrator, db):
     migrator.migrate(
-        migrator.add_column('outbox_message', 'claimed_by', CharField(max_length=200, null=True)),
-        migrator.add_column('outbox_message', 'claimed_until', DateTimeField(null=True)),
+        migrator.add_column("outbox_message", "claimed_by", CharField(max_length=200, null=True)),
+        migrator.add_column("outbox_message", "claimed_until", DateTimeField(null=True)),
     )
     p = db.param
-    rows = list(db.execute_sql(
-        f'SELECT "id", "last_error", "next_attempt_at" FROM "outbox_message" '
-        f'WHERE "status" = {p} AND "last_error" LIKE {p}', ("sending", CLAIM_MARK + "%")))
-    for id_, last_error, lease in rows:
+    rows = list(
+        db.execute_sql(
+            f'SELECT "id", "last_error", "next_attempt_at" FROM "outbox_message" '
+            f'WHERE "status" = {p} AND "last_error" LIKE {p}',
+            ("sending", CLAIM_MARK + "%"),
+        )
+    )
+    for id_, last_error, _lease in rows:
         if not last_error.startswith(CLAIM_MARK):  # LIKE is case-insensitive on SQLite
             continue
-        rest = last_error[len(CLAIM_MARK):]
+        rest = last_error[len(CLAIM_MARK) :]
         holder = rest.splitlines()[0][:200] if rest else None  # read as the old code read it
         # Guarded like every outbox move: a sender that finished meanwhile
         # (an older loop still running) has rewritten last_error.
         db.execute_sql(
             f'UPDATE "outbox_message" SET "claimed_by" = {p}, "claimed_until" = "next_attempt_at", '
             f'"last_error" = {p} WHERE "id" = {p} AND "status" = {p} AND "last_error" = {p}',
-            (holder, "", id_, "sending", last_error))
+            (holder, "", id_, "sending", last_error),
+        )
 
 
 def down(migrator, db):
     # Back to the old encoding for rows still being sent, then drop the columns.
     p = db.param
-    rows = list(db.execute_sql(
-        f'SELECT "id", "claimed_by" FROM "outbox_message" '
-        f'WHERE "status" = {p} AND "claimed_by" IS NOT NULL', ("sending",)))
+    rows = list(
+        db.execute_sql(
+            f'SELECT "id", "claimed_by" FROM "outbox_message" WHERE "status" = {p} AND "claimed_by" IS NOT NULL',
+            ("sending",),
+        )
+    )
     for id_, holder in rows:
         db.execute_sql(
             f'UPDATE "outbox_message" SET "last_error" = {p}, "next_attempt_at" = "claimed_until" WHERE "id" = {p}',
-            ((CLAIM_MARK + holder)[:2000], id_))
+            ((CLAIM_MARK + holder)[:2000], id_),
+        )
     migrator.migrate(
-        migrator.drop_column('outbox_message', 'claimed_until'),
-        migrator.drop_column('outbox_message', 'claimed_by'),
+        migrator.drop_column("outbox_message", "claimed_until"),
+        migrator.drop_column("outbox_message", "claimed_by"),
     )

@@ -1,14 +1,16 @@
 """Customer classes: send mode, hold-for-review days, Net days, and the warning
 of seed 000 — with review on, Net days must include the hold days so the
 customer keeps the same time to pay (Net 21 + 5 hold days -> Net 26)."""
+
 from __future__ import annotations
 
 import json
 
+from . import access
 from .audit import write_audit
 from .errors import FieldError
 from .statuses import SEND_MODES
-from .store.models import AuditEvent, CustomerClass, database
+from .store.models import AuditEvent, CustomerClass, database, tuple_rows
 from .text import TextError, typed
 
 MAX_DAYS = 365
@@ -26,9 +28,11 @@ def net_days_warning(send_mode: str, hold_days: int, net_days: int) -> str | Non
     if send_mode != "after_review" or hold_days <= 0:
         return None
     if net_days <= hold_days:
-        return (f"Net {net_days} days does not include the {hold_days} hold-for-review days: "
-                f"customers would have {max(net_days - hold_days, 0)} days to pay; "
-                f"extend Net days by {hold_days} (e.g. Net 21 + {hold_days} = Net {21 + hold_days})")
+        return (
+            f"Net {net_days} days does not include the {hold_days} hold-for-review days: "
+            f"customers would have {max(net_days - hold_days, 0)} days to pay; "
+            f"extend Net days by {hold_days} (e.g. Net 21 + {hold_days} = Net {21 + hold_days})"
+        )
     return None
 
 
@@ -47,8 +51,10 @@ def change_warning(before: tuple[str, int, int] | None, after: tuple[str, int, i
     if before is not None and send_mode == "after_review":
         kept = days_to_pay(*before)
         if 0 < kept and days_to_pay(*after) < kept:  # (a class already without time to pay: below)
-            return (f"review holds invoices {hold_days} days: to keep Net {kept} for the customer, "
-                    f"set Net {kept + hold_days} days (now Net {net_days})")
+            return (
+                f"review holds invoices {hold_days} days: to keep Net {kept} for the customer, "
+                f"set Net {kept + hold_days} days (now Net {net_days})"
+            )
     return net_days_warning(send_mode, hold_days, net_days)
 
 
@@ -80,6 +86,7 @@ def save_class(ctx, name: str, *, send_mode=None, hold_days=None, net_days=None,
         if days is not None and not 0 <= days <= MAX_DAYS:
             raise ClassError(field, f"must be between 0 and {MAX_DAYS}")
     with database.atomic():
+        access.require(ctx, "classes", name)
         cls = CustomerClass.get_or_none(CustomerClass.name == name)
         if cls is None and not create:
             raise ClassError("name", f"no customer class named {name!r} (use --create)")
@@ -90,8 +97,16 @@ def save_class(ctx, name: str, *, send_mode=None, hold_days=None, net_days=None,
         cls.net_days = net_days if net_days is not None else (cls.net_days if cls.net_days is not None else 30)
         validate(cls.send_mode, cls.hold_days, cls.net_days)
         cls.save()
-        write_audit(ctx, "class_change", None, None, None, customer_class=name, before=before,
-                    after=(cls.send_mode, cls.hold_days, cls.net_days))
+        write_audit(
+            ctx,
+            "class_change",
+            None,
+            None,
+            None,
+            customer_class=name,
+            before=before,
+            after=(cls.send_mode, cls.hold_days, cls.net_days),
+        )
     return change_warning(before, (cls.send_mode, cls.hold_days, cls.net_days))
 
 
@@ -100,10 +115,12 @@ def _last_changes(names: list[str]) -> dict[str, tuple[tuple, tuple]]:
     found: dict[str, tuple[tuple, tuple]] = {}
     wanted = set(names)
     # invoice IS NULL: found by that column's index, however long the audit log.
-    query = (AuditEvent.select(AuditEvent.detail)
-             .where(AuditEvent.invoice.is_null() & (AuditEvent.action == "class_change"))
-             .order_by(AuditEvent.id.desc()))
-    for (detail,) in query.tuples():
+    query = (
+        AuditEvent.select(AuditEvent.detail)
+        .where(AuditEvent.invoice.is_null() & (AuditEvent.action == "class_change"))
+        .order_by(AuditEvent.id.desc())
+    )
+    for (detail,) in tuple_rows(query.tuples()):
         try:
             doc = json.loads(detail or "{}")
         except ValueError:
@@ -130,6 +147,14 @@ def class_rows(name: str | None = None) -> list[dict]:
         now = (c.send_mode, c.hold_days, c.net_days)
         before, after = changes.get(c.name, (None, None))
         warning = change_warning(before, now) if after == now else net_days_warning(*now)
-        rows.append({"name": c.name, "send_mode": c.send_mode, "hold_days": c.hold_days, "net_days": c.net_days,
-                     "billing_period": c.billing_period, "warning": warning})
+        rows.append(
+            {
+                "name": c.name,
+                "send_mode": c.send_mode,
+                "hold_days": c.hold_days,
+                "net_days": c.net_days,
+                "billing_period": c.billing_period,
+                "warning": warning,
+            }
+        )
     return rows

@@ -44,6 +44,7 @@ duplicates.  Checked once per batch, right after its INSERT: one query
 matches each new row against older records (lower id) through the index
 xdr(account_id, time).
 """
+
 from __future__ import annotations
 
 import csv
@@ -53,11 +54,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from .store.bulk import insert_rows
-from .store.models import Account, Xdr, database
+from .store.models import Account, Xdr, database, tuple_rows
 from .text import TextError, check_stored
+
+if TYPE_CHECKING:
+    from .safefile import AtomicFile
 
 COLUMNS = ("xdr_id", "account", "service", "time", "quantity", "amount")
 MAX_ID = 64
@@ -103,6 +108,7 @@ class RowError:
 @dataclass
 class Duplicate:
     """An imported row that repeats another record under a different xdr_id."""
+
     line: int
     xdr_id: str
     repeats: str  # the xdr_id of the record it repeats (stored before, or an earlier line)
@@ -138,13 +144,19 @@ class ImportResult:
 
     def as_dict(self) -> dict:
         return {
-            "file": str(self.path), "mode": "skip_bad" if self.skip_bad else "atomic",
-            "rows": self.rows, "imported": self.imported if self.committed else 0,
-            "already_imported": self.existing, "rejected": self.rejected,
-            "errors": [e.as_dict() for e in self.errors], "errors_truncated": self.errors_truncated,
+            "file": str(self.path),
+            "mode": "skip_bad" if self.skip_bad else "atomic",
+            "rows": self.rows,
+            "imported": self.imported if self.committed else 0,
+            "already_imported": self.existing,
+            "rejected": self.rejected,
+            "errors": [e.as_dict() for e in self.errors],
+            "errors_truncated": self.errors_truncated,
             "rejects_file": str(self.rejects_path) if self.rejects_path else None,
-            "duplicates": {"count": self.duplicates if self.committed else 0,
-                           "examples": [d.as_dict() for d in self.duplicate_examples] if self.committed else []},
+            "duplicates": {
+                "count": self.duplicates if self.committed else 0,
+                "examples": [d.as_dict() for d in self.duplicate_examples] if self.committed else [],
+            },
             "seconds": round(self.seconds, 3),
         }
 
@@ -158,7 +170,7 @@ def rejects_path_for(path: Path) -> Path:
 # --------------------------------------------------------------------------
 # Field parsing: cheap checks first, a precise message only for bad values.
 
-_POW10 = [10 ** n for n in range(8)]
+_POW10 = [10**n for n in range(8)]
 
 
 def _scaled(text: str, places: int, name: str, *, negative: bool) -> int:
@@ -192,8 +204,10 @@ def _number_reason(text: str, places: int) -> str:
             return f"{text!r} is too large (at most 12 digits before the decimal point)"
         return f"{text!r} has more than {places} decimal places"
     if _LOOSE_NUMBER.fullmatch(text):
-        return (f"{text!r} is not a plain decimal (write digits with an optional '-' and '.': "
-                "no '+', exponent, bare point or separators)")
+        return (
+            f"{text!r} is not a plain decimal (write digits with an optional '-' and '.': "
+            "no '+', exponent, bare point or separators)"
+        )
     return f"{text!r} is not a number"
 
 
@@ -201,7 +215,7 @@ def _account_map() -> dict[str, int | None]:
     """Account id (as text) and lower-cased email -> id; None: ambiguous email."""
     out: dict[str, int | None] = {}
     emails: dict[str, int | None] = {}
-    for acc_id, email in Account.select(Account.id, Account.email).tuples():
+    for acc_id, email in tuple_rows(Account.select(Account.id, Account.email).tuples()):
         out[str(acc_id)] = acc_id
         key = (email or "").strip().lower()
         if key:
@@ -211,12 +225,29 @@ def _account_map() -> dict[str, int | None]:
     return out
 
 
-_UTC_ZONES = {"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu",
-              "GMT", "Etc/GMT", "Etc/GMT+0", "Etc/GMT-0", "Etc/GMT0", "GMT0", "GMT+0", "GMT-0", "Etc/Greenwich"}
+_UTC_ZONES = {
+    "UTC",
+    "Etc/UTC",
+    "Etc/UCT",
+    "UCT",
+    "Etc/Universal",
+    "Universal",
+    "Etc/Zulu",
+    "Zulu",
+    "GMT",
+    "Etc/GMT",
+    "Etc/GMT+0",
+    "Etc/GMT-0",
+    "Etc/GMT0",
+    "GMT0",
+    "GMT+0",
+    "GMT-0",
+    "Etc/Greenwich",
+}
 
 
 def _time_parser(tz: ZoneInfo | dt.tzinfo | None) -> Callable[[str], dt.datetime]:
-    utc = dt.timezone.utc
+    utc = dt.UTC
     local_is_utc = tz is None or tz is utc or getattr(tz, "key", None) in _UTC_ZONES
     fromiso = dt.datetime.fromisoformat
 
@@ -238,6 +269,7 @@ def _time_parser(tz: ZoneInfo | dt.tzinfo | None) -> Callable[[str], dt.datetime
 
 # --------------------------------------------------------------------------
 # Reading: binary lines decoded one by one, so a bad byte names its line.
+
 
 def _decoded_lines(handle, bad_lines: set[int]):
     n = 0
@@ -264,14 +296,16 @@ def _header_order(header: list[str]) -> list[int]:
         dup = sorted({n for n in names if names.count(n) > 1})
         raise ImportFileError("header", f"column {dup[0]!r} appears twice")
     if unknown:
-        raise ImportFileError("header", f"unknown column(s) {', '.join(map(repr, unknown))}: "
-                                        f"the header must be exactly {expected}")
+        raise ImportFileError(
+            "header", f"unknown column(s) {', '.join(map(repr, unknown))}: the header must be exactly {expected}"
+        )
     if missing:
         raise ImportFileError("header", f"missing column(s) {', '.join(missing)}: the header must be {expected}")
     return [names.index(c) for c in COLUMNS]
 
 
 # --------------------------------------------------------------------------
+
 
 class _Rollback(Exception):
     pass
@@ -290,9 +324,9 @@ class _Importer:
         self.start_max = 0
         self.header: list[str] = []
         self.rejects_tmp: Path | None = None
-        self._rejects = None  # safefile.AtomicFile of FILE.rejects.csv
-        self._rejects_file = None
-        self._rejects_writer = None
+        self._rejects: AtomicFile | None = None  # of FILE.rejects.csv
+        self._rejects_file: Any = None
+        self._rejects_writer: Any = None
         self.rejected_ids: dict[str, int] = {}  # ids of rejected rows: later copies are duplicates too
         self.batch: list[tuple] = []
         self.batch_lines: list[int] = []
@@ -331,13 +365,14 @@ class _Importer:
         self._rejects_writer.writerow([*self.header, "reason"])
 
     def finish_rejects(self, ok: bool) -> None:
-        if self._rejects_file is None:
+        rejects = self._rejects
+        if self._rejects_file is None or rejects is None:  # (set together by open_rejects)
             return
         final = rejects_path_for(self.path)
         if ok and self.result.rejected:
-            self.result.rejects_path = self._rejects.commit()
+            self.result.rejects_path = rejects.commit()
             return
-        self._rejects.discard()
+        rejects.discard()
         if ok and (final.exists() or final.is_symlink()):
             final.unlink()  # a rejects file always describes the last run (a link: the link goes, not its target)
 
@@ -354,8 +389,9 @@ class _Importer:
                 if row_id is None:
                     keep.append(rec)
                 elif row_id > self.start_max:  # inserted by this run: an earlier line had it
-                    self.reject(line, "xdr_id", f"duplicate xdr_id {rec[0]!r}: an earlier line of this file has it",
-                                raw)
+                    self.reject(
+                        line, "xdr_id", f"duplicate xdr_id {rec[0]!r}: an earlier line of this file has it", raw
+                    )
                 else:
                     self.result.existing += 1
             rows = keep
@@ -435,8 +471,9 @@ class _Importer:
         except csv.Error as exc:
             raise ImportFileError("header", f"line {reader.line_num}: not valid CSV: {exc}") from None
         if bad_lines and min(bad_lines) <= reader.line_num:
-            raise ImportFileError("file", f"is not UTF-8 text (line {min(bad_lines)} has invalid bytes); "
-                                          "save it as UTF-8")
+            raise ImportFileError(
+                "file", f"is not UTF-8 text (line {min(bad_lines)} has invalid bytes); save it as UTF-8"
+            )
         if header is None or header == []:
             raise ImportFileError("file", f"{self.path.name} is empty: expected the header {','.join(COLUMNS)}")
         self.order = _header_order(header)
@@ -470,8 +507,9 @@ class _Importer:
             if not row:
                 continue  # a blank line
             res.rows += 1
-            if bad_lines and (line in bad_lines or (last_end > line and any(
-                    n in bad_lines for n in range(line + 1, last_end + 1)))):
+            if bad_lines and (
+                line in bad_lines or (last_end > line and any(n in bad_lines for n in range(line + 1, last_end + 1)))
+            ):
                 self.reject(line, "row", "is not valid UTF-8 text", row)
                 continue
             if len(row) != ncols:
@@ -546,15 +584,17 @@ def _existing_ids(ids: list[str]) -> dict[str, int]:
     table = Xdr._meta.table_name
     found: dict[str, int] = {}
     for start in range(0, len(ids), 5000):
-        chunk = ids[start:start + 5000]
+        chunk = ids[start : start + 5000]
         marks = ", ".join([db.param] * len(chunk))
         cursor = db.execute_sql(f'SELECT "xdr_id", "id" FROM "{table}" WHERE "xdr_id" IN ({marks})', chunk)
         found.update(cursor.fetchall())
     return found
 
 
-_SAME = ('o."account_id" = b."account_id" AND o."time" = b."time" AND o."service" = b."service" '
-         'AND o."quantity" = b."quantity" AND o."amount" = b."amount" AND o."id" < b."id"')
+_SAME = (
+    'o."account_id" = b."account_id" AND o."time" = b."time" AND o."service" = b."service" '
+    'AND o."quantity" = b."quantity" AND o."amount" = b."amount" AND o."id" < b."id"'
+)
 
 
 def _repeated(rows: list[tuple]) -> list[tuple[str, str]]:
@@ -571,7 +611,9 @@ def _repeated(rows: list[tuple]) -> list[tuple[str, str]]:
         lo = db.execute_sql(f'SELECT MAX("id") FROM "{table}"').fetchone()[0] - len(rows)
         cursor = db.execute_sql(
             f'SELECT b."xdr_id", o."xdr_id", MIN(o."id") FROM "{table}" b JOIN "{table}" o ON {_SAME} '
-            f'WHERE b."id" > ? GROUP BY b."id" ORDER BY b."id"', [lo])
+            f'WHERE b."id" > ? GROUP BY b."id" ORDER BY b."id"',
+            [lo],
+        )
         return [(xid, original) for xid, original, _ in cursor.fetchall()]
     # PostgreSQL: ids come from a sequence shared with other sessions, so the batch is found by its
     # xdr_ids, each through the unique index (OFFSET 0: not a plan that scans the table, which
@@ -581,18 +623,27 @@ def _repeated(rows: list[tuple]) -> list[tuple[str, str]]:
         f'SELECT b."xdr_id", o."xdr_id" FROM unnest(%s::text[]) AS u(xdr_id) CROSS JOIN LATERAL '
         f'(SELECT * FROM "{table}" b WHERE b."xdr_id" = u.xdr_id OFFSET 0) b CROSS JOIN LATERAL '
         f'(SELECT o."xdr_id" FROM "{table}" o WHERE {_SAME} ORDER BY o."id" LIMIT 1) o '
-        f'ORDER BY b."id"', [[rec[0] for rec in rows]])
+        f'ORDER BY b."id"',
+        [[rec[0] for rec in rows]],
+    )
     return cursor.fetchall()
 
 
 def _max_xdr_id() -> int:
     from peewee import fn
+
     return Xdr.select(fn.MAX(Xdr.id)).scalar() or 0
 
 
-def import_xdrs(path: str | Path, *, skip_bad: bool = False, tz=None,
-                progress: Callable[[int, int], None] | None = None,
-                batch_size: int = BATCH, keep_errors: int = KEEP_ERRORS) -> ImportResult:
+def import_xdrs(
+    path: str | Path,
+    *,
+    skip_bad: bool = False,
+    tz=None,
+    progress: Callable[[int, int], None] | None = None,
+    batch_size: int = BATCH,
+    keep_errors: int = KEEP_ERRORS,
+) -> ImportResult:
     """Import an xDR CSV file; see the module docstring for the format.
 
     Atomic by default: if any row is bad nothing is written and the result
@@ -602,5 +653,6 @@ def import_xdrs(path: str | Path, *, skip_bad: bool = False, tz=None,
     """
     if tz is None:
         from .store.settings import load_settings
+
         tz = load_settings().tz
     return _Importer(Path(path), skip_bad, tz, progress, batch_size, keep_errors).run()

@@ -10,9 +10,13 @@ fields top to bottom, left to right (send mode, hold days, Net days, Save);
 they never leave it for the list, where an arrow key would load another
 class over what was typed.  Escape goes back to the list.
 """
+
 from __future__ import annotations
 
-from rich.console import Group
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual import work
@@ -22,21 +26,27 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
-from .. import classes as C
+from .. import customer_classes as C
 from .. import statuses as S
 from ..widgets.fit_table import Col, FitTable
 from ..widgets.fmt import text_cell
+from .role_gate import RoleGate
 from .support import db_session, error_text, post
 
-COLUMNS = [Col("name", "Class"), Col("send_mode", "Send the invoice", 18), Col("hold", "Hold", 5, "right"),
-           Col("net", "Net days", 8, "right"), Col("warning", "⚠", 1)]
+COLUMNS = [
+    Col("name", "Class"),
+    Col("send_mode", "Send the invoice", 18),
+    Col("hold", "Hold", 5, "right"),
+    Col("net", "Net days", 8, "right"),
+    Col("warning", "⚠", 1),
+]
 SEND_SHORT = {"immediately": "Immediately", "after_review": "After review"}
 FORM = ("#class-send", "#class-hold", "#class-net", "#class-save")  # Tab order: top to bottom, left to right
 
 
 class ClassTable(FitTable):
     def render_cells(self, row: dict, cols, wide: bool) -> list:
-        out = []
+        out: list[Text | str] = []
         for c in cols:
             if c.key == "name":
                 out.append(text_cell(row["name"], no_wrap=True, overflow="ellipsis"))
@@ -51,11 +61,18 @@ class ClassTable(FitTable):
         return out
 
 
-class ClassesScreen(Screen):
+class ClassesScreen(RoleGate, Screen):
+    ROLE_ACTIONS = {"save": "classes", "edit": "classes"}
+
     TITLE = "Customer classes"
     BINDINGS = [
-        Binding("ctrl+s", "save", "Save", id="classes.save",
-                tooltip="Save the form (asks first, with each value before and after)"),
+        Binding(
+            "ctrl+s",
+            "save",
+            "Save",
+            id="classes.save",
+            tooltip="Save the form (asks first, with each value before and after)",
+        ),
         Binding("e", "edit", "Edit", id="classes.edit"),
         Binding("escape", "to_table", "Back to list", id="classes.back", show=False),
         Binding("f5", "reload", "Refresh", id="classes.refresh", show=False),
@@ -78,8 +95,12 @@ class ClassesScreen(Screen):
             yield Static("", id="class-title", classes="form-title")
             with Horizontal(classes="form-row"):
                 yield Label("Send the invoice", classes="form-label")
-                yield Select([(label, value) for value, label in S.SEND_MODES.items()], allow_blank=False,
-                             compact=True, id="class-send")
+                yield Select(
+                    [(label, value) for value, label in S.SEND_MODES.items()],
+                    allow_blank=False,
+                    compact=True,
+                    id="class-send",
+                )
             with Horizontal(classes="form-row"):
                 yield Label("Hold for review", classes="form-label")
                 yield Input("0", id="class-hold", compact=True, type="integer", classes="days")
@@ -157,8 +178,9 @@ class ClassesScreen(Screen):
         """Tab / Shift+Tab: round the form's fields; from the list, into the form."""
         fields = [self.query_one(wid) for wid in FORM]
         focused = self.focused
-        index = next((i for i, f in enumerate(fields) if focused is f or (focused is not None
-                                                                          and f in focused.ancestors)), None)
+        index = next(
+            (i for i, f in enumerate(fields) if focused is f or (focused is not None and f in focused.ancestors)), None
+        )
         if index is None:
             target = fields[0] if step > 0 else fields[-1]
         else:
@@ -169,7 +191,8 @@ class ClassesScreen(Screen):
         row = self.rows[name]
         self.editing = row
         self.query_one("#class-title", Static).update(
-            text_cell(f"{name} — billing period {row['billing_period']}", style="bold"))
+            text_cell(f"{name} — billing period {row['billing_period']}", style="bold")
+        )
         send = self.query_one("#class-send", Select)
         hold = self.query_one("#class-hold", Input)
         net = self.query_one("#class-net", Input)
@@ -233,15 +256,20 @@ class ClassesScreen(Screen):
             return
         from .confirm import ConfirmModal
 
-        after = self.values()
+        send, hold, net = self.values()
+        assert hold is not None and net is not None  # _check: whole numbers of days
+        after = (send, hold, net)
         row = self.editing
         before = self._values(row)
         if after == before:
             self.notify(f"Nothing to save: the form holds the values {row['name']} has.", title="Customer class")
             return
         send, hold, net = after
-        change = (send if send != row["send_mode"] else None, hold if hold != row["hold_days"] else None,
-                  net if net != row["net_days"] else None)
+        change = (
+            send if send != row["send_mode"] else None,
+            hold if hold != row["hold_days"] else None,
+            net if net != row["net_days"] else None,
+        )
         body = self.change_view(row["name"], before, after, C.change_warning(before, after))
 
         def answered(ok: bool | None) -> None:
@@ -260,12 +288,20 @@ class ClassesScreen(Screen):
         grid.add_column(no_wrap=True)
         grid.add_row(Text(""), Text("before", style="dim"), Text(""), Text("after", style="dim"))
         labels = ("Send the invoice", "Hold for review", "Payment terms")
-        words = (lambda v: SEND_SHORT.get(v, v), lambda v: f"{v} days", lambda v: f"Net {v} days")
+        words: tuple[Callable[[Any], str], ...] = (
+            lambda v: SEND_SHORT.get(v, v),
+            lambda v: f"{v} days",
+            lambda v: f"Net {v} days",
+        )
         for label, fmt, old, new in zip(labels, words, before, after):
             style = "bold" if old != new else "dim"
-            grid.add_row(Text(label, style="bold"), Text(fmt(old), style="dim" if old == new else ""),
-                         Text("→" if old != new else "", style=style), Text(fmt(new), style=style))
-        parts = [text_cell(name, style="bold"), grid]
+            grid.add_row(
+                Text(label, style="bold"),
+                Text(fmt(old), style="dim" if old == new else ""),
+                Text("→" if old != new else "", style=style),
+                Text(fmt(new), style=style),
+            )
+        parts: list[RenderableType] = [text_cell(name, style="bold"), grid]
         if warning:
             parts += [Text(""), text_cell(f"⚠ {warning}", style="bold yellow")]
         return Group(*parts)
@@ -294,8 +330,7 @@ class ClassesScreen(Screen):
         else:
             self.saved_warnings.pop(name, None)
         rows = self._with_warning(rows)
-        self.notify(f"{name} saved" + (" (see the warning on its row)" if warning else ""),
-                    title="Customer class")
+        self.notify(f"{name} saved" + (" (see the warning on its row)" if warning else ""), title="Customer class")
         table = self.query_one(ClassTable)
         for r in rows:  # refresh only the cells that changed
             if r["name"] in self.rows:
