@@ -40,22 +40,21 @@ def role_of(name: str) -> str | None:
     return AppUser.select(AppUser.role).where(AppUser.name == name).scalar()
 
 
-def current_role(ctx: Ctx) -> str | None:
-    """The acting person's role now; None in single-admin mode, for the job
-    loop, or for a person who is not a user (see `allowed`)."""
+def _decide(ctx: Ctx, action: str) -> tuple[bool, str | None]:
+    """(may the acting person do `action` now, their role): the one lookup
+    behind `allowed` and `require`.  The job loop and single-admin mode may
+    do everything (role None); a person who is not a user may do nothing."""
+    if action not in roles.ALLOWED:
+        raise KeyError(action)
     if ctx.system or not team_mode():
-        return None
-    return role_of(ctx.user)
+        return True, None
+    role = role_of(ctx.user)
+    return role is not None and roles.may(role, action), role
 
 
 def allowed(ctx: Ctx, action: str) -> bool:
     """Whether the acting person may do `action` now (no error raised)."""
-    if ctx.system:
-        return True
-    if not team_mode():
-        return True
-    role = role_of(ctx.user)
-    return role is not None and roles.may(role, action)
+    return _decide(ctx, action)[0]
 
 
 def require(ctx: Ctx, action: str, what: str = "") -> None:
@@ -64,17 +63,9 @@ def require(ctx: Ctx, action: str, what: str = "") -> None:
     `what` names the object in the sentence ("INV-2026-000123", "12 invoices").
     The job loop (ctx.system) may do its jobs' transitions; a person may not
     pass as the job loop (its actors hold a colon, no passwd name does)."""
-    if action not in roles.ALLOWED:
-        raise KeyError(action)
-    if ctx.system:
-        ctx.role = None
-        return
-    if not team_mode():
-        ctx.role = None
-        return
-    role = role_of(ctx.user)
+    ok, role = _decide(ctx, action)
     ctx.role = role
-    if role is None or not roles.may(role, action):
+    if not ok:
         raise NotAllowed(roles.refusal(ctx.user, action, role, what), user=ctx.user, action=action, role=role)
 
 

@@ -73,9 +73,3 @@ class FourEyes:
         args.append(int(self.min_total(self.risk.reporting_currency).scaleb(scale)))
         expr = f"CASE currency {cases} ELSE {p} END" if known else p
         return f"total >= {expr}", args
-
-
-def approvals_text(needed: int, first_by: str | None, approved: bool) -> str:
-    """ "1 of 2 approvals" as the queue, the detail and `show` say it."""
-    given = 2 if approved else (1 if first_by else 0)
-    return f"{given} of {needed} approvals"

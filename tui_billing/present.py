@@ -12,6 +12,7 @@ import unicodedata
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from . import statuses as S
 from .clock import Clock
@@ -410,3 +411,10 @@ def audit_dict(ev, clock: Clock) -> dict:
         "after_total": total(ev.after_total),
         "detail": ev.detail or "",
     }
+
+
+def audit_change(event: dict[str, Any]) -> str:
+    """An audit_dict's status change as the `audit` table and the audit screen show it ("" for none)."""
+    if not (event["before_status"] or event["after_status"]):
+        return ""
+    return f"{event['before_status'] or '-'} → {event['after_status'] or '-'}"

@@ -348,22 +348,15 @@ def _approve_chunk(
         _first_approvals(ctx, firsts, accepted, rules)
         result.waiting.extend(f.number for f in firsts.values())
     if winners:
-        ids = list(winners)
         p = db.param
-        # COALESCE keeps planners on the primary key: with the bare column,
-        # SQLite without fresh statistics walks the status index instead.
-        cursor = db.execute_sql(
-            f"UPDATE invoice SET status = {p}, approved_at = {p}, approved_by = {p}, reviewed_revision = revision "
-            f"WHERE id IN ({', '.join([p] * len(ids))}) AND COALESCE(status, '') = {p}",
-            [S.APPROVED, Invoice.approved_at.db_value(now), ctx.actor, *ids, S.UNDER_REVIEW],
+        _update_locked(
+            f"status = {p}, approved_at = {p}, approved_by = {p}, reviewed_revision = revision",
+            [S.APPROVED, Invoice.approved_at.db_value(now), ctx.actor],
+            list(winners),
         )
-        if cursor.rowcount != len(ids):  # impossible under the locks held
-            raise RuntimeError("approve: rows changed under a held lock")
         audits = []
         for w in winners.values():
-            extra = {}
-            if w.id in accepted:  # who accepted which flags, at which revision
-                extra = {"accepted_flags": flag_dicts(accepted[w.id]), "risk_score": w.risk_score}
+            extra = _acceptance(w, accepted)
             if w.first_approved_by:  # the second of two approvals
                 extra["first_approval"] = {"by": w.first_approved_by, "at": w.first_approved_at}
                 extra["second_approval_above"] = str(rules.threshold)
@@ -378,20 +371,40 @@ def _approve_chunk(
     return result
 
 
-def _first_approvals(ctx: Ctx, firsts: dict[int, _Row], accepted: dict[int, list[risk.Flag]], rules: FourEyes) -> None:
-    """The first of two approvals: recorded on the invoice (which stays under
-    review) and in an `approve_first` event, under the locks held."""
-    db = database.obj
-    p = db.param
-    now = ctx.clock.now()
-    ids = list(firsts)
-    cursor = db.execute_sql(
-        f"UPDATE invoice SET first_approved_by = {p}, first_approved_at = {p} "
-        f"WHERE id IN ({', '.join([p] * len(ids))}) AND COALESCE(status, '') = {p} AND first_approved_by IS NULL",
-        [ctx.user, Invoice.first_approved_at.db_value(now), *ids, S.UNDER_REVIEW],
+def _update_locked(assignments: str, args: list[Any], ids: list[int], guard: str = "") -> None:
+    """One guarded UPDATE of invoices under review whose rows this transaction
+    has locked (approve, first approvals); every one must change.
+
+    COALESCE keeps planners on the primary key: with the bare column, SQLite
+    without fresh statistics walks the status index instead."""
+    p = database.obj.param
+    cursor = database.obj.execute_sql(
+        f"UPDATE invoice SET {assignments} "
+        f"WHERE id IN ({', '.join([p] * len(ids))}) AND COALESCE(status, '') = {p}{guard}",
+        [*args, *ids, S.UNDER_REVIEW],
     )
     if cursor.rowcount != len(ids):  # impossible under the locks held
         raise RuntimeError("approve: rows changed under a held lock")
+
+
+def _acceptance(row: _Row, accepted: dict[int, list[risk.Flag]]) -> dict[str, Any]:
+    """Audit detail of an approval that accepted flags: who accepted which flags (at the event's revision)."""
+    if row.id not in accepted:
+        return {}
+    return {"accepted_flags": flag_dicts(accepted[row.id]), "risk_score": row.risk_score}
+
+
+def _first_approvals(ctx: Ctx, firsts: dict[int, _Row], accepted: dict[int, list[risk.Flag]], rules: FourEyes) -> None:
+    """The first of two approvals: recorded on the invoice (which stays under
+    review) and in an `approve_first` event, under the locks held."""
+    p = database.obj.param
+    now = ctx.clock.now()
+    _update_locked(
+        f"first_approved_by = {p}, first_approved_at = {p}",
+        [ctx.user, Invoice.first_approved_at.db_value(now)],
+        list(firsts),
+        " AND first_approved_by IS NULL",
+    )
     insert_audits(
         [
             audit_row(
@@ -403,11 +416,7 @@ def _first_approvals(ctx: Ctx, firsts: dict[int, _Row], accepted: dict[int, list
                 revision=f.revision,
                 approvals="1 of 2",
                 second_approval_above=str(rules.threshold),
-                **(
-                    {"accepted_flags": flag_dicts(accepted[f.id]), "risk_score": f.risk_score}
-                    if f.id in accepted
-                    else {}
-                ),
+                **_acceptance(f, accepted),
             )
             for f in firsts.values()
         ]

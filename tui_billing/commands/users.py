@@ -130,7 +130,7 @@ def cmd_user_remove(env: Env, args) -> int:
 
 
 def cmd_audit(env: Env, args) -> int:
-    from ..present import audit_dict, dumps
+    from ..present import audit_change, audit_dict, dumps
     from ..store import audit_log
 
     if env.json and args.format is not None:
@@ -158,9 +158,7 @@ def cmd_audit(env: Env, args) -> int:
         for d in docs:
             who = d["actor"] + (f" ({d['role']})" if d["role"] else "")
             what = d["invoice"] or ""
-            change = ""
-            if d["before_status"] or d["after_status"]:
-                change = f"{d['before_status'] or '-'} → {d['after_status'] or '-'}"
+            change = audit_change(d)
             env.print(
                 "  ".join(
                     [d["at"][:19].replace("T", " "), shown(who), d["action"], shown(what), change, shown(d["detail"])]

@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Static
 
+from ..present import audit_change
 from ..text import shown
 from ..widgets.fmt import text_cell
 from .support import db_session, error_text, post
@@ -116,9 +117,7 @@ class AuditModal(ModalScreen[None]):
         for ev in events:
             key = str(ev["id"])
             self.events[key] = ev
-            change = ""
-            if ev["before_status"] or ev["after_status"]:
-                change = f"{ev['before_status'] or '-'} → {ev['after_status'] or '-'}"
+            change = audit_change(ev)
             who = ev["actor"] if len(ev["actor"]) <= WHO else ev["actor"][: WHO - 1] + "…"  # in full below
             table.add_row(
                 *(
