@@ -37,6 +37,15 @@ async def steady(pilot) -> None:
             field.cursor_blink = False
             field._cursor_visible = field.has_focus
     await pilot.pause()
+    # Then until two pictures in a row agree: on a machine loaded beyond its
+    # cores a table under a dialog was once pictured before its rows painted.
+    previous = None
+    for _ in range(40):
+        picture = pilot.app.export_screenshot()
+        if picture == previous:
+            return
+        previous = picture
+        await pilot.pause(0.05)
 
 
 def open_detail(invoice_id: int, *keys: str):

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from tui_billing import payments
 from tui_billing import statuses as S
 from tui_billing import workflow as W
 from tui_billing.store.models import AuditEvent, Correction, Invoice, Payment
@@ -255,14 +256,14 @@ def test_expire_payment_makes_invoice_overdue(store_url, ctx):
     inv = F.invoice(status=S.APPROVED, acc=F.account(balance=Decimal("0")))
     W.mark_invoice_sent(ctx, inv.id, 1)
     pay = Payment.get(Payment.invoice == inv.id)
-    assert W.expire_payment(ctx, pay.id) is None  # not due yet
+    assert payments.expire_payment(ctx, pay.id) is None  # not due yet
     later = W.Ctx(
         clock=type(ctx.clock)(
             tz=ctx.clock.tz, fixed=dt.datetime.combine(pay.due_date + dt.timedelta(days=1), dt.time(9))
         ),
         actor="job",
     )
-    assert W.expire_payment(later, pay.id) is not None
+    assert payments.expire_payment(later, pay.id) is not None
     assert Payment.get_by_id(pay.id).status == "expired"
     assert reload(inv).status == S.OVERDUE
     assert events(inv, "expire_payment")

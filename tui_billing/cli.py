@@ -23,7 +23,7 @@ from .config import redact_text
 
 EXIT_INTERNAL = 70  # EX_SOFTWARE (sysexits.h): not 1, which scripts read as "some items failed"
 
-COMMAND_MODULES = ("invoices", "admin", "import_and_bill", "jobs", "users", "completion")
+COMMAND_MODULES = ("invoices", "admin", "import_and_bill", "erp_and_payments", "jobs", "users", "completion")
 
 
 class Parser(argparse.ArgumentParser):

@@ -102,6 +102,9 @@ DEFAULT_SETTINGS: dict[str, str] = {
     # unconditional auto-approval.
     "auto_approve_flagged": "off",
     "risk_hold_score": str(FLAGGED),
+    # ERP hand-off (issue 17): an ERP total further than this from the
+    # invoice's is flagged: an amount in the reporting currency, or "0.5%".
+    "erp_tolerance": "0.01",
     # Four-eyes (issue 16): invoices at or above this amount, in the reporting
     # currency, need two approvals by two different people.  Blank: off.
     "second_approval_above": "",
@@ -236,11 +239,19 @@ VALIDATORS: dict[str, Callable[[str], str]] = {
     "reporting_currency": lambda v: _risk_setting("reporting_currency", v),
     "currency_rates": lambda v: _risk_setting("currency_rates", v),
     "risk_hold_score": lambda v: _risk_setting("risk_hold_score", v),
+    "erp_tolerance": lambda v: _risk_setting("erp_tolerance", v),
     "auto_approve_flagged": lambda v: "on" if parse_switch("auto_approve_flagged", v) else "off",
     "second_approval_above": lambda v: str(t) if (t := parse_threshold(v)) is not None else "",
 }
 
-RISK_KEYS = ("risk_correction_share", "risk_tax_tolerance", "reporting_currency", "currency_rates", "risk_hold_score")
+RISK_KEYS = (
+    "risk_correction_share",
+    "risk_tax_tolerance",
+    "reporting_currency",
+    "currency_rates",
+    "risk_hold_score",
+    "erp_tolerance",
+)
 
 
 def _risk_setting(key: str, value: str) -> str:

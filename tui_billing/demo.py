@@ -54,7 +54,7 @@ from .store.models import (
     Xdr,
     database,
 )
-from .store.settings import format_number, load_settings, reserve, save_setting
+from .store.settings import advance_sequence, format_number, load_settings, reserve, save_setting
 
 BATCH = 5000
 # Who the demo's audit trail says approved and corrected invoices.
@@ -196,6 +196,9 @@ class InvoiceValues(NamedTuple):
     outstanding: Scaled
     external_total: Scaled | None
     external_currency: str | None
+    erp_reference: str | None
+    erp_date: dt.date | None
+    erp_confirmed_at: dt.datetime | None
     approved_at: dt.datetime | None
     approved_by: str | None
     closed_at: dt.datetime | None
@@ -247,11 +250,13 @@ class CorrectionValues(NamedTuple):
 
 class PaymentValues(NamedTuple):
     invoice: int
+    number: str
     description: str
     created_at: dt.datetime | None
     due_date: dt.date
     status: str
     amount: Scaled
+    paid_at: dt.datetime | None
 
 
 class XdrValues(NamedTuple):
@@ -424,6 +429,8 @@ def build(
     progress(stats["invoices"])
     for model in (Invoice, ChargeLine, TaxLine, Correction, Payment, Xdr):
         sync_sequence(model)
+    with database.atomic():  # payments made later are numbered after the demo's (PMT-<invoice id>)
+        advance_sequence("payment", inv_id - 1)
     database.execute_sql("ANALYZE")  # fresh planner statistics after a bulk load
     with database.atomic():
         AuditEvent.create(
@@ -868,6 +875,7 @@ class _Batch:
                 else self.rng.choice(ADMINS)
             )
         sent = status in S.SENT_STATUSES
+        erp_done = sent and back > 0 and account["model"] == "postpay"
         outstanding = Decimal(0) if status == S.PAID else total
         reissue = ("off_peak" if rng.random() < 0.7 else "now") if status == S.REJECTED else None
         reissue_after = (self.offpeak_at or now) if reissue == "off_peak" else (now if reissue else None)
@@ -892,8 +900,13 @@ class _Batch:
             correction_total=dbv(Invoice.subtotal, corrections),
             total=dbv(Invoice.subtotal, total),
             outstanding=dbv(Invoice.subtotal, outstanding),
-            external_total=dbv(Invoice.subtotal, total) if sent else None,
-            external_currency=cur if sent else None,
+            # The ERP has confirmed the sent postpay invoices of earlier months;
+            # the newest month's wait for `erp export` (when erp_integration is on).
+            external_total=dbv(Invoice.subtotal, total) if erp_done else None,
+            external_currency=cur if erp_done else None,
+            erp_reference=f"ERP-{inv_id:08d}" if erp_done else None,
+            erp_date=issue_date + dt.timedelta(days=1) if erp_done else None,
+            erp_confirmed_at=generated + dt.timedelta(days=1) if erp_done and generated else None,
             approved_at=approved_at,
             approved_by=approver,
             closed_at=generated if account["model"] == "postpay" and status != S.OPEN else None,
@@ -938,7 +951,7 @@ class _Batch:
                 )
             )
         if sent:
-            self._payment(rng, inv_id, status, total, issue_date, approved_at, cls, account, past_due)
+            self._payment(rng, invoice, status, total, issue_date, approved_at, cls, account, past_due)
         if generated:
             self._history(
                 inv_id,
@@ -1085,30 +1098,34 @@ class _Batch:
                     _State(S.OVERDUE, total),
                 )
 
-    def _payment(self, rng, inv_id, status, total, issue_date, created, cls, account, past_due=False):
+    def _payment(self, rng, invoice, status, total, issue_date, created, cls, account, past_due=False):
         due = issue_date + dt.timedelta(days=cls["net_days"])
-        desc = f"PMT-{inv_id:08d}"
+        inv_id = invoice.id
+        number = f"PMT-{inv_id:08d}"  # one payment per invoice: numbered by it
         if past_due:
             rng.random()  # the draw it made as unpaid: the rest of the seed's stream stays as it was
         if status == S.PAID:
             pstatus = (
                 "paid_from_balance"
                 if rng.random() < 0.3
-                else rng.choices(["completed", "receipt_sent"], weights=[90, 10])[0]
+                # money in; some by a method that needs a manual receipt (made, or being made)
+                else rng.choices(["completed", "receipt_creating", "receipt_sent"], weights=[80, 10, 10])[0]
             )
         elif status == S.UNPAID:
-            # Not yet due (past due it is overdue): waiting, or on its way.
-            pstatus = rng.choices(["waiting_for_payment", "processing", "receipt_creating"], weights=[90, 5, 5])[0]
+            # Not yet due (past due it is overdue): waiting, or on its way (one draw, as before).
+            pstatus = rng.choices(["waiting_for_payment", "processing"], weights=[95, 5])[0]
         else:
             pstatus = "expired"
         self.payments.append(
             PaymentValues(
                 invoice=inv_id,
-                description=f"{desc} {S.PAYMENT_STATUSES[pstatus].lower()}",
+                number=number,
+                description=f"Payment {number}",  # seed 001: the description, with its number
                 created_at=created,
                 due_date=due,
                 status=pstatus,
                 amount=dbv(Payment.amount, total),
+                paid_at=created if status == S.PAID else None,
             )
         )
 

@@ -97,31 +97,34 @@ def _comma_refusal(text: str, currency: str) -> str | None:
     return None
 
 
-def parse_amount(text: str, currency: str, *, maximum: Decimal = MAX_ADJUSTMENT) -> Decimal:
+def parse_amount(
+    text: str, currency: str, *, maximum: Decimal = MAX_ADJUSTMENT, signed: bool = False, field: str = "amount"
+) -> Decimal:
     """Parse a positive amount typed by a person; raise MoneyError saying why.
 
     The one parser of typed amounts: the console's adjust dialog and the
     CLI's --credit/--charge both call it, so one input has one meaning.
     Accepts "12", "12.5", "1,234.50" (commas only as thousands grouping);
     refuses "1,5", "12,50", "1.234,50" rather than guess.
+    `signed`: zero and negative amounts too (an ERP's total); `field`: the name errors give.
     """
     raw = (text or "").strip()
     if not raw:
-        raise MoneyError("amount", "is required")
+        raise MoneyError(field, "is required")
     refusal = _comma_refusal(raw, currency)
     if refusal:
-        raise MoneyError("amount", refusal)
+        raise MoneyError(field, refusal)
     try:
         value = parse_typed_number(raw.replace(",", ""))
     except MoneyError:
-        raise MoneyError("amount", f"{raw!r} is not a number") from None
-    if value <= 0:
-        raise MoneyError("amount", "must be greater than zero")
+        raise MoneyError(field, f"{raw!r} is not a number") from None
+    if value <= 0 and not signed:
+        raise MoneyError(field, "must be greater than zero")
     places = minor_units(currency)
     if -int(value.as_tuple().exponent) > places and value != value.quantize(quantum(currency)):
-        raise MoneyError("amount", f"{currency} amounts have at most {places} decimal places")
-    if value > maximum:
-        raise MoneyError("amount", f"must not exceed {format_amount(maximum, currency)}")
+        raise MoneyError(field, f"{currency} amounts have at most {places} decimal places")
+    if abs(value) > maximum:
+        raise MoneyError(field, f"must not exceed {format_amount(maximum, currency)}")
     return quantize(value, currency)
 
 

@@ -66,6 +66,15 @@ def approvals_words(inv, clock: Clock, rules=None) -> str | None:
     return text
 
 
+def days_overdue(inv, today: dt.date) -> int:
+    """Days since the due date of an invoice still owed after it (Unpaid or
+    Overdue, outstanding above zero); 0 otherwise (collections)."""
+    due = getattr(inv, "due_date", None)
+    if inv.status not in (S.UNPAID, S.OVERDUE) or due is None or due >= today or inv.outstanding <= 0:
+        return 0
+    return (today - due).days
+
+
 def invoice_dict(inv, clock: Clock, *, erp: bool = False, reporting: str | None = None, rules=None) -> dict:
     """`reporting`: the store's reporting_currency (risk_at_stake is in it);
     None: read from the store when an invoice has money at stake.  `rules`:
@@ -120,11 +129,26 @@ def invoice_dict(inv, clock: Clock, *, erp: bool = False, reporting: str | None 
             "given": [{"by": g["by"], "at": iso_time(clock, g["at"])} for g in a["given"]],
         },
         "changed_by": getattr(inv, "changed_by", None),  # made the current revision: may not approve it
+        "days_overdue": days_overdue(inv, clock.today()),  # collections: 0 unless owed past the due date
     }
     if erp:
         data["external_total"] = amount_str(inv.external_total, inv.external_currency or inv.currency)
         data["external_currency"] = inv.external_currency
+        # seed 001: the Approval date, shown when the ERP integration is on and the invoice is approved
+        data["approval_date"] = clock.local(inv.approved_at).date().isoformat() if inv.approved_at else None
+        data["erp_reference"] = getattr(inv, "erp_reference", None)
+        erp_date = getattr(inv, "erp_date", None)
+        data["erp_date"] = erp_date.isoformat() if erp_date else None
     return data
+
+
+def csv_cell(value) -> str:
+    """A text cell of a CSV file (account, class names come from imports): control
+    characters made visible (text.shown, as on every face), and one that
+    starts like a formula (= + - @) gets a leading apostrophe, so a
+    spreadsheet shows it and never evaluates it (CSV injection)."""
+    text = shown(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
 def changes_dict(diff, currency: str) -> dict | None:

@@ -58,6 +58,7 @@ def is_flagged(score: int | None) -> bool:
 # code -> weight in the score: how strong the evidence is on its own.
 WEIGHTS: dict[str, int] = {
     "negative_total": 50,
+    "erp_mismatch": 50,
     "duplicate_usage": 45,
     "unit_price": 45,
     "inactive_subscription": 40,
@@ -77,6 +78,7 @@ WEIGHTS: dict[str, int] = {
 # code -> a word or two for a compact column.
 SHORT: dict[str, str] = {
     "negative_total": "negative",
+    "erp_mismatch": "ERP total",
     "duplicate_usage": "duplicates",
     "unit_price": "unit price",
     "inactive_subscription": "inactive sub",
@@ -96,6 +98,7 @@ SHORT: dict[str, str] = {
 # code -> what it means, for help texts and the README.
 TITLES: dict[str, str] = {
     "negative_total": "Total below zero",
+    "erp_mismatch": "The ERP's total for the invoice differs from its total by more than erp_tolerance",
     "duplicate_usage": "Usage records that repeat another's time, quantity and amount under a different id",
     "unit_price": "A service's price per unit unlike the account's usual",
     "inactive_subscription": "Fee for a subscription not active in the period",
@@ -205,6 +208,9 @@ class InvoiceFacts:
     # inactive-subscription check is skipped).  A charged id missing from a
     # given mapping means the subscription no longer exists.
     subscriptions: Mapping[int, SubscriptionFact] | None = None
+    # What the ERP sent back (issue 17); None: not confirmed by an ERP.
+    external_total: Decimal | None = None
+    external_currency: str | None = None
 
     @property
     def net(self) -> Decimal:
@@ -544,6 +550,7 @@ def evaluate(
     _check_subscriptions(inv, found)
     _check_tax(inv, past, settings, found)
     _check_corrections(inv, past, settings, population, found)
+    _check_erp(inv, settings, found)
     flags = found.flags()
     if flags:
         stake = max(f.at_stake for f in flags)
@@ -872,6 +879,30 @@ def _check_corrections(
             stake = abs(inv.correction_total)
     if reasons:
         found.add("large_correction", _join(reasons), stake)
+
+
+def _check_erp(inv: InvoiceFacts, settings: RiskSettings, found: _Flags) -> None:
+    """The ERP's total against the invoice's, both in the reporting currency (the rates in settings)."""
+    if inv.external_total is None:
+        return
+    ext_cur = inv.external_currency or inv.currency
+    rep = settings.reporting_currency
+    ours = settings.to_reporting(inv.total, inv.currency)
+    theirs = settings.to_reporting(inv.external_total, ext_cur)
+    gap = abs(theirs - ours)
+    allowed = settings.erp_allowance(ours)
+    if gap <= allowed:
+        return
+    rate = settings.to_reporting(Decimal(1), inv.currency)
+    gap_words = format_money(quantize(gap, rep), rep)
+    converted = "" if ext_cur == inv.currency else f" ({format_money(quantize(theirs, rep), rep)})"
+    limit = f"{settings.erp_tolerance}%" if settings.erp_tolerance_percent else format_money(allowed, rep)
+    found.add(
+        "erp_mismatch",
+        f"ERP total {format_money(inv.external_total, ext_cur)}{converted} differs from the invoice's "
+        f"{format_money(inv.total, inv.currency)} by {gap_words} (tolerance {limit})",
+        gap / rate if rate else gap,
+    )
 
 
 def inactive_reason(sub: SubscriptionFact | None, period_from: dt.date, period_to: dt.date) -> str | None:

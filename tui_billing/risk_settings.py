@@ -71,6 +71,11 @@ class RiskSettings:
     rates: tuple[tuple[str, Decimal], ...] = parse_rates(DEFAULT_RATES)  # reporting currency per unit
     hold_score: int = FLAGGED  # the job loop holds flagged invoices scored at least this
     history: int = 6  # earlier invoices compared with
+    # ERP hand-off (issue 17): an external total further than this from the
+    # invoice's total is flagged; an amount in the reporting currency, or a
+    # percentage of the total (erp_tolerance "0.5%").
+    erp_tolerance: Decimal = Decimal("0.01")
+    erp_tolerance_percent: bool = False
 
     @classmethod
     def parse(
@@ -81,6 +86,7 @@ class RiskSettings:
         reporting_currency: str = "EUR",
         currency_rates: str = DEFAULT_RATES,
         risk_hold_score: str = str(FLAGGED),
+        erp_tolerance: str = "0.01",
     ) -> "RiskSettings":
         reporting = reporting_currency.strip().upper()
         if not _CURRENCY.fullmatch(reporting):
@@ -91,13 +97,29 @@ class RiskSettings:
             raise RiskSettingsError("risk_hold_score", f"{risk_hold_score!r} is not a whole number") from None
         if hold < 1:
             raise RiskSettingsError("risk_hold_score", f"{risk_hold_score!r} must be at least 1")
+        tolerance = str(erp_tolerance).strip()
+        percent = tolerance.endswith("%")
         return cls(
             _decimal("risk_correction_share", risk_correction_share, low=ZERO, low_ok=False, high=Decimal(100)),
             _decimal("risk_tax_tolerance", risk_tax_tolerance, low=ZERO, low_ok=True, high=HUNDRED),
             reporting,
             parse_rates(currency_rates, reporting),
             hold,
+            erp_tolerance=_decimal(
+                "erp_tolerance",
+                tolerance.removesuffix("%").strip(),
+                low=ZERO,
+                low_ok=True,
+                high=HUNDRED if percent else Decimal(10**9),
+            ),
+            erp_tolerance_percent=percent,
         )
+
+    def erp_allowance(self, total_reporting: Decimal) -> Decimal:
+        """How far an ERP's total may be from the invoice's, in the reporting currency."""
+        if self.erp_tolerance_percent:
+            return abs(total_reporting) * self.erp_tolerance / HUNDRED
+        return self.erp_tolerance
 
     def to_reporting(self, amount: Decimal, currency: str) -> Decimal:
         """`amount` in the reporting currency; a currency without a rate

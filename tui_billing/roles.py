@@ -41,6 +41,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "outbox": _OPERATE,
     "jobs": _OPERATE,  # the job loop, and what it does: close postpay, send, expire
     "import": _OPERATE,  # xDR import, bill run, risk re-assessment
+    "payments": _OPERATE,  # a payments file, manual receipts (issue 17)
+    "erp": _OPERATE,  # the ERP hand-off: export, import of external totals
     "users": frozenset({ADMIN}),
 }
 
@@ -57,6 +59,8 @@ VERBS = {
     "outbox": "act on the outbox",
     "jobs": "run the jobs",
     "import": "import usage or run the bill run",
+    "payments": "record payments or receipts",
+    "erp": "exchange invoices with the ERP",
     "users": "manage users",
 }
 
@@ -65,7 +69,7 @@ DESCRIPTIONS = {
     VIEWER: "find, show and download invoices",
     REVIEWER: "adjust and reissue invoices, and what a viewer does",
     APPROVER: "approve invoices and accept their flags, and what a reviewer does",
-    OPERATOR: "classes, settings, outbox, job loop, imports and bill run; views invoices",
+    OPERATOR: "classes, settings, outbox, job loop, imports, bill run, payments and ERP; views invoices",
     ADMIN: "everything, and users and roles",
 }
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from . import access, billing, documents, revisions, risk
+from . import access, billing, documents, payments, revisions, risk
 from . import statuses as S
 from .audit import AUDIT_COLUMNS as AUDIT_COLUMNS  # re-exported
 from .audit import audit_row as audit_row
@@ -39,7 +39,7 @@ from .money import MAX_ADJUSTMENT, ZERO, MoneyError, format_money, parse_amount,
 from .offpeak import next_window_start
 from .store import risk_store
 from .store.locking import find_invoice, for_update, lock_invoice
-from .store.models import Account, Correction, CustomerClass, Invoice, InvoicePdf, Payment, database, tuple_rows
+from .store.models import Account, Correction, CustomerClass, Invoice, InvoicePdf, database, tuple_rows
 from .store.settings import load_settings
 from .text import TextError
 from .text import typed as typed_text
@@ -673,6 +673,11 @@ def held_count() -> int:
     return Invoice.select().where((Invoice.status == S.UNDER_REVIEW) & Invoice.held_at.is_null(False)).count()
 
 
+def overdue_count() -> int:
+    """Invoices sent and owed past their due date (collections; the queue's counts line)."""
+    return Invoice.select().where(Invoice.status == S.OVERDUE).count()
+
+
 # --------------------------------------------------------------------------
 # Adjust: one manual credit or charge; stays UNDER_REVIEW, number kept.
 
@@ -1083,7 +1088,7 @@ def due_for_offpeak_reissue(ctx: Ctx, limit: int = 200) -> list[int]:
 
 
 # --------------------------------------------------------------------------
-# Dispatch: APPROVED -> UNPAID / PAID (payment created), OVERDUE on expiry.
+# Dispatch: APPROVED -> UNPAID / PAID (payment created; payments.py moves it on).
 
 
 def mark_invoice_sent(ctx: Ctx, ref: str | int, revision: int) -> Invoice:
@@ -1099,54 +1104,20 @@ def mark_invoice_sent(ctx: Ctx, ref: str | int, revision: int) -> Invoice:
         before = _state(inv)
         now = ctx.clock.now()
         covered = inv.outstanding <= 0 or account.balance >= inv.outstanding
-        number = f"PMT-{inv.number}"
         if covered:
             Account.update(balance=Account.balance - max(inv.outstanding, Decimal(0))).where(
                 Account.id == account.id
             ).execute()
-            Payment.create(
-                invoice=inv.id,
-                description=f"{number} paid from balance",
-                created_at=now,
-                due_date=inv.due_date,
-                status="paid_from_balance",
-                amount=inv.outstanding,
-            )
+            payments.new_payment(ctx, inv, payments.PAID_FROM_BALANCE, inv.outstanding, paid_at=now)
             status, outstanding = S.PAID, Decimal(0)
         else:
-            Payment.create(
-                invoice=inv.id,
-                description=f"{number} for {inv.number}",
-                created_at=now,
-                due_date=inv.due_date,
-                status="waiting_for_payment",
-                amount=inv.outstanding,
-            )
+            payments.new_payment(ctx, inv, payments.WAITING, inv.outstanding)
             status, outstanding = S.UNPAID, inv.outstanding
         _save_guarded(
             inv, S.APPROVED, revision, status=status, outstanding=outstanding, sent_at=now, sent_revision=revision
         )
         write_audit(ctx, "send", inv, before, _state(inv), revision=revision)
     return inv
-
-
-def expire_payment(ctx: Ctx, payment_id: int) -> Payment | None:
-    """waiting_for_payment past its due date -> expired; its invoice OVERDUE."""
-    with database.atomic():
-        access.require(ctx, "jobs")
-        pay: Payment | None = for_update(Payment.select().where(Payment.id == payment_id)).first()
-        today = ctx.clock.today()
-        if pay is None or pay.status != "waiting_for_payment" or not pay.due_date or pay.due_date >= today:
-            return None
-        Payment.update(status="expired").where(
-            (Payment.id == pay.id) & (Payment.status == "waiting_for_payment")
-        ).execute()
-        inv = lock_invoice(pay.invoice_id)
-        before = _state(inv)
-        if inv.status == S.UNPAID:
-            _save_guarded(inv, S.UNPAID, inv.revision, status=S.OVERDUE)
-        write_audit(ctx, "expire_payment", inv, before, _state(inv), payment=pay.id, due_date=pay.due_date)
-    return pay
 
 
 def _assess(inv: Invoice) -> None:

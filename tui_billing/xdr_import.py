@@ -48,15 +48,14 @@ xdr(account_id, time).
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
+from .csv_input import BadField, CsvInput, ImportFileError, RowError, open_input, time_parser
 from .store.bulk import insert_rows
 from .store.models import Account, Xdr, database, tuple_rows
 from .text import TextError, check_stored
@@ -77,32 +76,8 @@ _NUMBER = re.compile(r"(-?)([0-9]{1,12})(?:\.([0-9]{1,4}))?")
 _LOOSE_NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
 
 
-class ImportFileError(Exception):
-    """The file as a whole cannot be imported (missing, empty, bad header)."""
-
-    def __init__(self, field_name: str, reason: str):
-        super().__init__(f"{field_name}: {reason}")
-        self.field = field_name
-        self.reason = reason
-
-
-class _RowError(Exception):
-    def __init__(self, field_name: str, reason: str):
-        self.field = field_name
-        self.reason = reason
-
-
-@dataclass
-class RowError:
-    line: int
-    field: str
-    reason: str
-
-    def as_dict(self) -> dict:
-        return {"line": self.line, "field": self.field, "reason": self.reason}
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.field}: {self.reason}"
+# The rules every import file shares live in csv_input (re-exported: callers name them here).
+_RowError = BadField
 
 
 @dataclass
@@ -225,85 +200,6 @@ def _account_map() -> dict[str, int | None]:
     return out
 
 
-_UTC_ZONES = {
-    "UTC",
-    "Etc/UTC",
-    "Etc/UCT",
-    "UCT",
-    "Etc/Universal",
-    "Universal",
-    "Etc/Zulu",
-    "Zulu",
-    "GMT",
-    "Etc/GMT",
-    "Etc/GMT+0",
-    "Etc/GMT-0",
-    "Etc/GMT0",
-    "GMT0",
-    "GMT+0",
-    "GMT-0",
-    "Etc/Greenwich",
-}
-
-
-def _time_parser(tz: ZoneInfo | dt.tzinfo | None) -> Callable[[str], dt.datetime]:
-    utc = dt.UTC
-    local_is_utc = tz is None or tz is utc or getattr(tz, "key", None) in _UTC_ZONES
-    fromiso = dt.datetime.fromisoformat
-
-    def parse(text: str) -> dt.datetime:
-        if "\x00" in text:  # fromisoformat stops reading at a NUL: "…08:00\x00junk" would pass
-            raise _RowError("time", "contains a NUL byte")
-        try:
-            value = fromiso(text)
-            if value.tzinfo is not None:
-                return value.astimezone(utc).replace(tzinfo=None)
-            if local_is_utc:
-                return value
-            return value.replace(tzinfo=tz).astimezone(utc).replace(tzinfo=None)
-        except (ValueError, OverflowError):
-            raise _RowError("time", f"{text!r} is not an ISO 8601 date-time" if text else "is empty") from None
-
-    return parse
-
-
-# --------------------------------------------------------------------------
-# Reading: binary lines decoded one by one, so a bad byte names its line.
-
-
-def _decoded_lines(handle, bad_lines: set[int]):
-    n = 0
-    for raw in handle:
-        n += 1
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            bad_lines.add(n)
-            text = raw.decode("utf-8", "replace")
-        if n == 1 and text.startswith("\ufeff"):
-            text = text[1:]
-        yield text
-
-
-def _header_order(header: list[str]) -> list[int]:
-    names = [h.strip().lower() for h in header]
-    unknown = [n for n in names if n not in COLUMNS]
-    missing = [c for c in COLUMNS if c not in names]
-    expected = ",".join(COLUMNS)
-    if missing and len(unknown) == len(names):
-        raise ImportFileError("header", f"line 1 must be the header {expected}; found {','.join(header)[:80]!r}")
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        raise ImportFileError("header", f"column {dup[0]!r} appears twice")
-    if unknown:
-        raise ImportFileError(
-            "header", f"unknown column(s) {', '.join(map(repr, unknown))}: the header must be exactly {expected}"
-        )
-    if missing:
-        raise ImportFileError("header", f"missing column(s) {', '.join(missing)}: the header must be {expected}")
-    return [names.index(c) for c in COLUMNS]
-
-
 # --------------------------------------------------------------------------
 
 
@@ -319,7 +215,7 @@ class _Importer:
         self.batch_size = batch_size
         self.keep_errors = keep_errors
         self.result = ImportResult(path=path, skip_bad=skip_bad)
-        self.parse_time = _time_parser(tz)
+        self.parse_time = time_parser(tz)
         self.accounts = _account_map()
         self.start_max = 0
         self.header: list[str] = []
@@ -425,31 +321,23 @@ class _Importer:
     # -- the file -----------------------------------------------------------
     def run(self) -> ImportResult:
         started = time.perf_counter()
-        try:
-            size = self.path.stat().st_size
-            handle = open(self.path, "rb")
-        except FileNotFoundError:
-            raise ImportFileError("file", f"{self.path} does not exist") from None
-        except IsADirectoryError:
-            raise ImportFileError("file", f"{self.path} is a directory") from None
-        except OSError as exc:
-            raise ImportFileError("file", f"{self.path}: {exc.strerror or exc}") from None
+        handle, size = open_input(self.path)
         ok = False
         try:
             with handle:
-                bad_lines: set[int] = set()
-                reader = csv.reader(_decoded_lines(handle, bad_lines), strict=True)
-                self.read_header(reader, bad_lines)
+                source = CsvInput(self.path, handle, COLUMNS)
+                source.read_header()
+                self.header = source.header
                 if self.skip_bad:
                     self.open_rejects()
                     self.start_max = _max_xdr_id()
-                    self.read_rows(reader, bad_lines, handle, size)
+                    self.read_rows(source, handle, size)
                     self.flush()
                 else:
                     try:
                         with database.atomic():
                             self.start_max = _max_xdr_id()
-                            self.read_rows(reader, bad_lines, handle, size)
+                            self.read_rows(source, handle, size)
                             self.flush()
                             if self.result.rejected:
                                 raise _Rollback()
@@ -463,62 +351,20 @@ class _Importer:
         self.result.seconds = time.perf_counter() - started
         return self.result
 
-    def read_header(self, reader, bad_lines: set[int]) -> None:
-        try:
-            header = next(reader, None)
-            while header == []:  # leading blank lines
-                header = next(reader, None)
-        except csv.Error as exc:
-            raise ImportFileError("header", f"line {reader.line_num}: not valid CSV: {exc}") from None
-        if bad_lines and min(bad_lines) <= reader.line_num:
-            raise ImportFileError(
-                "file", f"is not UTF-8 text (line {min(bad_lines)} has invalid bytes); save it as UTF-8"
-            )
-        if header is None or header == []:
-            raise ImportFileError("file", f"{self.path.name} is empty: expected the header {','.join(COLUMNS)}")
-        self.order = _header_order(header)
-        self.header = [h.strip() for h in header]
+    def unreadable(self, line: int, field_name: str, reason: str, raw: list[str]) -> None:
+        self.result.rows += 1
+        self.reject(line, field_name, reason, raw)
 
-    def read_rows(self, reader, bad_lines: set[int], handle, size: int) -> None:
+    def read_rows(self, source: CsvInput, handle, size: int) -> None:
         res = self.result
-        ncols = len(COLUMNS)
-        canonical = self.order == list(range(ncols))
-        order = self.order
         accounts = self.accounts
         parse_time = self.parse_time
         scaled = _scaled
         batch_size = self.batch_size
         progress = self.progress
-        last_end = reader.line_num
-        it = iter(reader)
-        while True:
-            try:
-                row = next(it)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                line = last_end + 1
-                last_end = reader.line_num
-                res.rows += 1
-                self.reject(line, "row", f"not valid CSV: {exc}", [""] * ncols)
-                continue
-            line = last_end + 1
-            last_end = reader.line_num
-            if not row:
-                continue  # a blank line
+        for line, fields, row in source.rows(self.unreadable):
             res.rows += 1
-            if bad_lines and (
-                line in bad_lines or (last_end > line and any(n in bad_lines for n in range(line + 1, last_end + 1)))
-            ):
-                self.reject(line, "row", "is not valid UTF-8 text", row)
-                continue
-            if len(row) != ncols:
-                self.reject(line, "row", f"has {len(row)} fields, expected {ncols} ({','.join(COLUMNS)})", row)
-                continue
-            if canonical:
-                xid, acc, service, when, qty, amount = row
-            else:
-                xid, acc, service, when, qty, amount = (row[i] for i in order)
+            xid, acc, service, when, qty, amount = fields
             xid = xid.strip()
             try:
                 if not xid:

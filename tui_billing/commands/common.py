@@ -249,6 +249,12 @@ def add_filters(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--class", dest="customer_class", metavar="CLASS", help="customer class name")
     g.add_argument("--number", help="any part of the invoice number (000658 finds INV-2026-000658)")
     g.add_argument(
+        "--payment-status",
+        metavar="STATUS",
+        help="invoices with a payment in this status: waiting_for_payment, expired, cancelled, receipt_creating, "
+        "receipt_sent, processing, completed, paid_from_balance",
+    )
+    g.add_argument(
         "--from", dest="date_from", metavar="DATE", type=filter_date("from"), help="issue date from (YYYY-MM-DD)"
     )
     g.add_argument("--to", dest="date_to", metavar="DATE", type=filter_date("to"), help="issue date to (YYYY-MM-DD)")
@@ -266,6 +272,7 @@ def filters_from(args):
         date_from=args.date_from,
         date_to=args.date_to,
         flagged=getattr(args, "flagged", False),
+        payment_status=getattr(args, "payment_status", None),
     )
 
 

@@ -12,7 +12,17 @@ from pathlib import Path
 from .. import statuses as S
 from .. import workflow
 from ..money import format_amount, format_debt_change, format_money
-from ..present import changes_dict, changes_text, dumps, flags_text, invoice_dict, iso_time, table
+from ..present import (
+    changes_dict,
+    changes_text,
+    csv_cell,
+    days_overdue,
+    dumps,
+    flags_text,
+    invoice_dict,
+    iso_time,
+    table,
+)
 from ..risk import compact
 from ..store.models import Invoice, tuple_rows
 from ..store.settings import load_settings
@@ -289,15 +299,6 @@ def _find_table(env: Env, rows, erp: tuple[bool, str]) -> int:
     return n
 
 
-def _csv_text(value) -> str:
-    """A text cell (account, class names come from imports): control
-    characters made visible (text.shown, as on every face), and one that
-    starts like a formula (= + - @) gets a leading apostrophe, so a
-    spreadsheet shows it and never evaluates it (CSV injection)."""
-    text = shown(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
-
-
 def _find_csv(env: Env, rows, erp: tuple[bool, str]) -> int:
     out = csv.writer(sys.stdout)  # RFC 4180: commas, double quotes, CRLF
     columns = _CSV_COLUMNS + (["external_total", "external_currency"] if erp[0] else [])
@@ -305,7 +306,7 @@ def _find_csv(env: Env, rows, erp: tuple[bool, str]) -> int:
     n = 0
     for r in rows:
         d = invoice_dict(r, env.clock, erp=erp[0], reporting=erp[1])
-        d["account"], d["customer_class"] = _csv_text(d["account"]), _csv_text(d["customer_class"])
+        d["account"], d["customer_class"] = csv_cell(d["account"]), csv_cell(d["customer_class"])
         d["flagged"] = "true" if d["flagged"] else "false"
         d["flags"] = " ".join(flag["code"] for flag in d["flags"])
         out.writerow(["" if d[c] is None else d[c] for c in columns])
@@ -377,11 +378,14 @@ def cmd_show(env: Env, args) -> int:
             [
                 {
                     "id": p.id,
+                    "number": p.number,
                     "description": p.description,
                     "created_at": iso_time(env.clock, p.created_at),
                     "due_date": p.due_date.isoformat() if p.due_date else None,
                     "status": p.status,
+                    "status_label": S.label(S.PAYMENT_STATUSES, p.status),
                     "amount": str(p.amount.quantize(_q(cur))),
+                    "paid_at": iso_time(env.clock, p.paid_at),
                 }
                 for p in d.payments
             ]
@@ -435,15 +439,19 @@ def cmd_show(env: Env, args) -> int:
     ]
     if erp:
         ext = format_money(inv.external_total, inv.external_currency or cur) if inv.external_total is not None else "—"
+        if inv.erp_reference:
+            ext += f"   ERP {inv.erp_reference}" + (f" of {inv.erp_date}" if inv.erp_date else "")
         lines.append(f"External total  {ext}")
-        lines.append(f"Approval date   {iso_time(env.clock, inv.approved_at) or '—'}")
+        approval = env.clock.local(inv.approved_at).date().isoformat() if inv.approved_at else "—"
+        lines.append(f"Approval date   {approval}")
     lines += [
         f"Payment model   {S.label(S.PAYMENT_MODELS, inv.payment_model)}",
         f"Status          {status_text(inv)}" + (" (closed)" if d.closed and inv.payment_model == "postpay" else ""),
         f"From            {inv.period_from}",
         f"To              {inv.period_to}",
         f"Issue date      {issue_date_words(inv)}",
-        f"Due date        {inv.due_date or '—'}",
+        f"Due date        {inv.due_date or '—'}"
+        + (f"   {overdue} days overdue" if (overdue := days_overdue(inv, env.clock.today())) else ""),
         f"Review deadline {env.clock.local(inv.review_deadline).strftime('%Y-%m-%d %H:%M') if inv.review_deadline else '—'}",
         f"Revision        {inv.revision}",
         "Risk            "

@@ -144,13 +144,13 @@ def cmd_audit(env: Env, args) -> int:
     if env.json:
         env.print(dumps({"total": total, "events": list(docs)}))
     elif args.format == "csv":
-        from .invoices import _csv_text
+        from ..present import csv_cell
 
         out = csv.writer(sys.stdout)
         out.writerow(AUDIT_FIELDS)
         for d in docs:
             out.writerow(
-                [_csv_text(d[k]) if k in ("actor", "detail") else ("" if d[k] is None else d[k]) for k in AUDIT_FIELDS]
+                [csv_cell(d[k]) if k in ("actor", "detail") else ("" if d[k] is None else d[k]) for k in AUDIT_FIELDS]
             )
     else:
         from ..text import shown

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from .. import payments, workflow
 from .. import statuses as S
-from .. import workflow
 from ..billrun import close_open_invoice
 from ..money import format_money
 from ..store.models import Invoice, Payment, database
@@ -121,13 +121,11 @@ def expire_payments(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, bat
                 break
             try:
                 with database.atomic():
-                    if not _claimed(
-                        Payment.select(Payment.id).where(
-                            (Payment.id == row.id) & (Payment.status == "waiting_for_payment")
-                        )
-                    ):
+                    # The invoice's row is claimed, not the payment's: every payment
+                    # transition locks the invoice first (payments.py), so no deadlock.
+                    if not _claimed(Invoice.select(Invoice.id).where(Invoice.id == row.invoice_id)):
                         raise _Taken()
-                    pay = workflow.expire_payment(ctx, row.id)
+                    pay = payments.expire_payment(ctx, row.id)
             except _Taken:
                 failed.add(row.id)  # another loop expires it
                 res.skipped += 1

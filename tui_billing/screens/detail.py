@@ -19,8 +19,8 @@ from textual.containers import Container, Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
+from .. import payments, workflow
 from .. import statuses as S
-from .. import workflow
 from ..console_state import Targets
 from ..money import ZERO, format_amount, format_money
 from ..present import Cell, approvals_words, detail_tables, issue_date_words, signed_amount, status_text
@@ -177,7 +177,24 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
             show=False,
         ),
         Binding("f5", "reload", "Refresh", id="detail.refresh", show=False),
+        # Payments tab (seed 001: a payment that needs a manual receipt): shown there only, and
+        # only the step the highlighted payment can take (80 columns: short words, the tooltip says it all).
+        Binding(
+            "c",
+            "receipt('receipt_creating')",
+            "Receipt",
+            id="detail.receipt_creating",
+            tooltip="Receipt creating: start the manual receipt of the highlighted completed payment",
+        ),
+        Binding(
+            "e",
+            "receipt('receipt_sent')",
+            "Receipt sent",
+            id="detail.receipt_sent",
+            tooltip="Receipt sent: the manual receipt of the highlighted payment went to the customer",
+        ),
     ]
+    ROLE_ACTIONS = {**InvoiceActions.ROLE_ACTIONS, "receipt": "payments"}
 
     def __init__(self, ref: int | str):
         super().__init__()
@@ -358,6 +375,8 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
                 "Approval date",
                 local_time(clock, inv.approved_at, "%Y-%m-%d" if narrow else "%Y-%m-%d %H:%M"),
             )
+            if inv.erp_reference:  # confirmed by the ERP (erp import)
+                pair("ERP reference", f"{inv.erp_reference}" + (f" of {inv.erp_date}" if inv.erp_date else ""))
         pair("From", inv.period_from.isoformat(), "To", inv.period_to.isoformat())
         pair("Issue date", issue_date_words(inv), "Due date", inv.due_date.isoformat() if inv.due_date else "—")
         pair("Review deadline", self.deadline_words(narrow))
@@ -556,6 +575,72 @@ class InvoiceDetailScreen(InvoiceActions, Screen):
             DetailTable(CHANGE_COLUMNS, rows, id="changes-table"),
             id="tab-changes",
         )
+
+    # -- manual receipts (Payments tab) --------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "receipt":
+            pay = self._payment_highlighted()
+            if pay is None:
+                return False  # only on the Payments tab, with a payment to act on
+            if self.role_allows(action) and payments.receipt_refusal(pay.status, str(parameters[0])):
+                return False  # shown only where it applies; the key still says why not (on_key)
+        return super().check_action(action, parameters)
+
+    RECEIPT_KEYS = {"c": "receipt_creating", "e": "receipt_sent"}
+
+    def on_key(self, event) -> None:
+        super().on_key(event)  # the role's refusal (RoleGate)
+        step = self.RECEIPT_KEYS.get(event.key)
+        if step is None or not self.role_allows("receipt"):
+            return
+        pay = self._payment_highlighted()
+        if pay is not None:
+            refusal = payments.receipt_refusal(pay.status, step)
+            if refusal:
+                event.stop()
+                self.notify(f"{payments.name_of(pay)} {refusal}", title="Receipt", severity="warning")
+
+    def on_tabbed_content_tab_activated(self, _event: TabbedContent.TabActivated) -> None:
+        self.refresh_bindings()  # the receipt keys come and go with the Payments tab
+
+    def on_data_table_row_highlighted(self, _event) -> None:
+        self.refresh_bindings()  # ... and with the payment highlighted
+
+    def _payment_highlighted(self):
+        """The payment under the cursor of the Payments tab, when that tab is the one shown."""
+        if self.detail is None or not self.detail.closed:
+            return None
+        for tabs in self.query(TabbedContent):
+            if tabs.active != "tab-payments":
+                return None
+        tables = self.query("#payments-table")
+        if not tables:
+            return None
+        row = tables.first(DetailTable).cursor_row
+        pays = self.detail.payments
+        return pays[row] if 0 <= row < len(pays) else None
+
+    def action_receipt(self, step: str) -> None:
+        pay = self._payment_highlighted()
+        if pay is not None:
+            self._receipt(pay.id, step)
+
+    @work(thread=True, exclusive=True, group="receipt")
+    def _receipt(self, payment_id: int, step: str) -> None:
+        with db_session():
+            try:
+                pay = payments.mark_receipt(self.app.ctx, payment_id, step)
+            except Exception as exc:
+                post(self.app, self.notify, error_text(exc), title="Receipt", severity="warning")
+                return
+        words = f"{payments.name_of(pay)}: {payments.label(pay.status).lower()}"
+        post(self.app, self._receipt_done, pay.invoice_id, words)
+
+    def _receipt_done(self, invoice_id: int, words: str) -> None:
+        self.notify(words, title="Receipt")
+        self.app.note_changed({invoice_id})
+        self.seen_changes = self.app.change_seq
+        self.action_reload()
 
     def action_mark_reviewed(self) -> None:
         if self.detail is None:

@@ -85,7 +85,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
     # -- layout -------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Header()
-        yield FilterBar(self.STATUSES, status_prompt=self.STATUS_PROMPT, id="filters")
+        yield FilterBar(self.STATUSES, status_prompt=self.STATUS_PROMPT, payments=not self.QUEUE, id="filters")
         yield StatusCounts(self.STATUSES, id="counts")
         yield InvoiceTable(self.COLUMNS, self.app.ctx.clock, queue=self.QUEUE, id="invoices")
         yield Static("", id="no-match")  # instead of an empty table: which filter matches nothing
@@ -154,6 +154,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
                     date_from=raw.get("date_from"),
                     date_to=raw.get("date_to"),
                     flagged=bool(raw.get("flagged")),
+                    payment_status=raw.get("payment_status"),
                 )
             except queries.FilterError as exc:
                 post(self.app, self._filter_error, generation, exc.field, exc.reason)
@@ -167,7 +168,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
             post(self.app, self._show_first, generation, filters, rows, pager)
             try:
                 counts = queries.counts_by_status(filters)
-                held = self.count_held()
+                held = self.count_notes()
             except Exception as exc:
                 post(self.app, self.notify, error_text(exc), title="Counting invoices", severity="error")
                 return
@@ -208,6 +209,8 @@ class InvoiceListScreen(InvoiceActions, Screen):
             parts.append(f"account type {S.label(S.ACCOUNT_TYPES, raw['account_type'])}")
         if raw.get("customer_class"):
             parts.append(f"class {shown(raw['customer_class'])}")
+        if raw.get("payment_status"):
+            parts.append(f"a payment {S.label(S.PAYMENT_STATUSES, raw['payment_status']).lower()}")
         for key, words in (("customer", "customer"), ("number", "number")):
             if raw.get(key):
                 parts.append(f"{words} “{shown(raw[key])}”")
@@ -224,11 +227,12 @@ class InvoiceListScreen(InvoiceActions, Screen):
         )
         return text
 
-    def count_held(self) -> int | None:
-        """In a worker: invoices held for a person, for the counts line (None: not shown here)."""
+    def count_notes(self) -> dict[str, int] | None:
+        """In a worker: what the counts line says besides the statuses (the queue:
+        invoices held for a person, overdue ones); None: nothing here."""
         return None
 
-    def _show_counts(self, generation: int, filters, counts: dict, held: int | None = None) -> None:
+    def _show_counts(self, generation: int, filters, counts: dict, held: dict[str, int] | None = None) -> None:
         if generation != self.generation:
             return
         self.counts.set_counts(counts, filters.statuses, held)
@@ -301,7 +305,7 @@ class InvoiceListScreen(InvoiceActions, Screen):
         with db_session():
             try:
                 counts = queries.counts_by_status(filters)
-                held = self.count_held()
+                held = self.count_notes()
             except Exception:
                 return
         post(self.app, self._show_counts, generation, filters, counts, held)

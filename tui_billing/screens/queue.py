@@ -1,7 +1,8 @@
 """The review queue (the first screen): invoices under review and rejected
 ones awaiting reissue, riskiest first (risk score, then review deadline),
 with their flags and the time left until auto-approval; the counts line
-says how many flagged invoices wait held for a person.  `s` switches to
+says how many flagged invoices wait held for a person, and how many sent
+invoices are overdue.  `s` switches to
 the review-deadline order and back; `f` shows flagged invoices only."""
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ class QueueScreen(InvoiceListScreen):
         Binding("s", "toggle_sort", "Sort: risk / deadline", id="queue.sort", show=False),
     ]
 
-    def count_held(self) -> int:
-        """Flagged invoices the job loop held for a person at the end of their hold."""
-        from ..workflow import held_count
+    def count_notes(self) -> dict[str, int]:
+        """Flagged invoices the job loop held for a person at the end of their hold,
+        and invoices owed past their due date (collections: `find --status overdue`)."""
+        from ..workflow import held_count, overdue_count
 
-        return held_count()
+        return {"held": held_count(), "overdue": overdue_count()}
 
     def action_toggle_sort(self) -> None:
         """Risk first (the default) or review deadline first."""

@@ -198,6 +198,11 @@ class Invoice(BaseModel):
     first_approved_by = CharField(max_length=64, null=True)
     first_approved_at = DateTimeField(null=True)
     changed_by = CharField(max_length=64, null=True)
+    # ERP hand-off (issue 17, migration 0009): what the ERP sent back with the
+    # external total; erp_confirmed_at None: not yet confirmed (erp export lists it).
+    erp_reference = CharField(max_length=64, null=True)
+    erp_date = DateField(null=True)
+    erp_confirmed_at = DateTimeField(null=True)
 
     class Meta:
         indexes = (
@@ -269,14 +274,33 @@ class Payment(BaseModel):
     id = AutoField()
     invoice = ForeignKeyField(Invoice, backref="payments", on_delete="CASCADE", index=True)
     invoice_id: _ObjectId[int]
+    # "PMT-00000042": its number in the platform (sequence "payment"), what a
+    # gateway's or bank's file names (migration 0009).
+    number = CharField(max_length=32, unique=True, null=True)
     description = CharField(max_length=200)
     created_at = DateTimeField()
     due_date = DateField(null=True)
     status = CharField(max_length=32)  # statuses.PAYMENT_STATUSES
     amount = MoneyField()
+    paid_at = DateTimeField(null=True)  # when the money arrived
 
     class Meta:
         indexes = ((("status", "due_date"), False),)
+
+
+class PaymentEvent(BaseModel):
+    """One applied line of a payments file, keyed by its fingerprint: a line
+    imported again (the same file twice, two operators at once) is applied once."""
+
+    id = AutoField()
+    fingerprint = CharField(max_length=64, unique=True)
+    payment_id = IntegerField(index=True)
+    outcome = CharField(max_length=32)
+    amount = MoneyField()
+    at = DateTimeField()  # the time the file gives
+    imported_at = DateTimeField()
+    actor = CharField(max_length=64)
+    source = CharField(max_length=300)  # "FILE.csv:LINE"
 
 
 class InvoicePdf(BaseModel):
@@ -395,6 +419,7 @@ ALL_MODELS = [
     TaxLine,
     Correction,
     Payment,
+    PaymentEvent,
     InvoicePdf,
     AuditEvent,
     OutboxMessage,

@@ -17,7 +17,7 @@ from .. import statuses as S
 from ..errors import FieldError
 from ..risk import FLAGGED, parse_flags
 from ..text import fold
-from .models import Account, CustomerClass, Invoice, tuple_rows
+from .models import Account, CustomerClass, Invoice, Payment, tuple_rows
 
 SORTS: dict[str, tuple[Any, bool]] = {  # name -> (column, default descending?)
     "issue_date": (Invoice.issue_date, True),
@@ -45,6 +45,7 @@ class Filters:
     date_from: dt.date | None = None  # issue date range, inclusive
     date_to: dt.date | None = None
     flagged: bool = False
+    payment_status: str | None = None  # invoices with a payment in this status (collections, receipts to make)
 
     def with_(self, **changes) -> "Filters":
         return replace(self, **changes)
@@ -69,6 +70,7 @@ def make_filters(
     date_from=None,
     date_to=None,
     flagged=False,
+    payment_status=None,
 ) -> Filters:
     """Validate raw filter text (CLI flags, filter bar); FilterError names the field."""
     statuses: tuple[str, ...] = ()
@@ -85,6 +87,9 @@ def make_filters(
         raise FilterError("to", f"{d_to} is before --from {d_from}")
     if customer_class and not CustomerClass.select().where(CustomerClass.name == customer_class).exists():
         raise FilterError("class", f"no customer class named {customer_class!r}")
+    payment = (payment_status or "").strip().lower().replace(" ", "_").replace("-", "_") or None
+    if payment and payment not in S.PAYMENT_STATUSES:
+        raise FilterError("payment-status", f"{payment_status!r} is not one of {', '.join(S.PAYMENT_STATUSES)}")
     return Filters(
         statuses,
         account_type or None,
@@ -94,6 +99,7 @@ def make_filters(
         d_from,
         d_to,
         flagged,
+        payment,
     )
 
 
@@ -144,6 +150,8 @@ def _where(f: Filters, paged: bool = False):
         )
     if f.number:  # any part: "000658" finds INV-2026-000658
         cond.append(Invoice.number.contains(f.number))
+    if f.payment_status:  # through the index payment(status, due_date)
+        cond.append(Invoice.id.in_(Payment.select(Payment.invoice).where(Payment.status == f.payment_status)))
     if f.date_from:
         cond.append(Invoice.issue_date >= f.date_from)
     if f.date_to:

@@ -263,6 +263,8 @@ _FACT_COLUMNS = (
     Invoice.discount_total,
     Invoice.tax_total,
     Invoice.correction_total,
+    Invoice.external_total,
+    Invoice.external_currency,
 )
 
 
@@ -396,6 +398,8 @@ def _load_many_facts(invoices: list) -> dict[int, risk.InvoiceFacts]:
             tuple(lines.get(inv.id, ())),
             tuple(corrections.get(inv.id, ())),
             subs,
+            inv.external_total,
+            inv.external_currency,
         )
         for inv in invoices
     }

@@ -1,5 +1,7 @@
 """The filter bar: status, account type (a filter only, never a column — seed
-001), customer class, customer text, number, issue date from/to.
+001), customer class, customer text, number, payment status (the finder: invoices
+with a payment in that status), issue date from/to; under them, when a filter
+is refused, the line that says which and why.
 
 It only collects raw text; the screen's worker turns it into Filters with
 store.queries.make_filters, which says which field is wrong.
@@ -24,6 +26,7 @@ FIELD_IDS = {  # make_filters / FilterError field -> widget id
     "class": "f-class",
     "customer": "f-customer",
     "number": "f-number",
+    "payment-status": "f-payment",
     "from": "f-from",
     "to": "f-to",
 }
@@ -42,10 +45,11 @@ class FilterBar(Vertical):
     class Done(Message):
         pass
 
-    def __init__(self, statuses: list[str], *, status_prompt: str = "Any status", **kwargs):
+    def __init__(self, statuses: list[str], *, status_prompt: str = "Any status", payments: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.statuses = statuses
         self.status_prompt = status_prompt
+        self.payments = payments  # the payment status filter (the finder; the queue's invoices have no payment)
         self._debounce: Timer | None = None
 
     def compose(self) -> ComposeResult:
@@ -66,9 +70,16 @@ class FilterBar(Vertical):
             yield Input(placeholder="Customer name or email", compact=True, id="f-customer")
         with Horizontal(classes="filter-row"):
             yield Input(placeholder="Number", compact=True, id="f-number")
+            if self.payments:
+                yield Select(
+                    [(label, value) for value, label in S.PAYMENT_STATUSES.items()],
+                    prompt="Any payment",
+                    compact=True,
+                    id="f-payment",
+                )
             yield Input(placeholder="From YYYY-MM-DD", compact=True, id="f-from")
             yield Input(placeholder="To YYYY-MM-DD", compact=True, id="f-to")
-            yield Static("", id="f-error")
+        yield Static("", id="f-error")  # a row of its own, shown only with an error: the whole reason fits
 
     # -- values -----------------------------------------------------------------
     def values(self) -> dict:
@@ -79,7 +90,7 @@ class FilterBar(Vertical):
         def txt(wid):
             return self.query_one(f"#{wid}", Input).value.strip() or None
 
-        return {
+        values = {
             "status": sel("f-status"),
             "account_type": sel("f-type"),
             "customer_class": sel("f-class"),
@@ -88,6 +99,9 @@ class FilterBar(Vertical):
             "date_from": txt("f-from"),
             "date_to": txt("f-to"),
         }
+        if self.payments:
+            values["payment_status"] = sel("f-payment")
+        return values
 
     def set_class_choices(self, names: list[str]) -> None:
         select = self.query_one("#f-class", Select)
@@ -99,12 +113,14 @@ class FilterBar(Vertical):
 
     def show_error(self, field: str | None, reason: str | None) -> None:
         for wid in FIELD_IDS.values():
-            self.query_one(f"#{wid}").set_class(False, "-invalid")
+            for widget in self.query(f"#{wid}"):
+                widget.set_class(False, "-invalid")
         error = self.query_one("#f-error", Static)
+        error.display = bool(field)
         if field:
             field_wid = FIELD_IDS.get(field)
-            if field_wid:
-                self.query_one(f"#{field_wid}").set_class(True, "-invalid")
+            for widget in self.query(f"#{field_wid}") if field_wid else ():
+                widget.set_class(True, "-invalid")
             error.update(Text(f"✗ {field}: {shown(reason)}"))
         else:
             error.update("")

@@ -1,5 +1,6 @@
 """The line under the filter bar: how many invoices per status (and, in the
-queue, how many are held for a person), what is marked, the sort."""
+queue, how many are held for a person and how many sent invoices are
+overdue), what is marked, the sort."""
 
 from __future__ import annotations
 
@@ -22,12 +23,14 @@ class StatusCounts(Static):
         self.active: tuple[str, ...] = ()
         self.marked = ""
         self.sort = ""
-        self.held: int | None = None  # the queue: flagged invoices held for a person
+        self.notes: dict[str, int] = {}  # the queue: "held" for a person, "overdue" invoices
 
-    def set_counts(self, counts: dict[str, int] | None, active: tuple[str, ...], held: int | None = None) -> None:
+    def set_counts(
+        self, counts: dict[str, int] | None, active: tuple[str, ...], notes: dict[str, int] | None = None
+    ) -> None:
         self.counts = counts
         self.active = active
-        self.held = held
+        self.notes = notes or {}
         self._paint()
 
     def set_marked(self, text: str) -> None:
@@ -57,9 +60,12 @@ class StatusCounts(Static):
                     style = "dim"
                 text.append(S.INVOICE_STATUSES[status], style=style)
                 text.append(f" {self.counts.get(status, 0):,}")
-            if self.held:
+            if self.notes.get("held"):
                 text.append(" · ", style="dim")
-                text.append(f"{self.held:,} held for a person", style=HELD_STYLE)
+                text.append(f"{self.notes['held']:,} held for a person", style=HELD_STYLE)
+            if self.notes.get("overdue"):
+                text.append(" · ", style="dim")
+                text.append(f"{self.notes['overdue']:,} overdue", style=STATUS_STYLES[S.OVERDUE])
         if self.sort:
             text.append("  │ ", style="dim")
             text.append(self.sort)
