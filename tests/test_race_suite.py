@@ -16,7 +16,8 @@ and share the work.  Then:
 - every transition is in the audit log: each invoice's events chain from
   (under review, initial total) to its current (status, total); each approved
   invoice has one approve/auto_approve, each sent one send, each correction
-  one adjust event.
+  one adjust event;
+- the invoice counts the database keeps equal a recount.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from tests.test_jobs_support import NOW, cli_env, spawn, terminated, wait_for
 from tui_billing import jobs, mail
 from tui_billing import statuses as S
 from tui_billing.money import quantize
+from tui_billing.store import counts
 from tui_billing.store import db as store_db
 from tui_billing.store.bulk import dbv, insert_rows
 from tui_billing.store.models import (
@@ -416,6 +418,8 @@ def test_race_suite(store_url, backend, tmp_path):
     # ---- stopped cleanly: no claim, no message in flight
     assert Invoice.select().where(Invoice.claimed_by.is_null(False)).count() == 0
     assert not [m for m in outbox if m.status == mail.SENDING]
+    # ---- the counts the database keeps equal a recount (issue 18: triggers, every writer)
+    assert counts.check() == []
 
     status = Counter(i.status for i in invoices.values())
     summary = (

@@ -94,6 +94,15 @@ def test_auto_approve_at_deadline_not_a_minute_before(store_url, ctx):
     assert reload(rejected).status == S.REJECTED  # waits for its reissue
     (ev,) = events(inv, "auto_approve")
     assert ev.actor == "job:auto_approve"
+    # Written set-based (audit.insert_audits_of): the same event audit_row writes.
+    assert (ev.at, ev.number, ev.before_status, ev.after_status) == (
+        ctx.clock.now(),
+        inv.number,
+        S.UNDER_REVIEW,
+        S.APPROVED,
+    )
+    assert (ev.before_total, ev.after_total, ev.role) == (Decimal("100.00"), Decimal("100.00"), None)
+    assert json.loads(ev.detail) == {"revision": 1} and ev.detail == json.dumps({"revision": 1})
 
 
 # -- adjust ------------------------------------------------------------------------

@@ -50,6 +50,31 @@ def write_audit(ctx: Ctx, action: str, inv=None, before=None, after=None, /, **d
     AuditEvent.insert(audit_row(ctx, action, inv, before, after, **detail)).execute()
 
 
+def insert_audits_of(ctx: Ctx, action: str, ids: list[int], before_status: str, after_status: str) -> None:
+    """One event per invoice of `ids`, set-based: one INSERT … SELECT from the
+    invoice rows themselves (their number, total and revision, as the job just
+    left them), for the thousands of an auto-approve tick.  Detail:
+    {"revision": N}, as audit_row writes it."""
+    if not ids:
+        return
+    from .store.models import Invoice, database
+
+    db = database.obj
+    p = db.param
+    at = AuditEvent.at.db_value(ctx.clock.now())
+    # The ids as one parameter: a JSON array read by json_each (SQLite), an array (PostgreSQL).
+    chosen, ids_arg = (
+        ("IN (SELECT value FROM json_each(?))", json.dumps(ids)) if p == "?" else ("= ANY(%s)", list(ids))
+    )
+    db.execute_sql(
+        f'INSERT INTO "{AuditEvent._meta.table_name}" ({", ".join(AUDIT_COLUMNS[:3])}, action, invoice_id, number, '
+        "before_status, before_total, after_status, after_total, detail) "
+        f"SELECT {p}, {p}, {p}, {p}, id, number, {p}, total, {p}, total, "
+        f"'{{\"revision\": ' || revision || '}}' FROM \"{Invoice._meta.table_name}\" WHERE id {chosen} ORDER BY id",
+        [at, ctx.actor, ctx.role, action, before_status, after_status, ids_arg],
+    )
+
+
 def insert_audits(rows: list[dict]) -> None:
     """Many audit events in one executemany (bulk transitions write thousands)."""
     fields = [AuditEvent._meta.fields[c] for c in AUDIT_COLUMNS]

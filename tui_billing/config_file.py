@@ -48,6 +48,7 @@ JOB_NAMES = (
     "expire_payments",
     "notify_admins",
     "deliver_outbox",
+    "fold_counts",
 )
 DEFAULT_INTERVAL = 60.0  # seconds between two runs of a job: "within minutes of approval"
 DEFAULT_SLICE = 60.0  # seconds one job may run before the others get their turn (loop mode)

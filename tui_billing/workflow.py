@@ -25,6 +25,7 @@ from . import statuses as S
 from .audit import AUDIT_COLUMNS as AUDIT_COLUMNS  # re-exported
 from .audit import audit_row as audit_row
 from .audit import insert_audits as insert_audits
+from .audit import insert_audits_of
 from .audit import write_audit as write_audit
 from .clock import Clock, zone
 from .context import BulkResult as BulkResult  # re-exported: they live in context.py
@@ -590,6 +591,9 @@ def auto_approve_due(ctx: Ctx, limit: int = 10_000) -> AutoApproveResult:
             _Row(i, n, S.APPROVED, Invoice.total.python_value(t), rev, risk_score=score or 0, risk_flags=flags or "")
             for i, n, t, rev, score, flags in cursor
         ]
+        # Unflagged: their events set-based, from the rows just approved (thousands a tick);
+        # flagged ones (auto_approve_flagged on) name their flags, row by row.
+        insert_audits_of(ctx, "auto_approve", [r.id for r in rows if not r.flagged], S.UNDER_REVIEW, S.APPROVED)
         insert_audits(
             [
                 audit_row(
@@ -599,13 +603,12 @@ def auto_approve_due(ctx: Ctx, limit: int = 10_000) -> AutoApproveResult:
                     (S.UNDER_REVIEW, r.total),
                     (S.APPROVED, r.total),
                     revision=r.revision,
-                    **(
-                        {"flags": flag_dicts(r.flags), "risk_score": r.risk_score, "auto_approve_flagged": "on"}
-                        if r.flagged
-                        else {}
-                    ),
+                    flags=flag_dicts(r.flags),
+                    risk_score=r.risk_score,
+                    auto_approve_flagged="on",
                 )
                 for r in rows
+                if r.flagged
             ]
         )
         held: list[_Row] = []

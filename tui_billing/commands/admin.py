@@ -1,4 +1,4 @@
-"""migrate, demo, settings, class: setting the store up."""
+"""migrate, demo, settings, class, counts: setting the store up and keeping it right."""
 
 from __future__ import annotations
 
@@ -20,6 +20,22 @@ def register(sub) -> None:
     p = sub.add_parser("migrate", help="create or upgrade the store's schema")
     add_global_options(p)
     p.set_defaults(handler=cmd_migrate)
+
+    p = sub.add_parser(
+        "counts",
+        help="invoices per status, as the store keeps them; --check against a recount",
+        description="The counts the database keeps per status, account type and class (triggers, in the "
+        "transaction of every change). --check recounts and lists any group that differs (exit 1); "
+        "--rebuild makes them again from a recount (an operator or an admin).",
+    )
+    add_global_options(p)
+    what = p.add_mutually_exclusive_group()
+    what.add_argument(
+        "--check", dest="verify", action="store_true", help="compare with a recount (exit 1 when they differ)"
+    )
+    what.add_argument("--rebuild", action="store_true", help="make them again from a recount")
+    add_json(p)
+    p.set_defaults(handler=cmd_counts, needs="view")
 
     p = sub.add_parser("demo", help="create and fill a demo store")
     add_global_options(p)
@@ -115,6 +131,43 @@ def cmd_migrate(env: Env, args) -> int:
     from ..store import db
 
     env.print(f"schema up to date ({env.shown_url}); pending: {len(db.pending_migrations())}")
+    return EXIT_OK
+
+
+def cmd_counts(env: Env, args) -> int:
+    from .. import access
+    from .. import statuses as S
+    from ..store import counts
+    from .common import EXIT_SOME_FAILED
+
+    if args.rebuild:
+        access.require(env.ctx, "jobs", "the invoice counts")
+        counts.rebuild()
+    if args.verify:  # (not args.check: that name is the parser's input hook)
+        wrong = counts.check()
+        rows = [
+            {"status": s, "account_type": t, "class_id": c, "kept": kept, "counted": counted}
+            for (s, t, c), kept, counted in wrong
+        ]
+        if env.json:
+            env.print(dumps({"ok": not wrong, "differences": rows}))
+        elif wrong:
+            for r in rows:
+                eprint(
+                    f"{r['status']} / {r['account_type']} / class {r['class_id']}: kept {r['kept']:,}, counted {r['counted']:,}"
+                )
+            eprint(
+                "tui-billing: the kept counts differ from a recount; `tui-billing counts --rebuild` makes them again"
+            )
+        else:
+            env.print("the kept counts equal a recount")
+        return EXIT_SOME_FAILED if wrong else EXIT_OK
+    kept = counts.by_status()
+    values = {s: kept.get(s, 0) for s in S.INVOICE_STATUSES}
+    if env.json:
+        env.print(dumps({"counts": values, "rebuilt": bool(args.rebuild)}))
+    else:
+        env.print(table([[S.INVOICE_STATUSES[s], f"{n:,}"] for s, n in values.items()], ["status", "invoices"], {1}))
     return EXIT_OK
 
 

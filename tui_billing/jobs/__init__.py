@@ -19,6 +19,8 @@ work (LoopRegistration); each job claims its items so none is done twice:
     notify_admins      per digest: the invoices' rows with SKIP LOCKED, notified_at set
                        in the transaction that queues the digest
     deliver_outbox     per message: queued -> sending (conditional UPDATE), sender + lease
+    fold_counts        PostgreSQL: folds the invoice counts' added rows (store/counts.py);
+                       rows added meanwhile stay beside the folded ones
 
 Which loops are alive on the store (the console's header, its dialogs):
 `loop_status()` -> LoopStatus (holder host:pid, heartbeat, last pass).

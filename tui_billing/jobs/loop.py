@@ -17,6 +17,7 @@ from ..config_file import JobsConfig
 from ..context import Ctx
 from ..errors import ConfigError
 from .base import JobLog, JobResult, release_all_claims, release_dead_claims, shared_store
+from .counts import fold_counts
 from .dispatch import deliver_outbox, dispatch_approved
 from .lock import Heartbeat, LoopBusy, LoopLock, LoopRegistration, loop_lock
 from .postpay import close_postpay, expire_payments
@@ -48,6 +49,7 @@ JOBS: dict[str, JobSpec] = {
         JobSpec("expire_payments", expire_payments, "expire payments past their due date (invoice overdue)"),
         JobSpec("notify_admins", notify_admins, "email admins a digest of invoices newly waiting for review"),
         JobSpec("deliver_outbox", deliver_outbox, "send queued emails (retries with backoff)"),
+        JobSpec("fold_counts", fold_counts, "fold the invoice counts' added rows (PostgreSQL)"),
     )
 }
 
