@@ -63,8 +63,20 @@ def register(sub) -> None:
     add_global_options(r)
     r.add_argument("payment", metavar="PAYMENT", help="the payment's number (PMT-…) or id")
     step = r.add_mutually_exclusive_group(required=True)
-    step.add_argument("--creating", dest="step", action="store_const", const="receipt_creating")
-    step.add_argument("--sent", dest="step", action="store_const", const="receipt_sent")
+    step.add_argument(
+        "--creating",
+        dest="step",
+        action="store_const",
+        const="receipt_creating",
+        help="a completed payment: its manual receipt is being made",
+    )
+    step.add_argument(
+        "--sent",
+        dest="step",
+        action="store_const",
+        const="receipt_sent",
+        help="a payment whose receipt was being made: the receipt went to the customer",
+    )
     add_json(r)
     r.set_defaults(handler=cmd_payments_receipt, needs="payments")
 
