@@ -63,9 +63,7 @@ def insert_audits_of(ctx: Ctx, action: str, ids: list[int], before_status: str, 
     p = db.param
     at = AuditEvent.at.db_value(ctx.clock.now())
     # The ids as one parameter: a JSON array read by json_each (SQLite), an array (PostgreSQL).
-    chosen, ids_arg = (
-        ("IN (SELECT value FROM json_each(?))", json.dumps(ids)) if p == "?" else ("= ANY(%s)", list(ids))
-    )
+    chosen, ids_arg = ("IN (SELECT value FROM json_each(?))", json.dumps(ids)) if p == "?" else ("= ANY(%s)", list(ids))
     db.execute_sql(
         f'INSERT INTO "{AuditEvent._meta.table_name}" ({", ".join(AUDIT_COLUMNS[:3])}, action, invoice_id, number, '
         "before_status, before_total, after_status, after_total, detail) "
