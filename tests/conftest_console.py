@@ -91,7 +91,23 @@ async def show_detail(pilot, ref):
     """Open an invoice's detail screen (by id or number) and wait until it is shown."""
     pilot.app.open_invoice(ref)
     await settle(pilot)
+    await tables_filled(pilot)
     return pilot.app.screen
+
+
+async def tables_filled(pilot, rounds: int = 200) -> None:
+    """Wait until each table shown has its rows.  A FitTable used to fill
+    itself on its first Resize only, which on a loaded machine never came
+    (CI pictured the adjust dialog over an empty charges table); this fails
+    if a sized table stays empty."""
+    from tui_billing.widgets.fit_table import FitTable
+
+    for _ in range(rounds):
+        pending = [t for t in pilot.app.screen.query(FitTable) if t.region.height and t.row_count != len(t.order)]
+        if not pending:
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"tables sized but never filled: {[(t.id, t.size) for t in pending]}")
 
 
 async def open_dialog(pilot, ref, key):

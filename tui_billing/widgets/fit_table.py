@@ -109,6 +109,12 @@ class FitTable(DataTable):
         keys = set(self._layout[0])
         return [c for c in self.specs if c.key in keys]
 
+    def on_mount(self) -> None:
+        # Not only on Resize: a table mounted while its screen was being
+        # covered by a dialog got its size but never the event, and stayed
+        # empty (a detail's charges, seen under the adjust dialog on CI).
+        self.call_after_refresh(self.relayout)
+
     def on_resize(self) -> None:
         self.relayout()
 
