@@ -418,6 +418,7 @@ PACKAGE_ORDER = [
     "render",
     "files",
     "text",
+    "pool",
     "__init__",
 ]
 

@@ -14,6 +14,7 @@ is a share of charges − discounts + corrections (README, *Adjust*).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from .store.models import Account, Invoice
 
 HUNDRED = Decimal(100)
+_IN_CHUNK = 500  # ids per IN (...) list
 
 # Subscription statuses that are charged their recurring fee for a period
 # they overlap; the others (ordered, failed installs, deleted…) are not.
@@ -188,12 +190,6 @@ def taxes_on(base: Decimal, rates: tuple[TaxRate, ...], currency: str) -> list[T
 # Store side: load an account's period data, rewrite an invoice's lines.
 
 
-def _scaled(value: int | Decimal | None) -> Decimal:
-    from .store.fields import MONEY_SCALE
-
-    return Decimal(int(value or 0)).scaleb(-MONEY_SCALE)
-
-
 def period_bounds_utc(
     period_from: dt.date, period_to: dt.date, tz: dt.tzinfo | None = None
 ) -> tuple[dt.datetime, dt.datetime]:
@@ -216,56 +212,87 @@ def period_bounds_utc(
 
 
 def load_period_data(account: Account, period_from: dt.date, period_to: dt.date) -> PeriodData:
-    from peewee import SQL, NodeList, fn
+    return load_period_data_many([account], period_from, period_to)[account.id]
 
-    from .store.fields import QUANTITY_SCALE
-    from .store.models import Discount, Subscription, Xdr, tuple_rows
 
+def load_period_data_many(
+    accounts: Sequence[Account], period_from: dt.date, period_to: dt.date
+) -> dict[int, PeriodData]:
+    """The period data of each account (by id): one query per kind of data
+    for all of them, so a bill run's chunk costs a handful of queries, not a
+    handful per account.  Raw SQL on purpose (as risk_store's): peewee costs
+    more to build a chunk's IN list and rows than the database to run them."""
+    from .store.models import Discount, Subscription, TaxRule, Xdr, database
+
+    db = database.obj
+    p = db.param
+    ids = sorted({a.id for a in accounts})
+    of_accounts = f"account_id IN ({', '.join([p] * len(ids))})"
     start, end = period_bounds_utc(period_from, period_to)
-    in_period = (Xdr.account == account.id) & (Xdr.time >= start) & (Xdr.time < end)
+    in_period = f"{of_accounts} AND time >= {p} AND time < {p}"
+    args = [*ids, Xdr.time.db_value(start), Xdr.time.db_value(end)]
+    money, qty = Xdr.amount.python_value, Xdr.quantity.python_value
     # Risk evidence: how many (UTC) days the records cover, and records
     # repeating another's time, quantity and amount under a different id.
-    day = NodeList((SQL("DISTINCT"), fn.date(Xdr.time)))
-    repeats: dict[str, tuple[int, Decimal]] = {}
-    for service, n, amount in tuple_rows(
-        Xdr.select(Xdr.service, fn.COUNT(Xdr.id), Xdr.amount)
-        .where(in_period)
-        .group_by(Xdr.service, Xdr.time, Xdr.quantity, Xdr.amount)
-        .having(fn.COUNT(Xdr.id) > 1)
-        .tuples()
+    repeats: dict[tuple[int, str], tuple[int, Decimal]] = {}
+    for acc_id, service, n, amount in db.execute_sql(
+        f"SELECT account_id, service, COUNT(id), amount FROM xdr WHERE {in_period} "
+        "GROUP BY account_id, service, time, quantity, amount HAVING COUNT(id) > 1",
+        args,
     ):
-        count, money = repeats.get(service, (0, ZERO))
-        repeats[service] = (count + n - 1, money + (n - 1) * amount)  # amount: converted by its field
-    usage = tuple(
-        Usage(
-            row[0],
-            Decimal(int(row[1] or 0)).scaleb(-QUANTITY_SCALE),
-            _scaled(row[2]),
-            row[3],
-            row[4],
-            *repeats.get(row[0], (0, ZERO)),
+        count, total = repeats.get((acc_id, service), (0, ZERO))
+        repeats[(acc_id, service)] = (count + n - 1, total + (n - 1) * money(amount))
+    usage: dict[int, list[Usage]] = {i: [] for i in ids}
+    for acc_id, service, quantity, amount, records, days in db.execute_sql(
+        "SELECT account_id, service, SUM(quantity), SUM(amount), COUNT(id), COUNT(DISTINCT date(time)) "
+        f"FROM xdr WHERE {in_period} GROUP BY account_id, service ORDER BY account_id, service",
+        args,
+    ):
+        usage[acc_id].append(
+            Usage(
+                service,
+                qty(quantity or 0),
+                money(amount or 0),
+                records,
+                days,
+                *repeats.get((acc_id, service), (0, ZERO)),
+            )
         )
-        for row in tuple_rows(
-            Xdr.select(Xdr.service, fn.SUM(Xdr.quantity), fn.SUM(Xdr.amount), fn.COUNT(Xdr.id), fn.COUNT(day))
-            .where(in_period)
-            .group_by(Xdr.service)
-            .tuples()
+    billable = sorted(BILLABLE_SUBSCRIPTION_STATUSES)
+    recurring: dict[int, list[Recurring]] = {i: [] for i in ids}
+    for sub_id, acc_id, name, service, fee in db.execute_sql(
+        f"SELECT id, account_id, name, service, fee FROM subscription WHERE {of_accounts} "
+        f"AND status IN ({', '.join([p] * len(billable))}) "
+        f"AND (active_from IS NULL OR active_from <= {p}) AND (active_to IS NULL OR active_to >= {p}) ORDER BY id",
+        [*ids, *billable, Subscription.active_from.db_value(period_to), Subscription.active_to.db_value(period_from)],
+    ):
+        recurring[acc_id].append(Recurring(sub_id, name, service, Subscription.fee.python_value(fee)))
+    discounts: dict[int, list[DiscountRule]] = {i: [] for i in ids}
+    for acc_id, percent, service, description in db.execute_sql(
+        f"SELECT account_id, percent, service, description FROM discount WHERE {of_accounts} ORDER BY id", ids
+    ):
+        discounts[acc_id].append(DiscountRule(Discount.percent.python_value(percent), service, description))
+    rules = db.execute_sql(
+        f"SELECT account_id, customer_class_id, name, percent, description FROM tax_rule "
+        f"WHERE {of_accounts} OR account_id IS NULL ORDER BY id",
+        ids,
+    ).fetchall()
+    return {
+        a.id: PeriodData(
+            a.currency,
+            period_from,
+            period_to,
+            tuple(usage[a.id]),
+            tuple(recurring[a.id]),
+            tuple(discounts[a.id]),
+            tuple(
+                TaxRate(name, TaxRule.percent.python_value(percent), description)
+                for acc_id, class_id, name, percent, description in rules
+                if acc_id == a.id or (acc_id is None and class_id in (a.customer_class_id, None))
+            ),
         )
-    )
-    recurring = tuple(
-        Recurring(s.id, s.name, s.service, s.fee)
-        for s in Subscription.select().where(
-            (Subscription.account == account.id)
-            & Subscription.status.in_(sorted(BILLABLE_SUBSCRIPTION_STATUSES))
-            & ((Subscription.active_from.is_null()) | (Subscription.active_from <= period_to))
-            & ((Subscription.active_to.is_null()) | (Subscription.active_to >= period_from))
-        )
-    )
-    discounts = tuple(
-        DiscountRule(d.percent, d.service, d.description)
-        for d in Discount.select().where(Discount.account == account.id).order_by(Discount.id)
-    )
-    return PeriodData(account.currency, period_from, period_to, usage, recurring, discounts, load_tax_rates(account))
+        for a in accounts
+    }
 
 
 def load_tax_rates(account: Account) -> tuple[TaxRate, ...]:
@@ -285,49 +312,68 @@ def load_tax_rates(account: Account) -> tuple[TaxRate, ...]:
 
 
 def write_lines(invoice_id: int, calc: Calculation) -> None:
+    write_lines_many({invoice_id: calc})
+
+
+def write_lines_many(calcs: Mapping[int, Calculation], *, new: bool = False) -> None:
+    """Each invoice's (by id) charge and tax lines replaced by its
+    calculation's: one DELETE and one INSERT per table for all of them
+    (new: invoices just created, no lines to delete)."""
+    from .store.bulk import insert_models
     from .store.models import ChargeLine
 
-    ChargeLine.delete().where(ChargeLine.invoice == invoice_id).execute()
-    if calc.charges:
-        ChargeLine.insert_many(
-            [
-                {
-                    "invoice": invoice_id,
-                    "position": c.position,
-                    "description": c.description,
-                    "service": c.service,
-                    "subscription": c.subscription_id,
-                    "quantity": c.quantity,
-                    "discount": c.discount,
-                    "amount": c.amount,
-                    "records": c.records,
-                    "days": c.days,
-                    "duplicates": c.duplicates,
-                    "duplicate_amount": c.duplicate_amount,
-                }
-                for c in calc.charges
-            ]
-        ).execute()
-    write_taxes(invoice_id, calc.taxes)
+    ids = [] if new else list(calcs)
+    for start in range(0, len(ids), _IN_CHUNK):
+        ChargeLine.delete().where(ChargeLine.invoice.in_(ids[start : start + _IN_CHUNK])).execute()
+    insert_models(
+        ChargeLine,
+        [
+            {
+                "invoice": invoice_id,
+                "position": c.position,
+                "description": c.description,
+                "service": c.service,
+                "subscription": c.subscription_id,
+                "quantity": c.quantity,
+                "discount": c.discount,
+                "amount": c.amount,
+                "records": c.records,
+                "days": c.days,
+                "duplicates": c.duplicates,
+                "duplicate_amount": c.duplicate_amount,
+            }
+            for invoice_id, calc in calcs.items()
+            for c in calc.charges
+        ],
+    )
+    write_taxes_many({i: calc.taxes for i, calc in calcs.items()}, new=new)
 
 
 def write_taxes(invoice_id: int, taxes: list[Tax]) -> None:
+    write_taxes_many({invoice_id: taxes})
+
+
+def write_taxes_many(taxes: Mapping[int, list[Tax]], *, new: bool = False) -> None:
+    from .store.bulk import insert_models
     from .store.models import TaxLine
 
-    TaxLine.delete().where(TaxLine.invoice == invoice_id).execute()
-    if taxes:
-        TaxLine.insert_many(
-            [
-                {
-                    "invoice": invoice_id,
-                    "position": t.position,
-                    "name": t.name,
-                    "description": t.description,
-                    "amount": t.amount,
-                }
-                for t in taxes
-            ]
-        ).execute()
+    ids = [] if new else list(taxes)
+    for start in range(0, len(ids), _IN_CHUNK):
+        TaxLine.delete().where(TaxLine.invoice.in_(ids[start : start + _IN_CHUNK])).execute()
+    insert_models(
+        TaxLine,
+        [
+            {
+                "invoice": invoice_id,
+                "position": t.position,
+                "name": t.name,
+                "description": t.description,
+                "amount": t.amount,
+            }
+            for invoice_id, lines in taxes.items()
+            for t in lines
+        ],
+    )
 
 
 def recalculate(inv: Invoice) -> dict[str, Decimal]:

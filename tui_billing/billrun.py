@@ -28,17 +28,23 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
-from . import access, billing, risk, workflow
+from peewee import fn
+
+from . import access, billing, recalc, risk, workflow
 from . import statuses as S
+from .audit import audit_row, insert_audits
 from .context import Ctx
-from .errors import Refused
 from .store import risk_store
+from .store.bulk import heavy_writes, insert_models
 from .store.models import Account, CustomerClass, Invoice, database, tuple_rows
 from .store.settings import format_number, load_settings, reserve
 from .workflow import BadInput
 
 CHUNK = 200
+# What billing an account reads of it.
+_ACCOUNT_COLUMNS = (Account.id, Account.name, Account.currency, Account.customer_class, Account.payment_model)
 
 _PERIOD = re.compile(r"([0-9]{4})-([0-9]{2})")
 
@@ -88,43 +94,63 @@ def bill_run(
     include_empty: bool = False,
     progress: Callable[[int, int], None] | None = None,
     chunk: int = CHUNK,
+    workers: int | None = None,
 ) -> BillRunResult:
+    """workers: processes for the risk assessment (risk_store.assessor; None:
+    as many as pay, 0 or 1: none)."""
     access.require(ctx, "import")
     result = BillRunResult(period_from, period_to)
-    account_ids = [a for (a,) in tuple_rows(Account.select(Account.id).order_by(Account.id).tuples())]
-    classes: dict[int, CustomerClass] = {}
-    fmt = load_settings().number_format
-    total = len(account_ids)
-    for start in range(0, total, chunk):
-        ids = account_ids[start : start + chunk]
-        to_close = _run_chunk(ctx, ids, result, classes, fmt, include_empty)
-        for inv_id, label in to_close:
-            try:
-                inv = close_open_invoice(ctx, inv_id)
-                result.closed.append(inv.id)
-                result.count(inv.status)
-            except Refused as exc:
-                if (Invoice.select(Invoice.status).where(Invoice.id == inv_id).scalar()) != S.OPEN:
-                    result.skipped_existing += 1  # closed by someone else meanwhile
-                else:
-                    result.failed.append((label, exc.reason))
-        if progress:
-            progress(min(start + chunk, total), total)
+    # The accounts there are now, read a chunk at a time (memory stays flat
+    # whatever their number); one added during the run waits for the next.
+    last = Account.select(fn.MAX(Account.id)).scalar() or 0
+    total = Account.select().where(Account.id <= last).count()
+    done = after = 0
+    with heavy_writes(), risk_store.assessor(-(-total // chunk), workers) as assess:
+        run = _Run(ctx, result, load_settings().number_format, include_empty, assess)
+        while ids := [
+            a
+            for (a,) in tuple_rows(
+                Account.select(Account.id)
+                .where((Account.id > after) & (Account.id <= last))
+                .order_by(Account.id)
+                .limit(chunk)
+                .tuples()
+            )
+        ]:
+            _run_chunk(run, ids)
+            after, done = ids[-1], done + len(ids)
+            if progress:
+                progress(done, total)
     return result
 
 
-def _run_chunk(
-    ctx: Ctx, ids: list[int], result: BillRunResult, classes: dict, fmt: str, include_empty: bool
-) -> list[tuple[int, str]]:
+@dataclass
+class _Run:
+    ctx: Ctx
+    result: BillRunResult
+    number_format: str
+    include_empty: bool
+    assess: Callable[[risk_store.Items], risk_store.Assessing]
+    classes: dict[int, CustomerClass] = field(default_factory=dict)
+
+    def customer_class(self, class_id: int) -> CustomerClass:
+        cls = self.classes.get(class_id)
+        if cls is None:
+            cls = self.classes[class_id] = CustomerClass.get_by_id(class_id)
+        return cls
+
+
+def _run_chunk(run: _Run, ids: list[int]) -> None:
+    result = run.result
     p_from, p_to = result.period_from, result.period_to
-    to_close: list[tuple[int, str]] = []
+    to_close: list[tuple[int, int]] = []  # (account, open invoice)
     with database.atomic():
         # Take the invoice-number row's lock first: concurrent bill runs (or
         # other issuers) queue here, then see each other's invoices below.
         reserve("invoice", 0)
-        existing: dict[int, list[tuple[int, str, str]]] = {}
-        for acc_id, inv_id, status, number in tuple_rows(
-            Invoice.select(Invoice.account, Invoice.id, Invoice.status, Invoice.number)
+        existing: dict[int, list[tuple[int, str]]] = {}
+        for acc_id, inv_id, status in tuple_rows(
+            Invoice.select(Invoice.account, Invoice.id, Invoice.status)
             .where(
                 Invoice.account.in_(ids)
                 & (Invoice.kind == "regular")
@@ -134,53 +160,87 @@ def _run_chunk(
             .order_by(Invoice.id)
             .tuples()
         ):
-            existing.setdefault(acc_id, []).append((inv_id, status, number))
-        accounts = {a.id: a for a in Account.select().where(Account.id.in_(ids))}
-        pending: list[tuple[Account, billing.Calculation]] = []
+            existing.setdefault(acc_id, []).append((inv_id, status))
+        accounts = {a.id: a for a in Account.select(*_ACCOUNT_COLUMNS).where(Account.id.in_(ids))}
+        fresh: list[Account] = []
         for acc_id in ids:
             account = accounts.get(acc_id)
             if account is None:
                 continue  # deleted meanwhile
             invoices = existing.get(acc_id)
             if invoices:
-                open_ones = [i for i in invoices if i[1] == S.OPEN]
+                open_ones = [i for i, status in invoices if status == S.OPEN]
                 if open_ones and len(open_ones) == len(invoices):
-                    to_close.extend((i[0], i[2]) for i in open_ones)
+                    to_close.extend((acc_id, i) for i in open_ones)
                 else:
                     result.skipped_existing += 1
                 continue
-            try:
-                calc = billing.calculate(billing.load_period_data(account, p_from, p_to))
-            except Exception as exc:  # one bad account never blocks the run
-                result.failed.append((f"account {account.id} ({account.name})", f"calculation failed: {exc}"))
-                continue
-            if not calc.charges and not include_empty:
+            fresh.append(account)
+        pending: list[tuple[Account, billing.Calculation]] = []
+        for account, calc in _calculate(fresh, p_from, p_to, result) if fresh else ():
+            if not calc.charges and not run.include_empty:
                 result.skipped_empty += 1
                 continue
             pending.append((account, calc))
-        if not pending:
-            return to_close
-        first = reserve("invoice", len(pending))
-        risks = _assess(pending, p_from, p_to)
-        issue_date = ctx.clock.today()
-        numbers = [format_number(fmt, seq, issue_date) for seq in range(first, first + len(pending))]
-        # A changed number_format can give a number that exists already
-        # (A1{seq} then A{seq}): that account fails, the rest are created.
-        taken = {n for (n,) in tuple_rows(Invoice.select(Invoice.number).where(Invoice.number.in_(numbers)).tuples())}
-        for number, (account, calc), risk_columns in zip(numbers, pending, risks):
-            if number in taken:
-                result.failed.append(
-                    (
-                        f"account {account.id} ({account.name})",
-                        f"invoice number {number} already exists: check number_format",
-                    )
+        if pending:
+            _create(run, pending)
+        _close(run, to_close)
+
+
+def _calculate(
+    accounts: list[Account], p_from: dt.date, p_to: dt.date, result: BillRunResult
+) -> list[tuple[Account, billing.Calculation]]:
+    """Each account's calculation for the period, its data read for all at
+    once; an account whose data or calculation fails is reported, the others
+    go on."""
+    try:
+        data = billing.load_period_data_many(accounts, p_from, p_to)
+    except Exception:  # one bad account's data: read each on its own, to name it
+        data = {}
+    out = []
+    for account in accounts:
+        try:
+            period = data.get(account.id) or billing.load_period_data(account, p_from, p_to)
+            out.append((account, billing.calculate(period)))
+        except Exception as exc:  # one bad account never blocks the run
+            result.failed.append((f"account {account.id} ({account.name})", f"calculation failed: {exc}"))
+    return out
+
+
+def _create(run: _Run, pending: list[tuple[Account, billing.Calculation]]) -> None:
+    """The chunk's new invoices, numbered in one reservation, written with
+    one statement per table: invoices, their charge and tax lines, audit
+    events; their risk assessed meanwhile (risk_store.assessor)."""
+    ctx, result = run.ctx, run.result
+    p_from, p_to = result.period_from, result.period_to
+    first = reserve("invoice", len(pending))
+    subs = risk_store.load_subscriptions(c.subscription_id for _, calc in pending for c in calc.charges)
+    assessing = run.assess(
+        [(a.id, risk.InvoiceFacts.from_calc(a.currency, p_from, p_to, calc, subs)) for a, calc in pending]
+    )
+    risk_now = assessing.ready  # else assessed in the worker while the rows are written, saved after
+    issue_date = ctx.clock.today()
+    numbers = [format_number(run.number_format, seq, issue_date) for seq in range(first, first + len(pending))]
+    # A changed number_format can give a number that exists already
+    # (A1{seq} then A{seq}): that account fails, the rest are created.
+    taken = {n for (n,) in tuple_rows(Invoice.select(Invoice.number).where(Invoice.number.in_(numbers)).tuples())}
+    rows: list[dict] = []
+    made: list[tuple[int, billing.Calculation]] = []  # (index in pending, calculation) of each row
+    for k, (number, (account, calc)) in enumerate(zip(numbers, pending)):
+        if number in taken:
+            result.failed.append(
+                (
+                    f"account {account.id} ({account.name})",
+                    f"invoice number {number} already exists: check number_format",
                 )
-                continue
-            cls = classes.get(account.customer_class_id)
-            if cls is None:
-                cls = classes[account.customer_class_id] = CustomerClass.get_by_id(account.customer_class_id)
-            fields = workflow.issue_fields(ctx, cls, "regular")
-            inv = Invoice.create(
+            )
+            continue
+        cls = run.customer_class(account.customer_class_id)
+        # Every row the same columns (one INSERT, ids in account order): not
+        # approved yet is what leaving the approval out writes.
+        fields = {"approved_at": None, "approved_by": None} | workflow.issue_fields(ctx, cls, "regular")
+        rows.append(
+            dict(
                 number=number,
                 account=account.id,
                 customer_class=cls.id,
@@ -191,38 +251,63 @@ def _run_chunk(
                 period_to=p_to,
                 closed_at=fields["generated_at"] if account.payment_model == "postpay" else None,
                 revision=1,
-                **risk_columns,
+                **(assessing.result()[k] if risk_now else {}),
                 **fields,
                 **calc.totals(),
             )
-            billing.write_lines(inv.id, calc)
-            workflow.write_audit(
+        )
+        made.append((k, calc))
+    if not rows:
+        return
+    insert_models(Invoice, rows)
+    ids = _ids_of(rows)
+    billing.write_lines_many({i: calc for i, (_, calc) in zip(ids, made)}, new=True)
+    insert_audits(
+        [
+            audit_row(
                 ctx,
                 "generate",
-                inv,
+                SimpleNamespace(id=i, number=row["number"]),
                 None,
-                (inv.status, inv.total),
+                (row["status"], row["total"]),
                 period=f"{p_from:%Y-%m}",
                 revision=1,
                 charges=len(calc.charges),
             )
-            result.created.append(inv.id)
+            for i, row, (_, calc) in zip(ids, rows, made)
+        ]
+    )
+    if not risk_now:
+        risks = assessing.result()
+        recalc.save({i: risks[k] for i, (k, _) in zip(ids, made)})
+    for i, row in zip(ids, rows):
+        result.created.append(i)
+        result.count(row["status"])
+
+
+def _ids_of(rows: list[dict]) -> list[int]:
+    """The ids of the invoices just inserted, in the order of their rows."""
+    by_number = dict(
+        tuple_rows(
+            Invoice.select(Invoice.number, Invoice.id).where(Invoice.number.in_([r["number"] for r in rows])).tuples()
+        )
+    )
+    return [by_number[row["number"]] for row in rows]
+
+
+def _close(run: _Run, to_close: list[tuple[int, int]]) -> None:
+    """The chunk's open postpay invoices, closed in its transaction; an
+    account with several is closed in rounds (recalc.rounds)."""
+    result = run.result
+    account_of = {inv_id: acc_id for acc_id, inv_id in to_close}
+    for k, ids in enumerate(recalc.rounds(account_of, account_of.__getitem__)):
+        # A later round's history holds this transaction's writes, which a worker would not see.
+        outcome = recalc.close_postpay_many(run.ctx, ids, run.assess if k == 0 else recalc.assess_here)
+        for inv in outcome.closed:
+            result.closed.append(inv.id)
             result.count(inv.status)
-    return to_close
-
-
-def _assess(pending: list[tuple[Account, billing.Calculation]], p_from: dt.date, p_to: dt.date) -> list[dict]:
-    """Risk columns of each invoice about to be created: one history query
-    and one subscription query for the whole chunk."""
-    cfg = risk_store.settings()
-    histories = risk_store.load_histories([a.id for a, _ in pending], p_from, cfg.history)
-    subs = risk_store.load_subscriptions(c.subscription_id for _, calc in pending for c in calc.charges)
-    pop = risk_store.population(p_from, cfg)
-    out = []
-    for account, calc in pending:
-        facts = risk.InvoiceFacts.from_calc(account.currency, p_from, p_to, calc, subs)
-        out.append(risk_store.stored(risk.evaluate(facts, histories[account.id], cfg, pop)))
-    return out
+        result.skipped_existing += len(outcome.refused)  # closed by someone else meanwhile
+        result.failed.extend((inv.number, reason) for inv, reason in outcome.failed)
 
 
 def close_open_invoice(ctx: Ctx, inv_id: int) -> Invoice:

@@ -55,6 +55,7 @@ DEFAULT_SLICE = 60.0  # seconds one job may run before the others get their turn
 MAX_INTERVAL = 7 * 86400
 CONSOLE_MODES = {"auto": "auto", "on": "on", "true": "on", "yes": "on", "off": "off", "false": "off", "no": "off"}
 MAIL_TRANSPORTS = ("maildir", "smtp")
+MAX_WORKERS = 256
 
 
 def config_path() -> Path:
@@ -256,6 +257,14 @@ SCHEMA: tuple[Key, ...] = (
         DEFAULT_SLICE,
         "how long one job runs in loop mode before the others get their turn",
     ),
+    Key(
+        "jobs",
+        "workers",
+        _whole(1, MAX_WORKERS),
+        None,
+        "processes rendering PDFs when many are due (dispatch, download, bulk reissue); default one per core",
+        env="TUI_BILLING_JOBS_WORKERS",
+    ),
     *(
         Key("jobs", name, _interval, DEFAULT_INTERVAL, 'seconds between two runs; 0 or "off" turns it off')
         for name in JOB_NAMES
@@ -299,10 +308,11 @@ class MailConfig:
 
 @dataclass(frozen=True)
 class JobsConfig:
-    """[jobs]: the loop inside the console, the time slice, each job's interval."""
+    """[jobs]: the loop inside the console, the time slice, PDF workers, each job's interval."""
 
     console: str = "auto"  # auto | on | off
     max_run_seconds: float = DEFAULT_SLICE
+    workers: int | None = None  # PDF rendering processes; None: one per core (os.cpu_count())
     intervals: Mapping[str, float | None] = field(
         default_factory=lambda: {name: DEFAULT_INTERVAL for name in JOB_NAMES}
     )  # None: off
@@ -440,6 +450,7 @@ def _build(raw: _Values, path: Path | None = None) -> Config:
     jobs = JobsConfig(
         console=got["jobs.console"],
         max_run_seconds=got["jobs.max_run_seconds"],
+        workers=got["jobs.workers"],
         intervals={name: got[f"jobs.{name}"] for name in JOB_NAMES},
     )
     keys = {}

@@ -4,8 +4,13 @@ PDF (and the one last sent to the customer), nothing older."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import statuses as S
 from .context import BulkResult
@@ -23,6 +28,9 @@ from .store.models import (
 )
 from .store.settings import load_settings
 
+if TYPE_CHECKING:
+    from .config import StoreSettings
+
 
 def draft_note(inv: Invoice) -> str:
     """The DRAFT mark a PDF of this invoice carries now ("" once issued)."""
@@ -31,10 +39,13 @@ def draft_note(inv: Invoice) -> str:
     return ""
 
 
-def build_document(inv: Invoice):
+def build_document(inv: Invoice, settings=None):
+    """The invoice as its PDF shows it: plain values, picklable (pdf/pool.py
+    sends them to worker processes).  `settings`: the store's, read once by
+    a caller building many."""
     from . import pdf
 
-    settings = load_settings()
+    settings = settings or load_settings()
     account = Account.get_by_id(inv.account_id)
     cls = CustomerClass.get_by_id(inv.customer_class_id)
     seller_lines = tuple(settings["seller_address"].splitlines())
@@ -86,9 +97,13 @@ def store_pdf(inv: Invoice, now: dt.datetime | None = None) -> bytes:
     from . import pdf
 
     document = build_document(inv)
-    data = pdf.render_invoice(document)
+    return keep_pdf(inv, document.status_note, pdf.render_invoice(document), now)
+
+
+def keep_pdf(inv: Invoice, note: str, data: bytes, now: dt.datetime | None = None) -> bytes:
+    """Store `data`, rendered from `inv` as read with DRAFT mark `note`, unless
+    the invoice moved on meanwhile; returns the PDF of the revision now kept."""
     now = now or dt.datetime.utcnow().replace(microsecond=0)
-    note = document.status_note
     with database.atomic():
         # Rendering takes a while: if the invoice moved on meanwhile (approved,
         # sent, changed), this document is not the one to keep.
@@ -124,6 +139,140 @@ def current_pdf(inv: Invoice) -> bytes:
     approved or rejected: the same revision, a different document)."""
     kept = _kept_pdf(inv)
     return kept if kept is not None else store_pdf(inv)
+
+
+# -- many at once: rendered in worker processes (pdf/pool.py), kept here in order
+
+
+_workers: int | None = None  # [jobs] workers of this process's configuration; None: one per core
+
+
+def set_workers(count: int | None) -> None:
+    """[jobs] workers, read once when a command or the console starts (commands/common.open_env)."""
+    global _workers
+    _workers = count
+
+
+def render_pool(workers: int | None = None, expected: int | None = None):
+    """A pool for many PDFs (`workers` processes, default [jobs] workers);
+    in this process it renders through pdf.render_invoice, as store_pdf does."""
+    from . import pdf
+
+    return pdf.RenderPool(workers or _workers, expected=expected, render=lambda doc: pdf.render_invoice(doc))
+
+
+def pdfs(
+    refs: Iterable,
+    pool,
+    *,
+    load: Callable[..., Invoice | None] | None = None,
+    reuse: bool = True,
+    now: dt.datetime | None = None,
+) -> Iterator[tuple[Invoice | None, bytes | Exception | None]]:
+    """For each ref, in order: (invoice, its PDF or why not).
+
+    `load(ref)` gives the invoice (default: by id), or None for one to leave
+    alone (yielded as (None, None)).  With `reuse` a PDF that fits is taken
+    as kept (current_pdf); else the current revision is rendered
+    (store_pdf).  Documents are built here and rendered by `pool` (a
+    render_pool); each is kept (stored) here, in order, as it comes back.
+    One invoice that fails is its item's exception, never the batch's."""
+    settings = load_settings()
+    load = load or (lambda ref: Invoice.get_or_none(Invoice.id == ref))
+    items = _documents(refs, load, reuse, settings)
+    for (inv, held), data in pool.render(items):
+        if data is None or isinstance(data, Exception):
+            yield inv, data if data is not None else held
+            continue
+        try:
+            kept = keep_pdf(inv, held.status_note, data, now)
+        except Exception as exc:  # this invoice's PDF is not kept; the others are
+            yield inv, exc
+            continue
+        yield inv, kept
+
+
+def _documents(refs, load, reuse: bool, settings) -> Iterator[tuple[tuple, object]]:
+    """((invoice, document | kept PDF | exception | None), document to render or None) per ref."""
+    for ref in refs:
+        inv, held, document = _prepare(ref, load, reuse, settings)
+        yield (inv, held), document
+
+
+def _prepare(ref, load, reuse: bool, settings) -> tuple:
+    inv = None
+    try:
+        inv = load(ref)
+        if inv is None:
+            return None, None, None
+        kept = _kept_pdf(inv) if reuse else None
+        if kept is not None:
+            return inv, kept, None
+        document = build_document(inv, settings)
+        return inv, document, document
+    except Exception as exc:  # read or built wrong: this invoice's result
+        return inv, exc, None
+
+
+# A bulk change's PDFs (pdfs_together): rendered by one pool, kept as they come.
+_TOGETHER: ContextVar[_Together | None] = ContextVar("pdfs_together", default=None)
+log = logging.getLogger(__name__)
+
+
+class _Together:
+    def __init__(self, pool):
+        self.pool = pool
+        self.settings: StoreSettings | None = None  # read on the first PDF (a bulk action may render none)
+
+    def add(self, inv: Invoice) -> None:
+        try:
+            self.settings = self.settings or load_settings()
+            document = build_document(inv, self.settings)
+        except Exception as exc:  # noqa: BLE001 - committed; the next reader renders it
+            _not_rendered(inv, exc)
+            return
+        self.pool.submit((inv, document), document)
+        self.keep(self.pool.ready())
+
+    def keep(self, results) -> None:
+        for (inv, document), data in results:
+            try:
+                if isinstance(data, Exception):
+                    raise data
+                keep_pdf(inv, document.status_note, data)
+            except Exception as exc:  # noqa: BLE001 - committed; the next reader renders it
+                _not_rendered(inv, exc)
+
+
+def _not_rendered(inv: Invoice, exc: Exception) -> None:
+    log.warning("PDF of %s revision %s not rendered: %s", inv.number, inv.revision, exc)
+
+
+@contextmanager
+def pdfs_together(workers: int | None = None, expected: int | None = None) -> Iterator[None]:
+    """Inside (a bulk change; also a decorator), the PDF of each revision
+    committed is not rendered on the spot (defer_pdf): one render_pool
+    renders them while this process goes on with the next invoice; each is
+    kept as it comes back, the rest when the block ends.  A failed PDF is
+    logged, as after a single change: it is rendered on demand when missing."""
+    with render_pool(workers, expected) as pool:
+        together = _Together(pool)
+        token = _TOGETHER.set(together)
+        try:
+            yield
+        finally:
+            _TOGETHER.reset(token)
+        together.keep(pool.drain())  # not after an error: those are rendered on demand
+
+
+def defer_pdf(inv: Invoice) -> bool:
+    """Inside pdfs_together: queue the PDF of the revision just committed
+    for the block's pool and say so (True); outside: False, render it now."""
+    together = _TOGETHER.get()
+    if together is None:
+        return False
+    together.add(inv)
+    return True
 
 
 def _was_sent(inv: Invoice) -> bool:
@@ -180,9 +329,11 @@ def check_download_target(directory: Path, merged: Path | None) -> None:
         raise DownloadTargetError("to", f"{directory} is not writable")
 
 
-def download_many(ids, directory: Path, merged: Path | None = None, progress=None):
+def download_many(ids, directory: Path, merged: Path | None = None, progress=None, workers: int | None = None):
     """Write the current PDF of each invoice into `directory` (one file each,
     safe names) and, with `merged`, one PDF of them all with an outline.
+    PDFs that need rendering are rendered by a render_pool (`workers`
+    processes; default [jobs] workers), files written here in order.
     One invoice that cannot be rendered or written never stops the others:
     it is listed in the result's `failed`.  Returns (BulkResult, files, merged
     path or None)."""
@@ -193,20 +344,22 @@ def download_many(ids, directory: Path, merged: Path | None = None, progress=Non
     files: list[Path] = []
     items: list[tuple[str, bytes]] = []
     ids = list(ids)
-    for i, invoice_id in enumerate(ids, 1):
-        inv = Invoice.get_or_none(Invoice.id == invoice_id)
-        if inv is None:
-            result.failed.append((str(invoice_id), "does not exist"))
-        else:
-            try:
-                data = current_pdf(inv)
-                files += pdf.write_pdfs([(inv.number, data)], directory)
-                items.append((inv.number, data))
-                result.done.append(inv.number)
-            except Exception as exc:  # one bad invoice never blocks the batch
-                result.failed.append((inv.number, f"PDF not written: {_reason(exc)}"))
-        if progress is not None:
-            progress(i, len(ids))
+    with render_pool(workers, expected=len(ids)) as pool:
+        for i, (invoice_id, (inv, data)) in enumerate(zip(ids, pdfs(ids, pool)), 1):
+            if inv is None:
+                reason = f"not read: {_reason(data)}" if isinstance(data, Exception) else "does not exist"
+                result.failed.append((str(invoice_id), reason))
+            elif not isinstance(data, bytes):  # one bad invoice never blocks the batch
+                result.failed.append((inv.number, f"PDF not written: {_reason(data) if data else 'not rendered'}"))
+            else:
+                try:
+                    files += pdf.write_pdfs([(inv.number, data)], directory)
+                    items.append((inv.number, data))
+                    result.done.append(inv.number)
+                except Exception as exc:
+                    result.failed.append((inv.number, f"PDF not written: {_reason(exc)}"))
+            if progress is not None:
+                progress(i, len(ids))
     merged_path = None
     if merged is not None and any(f.resolve() == merged.resolve() for f in files):
         result.failed.append((merged.name, "merged PDF not written: it is also an invoice's file"))

@@ -981,6 +981,7 @@ def complete_reissue(ctx: Ctx, ref: str | int) -> Invoice:
     return inv
 
 
+@documents.pdfs_together()  # the PDFs of the reissued invoices: rendered in worker processes, kept in order
 def reissue_many(ctx: Ctx, refs: Iterable[str | int], mode: str, progress: Progress | None = None) -> BulkResult:
     """Request reissue of each; with mode 'now' complete it at once too."""
     result = BulkResult()
@@ -1138,6 +1139,8 @@ def _after_change(inv: Invoice) -> None:
     """
     if database.in_transaction():
         return  # a caller's transaction: its PDF is rendered on first use
+    if documents.defer_pdf(inv):
+        return  # a bulk change (documents.pdfs_together): rendered in worker processes
     try:
         documents.store_pdf(inv)
     except Exception as exc:  # noqa: BLE001 - committed; the next reader renders it

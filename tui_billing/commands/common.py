@@ -385,6 +385,9 @@ def open_env(args, *, demo_if_empty: bool = False, config: AppConfig | None = No
 
     config = config or load_config(args)
     url = url or store_url(args, config)
+    from .. import documents  # not pdf: fpdf2 is imported only when a PDF is rendered
+
+    documents.set_workers(config.jobs.workers)  # PDF worker processes: dispatch, download, bulk reissue
     now_text = getattr(args, "now", None)
     if now_text is not None:  # a bad --now must not create or migrate a store first
         now_arg(now_text)

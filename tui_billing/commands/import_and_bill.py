@@ -143,7 +143,9 @@ def cmd_bill_run(env: Env, args) -> int:
     }
     if env.json:
         ids = result.created + result.closed
-        invoices = {i.id: i for i in Invoice.select().where(Invoice.id.in_(ids))} if ids else {}
+        invoices: dict[int, Invoice] = {}
+        for start in range(0, len(ids), 500):  # a run's thousands of ids: more than one IN (...) list takes
+            invoices.update((i.id, i) for i in Invoice.select().where(Invoice.id.in_(ids[start : start + 500])))
         env.print(
             dumps(
                 {

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import mail, workflow
+from .. import mail, recalc, workflow
 from .. import statuses as S
 from ..money import format_money
 from ..offpeak import in_window
+from ..store import risk_store
+from ..store.bulk import heavy_writes
 from ..store.models import Account, AuditEvent, Invoice, database, tuple_rows
 from ..store.settings import load_settings
 from .base import JobResult, Log, claim_invoices, claimant, null_log, release_invoices, skip_locked, stopped
@@ -43,36 +45,57 @@ def auto_approve_due(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, ba
     return res
 
 
-def reissue_offpeak(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch: int = 50) -> JobResult:
+def reissue_offpeak(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch: int = 200) -> JobResult:
     """Complete reissues that are due.
 
     Off-peak requests (reissue_after <= now) only while the off-peak window
     is open (local time); "now" requests left rejected (the process asking
-    died before completing them) at any time.  One transaction per invoice,
-    so a stop or a crash loses nothing: the rest is done next time.
+    died before completing them) at any time.  One transaction per batch
+    (recalc.Reissues: one statement per kind of read and write for the whole
+    batch), stopping between any two invoices: a stop commits those done, a
+    crash loses nothing (the batch is done again next time).  An invoice is
+    logged as reissued when it is done in the batch; should the batch fail
+    to be saved, each is logged again as failed, and retried next run.
     """
     log = log or null_log
     res = JobResult()
     start, end = load_settings().offpeak
     holder = claimant("reissue:")
     failed: set[int] = set()
-    while not stopped(stop):
-        window = in_window(ctx.clock.local(), start, end)
+
+    def due():
         cond = (Invoice.status == S.REJECTED) & (Invoice.reissue_after <= ctx.clock.now())
-        if not window:
-            cond &= Invoice.reissue_mode == "now"
-        ids = claim_invoices(holder, cond, (Invoice.reissue_after, Invoice.id), batch, failed)
-        if not ids:
-            break
-        try:
+        return cond if in_window(ctx.clock.local(), start, end) else cond & (Invoice.reissue_mode == "now")
+
+    batches = -(-Invoice.select().where(due()).count() // batch)
+    with heavy_writes(), risk_store.assessor(batches) as assess:
+        while not stopped(stop):
+            ids = claim_invoices(holder, due(), (Invoice.reissue_after, Invoice.id), batch, failed)
+            if not ids:
+                break
+            try:
+                _reissue_batch(ctx, ids, (start, end), stop, log, res, failed, assess)
+            finally:
+                release_invoices(holder, ids)
+    return res
+
+
+def _reissue_batch(
+    ctx: workflow.Ctx, ids: list[int], window, stop, log: Log, res: JobResult, failed: set[int], assess: recalc.Assess
+) -> None:
+    done: list[tuple[int, str]] = []
+    batch: recalc.Reissues | None = None
+    try:
+        with database.atomic():
+            batch = recalc.Reissues(ctx, ids, assess)
             for inv_id in ids:
                 if stopped(stop):
                     break
                 try:
-                    mode = Invoice.select(Invoice.reissue_mode).where(Invoice.id == inv_id).scalar()
-                    if mode != "now" and not in_window(ctx.clock.local(), start, end):
+                    mode = batch.mode(inv_id)
+                    if mode != "now" and not in_window(ctx.clock.local(), *window):
                         continue  # the window closed meanwhile: these wait for the next one
-                    inv = workflow.complete_reissue(ctx, inv_id)
+                    inv = batch.complete(inv_id)
                 except workflow.Refused as exc:
                     res.skipped += 1
                     log("reissue_offpeak", invoice=exc.number, action="skipped", reason=exc.reason)
@@ -87,6 +110,7 @@ def reissue_offpeak(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, bat
                         reason=f"{type(exc).__name__}: {exc}",
                     )
                     continue
+                done.append((inv_id, inv.number))
                 res.done += 1
                 log(
                     "reissue_offpeak",
@@ -96,9 +120,15 @@ def reissue_offpeak(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, bat
                     revision=inv.revision,
                     total=format_money(inv.total, inv.currency),
                 )
-        finally:
-            release_invoices(holder, ids)
-    return res
+            batch.write()
+    except Exception as exc:  # not saved (rolled back): none of the batch was reissued; retried next run
+        res.done -= len(done)
+        numbers = dict(done)
+        for inv_id in numbers if batch is not None else ids:  # those logged as reissued, or all: none was read
+            failed.add(inv_id)
+            res.failed += 1
+            number = numbers.get(inv_id) or _number(inv_id)
+            log("reissue_offpeak", invoice=number, action="failed", reason=f"not saved: {type(exc).__name__}: {exc}")
 
 
 def _number(inv_id: int) -> str:

@@ -15,6 +15,7 @@ the ones above it):
     render.py          render_invoice, and which of the two paths it takes
     files.py           safe file names, atomic writes, merging
     text.py            a PDF's text read back (pypdf)
+    pool.py            many at once, in worker processes, in order (RenderPool)
 
 Speed (README, Performance): the fast path renders a 30-line invoice in a
 few ms; the fallback, taken when the installed fpdf2 is not the one the
@@ -27,6 +28,7 @@ from __future__ import annotations
 from .files import merge_pdfs, safe_filename, write_pdfs
 from .fonts import FONT_DIR
 from .model import ChargeRow, CorrectionRow, InvoiceDocument, Party, TaxRow
+from .pool import RenderFailed, RenderPool
 from .render import (
     FALLBACK_ENV,
     fast_path_problems,
@@ -43,6 +45,8 @@ __all__ = [
     "CorrectionRow",
     "InvoiceDocument",
     "Party",
+    "RenderFailed",
+    "RenderPool",
     "TaxRow",
     "fast_path_problems",
     "merge_pdfs",

@@ -6,7 +6,38 @@ fastest path per driver is used: sqlite3 executemany, psycopg2 execute_values.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .db import is_sqlite
 from .models import database
+
+# A job writing thousands of rows (the bill run, the off-peak reissue), on
+# SQLite: statement journals and sorts kept in memory, not in temporary
+# files (an invoice INSERT journals every page its 14 indexes and triggers
+# touch), and the WAL checkpointed every 20,000 pages (80 MB), not every
+# 1,000: each checkpoint writes every page the WAL holds back into the file,
+# the same hot index pages again each time (issue 18: most of the bytes).
+SQLITE_HEAVY_WRITES = {"temp_store": "memory", "wal_autocheckpoint": 20_000}
+
+
+@contextmanager
+def heavy_writes() -> Iterator[None]:
+    """SQLITE_HEAVY_WRITES on this connection for the block, then as they
+    were (left alone inside a caller's transaction, where SQLite may refuse
+    to change temp_store)."""
+    db = database.obj
+    if not is_sqlite(db) or db.in_transaction():
+        yield
+        return
+    before = {name: db.execute_sql(f"PRAGMA {name}").fetchone()[0] for name in SQLITE_HEAVY_WRITES}
+    for name, value in SQLITE_HEAVY_WRITES.items():
+        db.execute_sql(f"PRAGMA {name} = {value}")
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            db.execute_sql(f"PRAGMA {name} = {value}")
 
 
 def dbv(field, value):
@@ -14,20 +45,51 @@ def dbv(field, value):
     return field.db_value(value)
 
 
-def insert_rows(model, columns: list[str], rows: list[tuple]) -> None:
+def insert_rows(model, columns: list[str], rows: list[tuple], *, ignore_existing: bool = False) -> None:
+    """ignore_existing: a row whose unique key is taken already is left out
+    (ON CONFLICT DO NOTHING), the others are inserted."""
     if not rows:
         return
     db = database.obj
     table = model._meta.table_name
     cols = ", ".join(f'"{model._meta.fields[c].column_name}"' for c in columns)
+    tail = " ON CONFLICT DO NOTHING" if ignore_existing else ""
     if db.param == "?":
-        sql = f'INSERT INTO "{table}" ({cols}) VALUES ({", ".join("?" * len(columns))})'
+        sql = f'INSERT INTO "{table}" ({cols}) VALUES ({", ".join("?" * len(columns))}){tail}'
         db.connection().executemany(sql, rows)
     else:
         from psycopg2.extras import execute_values
 
         with db.cursor() as cursor:
-            execute_values(cursor, f'INSERT INTO "{table}" ({cols}) VALUES %s', rows, page_size=2000)
+            execute_values(cursor, f'INSERT INTO "{table}" ({cols}) VALUES %s{tail}', rows, page_size=2000)
+
+
+def insert_models(model, rows: list[dict], *, ignore_existing: bool = False) -> None:
+    """Rows given as {field name: Python value}, the same names in each, in
+    one insert_rows: the columns Model.create would write (the fields given,
+    the others at their defaults; those without one left to the database)."""
+    if not rows:
+        return
+    meta = model._meta
+    names = list(rows[0])
+    convert = [meta.fields[name].db_value for name in names]
+    defaults = [name for name in meta.get_default_dict() if name not in rows[0]]
+
+    def default_values() -> tuple:  # a callable default is called for each row, as by Model.create
+        values = meta.get_default_dict()
+        return tuple(meta.fields[name].db_value(values[name]) for name in defaults)
+
+    fixed = None if meta._default_callable_list else default_values()
+    insert_rows(
+        model,
+        names + defaults,
+        [
+            tuple(None if v is None else f(v) for f, v in zip(convert, (row[n] for n in names)))
+            + (fixed if fixed is not None else default_values())
+            for row in rows
+        ],
+        ignore_existing=ignore_existing,
+    )
 
 
 def update_rows(model, columns: list[str], rows: list[tuple]) -> None:

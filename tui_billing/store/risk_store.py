@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 
 from .. import risk
@@ -78,24 +79,18 @@ def _lines_and_corrections(inv_ids: Sequence[int]) -> tuple[dict[int, list[risk.
     money, qty = _scaled(MONEY_SCALE), _scaled(QUANTITY_SCALE)
     lines: dict[int, list[risk.ChargeFact]] = {}
     corrections: dict[int, list[Decimal]] = {}
+    # A line read again (a monthly fee, month after month) is the same
+    # immutable fact: built once.
+    built: dict[tuple, risk.ChargeFact] = {}
     for start in range(0, len(inv_ids), CHUNK):
         chunk = list(inv_ids[start : start + CHUNK])
         marks = ", ".join([db.param] * len(chunk))
-        for (
-            inv_id,
-            service,
-            description,
-            amount,
-            discount,
-            sub_id,
-            quantity,
-            records,
-            days,
-            dups,
-            dup_amount,
-        ) in db.execute_sql(_LINE_SQL.format(marks), chunk):
-            lines.setdefault(inv_id, []).append(
-                risk.ChargeFact(
+        for inv_id, *line in db.execute_sql(_LINE_SQL.format(marks), chunk):
+            key = tuple(line)
+            fact = built.get(key)
+            if fact is None:
+                service, description, amount, discount, sub_id, quantity, records, days, dups, dup_amount = line
+                fact = built[key] = risk.ChargeFact(
                     service or "",
                     description,
                     money(amount),
@@ -107,7 +102,7 @@ def _lines_and_corrections(inv_ids: Sequence[int]) -> tuple[dict[int, list[risk.
                     dups or 0,
                     money(dup_amount) or ZERO,
                 )
-            )
+            lines.setdefault(inv_id, []).append(fact)
         for inv_id, amount in db.execute_sql(
             f"SELECT invoice_id, amount FROM correction WHERE invoice_id IN ({marks}) ORDER BY invoice_id, position",
             chunk,
@@ -248,6 +243,92 @@ def assess_invoice(
         for key, value in columns.items():
             setattr(inv, key, value)
     return result.score, result.flags
+
+
+Items = Sequence[tuple[int, risk.InvoiceFacts]]  # (account id, facts) of invoices about to be written
+
+
+def assess_new(
+    items: Items, cfg: risk.RiskSettings | None = None, populations: Mapping[dt.date, risk.Population] | None = None
+) -> list[dict]:
+    """The stored columns of invoices about to be written, each given as
+    (account id, its facts from the calculation): the flags assess_invoice
+    would save once they are, with one history query per period for all of
+    them (the bill run's chunk, the off-peak reissue's batch)."""
+    cfg = cfg or settings()
+    out: list[dict] = [{} for _ in items]
+    by_period: dict[dt.date, list[int]] = {}
+    for k, (_, facts) in enumerate(items):
+        by_period.setdefault(facts.period_from, []).append(k)
+    for period_from, group in by_period.items():
+        histories = load_histories([items[k][0] for k in group], period_from, cfg.history)
+        pop = populations[period_from] if populations is not None else population(period_from, cfg)
+        for k in group:
+            acc_id, facts = items[k]
+            out[k] = stored(risk.evaluate(facts, histories[acc_id], cfg, pop))
+    return out
+
+
+ASSESSOR_MIN_CHUNKS = 10  # fewer: not worth starting a worker process (about a second)
+
+
+class Assessing:
+    """assess_new of one chunk, under way: `ready` when done in this
+    process (the columns can go into the rows written), else `result()`
+    waits for the worker."""
+
+    def __init__(self, done: list[dict] | None = None, future=None, retry: Callable[[], list[dict]] | None = None):
+        self._done, self._future, self._retry = done, future, retry
+
+    @property
+    def ready(self) -> bool:
+        return self._done is not None
+
+    def result(self) -> list[dict]:
+        if self._done is None:
+            try:
+                self._done = self._future.result()
+            except Exception:  # the worker died (or failed): assessed here instead
+                assert self._retry is not None
+                self._done = self._retry()
+        return self._done
+
+
+@contextmanager
+def assessor(chunks: int, workers: int | None = None) -> Iterator[Callable[[Items], Assessing]]:
+    """`start(items)` assesses a chunk of a job (the bill run, the off-peak
+    reissue).  On a SQLite file store, for a job of ASSESSOR_MIN_CHUNKS
+    chunks or more, with more than one core: in a worker process, which
+    reads the histories and evaluates while this process writes the chunk
+    (a WAL reader never waits for the writer, and histories are invoices of
+    earlier periods, which these jobs do not write).  Otherwise, and inside
+    a caller's transaction (whose rows a worker would not see), here, at once."""
+    url = _sqlite_file_url()
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    if workers <= 1 or chunks < ASSESSOR_MIN_CHUNKS or url is None or database.in_transaction():
+        yield lambda items: Assessing(assess_new(items))
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: a forked child would share this process's open connection.
+    pool = ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_open, initargs=(url,)
+    )
+
+    def start(items: Items) -> Assessing:
+        cfg = settings()
+        # The population as this process sees it (cached per period), as assess_new here would use.
+        pops = {day: population(day, cfg) for day in {facts.period_from for _, facts in items}}
+        items = list(items)
+        try:
+            future = pool.submit(assess_new, items, cfg, pops)
+        except Exception:  # the worker died: here instead
+            return Assessing(assess_new(items, cfg, pops))
+        return Assessing(None, future, lambda: assess_new(items, cfg, pops))
+
+    with pool:
+        yield start
 
 
 # What assessing needs of the invoice row itself (assess_many reads no more).

@@ -1,0 +1,191 @@
+"""The bill run's closing and the off-peak reissue work a batch at a time
+(issue 18): what they write is what one transition at a time writes
+(workflow.close_postpay, workflow.complete_reissue), with the risk assessed
+in this process or in the worker (risk_store.assessor)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from tui_billing import billrun, jobs, workflow
+from tui_billing import statuses as S
+from tui_billing.clock import Clock, zone
+from tui_billing.store import risk_store
+from tui_billing.store.db import is_sqlite
+from tui_billing.store.models import (
+    AuditEvent,
+    ChargeLine,
+    Invoice,
+    InvoicePdf,
+    InvoiceSnapshot,
+    TaxLine,
+    Xdr,
+    database,
+    tuple_rows,
+)
+from tui_billing.workflow import Ctx
+
+CLOSED_AT = dt.datetime(2026, 12, 2, 6, 0)  # the demo's open month (November) has ended
+REISSUED_AT = dt.datetime(2026, 11, 21, 2, 0)  # inside the off-peak window after the demo's now
+
+
+def _ctx(moment: dt.datetime, actor: str) -> Ctx:
+    return Ctx(clock=Clock(tz=zone("UTC"), fixed=moment), actor=actor)
+
+
+def _written(ids: list[int], since: int) -> dict:
+    """Per invoice: its row, lines, taxes, snapshots, PDFs and the audit events after `since`."""
+
+    def rows(model, inv_id, where=True):
+        query = model.select().where((model.invoice == inv_id) & where).order_by(model.id)
+        return [{k: v for k, v in r.items() if k != "id"} for r in query.dicts()]
+
+    out = {}
+    for inv in Invoice.select().where(Invoice.id.in_(ids)).dicts():
+        inv_id = inv["id"]
+        inv.pop("claimed_by"), inv.pop("claimed_until")  # the job's lease
+        out[inv_id] = (
+            inv,
+            rows(ChargeLine, inv_id),
+            rows(TaxLine, inv_id),
+            rows(InvoiceSnapshot, inv_id),
+            InvoicePdf.select().where(InvoicePdf.invoice == inv_id).count(),
+            rows(AuditEvent, inv_id, AuditEvent.id > since),
+        )
+    return out
+
+
+def _one_at_a_time(transition, ctx: Ctx, ids: list[int]) -> dict:
+    """What `transition(ctx, id)` writes for each invoice in turn; undone after."""
+    since = AuditEvent.select(AuditEvent.id).order_by(AuditEvent.id.desc()).scalar() or 0
+    with database.atomic() as txn:
+        for inv_id in ids:
+            transition(ctx, inv_id)
+        written = _written(ids, since)
+        txn.rollback()
+    return written
+
+
+@pytest.fixture(params=["here", "worker"])
+def where(request, store_url, monkeypatch):
+    """The risk assessed in this process, or in the worker (a SQLite file store)."""
+    if request.param == "worker":
+        if not is_sqlite():
+            pytest.skip("the worker reads a SQLite file store; PostgreSQL assesses in one process")
+        monkeypatch.setattr(risk_store, "ASSESSOR_MIN_CHUNKS", 1)
+        return 2
+    return 0
+
+
+def test_the_bill_run_closes_open_invoices_as_close_postpay_does(demo_store, where):
+    ctx = _ctx(CLOSED_AT, "alice")
+    ids = [i for (i,) in tuple_rows(Invoice.select(Invoice.id).where(Invoice.status == S.OPEN).tuples())]
+    assert len(ids) > 5
+    expected = _one_at_a_time(workflow.close_postpay, ctx, ids)
+    since = AuditEvent.select(AuditEvent.id).order_by(AuditEvent.id.desc()).scalar()
+    result = billrun.bill_run(ctx, dt.date(2026, 11, 1), dt.date(2026, 11, 30), chunk=5, workers=where)
+    assert sorted(result.closed) == sorted(ids) and not result.failed
+    assert _written(ids, since) == expected
+    assert {v[0]["status"] for v in expected.values()} == {S.UNDER_REVIEW, S.APPROVED}
+
+
+def test_the_offpeak_job_reissues_as_complete_reissue_does(demo_store, where):
+    alice = _ctx(dt.datetime(2026, 11, 20, 14, 0), "alice")
+    under_review = [
+        i for (i,) in tuple_rows(Invoice.select(Invoice.id).where(Invoice.status == S.UNDER_REVIEW).tuples())
+    ]
+    for inv_id in under_review[:8]:
+        workflow.request_reissue(alice, inv_id, "off_peak")
+    ids = [
+        i
+        for (i,) in tuple_rows(
+            Invoice.select(Invoice.id)
+            .where((Invoice.status == S.REJECTED) & (Invoice.reissue_after <= REISSUED_AT))
+            .tuples()
+        )
+    ]
+    assert len(ids) >= 8
+    job = _ctx(REISSUED_AT, "job:reissue_offpeak")
+    expected = _one_at_a_time(workflow.complete_reissue, job, ids)
+    since = AuditEvent.select(AuditEvent.id).order_by(AuditEvent.id.desc()).scalar()
+    done = jobs.reissue_offpeak(job, batch=3)
+    assert (done.done, done.failed, done.skipped) == (len(ids), 0, 0)
+    assert _written(ids, since) == expected
+    assert {Invoice.get_by_id(i).status for i in ids} == {S.UNDER_REVIEW}
+
+
+def _created(numbers_from: int) -> dict:
+    """The invoices created since invoice id `numbers_from`, by number: row, lines, taxes, audit events."""
+
+    def rows(model, inv_id):
+        query = model.select().where(model.invoice == inv_id).order_by(model.id)
+        return [{k: v for k, v in r.items() if k not in ("id", "invoice")} for r in query.dicts()]
+
+    return {
+        inv.pop("number"): (
+            {k: v for k, v in inv.items() if k != "id"},
+            rows(ChargeLine, inv["id"]),
+            rows(TaxLine, inv["id"]),
+            rows(AuditEvent, inv["id"]),
+        )
+        for inv in Invoice.select().where(Invoice.id > numbers_from).dicts()
+    }
+
+
+def test_the_bill_run_creates_the_same_invoices_wherever_risk_is_assessed(demo_store, where):
+    ctx = _ctx(dt.datetime(2027, 1, 3, 6, 0), "alice")
+    december = (dt.date(2026, 12, 1), dt.date(2026, 12, 31))
+    top = Invoice.select(Invoice.id).order_by(Invoice.id.desc()).scalar()
+    with database.atomic() as txn:  # inside a transaction: assessed here, as the reference
+        billrun.bill_run(ctx, *december, chunk=5, workers=0)
+        expected = _created(top)
+        txn.rollback()
+    result = billrun.bill_run(ctx, *december, chunk=5, workers=where)
+    assert len(result.created) == len(expected) > 10 and not result.failed
+    assert _created(top) == expected
+
+
+def test_two_invoices_of_one_account_are_reissued_as_one_after_the_other(demo_store, where):
+    """The later one's risk history holds the earlier one as reissued
+    (recalc.rounds): its new service is not new any more."""
+    alice = _ctx(dt.datetime(2026, 11, 20, 14, 0), "alice")
+    by_account: dict[int, list[int]] = {}
+    for inv_id, acc_id in tuple_rows(
+        Invoice.select(Invoice.id, Invoice.account)
+        .where(Invoice.status == S.UNDER_REVIEW)
+        .order_by(Invoice.id)
+        .tuples()
+    ):
+        by_account.setdefault(acc_id, []).append(inv_id)
+    pairs = [ids[:2] for ids in by_account.values() if len(ids) > 1]
+    assert pairs
+    ids = [i for pair in pairs for i in pair]
+    for inv_id in ids:
+        workflow.request_reissue(alice, inv_id, "off_peak")
+    for pair in pairs:  # a service new to the account, found late in both periods
+        for inv in map(Invoice.get_by_id, pair):
+            Xdr.create(
+                xdr_id=f"late-{inv.id}",
+                account=inv.account_id,
+                service="Satellite data",
+                time=dt.datetime.combine(inv.period_from, dt.time(12)),
+                quantity=Decimal("50"),
+                amount=Decimal("400"),
+            )
+    job = _ctx(REISSUED_AT, "job:reissue_offpeak")
+    ids = [
+        i
+        for (i,) in tuple_rows(
+            Invoice.select(Invoice.id)
+            .where((Invoice.status == S.REJECTED) & (Invoice.reissue_after <= REISSUED_AT))
+            .order_by(Invoice.reissue_after, Invoice.id)
+            .tuples()
+        )
+    ]
+    expected = _one_at_a_time(workflow.complete_reissue, job, ids)
+    since = AuditEvent.select(AuditEvent.id).order_by(AuditEvent.id.desc()).scalar()
+    assert jobs.reissue_offpeak(job).done == len(ids)
+    assert _written(ids, since) == expected
