@@ -290,20 +290,10 @@ def run_reissue(path: Path) -> dict:
 # --------------------------------------------------------------------------
 # The same reads and writes on plain sqlite3 (integers, no risk engine)
 
+from tui_billing.billing import BILLABLE_SUBSCRIPTION_STATUSES  # noqa: E402
+
 RAW_CHUNK = 200  # accounts (bill run) or invoices (reissue) per transaction, as the jobs
-BILLABLE = (
-    "active",
-    "delivered",
-    "graced",
-    "renewing",
-    "renewal_failed",
-    "updating",
-    "updating_failed",
-    "stopping",
-    "stopping_failed",
-    "waiting_for_manual_approve",
-    "blocked",
-)
+BILLABLE = tuple(sorted(BILLABLE_SUBSCRIPTION_STATUSES))  # the domain's list: the same subscriptions are charged
 MINOR = {"JPY": 0, "BHD": 3, "KWD": 3}
 
 

@@ -17,7 +17,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .money import ZERO, quantize
 
@@ -319,14 +319,11 @@ def write_lines_many(calcs: Mapping[int, Calculation], *, new: bool = False) -> 
     """Each invoice's (by id) charge and tax lines replaced by its
     calculation's: one DELETE and one INSERT per table for all of them
     (new: invoices just created, no lines to delete)."""
-    from .store.bulk import insert_models
     from .store.models import ChargeLine
 
-    ids = [] if new else list(calcs)
-    for start in range(0, len(ids), _IN_CHUNK):
-        ChargeLine.delete().where(ChargeLine.invoice.in_(ids[start : start + _IN_CHUNK])).execute()
-    insert_models(
+    _replace_lines(
         ChargeLine,
+        [] if new else list(calcs),
         [
             {
                 "invoice": invoice_id,
@@ -354,14 +351,11 @@ def write_taxes(invoice_id: int, taxes: list[Tax]) -> None:
 
 
 def write_taxes_many(taxes: Mapping[int, list[Tax]], *, new: bool = False) -> None:
-    from .store.bulk import insert_models
     from .store.models import TaxLine
 
-    ids = [] if new else list(taxes)
-    for start in range(0, len(ids), _IN_CHUNK):
-        TaxLine.delete().where(TaxLine.invoice.in_(ids[start : start + _IN_CHUNK])).execute()
-    insert_models(
+    _replace_lines(
         TaxLine,
+        [] if new else list(taxes),
         [
             {
                 "invoice": invoice_id,
@@ -374,6 +368,15 @@ def write_taxes_many(taxes: Mapping[int, list[Tax]], *, new: bool = False) -> No
             for t in lines
         ],
     )
+
+
+def _replace_lines(model: Any, invoice_ids: list[int], rows: list[dict[str, Any]]) -> None:
+    """The lines (`model`) of these invoices deleted, then `rows` inserted in one statement."""
+    from .store.bulk import insert_models
+
+    for start in range(0, len(invoice_ids), _IN_CHUNK):
+        model.delete().where(model.invoice.in_(invoice_ids[start : start + _IN_CHUNK])).execute()
+    insert_models(model, rows)
 
 
 def recalculate(inv: Invoice) -> dict[str, Decimal]:

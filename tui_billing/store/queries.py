@@ -464,6 +464,25 @@ def page_query(f: Filters, *, sort: str, descending: bool, after: PageKey | None
     return query.order_by(*order).limit(limit)
 
 
+def _has_undated(status: str) -> bool:
+    """Whether an invoice of this status has no review deadline, read from
+    the index (status, review_deadline) whatever the planner expects."""
+    deadline = Invoice.review_deadline
+    if isinstance(database.obj, SqliteDatabase):  # NULL sorts first: the index answers IS NULL itself
+        return Invoice.select(Invoice.id).where((Invoice.status == status) & deadline.is_null()).limit(1).exists()
+    # PostgreSQL expected hundreds of undated invoices under review (there
+    # are none) and scanned the table for one: 14 ms at 30,000 invoices.
+    # Read backwards, the index gives the undated rows first: 0.2 ms.
+    first = (
+        Invoice.select(deadline.is_null())
+        .where(Invoice.status == status)
+        .order_by(deadline.desc(nulls="FIRST"))
+        .limit(1)
+        .scalar()
+    )
+    return bool(first)
+
+
 def _risk_page(f: Filters, desc: bool, after: PageKey | None, limit: int) -> list[InvoiceRow]:
     """risk_score DESC, review_deadline ASC (no deadline last), id ASC — or all reversed.
 
@@ -481,13 +500,7 @@ def _risk_page(f: Filters, desc: bool, after: PageKey | None, limit: int) -> lis
         for dated in (True, False):
             query = base.where(deadline.is_null(not dated))
             if status is not None:
-                if (
-                    not dated
-                    and not Invoice.select(Invoice.id)
-                    .where((Invoice.status == status) & deadline.is_null())
-                    .limit(1)
-                    .exists()
-                ):
+                if not dated and not _has_undated(status):
                     # Nothing to read (the usual case in the queue: every invoice under
                     # review has a deadline); skipping it spares the planner a long
                     # walk of the undated rows of every other status.
