@@ -75,6 +75,34 @@ def test_while_workers_start_the_caller_renders(monkeypatch):
     assert pool.pids[os.getpid()] > 0  # it did not wait a second for the workers to start
 
 
+def test_when_no_worker_can_start_everything_is_rendered_here(monkeypatch):
+    """A machine that cannot start the workers (limits, a sandbox, a script
+    without the __main__ guard spawn needs): the batch is rendered in this
+    process, whole and in order.  Giving up with a task half filled once
+    stopped the batch with an IndexError (found by hand, a bench script)."""
+    import concurrent.futures
+
+    class NoProcesses:
+        def __init__(self, **_):
+            pass
+
+        def submit(self, fn, *args):
+            future: concurrent.futures.Future = concurrent.futures.Future()
+            future.set_exception(OSError("cannot start a process here"))
+            return future
+
+        def shutdown(self, wait=True):
+            pass
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", NoProcesses)
+    batch = docs(pdf_pool.CHUNK * 2 + 3)
+    with pdf.RenderPool(2, pool_min=1) as pool:
+        got = list(pool.render((d.number, d) for d in batch))
+    assert [tag for tag, _ in got] == [d.number for d in batch]
+    assert [data for _, data in got] == [pdf.render_invoice(d) for d in batch]
+    assert dict(pool.pids) == {os.getpid(): len(batch)}
+
+
 def test_an_exception_in_a_worker_is_that_documents_result():
     batch = docs(12)
     bad = {3, 8}

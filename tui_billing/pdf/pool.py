@@ -164,6 +164,8 @@ class RenderPool(Generic[T]):
                 self.submit(tag, doc)
                 yield from self.ready()
                 while self._outstanding() > self._window():
+                    if not self._tasks:  # the pool was given up with a task still filling: render it now
+                        self._close_open()
                     self._settle(self._tasks[0], wait=True)
                     yield from self._pop()
             yield from self.drain()
