@@ -38,9 +38,10 @@ def close_postpay(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, batch
     and issue them: under review where the class asks for it, else approved
     (then the dispatch job sends them).
 
-    Closing recalculates the invoice from the period's usage first (the same
-    function as the bill run, billrun.close_open_invoice), in the same
-    transaction as workflow.close_postpay.  On PostgreSQL that transaction
+    Closing recalculates the invoice from the period's usage first, in the
+    same transaction as workflow.close_postpay (billrun.close_open_invoice,
+    one invoice at a time; the bill run closes a chunk at once with
+    recalc.close_postpay_many, which writes the same rows).  On PostgreSQL that transaction
     first claims the invoice (FOR UPDATE SKIP LOCKED): several loops close
     different invoices.
     """
