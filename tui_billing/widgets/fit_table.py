@@ -50,6 +50,7 @@ class FitTable(DataTable):
         self.order: list[str] = []
         self._layout: tuple[Any, ...] | None = None  # (visible column keys, widths)
         self._built = False
+        self._unsized_tries = 0  # relayout retries while the table has no width yet
         self._content: dict[str, int] = {}  # longest cell seen, for columns with max_width
 
     # -- layout ---------------------------------------------------------------
@@ -121,6 +122,12 @@ class FitTable(DataTable):
     def relayout(self) -> None:
         width = self._available()
         if width <= 0:
+            if not self._built and self.is_mounted and self._unsized_tries < 20:
+                # Not laid out yet: sized later, maybe without a Resize event
+                # (CI: a charges table sized but never filled). Again after the
+                # next paint, a few times (a table on a hidden tab stays unsized).
+                self._unsized_tries += 1
+                self.call_after_refresh(self.relayout)
             return
         layout = self._compute_layout(width)
         if layout == self._layout and self._built:
