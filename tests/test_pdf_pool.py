@@ -125,6 +125,30 @@ def test_a_worker_that_dies_fails_its_document_only():
     assert pool.restarts >= 1  # a fresh pool did the rest
 
 
+def test_a_process_whose_worker_died_still_exits():
+    """The broken pool's other worker (blocked handing back its PDFs, or
+    waiting for work) ignores the SIGTERM Python's pool stops it with:
+    unless killed, it held the caller's exit forever (a `download` that
+    never returned after an out-of-memory kill)."""
+    import subprocess
+    import sys
+
+    script = (
+        "from tests.test_pdf_pool import docs, killer, workers_only\n"
+        "batch = docs(16)\n"
+        "batch[5] = killer(batch[5])\n"
+        "with workers_only() as pool:\n"
+        "    got = [data for _, data in pool.render(enumerate(batch))]\n"
+        "print(type(got[5]).__name__, sum(isinstance(d, bytes) for d in got), flush=True)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    try:
+        done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=90)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the process did not exit: {exc.stdout!r}")
+    assert (done.returncode, done.stdout.split()) == (0, ["RenderFailed", "15"]), done.stderr[-2000:]
+
+
 def test_push_mode_keeps_the_order_and_drains_the_rest():
     batch = docs(10)
     with workers_only() as pool:

@@ -331,11 +331,19 @@ class RenderPool(Generic[T]):
                 self._give_up(exc)
         return self._executor
 
-    def _drop_pool(self, wait: bool = False) -> None:
+    def _drop_pool(self, wait: bool = False, *, kill: bool = False) -> None:
         executor, self._executor = self._executor, None
         self._up = self._ping = None
-        if executor is not None:
-            executor.shutdown(wait=wait)
+        if executor is None:
+            return
+        if kill:
+            # A broken pool's manager thread stops the workers left with
+            # SIGTERM, which they ignore, then waits for them: one blocked
+            # handing back its PDFs (or waiting for work) would hold that
+            # thread, and with it this process's exit, forever.
+            for process in list((getattr(executor, "_processes", None) or {}).values()):
+                process.kill()
+        executor.shutdown(wait=wait)
 
     def _give_up(self, exc: BaseException) -> None:
         log.warning("PDF worker processes unavailable, rendering in this process: %s", exc)
@@ -348,7 +356,7 @@ class RenderPool(Generic[T]):
     def _broken(self) -> None:
         """A worker died and the pool with it, failing every task it had.
         Those finished before are kept; the others go one by one."""
-        self._drop_pool()
+        self._drop_pool(kill=True)
         for task in self._tasks:
             if task.results is None and task.future is not None:
                 future, task.future = task.future, None
