@@ -189,3 +189,30 @@ def test_two_invoices_of_one_account_are_reissued_as_one_after_the_other(demo_st
     since = AuditEvent.select(AuditEvent.id).order_by(AuditEvent.id.desc()).scalar()
     assert jobs.reissue_offpeak(job).done == len(ids)
     assert _written(ids, since) == expected
+
+
+def test_histories_read_ahead_are_what_assessing_would_read(demo_store, monkeypatch):
+    """The bill run's worker reads the next chunk's histories while the main
+    process works the one before (risk_store.assessor's `ahead`): assessing
+    with them gives the columns reading them then gives, and reads nothing."""
+    issued = list(Invoice.select().where(Invoice.status == S.UNDER_REVIEW).order_by(Invoice.id).limit(12))
+    period = issued[0].period_from
+    issued = [inv for inv in issued if inv.period_from == period]
+    assert len(issued) > 3
+    items = [(inv.account_id, risk_store.load_facts(inv)) for inv in issued]
+    cfg = risk_store.settings()
+    expected = risk_store.assess_new(items, cfg)
+    assert any(row["risk_flags"] for row in expected) or any(row["expected_total"] for row in expected)
+    monkeypatch.setattr(risk_store, "_ahead", [])
+    risk_store._read_ahead([acc for acc, _ in items], period, cfg.history)
+    with monkeypatch.context() as m:
+        m.setattr(risk_store, "load_histories", lambda *a: pytest.fail(f"read again: {a}"))
+        assert risk_store.assess_new(items, cfg, known=risk_store._known) == expected
+    # One account not read ahead: its history alone is read.
+    risk_store._ahead[-1][1].pop(items[0][0])
+    assert risk_store.assess_new(items, cfg, known=risk_store._known) == expected
+    # Only the newest reads are kept (memory stays flat over a long run).
+    for month in range(1, risk_store.AHEAD_KEPT + 1):
+        risk_store._read_ahead([items[0][0]], dt.date(2020, month, 1), cfg.history)
+    assert risk_store._known(period, cfg.history) == {}
+    assert len(risk_store._ahead) == risk_store.AHEAD_KEPT

@@ -104,10 +104,10 @@ def bill_run(
     # whatever their number); one added during the run waits for the next.
     last = Account.select(fn.MAX(Account.id)).scalar() or 0
     total = Account.select().where(Account.id <= last).count()
-    done = after = 0
-    with heavy_writes(), risk_store.assessor(-(-total // chunk), workers) as assess:
-        run = _Run(ctx, result, load_settings().number_format, include_empty, assess)
-        while ids := [
+    done = 0
+
+    def accounts_after(after: int) -> list[int]:
+        return [
             a
             for (a,) in tuple_rows(
                 Account.select(Account.id)
@@ -116,9 +116,17 @@ def bill_run(
                 .limit(chunk)
                 .tuples()
             )
-        ]:
+        ]
+
+    with heavy_writes(), risk_store.assessor(-(-total // chunk), workers) as assess:
+        run = _Run(ctx, result, load_settings().number_format, include_empty, assess)
+        ids = accounts_after(0)
+        while ids:
+            following = accounts_after(ids[-1])
+            if following:  # their histories read by the risk worker while this chunk is worked
+                assess.ahead(following, period_from)
             _run_chunk(run, ids)
-            after, done = ids[-1], done + len(ids)
+            ids, done = following, done + len(ids)
             if progress:
                 progress(done, total)
     return result
@@ -130,7 +138,7 @@ class _Run:
     result: BillRunResult
     number_format: str
     include_empty: bool
-    assess: Callable[[risk_store.Items], risk_store.Assessing]
+    assess: risk_store.Assessor
     classes: dict[int, CustomerClass] = field(default_factory=dict)
 
     def customer_class(self, class_id: int) -> CustomerClass:

@@ -248,20 +248,30 @@ def assess_invoice(
 Items = Sequence[tuple[int, risk.InvoiceFacts]]  # (account id, facts) of invoices about to be written
 
 
+Histories = dict[int, list[risk.PastInvoice]]  # load_histories: per account
+
+
 def assess_new(
-    items: Items, cfg: risk.RiskSettings | None = None, populations: Mapping[dt.date, risk.Population] | None = None
+    items: Items,
+    cfg: risk.RiskSettings | None = None,
+    populations: Mapping[dt.date, risk.Population] | None = None,
+    known: Callable[[dt.date, int], Histories] | None = None,
 ) -> list[dict]:
     """The stored columns of invoices about to be written, each given as
     (account id, its facts from the calculation): the flags assess_invoice
     would save once they are, with one history query per period for all of
-    them (the bill run's chunk, the off-peak reissue's batch)."""
+    them (the bill run's chunk, the off-peak reissue's batch).  known(before,
+    n): histories read already (ahead, in a worker), the others are read."""
     cfg = cfg or settings()
     out: list[dict] = [{} for _ in items]
     by_period: dict[dt.date, list[int]] = {}
     for k, (_, facts) in enumerate(items):
         by_period.setdefault(facts.period_from, []).append(k)
     for period_from, group in by_period.items():
-        histories = load_histories([items[k][0] for k in group], period_from, cfg.history)
+        histories = dict(known(period_from, cfg.history)) if known else {}
+        missing = [items[k][0] for k in group if items[k][0] not in histories]
+        if missing:
+            histories.update(load_histories(missing, period_from, cfg.history))
         pop = populations[period_from] if populations is not None else population(period_from, cfg)
         for k in group:
             acc_id, facts = items[k]
@@ -270,6 +280,29 @@ def assess_new(
 
 
 ASSESSOR_MIN_CHUNKS = 10  # fewer: not worth starting a worker process (about a second)
+
+
+# In an assessor's worker: the histories of the next chunks, read while the
+# main process was busy with the one before (the newest AHEAD_KEPT reads).
+AHEAD_KEPT = 2
+_ahead: list[tuple[tuple[dt.date, int], Histories]] = []
+
+
+def _read_ahead(account_ids: list[int], before: dt.date, n: int) -> None:
+    del _ahead[: max(0, len(_ahead) - AHEAD_KEPT + 1)]
+    _ahead.append(((before, n), load_histories(account_ids, before, n)))
+
+
+def _known(before: dt.date, n: int) -> Histories:
+    out: Histories = {}
+    for key, histories in _ahead:
+        if key == (before, n):
+            out.update(histories)
+    return out
+
+
+def _assess_in_worker(items: Items, cfg: risk.RiskSettings, pops: Mapping[dt.date, risk.Population]) -> list[dict]:
+    return assess_new(items, cfg, pops, _known)
 
 
 class Assessing:
@@ -294,19 +327,54 @@ class Assessing:
         return self._done
 
 
+class Assessor:
+    """What risk_store.assessor yields: `assessor(items)` assesses a chunk of
+    a job, `assessor.ahead(account_ids, before)` says whose histories the
+    next chunk will want (read meanwhile by a worker; here, nothing)."""
+
+    def __call__(self, items: Items) -> Assessing:
+        return Assessing(assess_new(items))
+
+    def ahead(self, account_ids: Sequence[int], before: dt.date) -> None:
+        pass
+
+
+class _InWorker(Assessor):
+    def __init__(self, pool) -> None:
+        self.pool = pool
+
+    def __call__(self, items: Items) -> Assessing:
+        cfg = settings()
+        # The population as this process sees it (cached per period), as assess_new here would use.
+        pops = {day: population(day, cfg) for day in {facts.period_from for _, facts in items}}
+        items = list(items)
+        try:
+            future = self.pool.submit(_assess_in_worker, items, cfg, pops)
+        except Exception:  # the worker died: here instead
+            return Assessing(assess_new(items, cfg, pops))
+        return Assessing(None, future, lambda: assess_new(items, cfg, pops))
+
+    def ahead(self, account_ids: Sequence[int], before: dt.date) -> None:
+        try:
+            self.pool.submit(_read_ahead, list(account_ids), before, settings().history)
+        except Exception:  # the worker died: the chunk reads its histories itself
+            pass
+
+
 @contextmanager
-def assessor(chunks: int, workers: int | None = None) -> Iterator[Callable[[Items], Assessing]]:
-    """`start(items)` assesses a chunk of a job (the bill run, the off-peak
-    reissue).  On a SQLite file store, for a job of ASSESSOR_MIN_CHUNKS
-    chunks or more, with more than one core: in a worker process, which
-    reads the histories and evaluates while this process writes the chunk
-    (a WAL reader never waits for the writer, and histories are invoices of
-    earlier periods, which these jobs do not write).  Otherwise, and inside
-    a caller's transaction (whose rows a worker would not see), here, at once."""
+def assessor(chunks: int, workers: int | None = None) -> Iterator[Assessor]:
+    """Assesses the chunks of a job (the bill run, the off-peak reissue).  On
+    a SQLite file store, for a job of ASSESSOR_MIN_CHUNKS chunks or more,
+    with more than one core: in a worker process, which reads the histories
+    and evaluates while this process writes the chunk (a WAL reader never
+    waits for the writer, and histories are invoices of earlier periods,
+    which these jobs do not write), and reads the next chunk's histories
+    while this process calculates it (`ahead`).  Otherwise, and inside a
+    caller's transaction (whose rows a worker would not see), here, at once."""
     url = _sqlite_file_url()
     workers = workers if workers is not None else (os.cpu_count() or 1)
     if workers <= 1 or chunks < ASSESSOR_MIN_CHUNKS or url is None or database.in_transaction():
-        yield lambda items: Assessing(assess_new(items))
+        yield Assessor()
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -316,19 +384,8 @@ def assessor(chunks: int, workers: int | None = None) -> Iterator[Callable[[Item
         max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_open, initargs=(url,)
     )
 
-    def start(items: Items) -> Assessing:
-        cfg = settings()
-        # The population as this process sees it (cached per period), as assess_new here would use.
-        pops = {day: population(day, cfg) for day in {facts.period_from for _, facts in items}}
-        items = list(items)
-        try:
-            future = pool.submit(assess_new, items, cfg, pops)
-        except Exception:  # the worker died: here instead
-            return Assessing(assess_new(items, cfg, pops))
-        return Assessing(None, future, lambda: assess_new(items, cfg, pops))
-
     with pool:
-        yield start
+        yield _InWorker(pool)
 
 
 # What assessing needs of the invoice row itself (assess_many reads no more).
