@@ -2,6 +2,7 @@
 
     python bench/bench_billrun.py [--accounts 100000] [--reissue 10000] [--xdrs 100]
                                   [--dir /tmp/bench-billrun] [--cases close,create,reissue] [--no-raw]
+                                  [--pg postgresql://postgres@127.0.0.1:5432/postgres]
 
 Stores are demo data (tui_billing.demo: 13 months per account, the newest
 one open for postpay accounts, xDRs stored behind the open and reviewed
@@ -30,14 +31,28 @@ on integers: the floor any implementation can reach; the ratio is what
 tui-billing adds (Decimal money, the risk engine, the ORM).
 Targets: bill run >= 1,000 invoices/s; reissue of 10,000 x 100 xDRs <= 2 min;
 both within 2x of raw; peak RSS <= 200 MB whatever the size.
+
+With --pg URL the same cases are measured on PostgreSQL too, after SQLite:
+the templates are databases on that server (bench_billrun_demo_<accounts>,
+bench_billrun_create_<accounts>, bench_billrun_reissue_<invoices>x<xdrs>;
+built by the same code through tui_billing's store, kept between runs; drop
+them to rebuild), each run on a fresh `CREATE DATABASE bench_billrun_work
+TEMPLATE ...`, dropped after.  "raw" is then psycopg2 doing the same reads and
+writes (execute_values / execute_batch, as tui_billing.store.bulk on
+PostgreSQL; the rows the job locks locked with FOR UPDATE).  Bytes written
+are the server's, so not reported; CPU is the job's process plus, on a local
+server, its backend's ("server").  The risk assessment runs in the job's
+process there (risk_store.assessor's worker is for SQLite files only).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
+import re
 import resource
 import shutil
 import sqlite3
@@ -45,6 +60,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 os.environ.setdefault("TZ", "UTC")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -75,13 +91,41 @@ def _cpu(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measured(fn) -> dict:
-    """Run fn(); its seconds, count (what fn returns), bytes written and peak RSS."""
+def _backend_cpu(pid: int | None) -> float | None:
+    """CPU seconds of a local PostgreSQL backend (/proc/<pid>/stat: utime, stime)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backend_pid(connection, url: str) -> int | None:
+    """The pid of a psycopg2 connection's server backend, when the server runs
+    on this machine (else None: its CPU is not measured)."""
+    if urlsplit(url).hostname not in (None, "", "localhost", "127.0.0.1", "::1"):
+        return None
+    pid = connection.get_backend_pid()
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return pid if f.read().startswith("postgres") else None
+    except OSError:
+        return None
+
+
+def measured(fn, backend: int | None = None) -> dict:
+    """Run fn(); its seconds, count (what fn returns), bytes written and peak RSS;
+    on PostgreSQL the CPU of the server's `backend` (a local pid) too."""
     before, cpu, children = io_now(), time.process_time(), _cpu(resource.RUSAGE_CHILDREN)
+    server = _backend_cpu(backend)
     t = time.perf_counter()
     count = fn()
     seconds = time.perf_counter() - t
     after, cpu = io_now(), time.process_time() - cpu
+    server = None if server is None else _backend_cpu(backend) - server
     return {
         "seconds": seconds,
         "cpu": cpu,
@@ -91,18 +135,25 @@ def measured(fn) -> dict:
         "wchar_mb": (after["wchar"] - before["wchar"]) / 1e6,
         "rss_mb": peak_rss_mb(),
         "worker_rss_mb": peak_rss_mb(resource.RUSAGE_CHILDREN),  # the risk worker's, once it has ended
+        "server_cpu": server,
     }
 
 
 # --------------------------------------------------------------------------
 # Building the stores (once per size, cached)
 
+Store = Path | str  # a SQLite file, or a PostgreSQL URL
 
-def _open(path: Path):
+
+def is_pg(store: Store) -> bool:
+    return str(store).startswith(("postgresql://", "postgres://"))
+
+
+def _open(store: Store):
     from tui_billing.store import db
     from tui_billing.store.settings import ensure_defaults
 
-    db.connect(f"sqlite:///{path}")
+    db.connect(str(store) if is_pg(store) else f"sqlite:///{store}")
     ensure_defaults()
 
 
@@ -112,18 +163,19 @@ def _close() -> None:
     db.close()  # checkpoints the WAL: the file is the whole store
 
 
-def build_demo(path: Path, accounts: int) -> None:
+def build_demo(store: Store, accounts: int) -> None:
     from tui_billing import demo
     from tui_billing.clock import Clock, zone
     from tui_billing.context import Ctx
 
-    _open(path)
+    _open(store)
     from tui_billing.store.models import database
 
     # A store of millions of rows: with the default 32 MB page cache every
     # index insert re-reads its pages (hours for 100,000 accounts).
     for pragma in ("cache_size = -3000000", "temp_store = memory", "synchronous = off", "wal_autocheckpoint = 100000"):
-        database.execute_sql(f"PRAGMA {pragma}")
+        if not is_pg(store):  # PostgreSQL: as the server is set up
+            database.execute_sql(f"PRAGMA {pragma}")
     t = time.perf_counter()
     stats = demo.build(Ctx(clock=Clock(tz=zone("UTC"), fixed=BUILT_AT), actor="bench"), invoices=accounts * MONTHS)
     _close()
@@ -145,12 +197,28 @@ _INVOICE_CHILDREN = (
 )
 
 
-def without_period(source: Path, path: Path) -> None:
-    """A copy of `source` without the invoices of PERIOD (their xDRs kept)."""
-    shutil.copy(source, path)
-    con = sqlite3.connect(path, isolation_level=None)
+def _edit(store: Store):
+    """A connection to change a template with: sqlite3 (the whole store in its
+    page cache: deletes and updates across every index), or _Pg."""
+    if is_pg(store):
+        return _Pg(str(store))
+    con = sqlite3.connect(store, isolation_level=None)
     con.execute("PRAGMA journal_mode=wal")
-    con.execute("PRAGMA cache_size=-2000000")  # the whole store: deletes and updates across every index
+    con.execute("PRAGMA cache_size=-2000000")
+    return con
+
+
+def _edited(con) -> None:
+    if isinstance(con, _Pg):
+        con.execute("VACUUM ANALYZE")  # as autovacuum would leave it
+    else:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+
+
+def without_period(store: Store) -> None:
+    """Delete the invoices of PERIOD from a copy of the demo store (their xDRs kept)."""
+    con = _edit(store)
     con.execute("BEGIN")
     con.execute("CREATE TEMP TABLE gone AS SELECT id FROM invoice WHERE period_from = ?", (PERIOD[0].isoformat(),))
     for table in _INVOICE_CHILDREN:
@@ -158,21 +226,17 @@ def without_period(source: Path, path: Path) -> None:
     con.execute("DELETE FROM audit_event WHERE invoice_id IN (SELECT id FROM gone)")
     con.execute("DELETE FROM invoice WHERE id IN (SELECT id FROM gone)")
     con.execute("COMMIT")
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    con.close()
+    _edited(con)
 
 
-def with_rejected(source: Path, path: Path, xdrs: int) -> None:
-    """A copy of `source` whose PREVIOUS-month invoices are all rejected for
+def with_rejected(store: Store, xdrs: int) -> None:
+    """Reject all the PREVIOUS-month invoices of a copy of a demo store for
     an off-peak reissue, each with `xdrs` xDRs over its usage lines' services
     (quantity and amount split evenly: the reissue recalculates about the
     same lines)."""
     from tui_billing import statuses as S
 
-    shutil.copy(source, path)
-    con = sqlite3.connect(path, isolation_level=None)
-    con.execute("PRAGMA journal_mode=wal")
-    con.execute("PRAGMA cache_size=-2000000")  # the whole store: deletes and updates across every index
+    con = _edit(store)
     con.execute("BEGIN")
     start, end = PREVIOUS[0].isoformat(), (PREVIOUS[1] + dt.timedelta(days=1)).isoformat()
     con.execute("DELETE FROM xdr WHERE time >= ? AND time < ?", (start, end))
@@ -212,38 +276,171 @@ def with_rejected(source: Path, path: Path, xdrs: int) -> None:
     )
     con.execute("COMMIT")
     con.execute("ANALYZE")
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    con.close()
+    _edited(con)
 
 
-def templates(directory: Path, accounts: int, reissue: int, xdrs: int, cases: list[str]) -> dict[str, Path]:
-    """The template store of each case, built when missing."""
-    directory.mkdir(parents=True, exist_ok=True)
-    out: dict[str, Path] = {}
+class SqliteStores:
+    """The templates as files in a folder ("demo-300" is demo-300.db); a
+    run's copy is work.db there."""
 
-    def demo_store(n: int) -> Path:
-        path = directory / f"demo-{n}.db"
-        if not path.exists():
-            print(f"building the demo store of {n:,} accounts (once, kept in {directory})", flush=True)
-            tmp = path.with_suffix(".building")
-            for p in directory.glob(tmp.name + "*"):
-                p.unlink()
-            _child("build", tmp, accounts=n)
-            tmp.rename(path)
-        return path
+    def __init__(self, directory: Path):
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def header(self) -> str:
+        return f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, {os.cpu_count()} cores"
+
+    def place(self, key: str) -> str:
+        return str(self.directory)
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"{key}.db"
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def building(self, key: str, source: str | None = None) -> Path:
+        """Where template `key` is built (a copy of `source`, else nothing yet)."""
+        tmp = self._path(key).with_suffix(".building")
+        for p in self.directory.glob(tmp.name + "*"):
+            p.unlink()
+        if source is not None:
+            shutil.copy(self._path(source), tmp)
+        return tmp
+
+    def built(self, key: str) -> None:
+        tmp = self._path(key).with_suffix(".building")
+        for suffix in ("-wal", "-shm", ""):  # no WAL left once the last connection closed
+            if Path(f"{tmp}{suffix}").exists():
+                Path(f"{tmp}{suffix}").rename(f"{self._path(key)}{suffix}")
+
+    def fresh(self, key: str) -> Path:
+        """A fresh copy of template `key` to run a job on."""
+        self.cleanup()
+        work = self.directory / "work.db"
+        shutil.copy(self._path(key), work)
+        return work
+
+    def cleanup(self) -> None:
+        for p in self.directory.glob("work.db*"):
+            p.unlink()
+
+
+class PgStores:
+    """The templates as databases on a PostgreSQL server ("demo-300" is
+    bench_billrun_demo_300); a run's copy is bench_billrun_work there."""
+
+    WORK = "bench_billrun_work"
+
+    def __init__(self, url: str):
+        self.url = url
+        where = urlsplit(url)
+        self.server = f"{where.hostname or 'socket'}:{where.port or 5432}"
+        con = self._connect()
+        try:
+            self.version, self.version_text = con.server_version, con.get_parameter_status("server_version")
+        finally:
+            con.close()
+
+    def _connect(self):
+        import psycopg2
+
+        con = psycopg2.connect(self.url)
+        con.autocommit = True
+        return con
+
+    def _sql(self, *statements: str, args: tuple = ()) -> list[tuple]:
+        import psycopg2
+
+        con = self._connect()
+        try:
+            with con.cursor() as cur:
+                for statement in statements:
+                    for attempt in range(10):
+                        try:
+                            cur.execute(statement, args or None)
+                            break
+                        except psycopg2.errors.ObjectInUse:  # CREATE DATABASE: autovacuum still on the template
+                            if attempt == 9:
+                                raise
+                            time.sleep(1)
+                return cur.fetchall() if cur.description else []
+        finally:
+            con.close()
+
+    def header(self) -> str:
+        return (
+            f"PostgreSQL {self.version_text} at {self.server} (bytes written: the server's, n/a; "
+            "server: the CPU of the job's backend; risk assessed in the job's process)"
+        )
+
+    @staticmethod
+    def _name(key: str) -> str:
+        return "bench_billrun_" + key.replace("-", "_")
+
+    def _url(self, name: str) -> str:
+        return urlsplit(self.url)._replace(path=f"/{name}").geturl()
+
+    def place(self, key: str) -> str:
+        return f"database {self._name(key)} on {self.server}"
+
+    def exists(self, key: str) -> bool:
+        return bool(self._sql("SELECT 1 FROM pg_database WHERE datname = %s", args=(self._name(key),)))
+
+    def _drop(self, name: str) -> str:
+        return f'DROP DATABASE IF EXISTS "{name}"' + (" WITH (FORCE)" if self.version >= 130000 else "")
+
+    def _create(self, name: str, template: str | None) -> str:
+        if template is None:
+            return f'CREATE DATABASE "{name}"'
+        # FILE_COPY (a checkpoint, then the files copied): WAL_LOG, 15's
+        # default, would put the whole template through the WAL, and the
+        # checkpoint it calls for into the measured run.
+        strategy = " STRATEGY = FILE_COPY" if self.version >= 150000 else ""
+        return f'CREATE DATABASE "{name}" TEMPLATE "{template}"{strategy}'
+
+    def building(self, key: str, source: str | None = None) -> str:
+        tmp = self._name(key) + "_building"
+        self._sql(self._drop(tmp), self._create(tmp, source and self._name(source)))
+        return self._url(tmp)
+
+    def built(self, key: str) -> None:
+        self._sql(f'ALTER DATABASE "{self._name(key)}_building" RENAME TO "{self._name(key)}"')
+
+    def fresh(self, key: str) -> str:
+        self._sql(self._drop(self.WORK), self._create(self.WORK, self._name(key)))
+        return self._url(self.WORK)
+
+    def cleanup(self) -> None:
+        self._sql(self._drop(self.WORK))
+
+
+def templates(stores, accounts: int, reissue: int, xdrs: int, cases: list[str]) -> dict[str, str]:
+    """The template (its key in `stores`) of each case, built when missing."""
+    out: dict[str, str] = {}
+
+    def demo_store(n: int) -> str:
+        key = f"demo-{n}"
+        if not stores.exists(key):
+            print(f"building the demo store of {n:,} accounts (once, kept in {stores.place(key)})", flush=True)
+            _child("build", stores.building(key), accounts=n)
+            stores.built(key)
+        return key
 
     if "close" in cases:
         out["close"] = demo_store(accounts)
     if "create" in cases:
-        path = directory / f"create-{accounts}.db"
-        if not path.exists():
-            without_period(demo_store(accounts), path)
-        out["create"] = path
+        key = f"create-{accounts}"
+        if not stores.exists(key):
+            without_period(stores.building(key, demo_store(accounts)))
+            stores.built(key)
+        out["create"] = key
     if "reissue" in cases:
-        path = directory / f"reissue-{reissue}x{xdrs}.db"
-        if not path.exists():
-            with_rejected(demo_store(reissue), path, xdrs)
-        out["reissue"] = path
+        key = f"reissue-{reissue}x{xdrs}"
+        if not stores.exists(key):
+            with_rejected(stores.building(key, demo_store(reissue)), xdrs)
+            stores.built(key)
+        out["reissue"] = key
     return out
 
 
@@ -251,12 +448,18 @@ def templates(directory: Path, accounts: int, reissue: int, xdrs: int, cases: li
 # The jobs, as tui-billing runs them
 
 
-def run_bill_run(path: Path) -> dict:
+def _ours_backend(store: Store) -> int | None:
+    from tui_billing.store.models import database
+
+    return backend_pid(database.obj.connection(), str(store)) if is_pg(store) else None
+
+
+def run_bill_run(store: Store) -> dict:
     from tui_billing import billrun
     from tui_billing.clock import Clock, zone
     from tui_billing.context import Ctx
 
-    _open(path)
+    _open(store)
     ctx = Ctx(clock=Clock(tz=zone("UTC"), fixed=RUN_AT), actor="bench")
 
     def job():
@@ -264,17 +467,17 @@ def run_bill_run(path: Path) -> dict:
         assert not result.failed, result.failed[:3]
         return len(result.created) + len(result.closed)
 
-    out = measured(job)
+    out = measured(job, _ours_backend(store))
     _close()
     return out
 
 
-def run_reissue(path: Path) -> dict:
+def run_reissue(store: Store) -> dict:
     from tui_billing import jobs
     from tui_billing.clock import Clock, zone
     from tui_billing.context import Ctx
 
-    _open(path)
+    _open(store)
     ctx = Ctx(clock=Clock(tz=zone("UTC"), fixed=REISSUE_AT), actor="job:reissue_offpeak")
 
     def job():
@@ -282,13 +485,13 @@ def run_reissue(path: Path) -> dict:
         assert not result.failed, result
         return result.done
 
-    out = measured(job)
+    out = measured(job, _ours_backend(store))
     _close()
     return out
 
 
 # --------------------------------------------------------------------------
-# The same reads and writes on plain sqlite3 (integers, no risk engine)
+# The same reads and writes on plain sqlite3 or psycopg2 (integers, no risk engine)
 
 from tui_billing.billing import BILLABLE_SUBSCRIPTION_STATUSES  # noqa: E402
 
@@ -297,10 +500,68 @@ BILLABLE = tuple(sorted(BILLABLE_SUBSCRIPTION_STATUSES))  # the domain's list: t
 MINOR = {"JPY": 0, "BHD": 3, "KWD": 3}
 
 
-def _raw_open(path: Path) -> sqlite3.Connection:
+@functools.cache
+def _pg_sql(sql: str, params: bool = True) -> str:
+    """sqlite3's SQL as psycopg2's: ? placeholders, BEGIN IMMEDIATE, INSERT OR IGNORE."""
+    if params:
+        sql = sql.replace("%", "%%")
+    if sql == "BEGIN IMMEDIATE":  # the locks are taken by the statements (FOR UPDATE, the UPDATEs)
+        return "BEGIN"
+    if sql.startswith("INSERT OR IGNORE "):
+        sql = "INSERT " + sql[len("INSERT OR IGNORE ") :] + " ON CONFLICT DO NOTHING"
+    return sql.replace("?", "%s")
+
+
+class _Pg:
+    """What the raw functions use of a sqlite3 connection (autocommit outside
+    BEGIN ... COMMIT), over psycopg2; executemany as
+    tui_billing.store.bulk on PostgreSQL: execute_values for INSERTs,
+    execute_batch for UPDATEs."""
+
+    for_update = " FOR UPDATE"  # appended to the SELECTs of rows the job locks
+
+    def __init__(self, url: str):
+        import psycopg2
+
+        self.url = url
+        self.connection = psycopg2.connect(url, options="-c jit=off")  # as tui_billing.store.db.connect
+        self.connection.autocommit = True
+
+    def execute(self, sql: str, params=()):
+        cursor = self.connection.cursor()
+        cursor.execute(_pg_sql(sql, bool(params)), params or None)
+        return cursor
+
+    def executemany(self, sql: str, rows: list) -> None:
+        from psycopg2.extras import execute_batch, execute_values
+
+        if not rows:
+            return
+        with self.connection.cursor() as cursor:
+            if sql.startswith("INSERT"):
+                template = re.sub(r"VALUES \([?, ]+\)", "VALUES ?", sql)
+                execute_values(cursor, _pg_sql(template), rows, page_size=2000)
+            else:
+                execute_batch(cursor, _pg_sql(sql), rows, page_size=500)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def _lock(con, *, skip_locked: bool = False) -> str:
+    """The clause that locks a SELECT's rows as the job does: FOR UPDATE on
+    PostgreSQL (SKIP LOCKED: a claim); nothing on SQLite (BEGIN IMMEDIATE
+    holds the database's write lock)."""
+    clause = getattr(con, "for_update", "")
+    return clause + " SKIP LOCKED" if clause and skip_locked else clause
+
+
+def _raw_open(store: Store):
     from tui_billing.store.bulk import SQLITE_HEAVY_WRITES
 
-    con = sqlite3.connect(path, isolation_level=None)
+    if is_pg(store):
+        return _Pg(str(store))
+    con = sqlite3.connect(store, isolation_level=None)
     for pragma in ("journal_mode=wal", "synchronous=normal", "foreign_keys=1", "cache_size=-32000"):
         con.execute(f"PRAGMA {pragma}")
     for pragma, value in SQLITE_HEAVY_WRITES.items():  # as the jobs set them
@@ -338,7 +599,8 @@ def _raw_period_data(con, ids: list[int], p_from: dt.date, p_to: dt.date) -> dic
         f"WHERE {where} GROUP BY account_id, service ORDER BY account_id, service",
         (*ids, start, end),
     ):
-        usage[acc].append((service, qty, amount, n, days, *repeats.get((acc, service), (0, 0))))
+        # int(): PostgreSQL's SUM of a BIGINT is a NUMERIC (a Decimal)
+        usage[acc].append((service, int(qty), int(amount), n, days, *repeats.get((acc, service), (0, 0))))
     subs: dict[int, list] = {i: [] for i in ids}
     for sub_id, acc, name, service, fee in con.execute(
         f"SELECT id, account_id, name, service, fee FROM subscription WHERE account_id IN ({m}) "
@@ -366,7 +628,7 @@ def _raw_history(con, ids: list[int], before: dt.date) -> None:
     rows = con.execute(
         "SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY period_from DESC, id DESC) rn "
         f"FROM invoice WHERE account_id IN ({_marks(len(ids))}) AND kind = 'regular' AND status <> 'open' "
-        "AND period_from < ?) WHERE rn <= 6",
+        "AND period_from < ?) AS recent WHERE rn <= 6",
         (*ids, before.isoformat()),
     ).fetchall()
     past = [r[0] for r in rows]
@@ -433,10 +695,10 @@ def _raw_audits(con, rows: list[tuple]) -> None:
     )
 
 
-def raw_bill_run(path: Path) -> dict:
+def raw_bill_run(store: Store) -> dict:
     """The bill run's reads and writes, a chunk of accounts per transaction:
     new invoices for accounts without one, open ones closed."""
-    con = _raw_open(path)
+    con = _raw_open(store)
     p_from, p_to = PERIOD
     now, today = RUN_AT.isoformat(" "), RUN_AT.date()
     classes = {
@@ -460,7 +722,8 @@ def raw_bill_run(path: Path) -> dict:
             ):
                 existing.setdefault(acc, []).append((inv_id, status, corr, number))
             accounts = con.execute(
-                f"SELECT id, customer_class_id, currency, payment_model FROM account WHERE id IN ({_marks(len(ids))})",
+                f"SELECT id, customer_class_id, currency, payment_model FROM account WHERE id IN ({_marks(len(ids))}) "
+                "ORDER BY id",  # the numbers given in account order, as the bill run
                 ids,
             ).fetchall()
             data = _raw_period_data(con, ids, p_from, p_to)
@@ -478,7 +741,7 @@ def raw_bill_run(path: Path) -> dict:
             con.execute("COMMIT")
         return count
 
-    out = measured(job)
+    out = measured(job, backend_pid(con.connection, con.url) if isinstance(con, _Pg) else None)
     con.close()
     return out
 
@@ -569,7 +832,9 @@ def _raw_close(con, closing: list, classes: dict, now: str, today: dt.date) -> i
     ids = [c[0] for c in closing]
     before = {
         i: (s, t)
-        for i, s, t in con.execute(f"SELECT id, status, total FROM invoice WHERE id IN ({_marks(len(ids))})", ids)
+        for i, s, t in con.execute(
+            f"SELECT id, status, total FROM invoice WHERE id IN ({_marks(len(ids))}){_lock(con)}", ids
+        )
     }
     _raw_write_lines(con, {c[0]: c[3][0] for c in closing}, {c[0]: c[3][1] for c in closing})
     updates, audits = [], []
@@ -621,10 +886,10 @@ def _raw_close(con, closing: list, classes: dict, now: str, today: dt.date) -> i
     return len(closing)
 
 
-def raw_reissue(path: Path) -> dict:
+def raw_reissue(store: Store) -> dict:
     """The off-peak reissue's reads and writes, a batch of invoices per
     transaction: claimed, snapshot kept, recalculated, back under review."""
-    con = _raw_open(path)
+    con = _raw_open(store)
     now = REISSUE_AT.isoformat(" ")
     holds = dict(con.execute("SELECT id, hold_days FROM customer_class"))
 
@@ -636,7 +901,8 @@ def raw_reissue(path: Path) -> dict:
                 r[0]
                 for r in con.execute(
                     "SELECT id FROM invoice WHERE status = 'rejected' AND reissue_after <= ? "
-                    "AND (claimed_by IS NULL OR claimed_until < ?) ORDER BY reissue_after, id LIMIT ?",
+                    "AND (claimed_by IS NULL OR claimed_until < ?) ORDER BY reissue_after, id LIMIT ?"
+                    + _lock(con, skip_locked=True),
                     (now, now, RAW_CHUNK),
                 )
             ]
@@ -652,7 +918,8 @@ def raw_reissue(path: Path) -> dict:
             con.execute("BEGIN IMMEDIATE")
             invoices = con.execute(
                 "SELECT id, number, account_id, customer_class_id, currency, period_from, period_to, revision, "
-                f"status, total, subtotal, discount_total, tax_total, correction_total FROM invoice WHERE id IN ({m})",
+                f"status, total, subtotal, discount_total, tax_total, correction_total FROM invoice WHERE id IN ({m})"
+                + _lock(con),
                 ids,
             ).fetchall()
             lines = {i: [] for i in ids}
@@ -756,7 +1023,7 @@ def raw_reissue(path: Path) -> dict:
             con.execute("COMMIT")
             count += len(ids)
 
-    out = measured(job)
+    out = measured(job, backend_pid(con.connection, con.url) if isinstance(con, _Pg) else None)
     con.close()
     return out
 
@@ -765,8 +1032,8 @@ def raw_reissue(path: Path) -> dict:
 # Driving: one fresh process per job, on a fresh copy
 
 
-def _child(what: str, path: Path, **kw) -> dict:
-    args = [sys.executable, __file__, "--child", what, "--db", str(path)]
+def _child(what: str, store: Store, **kw) -> dict:
+    args = [sys.executable, __file__, "--child", what, "--db", str(store)]
     for key, value in kw.items():
         args += [f"--{key}", str(value)]
     proc = subprocess.run(args, stdout=subprocess.PIPE, text=True)
@@ -778,21 +1045,19 @@ def _child(what: str, path: Path, **kw) -> dict:
     return json.loads(lines[-1]) if lines[-1].startswith("{") else {}
 
 
-def fresh_copy(template: Path, directory: Path) -> Path:
-    work = directory / "work.db"
-    for p in directory.glob("work.db*"):
-        p.unlink()
-    shutil.copy(template, work)
-    return work
-
-
 def _line(who: str, r: dict) -> str:
     rate = r["count"] / r["seconds"] if r["seconds"] else 0
+    written = (
+        "written n/a"  # the server writes
+        if r.get("postgresql")
+        else f"written {r['write_mb']:7,.0f} MB (write() {r['wchar_mb']:7,.0f} MB)"
+    )
     return (
         f"{who}: {r['count']:>9,} invoices in {r['seconds']:7.1f} s (CPU {r['cpu']:6.1f} s"
         + (f" + worker {r['worker_cpu']:.1f} s" if r.get("worker_cpu") else "")
+        + (f" + server {r['server_cpu']:.1f} s" if r.get("server_cpu") is not None else "")
         + f") = {rate:7,.0f}/s; "
-        f"written {r['write_mb']:7,.0f} MB (write() {r['wchar_mb']:7,.0f} MB); peak RSS {r['rss_mb']:4.0f} MB"
+        f"{written}; peak RSS {r['rss_mb']:4.0f} MB"
         + (f" (worker {r['worker_rss_mb']:.0f} MB)" if r.get("worker_rss_mb") else "")
     )
 
@@ -801,9 +1066,17 @@ def report(name: str, ours: dict, raw: dict | None) -> None:
     print(f"{name:<8} {_line('ours', ours)}")
     if raw:
         print(f"{'':<8} {_line('raw ', raw)}")
+        if ours.get("postgresql"):
+            extra = (
+                f", {ours['server_cpu'] / max(raw['server_cpu'], 0.01):.2f}x server CPU"
+                if ours.get("server_cpu") is not None and raw.get("server_cpu") is not None
+                else ""
+            )
+        else:
+            extra = f", {ours['write_mb'] / max(raw['write_mb'], 0.001):.2f}x bytes written"
         print(
-            f"{'':<8} ours/raw: {ours['seconds'] / raw['seconds']:.2f}x time, {ours['cpu'] / raw['cpu']:.2f}x CPU, "
-            f"{ours['write_mb'] / max(raw['write_mb'], 0.001):.2f}x bytes written",
+            f"{'':<8} ours/raw: {ours['seconds'] / raw['seconds']:.2f}x time, {ours['cpu'] / raw['cpu']:.2f}x CPU"
+            + extra,
             flush=True,
         )
 
@@ -815,29 +1088,39 @@ def main(argv=None) -> int:
     ap.add_argument("--xdrs", type=int, default=100, help="xDRs per reissued invoice")
     ap.add_argument("--dir", default="/tmp/bench-billrun", help="where the template stores are kept")
     ap.add_argument("--cases", default="close,create,reissue")
-    ap.add_argument("--no-raw", action="store_true", help="skip the raw sqlite3 baselines")
+    ap.add_argument("--no-raw", action="store_true", help="skip the raw baselines (sqlite3; psycopg2 with --pg)")
+    ap.add_argument(
+        "--pg",
+        metavar="URL",
+        help="also measure on PostgreSQL: a server URL such as postgresql://postgres@127.0.0.1:5432/postgres "
+        "(a login that may create databases); the template databases (bench_billrun_*) are made and kept there",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         return child_main(args)
+    if args.pg and not is_pg(args.pg):
+        ap.error(f"--pg: {args.pg!r} is not a postgresql:// URL")
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    directory = Path(args.dir)
-    stores = templates(directory, args.accounts, args.reissue, args.xdrs, cases)
-    print(f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, {os.cpu_count()} cores", flush=True)
-    for case in cases:
-        ours = _child(case, fresh_copy(stores[case], directory))
-        raw = None if args.no_raw else _child(f"raw-{case}", fresh_copy(stores[case], directory))
-        report(case, ours, raw)
-    for p in directory.glob("work.db*"):
-        p.unlink()
+    backends = [SqliteStores(Path(args.dir))] + ([PgStores(args.pg)] if args.pg else [])
+    for stores in backends:
+        keys = templates(stores, args.accounts, args.reissue, args.xdrs, cases)
+        print(stores.header(), flush=True)
+        try:
+            for case in cases:
+                ours = _child(case, stores.fresh(keys[case]))
+                raw = None if args.no_raw else _child(f"raw-{case}", stores.fresh(keys[case]))
+                report(case, ours, raw)
+        finally:
+            stores.cleanup()
     return 0
 
 
 def child_main(args) -> int:
-    path = Path(args.db)
+    store: Store = args.db if is_pg(args.db) else Path(args.db)
     if args.child == "build":
-        build_demo(path, args.accounts)
+        build_demo(store, args.accounts)
         return 0
     jobs = {
         "close": run_bill_run,
@@ -847,7 +1130,7 @@ def child_main(args) -> int:
         "raw-create": raw_bill_run,
         "raw-reissue": raw_reissue,
     }
-    print(json.dumps(jobs[args.child](path)))
+    print(json.dumps(jobs[args.child](store) | {"postgresql": is_pg(store)}))
     return 0
 
 
