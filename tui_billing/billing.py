@@ -373,9 +373,10 @@ def write_taxes_many(taxes: Mapping[int, list[Tax]], *, new: bool = False) -> No
 def _replace_lines(model: Any, invoice_ids: list[int], rows: list[dict[str, Any]]) -> None:
     """The lines (`model`) of these invoices deleted, then `rows` inserted in one statement."""
     from .store.bulk import insert_models
+    from .store.models import ids_in
 
     for start in range(0, len(invoice_ids), _IN_CHUNK):
-        model.delete().where(model.invoice.in_(invoice_ids[start : start + _IN_CHUNK])).execute()
+        model.delete().where(ids_in(model.invoice, invoice_ids[start : start + _IN_CHUNK])).execute()
     insert_models(model, rows)
 
 

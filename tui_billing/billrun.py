@@ -38,7 +38,7 @@ from .audit import audit_row, insert_audits
 from .context import Ctx
 from .store import risk_store
 from .store.bulk import heavy_writes, insert_models
-from .store.models import Account, CustomerClass, Invoice, database, tuple_rows
+from .store.models import Account, CustomerClass, Invoice, database, ids_in, tuple_rows
 from .store.settings import format_number, load_settings, reserve
 from .workflow import BadInput
 
@@ -160,7 +160,7 @@ def _run_chunk(run: _Run, ids: list[int]) -> None:
         for acc_id, inv_id, status in tuple_rows(
             Invoice.select(Invoice.account, Invoice.id, Invoice.status)
             .where(
-                Invoice.account.in_(ids)
+                ids_in(Invoice.account, ids)
                 & (Invoice.kind == "regular")
                 & (Invoice.period_from <= p_to)
                 & (Invoice.period_to >= p_from)
@@ -169,7 +169,7 @@ def _run_chunk(run: _Run, ids: list[int]) -> None:
             .tuples()
         ):
             existing.setdefault(acc_id, []).append((inv_id, status))
-        accounts = {a.id: a for a in Account.select(*_ACCOUNT_COLUMNS).where(Account.id.in_(ids))}
+        accounts = {a.id: a for a in Account.select(*_ACCOUNT_COLUMNS).where(ids_in(Account.id, ids))}
         fresh: list[Account] = []
         for acc_id in ids:
             account = accounts.get(acc_id)

@@ -29,7 +29,7 @@ from .errors import NotFound, Refused
 from .store import risk_store
 from .store.bulk import update_rows
 from .store.locking import for_update
-from .store.models import Account, Correction, CustomerClass, Invoice, InvoicePdf, tuple_rows
+from .store.models import Account, Correction, CustomerClass, Invoice, InvoicePdf, ids_in, tuple_rows
 
 CHUNK = 500  # ids per IN (...) list
 
@@ -63,7 +63,7 @@ def locked(ids: Sequence[int]) -> dict[int, Invoice]:
     out: dict[int, Invoice] = {}
     for start in range(0, len(ids), CHUNK):
         chunk = list(ids[start : start + CHUNK])
-        out.update((inv.id, inv) for inv in for_update(Invoice.select(*_COLUMNS).where(Invoice.id.in_(chunk))))
+        out.update((inv.id, inv) for inv in for_update(Invoice.select(*_COLUMNS).where(ids_in(Invoice.id, chunk))))
     return out
 
 
@@ -81,7 +81,7 @@ def calculations(invoices: Iterable[Invoice]) -> dict[int, billing.Calculation |
             a
             for start in range(0, len(ids), CHUNK)
             for a in Account.select(Account.id, Account.currency, Account.customer_class).where(
-                Account.id.in_(ids[start : start + CHUNK])
+                ids_in(Account.id, ids[start : start + CHUNK])
             )
         ]
         data = billing.load_period_data_many(accounts, p_from, p_to)
@@ -102,7 +102,7 @@ def risk_items(invoices: Sequence[Invoice], calcs: dict[int, billing.Calculation
     for start in range(0, len(ids), CHUNK):
         for inv_id, amount in tuple_rows(
             Correction.select(Correction.invoice, Correction.amount)
-            .where(Correction.invoice.in_(ids[start : start + CHUNK]))
+            .where(ids_in(Correction.invoice, ids[start : start + CHUNK]))
             .order_by(Correction.invoice, Correction.position)
             .tuples()
         ):
@@ -179,7 +179,7 @@ def save(changes: dict[int, dict[str, Any]]) -> None:
 
 def _drop_pdfs(ids: Sequence[int]) -> None:
     for start in range(0, len(ids), CHUNK):
-        InvoicePdf.delete().where(InvoicePdf.invoice.in_(list(ids[start : start + CHUNK]))).execute()
+        InvoicePdf.delete().where(ids_in(InvoicePdf.invoice, ids[start : start + CHUNK])).execute()
 
 
 def _apply(inv: Invoice, change: dict[str, Any]) -> None:

@@ -6,16 +6,18 @@ dates (issue, due, period) are calendar dates in the billing time zone.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from peewee import (
+    SQL,
     AutoField,
     BlobField,
     CharField,
     DatabaseProxy,
     DateField,
     DateTimeField,
+    Expression,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -31,6 +33,14 @@ def tuple_rows(query: Any) -> Iterator[tuple[Any, ...]]:
     """The rows of `query.tuples()`, typed as the tuples they are (peewee's
     stubs type `.tuples()` as the query itself, whose rows are models)."""
     return iter(query)
+
+
+def ids_in(field: Any, ids: Iterable[int]) -> Expression:
+    """`field IN (ids)` with the ids written into the SQL as integers: built
+    value by value, peewee spends more on a chunk's IN list of 200 ids than
+    the database on the query (the bill run builds a dozen a chunk)."""
+    listed = ", ".join(str(int(i)) for i in ids)
+    return field.in_(SQL(f"({listed})")) if listed else field.in_([])
 
 
 if TYPE_CHECKING:
