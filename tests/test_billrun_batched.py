@@ -14,7 +14,6 @@ from tui_billing import billrun, jobs, workflow
 from tui_billing import statuses as S
 from tui_billing.clock import Clock, zone
 from tui_billing.store import risk_store
-from tui_billing.store.db import is_sqlite
 from tui_billing.store.models import (
     AuditEvent,
     ChargeLine,
@@ -71,10 +70,8 @@ def _one_at_a_time(transition, ctx: Ctx, ids: list[int]) -> dict:
 
 @pytest.fixture(params=["here", "worker"])
 def where(request, store_url, monkeypatch):
-    """The risk assessed in this process, or in the worker (a SQLite file store)."""
+    """The risk assessed in this process, or in the worker (its own connection)."""
     if request.param == "worker":
-        if not is_sqlite():
-            pytest.skip("the worker reads a SQLite file store; PostgreSQL assesses in one process")
         monkeypatch.setattr(risk_store, "ASSESSOR_MIN_CHUNKS", 1)
         return 2
     return 0

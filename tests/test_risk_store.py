@@ -435,17 +435,15 @@ def test_normal_demo_data_flags_at_most_five_percent(store_url, ctx):
 
 
 def test_assess_many_in_worker_processes_stores_what_one_process_stores(store_url, ctx, backend):
-    """assess --all on a SQLite file runs the assessing in a pool of worker
-    processes; what it stores is exactly what one process stores."""
+    """assess --all runs the assessing in a pool of worker processes (a
+    SQLite file, a PostgreSQL server); what it stores is exactly what one
+    process stores."""
     from tui_billing import demo
 
     demo.build(ctx, invoices=2400, seed=7, quiet=True)
     ids = [i for (i,) in Invoice.select(Invoice.id).tuples()]
     columns = (Invoice.id, Invoice.risk_score, Invoice.risk_flags, Invoice.expected_total, Invoice.risk_at_stake)
     chunks = -(-len(ids) // risk_store.CHUNK)
-    if backend == "postgresql":
-        assert risk_store.pool_size(2, chunks) == 1  # worker processes only on a SQLite file
-        return
     assert risk_store.pool_size(2, chunks) == 2 and risk_store.pool_size(1, chunks) == 1
     assert risk_store.pool_size(2, risk_store.POOL_MIN_CHUNKS - 1) == 1
     counts = risk_store.assess_many(ids, workers=1)

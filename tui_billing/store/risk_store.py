@@ -364,16 +364,18 @@ class _InWorker(Assessor):
 @contextmanager
 def assessor(chunks: int, workers: int | None = None) -> Iterator[Assessor]:
     """Assesses the chunks of a job (the bill run, the off-peak reissue).  On
-    a SQLite file store, for a job of ASSESSOR_MIN_CHUNKS chunks or more,
-    with more than one core: in a worker process, which reads the histories
-    and evaluates while this process writes the chunk (a WAL reader never
-    waits for the writer, and histories are invoices of earlier periods,
-    which these jobs do not write), and reads the next chunk's histories
-    while this process calculates it (`ahead`).  Otherwise, and inside a
-    caller's transaction (whose rows a worker would not see), here, at once."""
-    url = _sqlite_file_url()
+    a SQLite file store or a PostgreSQL server, for a job of
+    ASSESSOR_MIN_CHUNKS chunks or more, with more than one core: in a worker
+    process with its own connection, which reads the histories and
+    evaluates while this process writes the chunk (a reader never waits for
+    the writer: SQLite's WAL, PostgreSQL's snapshots; and histories are
+    invoices of earlier periods, which these jobs do not write), and reads
+    the next chunk's histories while this process calculates it (`ahead`).
+    Otherwise, and inside a caller's transaction (whose rows a worker would
+    not see), here, at once."""
+    store = _worker_store()
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    if workers <= 1 or chunks < ASSESSOR_MIN_CHUNKS or url is None or database.in_transaction():
+    if workers <= 1 or chunks < ASSESSOR_MIN_CHUNKS or store is None or database.in_transaction():
         yield Assessor()
         return
     import multiprocessing
@@ -381,7 +383,7 @@ def assessor(chunks: int, workers: int | None = None) -> Iterator[Assessor]:
 
     # spawn, not fork: a forked child would share this process's open connection.
     pool = ProcessPoolExecutor(
-        max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_open, initargs=(url,)
+        max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_open, initargs=(store,)
     )
 
     with pool:
@@ -417,11 +419,11 @@ def assess_many(
 
     Chunks of CHUNK invoices of one period (one history query, one line
     query and one population each); each chunk's scores are written in one
-    transaction, in order, by this process.  On a SQLite file store with
-    enough chunks, the reading and assessing (pure Python, most of the time)
-    runs in `workers` processes (default: one per core) while this one
-    writes: WAL readers never wait for the writer, and what a chunk writes
-    (risk columns) is nothing another chunk reads."""
+    transaction, in order, by this process.  On a SQLite file store or a
+    PostgreSQL server with enough chunks, the reading and assessing (pure
+    Python, most of the time) runs in `workers` processes (default: one per
+    core) while this one writes: readers never wait for the writer, and what
+    a chunk writes (risk columns) is nothing another chunk reads."""
     cfg = settings()
     counts = {"assessed": 0, "flagged": 0}
     ids = _by_period(ids)
@@ -432,13 +434,13 @@ def assess_many(
         from concurrent.futures import ProcessPoolExecutor
 
         # spawn, not fork: a forked child would share this process's open connection.
-        url = _sqlite_file_url()
-        assert url is not None  # pool_size: more than one worker only on a SQLite file
+        store = _worker_store()
+        assert store is not None  # pool_size: more than one worker only on a store they can open
         pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_open,
-            initargs=(url,),
+            initargs=(store,),
         )
         with pool:
             results = pool.map(_assess_chunk, chunks, [cfg] * len(chunks))
@@ -450,9 +452,10 @@ def assess_many(
 
 def pool_size(workers: int | None, chunks: int) -> int:
     """Worker processes for assess_many: 1 (in this process) unless the store
-    is a SQLite file and there are POOL_MIN_CHUNKS chunks or more."""
+    is a SQLite file or a PostgreSQL server and there are POOL_MIN_CHUNKS
+    chunks or more."""
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    if workers <= 1 or chunks < POOL_MIN_CHUNKS or _sqlite_file_url() is None:
+    if workers <= 1 or chunks < POOL_MIN_CHUNKS or _worker_store() is None:
         return 1
     return min(workers, chunks)
 
@@ -491,17 +494,32 @@ def _assess_chunk(chunk: list[int], cfg: risk.RiskSettings) -> tuple[list[tuple]
     return updates, flagged
 
 
-def _sqlite_file_url() -> str | None:
+# How a worker process opens this store: a SQLite file by its URL, a
+# PostgreSQL server by this connection's class and parameters (the same
+# login, without the URL having to be known here).
+WorkerStore = str | tuple[type, str, dict]
+
+
+def _worker_store() -> WorkerStore | None:
+    """None: the store cannot be opened from another process (SQLite in memory)."""
     db = database.obj
+    if not is_sqlite(db):
+        return (type(db), db.database, dict(db.connect_params))
     path = getattr(db, "database", "")
-    if not is_sqlite(db) or not path or path == ":memory:" or str(path).startswith("file:"):
+    if not path or path == ":memory:" or str(path).startswith("file:"):
         return None
     return f"sqlite:///{os.path.abspath(path)}"
 
 
-def _worker_open(url: str) -> None:
+def _worker_open(store: WorkerStore) -> None:
     """A pool worker's own connection to the store (schema already current)."""
-    connect(url, migrate=False)
+    if isinstance(store, str):
+        connect(store, migrate=False)
+        return
+    cls, name, params = store
+    db = cls(name, **params)
+    database.initialize(db)
+    db.connect()
 
 
 def _by_period(ids: Sequence[int]) -> list[int]:
