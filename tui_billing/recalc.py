@@ -230,8 +230,17 @@ def close_postpay_many(ctx: Ctx, ids: Sequence[int], assess: Assess = assess_her
         calc = results[inv.id]
         if isinstance(calc, Exception):
             out.failed.append((inv, f"calculation failed: {calc}"))
-            continue
-        calcs[inv.id] = calc
+        else:
+            calcs[inv.id] = calc
+            out.closed.append(inv)
+    if not calcs:
+        return out
+    # Issued now: the flags the admins will review, saved with the rest (or
+    # after it, when assessed in a worker meanwhile: asked first, so that it
+    # works while the rows are made and written).
+    assessing = assess(risk_items(out.closed, calcs))
+    for inv in out.closed:
+        calc = calcs[inv.id]
         before = (inv.status, inv.total)
         change: dict[str, Any] = calc.totals(inv.correction_total)
         change.update(workflow.issue_fields(ctx, classes[inv.customer_class_id], inv.kind))
@@ -249,20 +258,15 @@ def close_postpay_many(ctx: Ctx, ids: Sequence[int], assess: Assess = assess_her
                 due_date=inv.due_date,
             )
         )
-        out.closed.append(inv)
-    if changes:
-        # Issued now: the flags the admins will review, saved with the rest
-        # (or after it, when assessed in a worker meanwhile).
-        assessing = assess(risk_items(out.closed, calcs))
-        risk_now = assessing.ready
-        if risk_now:
-            _with_risk(out.closed, changes, assessing)
-        billing.write_lines_many(calcs)
-        save(changes)
-        _drop_pdfs(list(changes))  # drafts of the open invoice; the issued one's is rendered on first use
-        insert_audits(audits)
-        if not risk_now:
-            _save_risk(out.closed, assessing)
+    risk_now = assessing.ready
+    if risk_now:
+        _with_risk(out.closed, changes, assessing)
+    billing.write_lines_many(calcs)
+    save(changes)
+    _drop_pdfs(list(changes))  # drafts of the open invoice; the issued one's is rendered on first use
+    insert_audits(audits)
+    if not risk_now:
+        _save_risk(out.closed, assessing)
     return out
 
 

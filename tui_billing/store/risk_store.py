@@ -342,12 +342,15 @@ class Assessor:
 class _InWorker(Assessor):
     def __init__(self, pool) -> None:
         self.pool = pool
+        self.up = pool.submit(os.getpid)  # done once the worker has started (about a second)
 
     def __call__(self, items: Items) -> Assessing:
         cfg = settings()
         # The population as this process sees it (cached per period), as assess_new here would use.
         pops = {day: population(day, cfg) for day in {facts.period_from for _, facts in items}}
         items = list(items)
+        if not self.up.done():  # the first chunks: here rather than wait for the worker to start
+            return Assessing(assess_new(items, cfg, pops))
         try:
             future = self.pool.submit(_assess_in_worker, items, cfg, pops)
         except Exception:  # the worker died: here instead
