@@ -2,7 +2,7 @@
 
     python bench/bench_billrun.py [--accounts 100000] [--reissue 10000] [--xdrs 100]
                                   [--dir /tmp/bench-billrun] [--cases close,create,reissue] [--no-raw]
-                                  [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+                                  [--pg postgresql://postgres@127.0.0.1:5432/postgres [--pg-only]]
 
 Stores are demo data (tui_billing.demo: 13 months per account, the newest
 one open for postpay accounts, xDRs stored behind the open and reviewed
@@ -41,8 +41,7 @@ TEMPLATE ...`, dropped after.  "raw" is then psycopg2 doing the same reads and
 writes (execute_values / execute_batch, as tui_billing.store.bulk on
 PostgreSQL; the rows the job locks locked with FOR UPDATE).  Bytes written
 are the server's, so not reported; CPU is the job's process plus, on a local
-server, its backend's ("server").  The risk assessment runs in the job's
-process there (risk_store.assessor's worker is for SQLite files only).
+server, its backend's ("server"; not the risk worker's backend).
 """
 
 from __future__ import annotations
@@ -371,7 +370,7 @@ class PgStores:
     def header(self) -> str:
         return (
             f"PostgreSQL {self.version_text} at {self.server} (bytes written: the server's, n/a; "
-            "server: the CPU of the job's backend; risk assessed in the job's process)"
+            "server: the CPU of the job's backend)"
         )
 
     @staticmethod
@@ -1095,6 +1094,7 @@ def main(argv=None) -> int:
         help="also measure on PostgreSQL: a server URL such as postgresql://postgres@127.0.0.1:5432/postgres "
         "(a login that may create databases); the template databases (bench_billrun_*) are made and kept there",
     )
+    ap.add_argument("--pg-only", action="store_true", help="with --pg: measure PostgreSQL only, not SQLite first")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -1103,7 +1103,9 @@ def main(argv=None) -> int:
     if args.pg and not is_pg(args.pg):
         ap.error(f"--pg: {args.pg!r} is not a postgresql:// URL")
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    backends = [SqliteStores(Path(args.dir))] + ([PgStores(args.pg)] if args.pg else [])
+    if args.pg_only and not args.pg:
+        ap.error("--pg-only needs --pg URL")
+    backends = ([] if args.pg_only else [SqliteStores(Path(args.dir))]) + ([PgStores(args.pg)] if args.pg else [])
     for stores in backends:
         keys = templates(stores, args.accounts, args.reissue, args.xdrs, cases)
         print(stores.header(), flush=True)
