@@ -104,11 +104,42 @@ def update_rows(model, columns: list[str], rows: list[tuple]) -> None:
     sql = f'UPDATE "{table}" SET {sets} WHERE "id" = {p}'
     if p == "?":
         db.connection().executemany(sql, rows)
-    else:
-        from psycopg2.extras import execute_batch
+        return
+    # PostgreSQL: one UPDATE ... FROM (VALUES ...) per page, not a statement
+    # per row: each statement runs invoice's statement triggers (the counts)
+    # and a round of planning, which cost more than the row itself.
+    from psycopg2.extras import execute_values
 
-        with db.cursor() as cursor:
-            execute_batch(cursor, sql, rows, page_size=500)
+    names = [model._meta.fields[c].column_name for c in columns]
+    types = _pg_column_types(db, table)
+    listed = ", ".join(f'"{n}"' for n in [*names, "id"])
+    template = "(" + ", ".join(f"%s::{types[n]}" for n in [*names, "id"]) + ")"
+    sets = ", ".join(f'"{n}" = v."{n}"' for n in names)
+    with db.cursor() as cursor:
+        execute_values(
+            cursor,
+            f'UPDATE "{table}" AS t SET {sets} FROM (VALUES %s) AS v ({listed}) WHERE t."id" = v."id"',
+            rows,
+            template=template,
+            page_size=500,
+        )
+
+
+_pg_types: dict[tuple[int, str], dict[str, str]] = {}
+
+
+def _pg_column_types(db, table: str) -> dict[str, str]:
+    """{column: its SQL type} of a PostgreSQL table (the VALUES of update_rows
+    are cast to them: a NULL or a text literal has no type of its own there)."""
+    key = (id(db), table)
+    if key not in _pg_types:
+        cursor = db.execute_sql(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+            [f'"{table}"'],
+        )
+        _pg_types[key] = dict(cursor.fetchall())
+    return _pg_types[key]
 
 
 def next_id(model) -> int:
