@@ -249,7 +249,7 @@ def bench_auto_approve(clock, n: int):
     ctx = W.Ctx(clock=clock, actor="bench")
     with database.atomic():
         ids = _stage(n, clock.now() - dt.timedelta(minutes=1))
-    # The job itself, as the loop runs it (batches of 500; set-based with
+    # The job itself, as the loop runs it (batches of jobs.review.AUTO_APPROVE_BATCH; set-based with
     # SKIP LOCKED claims on PostgreSQL, guarded bulk approve on SQLite).
     from tui_billing import jobs
 
