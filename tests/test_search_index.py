@@ -367,8 +367,7 @@ def test_bulk_inserts_write_many_rows_a_statement(store_url, backend):
     template = F.invoice()
     skip = {"id", "number"}
     rows = [
-        {k: v for k, v in template.__data__.items() if k not in skip} | {"number": f"BULK-{i:05d}"}
-        for i in range(1200)
+        {k: v for k, v in template.__data__.items() if k not in skip} | {"number": f"BULK-{i:05d}"} for i in range(1200)
     ]
     statements: list[str] = []
     connection = database.obj.connection()
