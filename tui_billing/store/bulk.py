@@ -121,18 +121,16 @@ def update_rows(model, columns: list[str], rows: list[tuple]) -> None:
         return
     db = database.obj
     table = model._meta.table_name
-    p = db.param
-    sets = ", ".join(f'"{model._meta.fields[c].column_name}" = {p}' for c in columns)
-    sql = f'UPDATE "{table}" SET {sets} WHERE "id" = {p}'
-    if p == "?":
-        db.connection().executemany(sql, rows)
+    names = [model._meta.fields[c].column_name for c in columns]
+    if db.param == "?":
+        sets = ", ".join(f'"{n}" = ?' for n in names)
+        db.connection().executemany(f'UPDATE "{table}" SET {sets} WHERE "id" = ?', rows)
         return
     # PostgreSQL: one UPDATE ... FROM (VALUES ...) per page, not a statement
     # per row: each statement runs invoice's statement triggers (the counts)
     # and a round of planning, which cost more than the row itself.
     from psycopg2.extras import execute_values
 
-    names = [model._meta.fields[c].column_name for c in columns]
     types = _pg_column_types(db, table)
     listed = ", ".join(f'"{n}"' for n in [*names, "id"])
     template = "(" + ", ".join(f"%s::{types[n]}" for n in [*names, "id"]) + ")"

@@ -381,15 +381,7 @@ def assessor(chunks: int, workers: int | None = None) -> Iterator[Assessor]:
     if workers <= 1 or chunks < ASSESSOR_MIN_CHUNKS or store is None or database.in_transaction():
         yield Assessor()
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    # spawn, not fork: a forked child would share this process's open connection.
-    pool = ProcessPoolExecutor(
-        max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_open, initargs=(store,)
-    )
-
-    with pool:
+    with _worker_pool(1, store) as pool:
         yield _InWorker(pool)
 
 
@@ -433,19 +425,9 @@ def assess_many(
     chunks = [ids[start : start + CHUNK] for start in range(0, len(ids), CHUNK)]
     workers = pool_size(workers, len(chunks))
     if workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # spawn, not fork: a forked child would share this process's open connection.
         store = _worker_store()
         assert store is not None  # pool_size: more than one worker only on a store they can open
-        pool = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_open,
-            initargs=(store,),
-        )
-        with pool:
+        with _worker_pool(workers, store) as pool:
             results = pool.map(_assess_chunk, chunks, [cfg] * len(chunks))
             _write_results(results, len(ids), counts, progress)
     else:
@@ -512,6 +494,20 @@ def _worker_store() -> WorkerStore | None:
     if not path or path == ":memory:" or str(path).startswith("file:"):
         return None
     return f"sqlite:///{os.path.abspath(path)}"
+
+
+def _worker_pool(workers: int, store: WorkerStore):
+    """Processes that each open `store` themselves (assessor, assess_many)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: a forked child would share this process's open connection.
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_open,
+        initargs=(store,),
+    )
 
 
 def _worker_open(store: WorkerStore) -> None:
