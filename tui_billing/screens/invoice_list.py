@@ -106,7 +106,9 @@ class InvoiceListScreen(InvoiceActions, Screen):
         self.seen_changes = self.app.change_seq
         self.counts.set_sort(self.sort_words())
         self._load_classes()
-        self.reload()
+        if self.is_current:
+            self.reload()
+        # else built in the background (BillingApp.prepare_finder): loaded when first shown
         self.table.focus()
         self.set_interval(60, self.table.tick)
 
@@ -192,6 +194,8 @@ class InvoiceListScreen(InvoiceActions, Screen):
         self._paint_marked()
         self._fetch_ahead()
         self.post_message(InvoiceTable.NearEnd())  # short page: more at once if the cursor is near the end
+        if generation == 1:
+            self.call_after_refresh(self.app.first_page_shown)
 
     # -- nothing matches: a line that says so (and which filter), not an empty table
     def _paint_empty(self) -> None:
@@ -397,7 +401,12 @@ class InvoiceListScreen(InvoiceActions, Screen):
         self._reload_counts()
 
     def on_screen_resume(self) -> None:
-        self.sync_changes()
+        if not self.is_current:
+            return  # built in the background, not shown yet
+        if not self.generation:
+            self.reload()  # first shown: its first page as of now, not as of when it was built
+        else:
+            self.sync_changes()
 
     def sync_changes(self) -> None:
         """Refresh the loaded rows that changed since this screen last looked."""
