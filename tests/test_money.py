@@ -60,6 +60,29 @@ def test_field_refuses_float_and_excess_precision():
     assert field.python_value(123456) == Decimal("12.3456")
 
 
+def test_bulk_rows_convert_as_each_value_would(store_url):
+    """store.bulk.db_rows converts a column at a time, skipping the values a
+    column stores as they are: every value comes out as its field's db_value,
+    amounts refused alike, a foreign key given as a row too."""
+    from tui_billing.store.bulk import db_rows
+    from tui_billing.store.models import ChargeLine
+
+    inv = F.invoice(acc=F.account(currency="EUR"), total=Decimal("1"))
+    names = ["invoice", "position", "description", "quantity", "amount", "records", "days"]
+    rows = [
+        (inv.id, 1, "Voice", Decimal("1.5"), Decimal("12.3456"), 3, None),
+        (inv, True, "Data", 2, Decimal("-0.01"), None, 4),  # a row, a bool, an int amount
+        (inv.id, 3, 7, Decimal("0.125"), Decimal("1E+3"), 0, 30),  # a number as a text
+    ]
+    fields = [ChargeLine._meta.fields[n] for n in names]
+    by_value = [tuple(None if v is None else f.db_value(v) for f, v in zip(fields, row)) for row in rows]
+    assert db_rows(ChargeLine, names, rows) == by_value
+    assert by_value[0][4] == 123456 and by_value[1][0] == inv.id and by_value[2][2] == "7"
+    for bad, error in ((1.5, TypeError), (Decimal("0.00001"), ValueError)):
+        with pytest.raises(error):
+            db_rows(ChargeLine, ["amount"], [(Decimal(1),), (bad,)])
+
+
 @pytest.mark.parametrize(
     "text,reason",
     [

@@ -8,9 +8,10 @@ audit_row + insert_audits for the thousands of a bulk transition.
 from __future__ import annotations
 
 import json
+from operator import itemgetter
 
 from .context import Ctx
-from .store.bulk import insert_rows
+from .store.bulk import db_rows, insert_rows
 from .store.models import AuditEvent
 
 AUDIT_COLUMNS = (
@@ -75,9 +76,5 @@ def insert_audits_of(ctx: Ctx, action: str, ids: list[int], before_status: str, 
 
 def insert_audits(rows: list[dict]) -> None:
     """Many audit events in one executemany (bulk transitions write thousands)."""
-    fields = [AuditEvent._meta.fields[c] for c in AUDIT_COLUMNS]
-    insert_rows(
-        AuditEvent,
-        list(AUDIT_COLUMNS),
-        [tuple(f.db_value(row[c]) for f, c in zip(fields, AUDIT_COLUMNS)) for row in rows],
-    )
+    columns = list(AUDIT_COLUMNS)
+    insert_rows(AuditEvent, columns, db_rows(AuditEvent, columns, list(map(itemgetter(*columns), rows))))

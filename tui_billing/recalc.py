@@ -27,7 +27,7 @@ from .audit import audit_row, insert_audits
 from .context import Ctx
 from .errors import NotFound, Refused
 from .store import risk_store
-from .store.bulk import update_rows
+from .store.bulk import db_rows, update_rows
 from .store.locking import for_update
 from .store.models import Account, Correction, CustomerClass, Invoice, InvoicePdf, ids_in, tuple_rows
 
@@ -170,11 +170,9 @@ def save(changes: dict[int, dict[str, Any]]) -> None:
     one executemany per set of fields changed."""
     by_fields: dict[tuple[str, ...], list[tuple]] = {}
     for inv_id, change in changes.items():
-        names = tuple(change)
-        row = tuple(Invoice._meta.fields[n].db_value(v) for n, v in change.items())
-        by_fields.setdefault(names, []).append((*row, inv_id))
+        by_fields.setdefault(tuple(change), []).append((*change.values(), inv_id))
     for names, rows in by_fields.items():
-        update_rows(Invoice, list(names), rows)
+        update_rows(Invoice, list(names), db_rows(Invoice, [*names, "id"], rows))
 
 
 def _drop_pdfs(ids: Sequence[int]) -> None:

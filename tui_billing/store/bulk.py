@@ -9,8 +9,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from operator import itemgetter
+
+from peewee import CharField, Field, ForeignKeyField, IntegerField
 
 from .db import is_sqlite
+from .fields import ScaledDecimalField
 from .models import database
 
 # A job writing thousands of rows (the bill run, the off-peak reissue), on
@@ -44,6 +48,33 @@ def heavy_writes() -> Iterator[None]:
 def dbv(field, value):
     """A Python value as the column stores it (e.g. Decimal -> scaled int)."""
     return field.db_value(value)
+
+
+# Fields whose db_value of a value of this exact type is the value itself.
+_SAME = {IntegerField.adapt: int, CharField.adapt: str}
+
+
+def _db_column(field, values: list) -> list:
+    """field.db_value of each value (None stays None)."""
+    if isinstance(field, ScaledDecimalField):
+        return field.db_values(values)
+    plain = field.rel_field if isinstance(field, ForeignKeyField) else field
+    same = _SAME.get(type(plain).adapt) if type(plain).db_value is Field.db_value else None
+    if same is not None and set(map(type, values)) <= {same, type(None)}:
+        return values
+    convert = field.db_value
+    return [None if v is None else convert(v) for v in values]
+
+
+def db_rows(model, names: list[str], rows: list[tuple]) -> list[tuple]:
+    """Rows of Python values (in the order of `names`) as the columns store
+    them, converted a column at a time: a third of the time value by value
+    takes (the bill run converts a dozen values a charge line)."""
+    if not rows:
+        return []
+    fields = model._meta.fields
+    columns = [_db_column(fields[name], list(map(itemgetter(k), rows))) for k, name in enumerate(names)]
+    return list(zip(*columns))
 
 
 def insert_rows(model, columns: list[str], rows: list[tuple], *, ignore_existing: bool = False) -> None:
@@ -94,22 +125,22 @@ def insert_models(model, rows: list[dict], *, ignore_existing: bool = False) -> 
         return
     meta = model._meta
     names = list(rows[0])
-    convert = [meta.fields[name].db_value for name in names]
     defaults = [name for name in meta.get_default_dict() if name not in rows[0]]
 
     def default_values() -> tuple:  # a callable default is called for each row, as by Model.create
         values = meta.get_default_dict()
-        return tuple(meta.fields[name].db_value(values[name]) for name in defaults)
+        return tuple(values[name] for name in defaults)
 
     fixed = None if meta._default_callable_list else default_values()
+    get = itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],)
     insert_rows(
         model,
         names + defaults,
-        [
-            tuple(None if v is None else f(v) for f, v in zip(convert, (row[n] for n in names)))
-            + (fixed if fixed is not None else default_values())
-            for row in rows
-        ],
+        db_rows(
+            model,
+            names + defaults,
+            [get(row) + (fixed if fixed is not None else default_values()) for row in rows],
+        ),
         ignore_existing=ignore_existing,
     )
 
