@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from decimal import Decimal
 
 import pytest
@@ -280,6 +281,31 @@ def test_job_logs_held_invoices_and_goes_on_past_a_full_batch(store_url, ctx):
     assert all(reload(i).held_at is not None for i in held)
     assert sorted(f["invoice"] for _, f in lines if f["action"] == "held") == sorted(i.number for i in held)
     assert all(f["flags"] == "total_spike" for _, f in lines if f["action"] == "held")
+
+
+def test_a_batch_approves_and_holds_at_most_its_limit(store_url, ctx):
+    """PostgreSQL ran `id IN (SELECT … LIMIT 2 FOR UPDATE SKIP LOCKED)` again for
+    each row it scanned (a small table): one batch took all 7 due invoices."""
+    flagged = [flag(F.invoice(generated=DUE)) for _ in range(3)]
+    plain = [F.invoice(generated=DUE) for _ in range(7)]
+    first = W.auto_approve_due(job_ctx(ctx), limit=2)
+    assert first.done == [i.number for i in plain[:2]]
+    assert [n for n, _ in first.held] == [i.number for i in flagged[:2]]
+
+
+def test_the_job_looks_for_invoices_to_hold_only_while_a_batch_held_a_batch(store_url, ctx, caplog):
+    """Looking for due invoices to hold reads every due invoice left: once a
+    batch, the tick of 10,000 due took 1.5x one set-based UPDATE."""
+    held = [flag(F.invoice(generated=DUE)) for _ in range(3)]
+    plain = [F.invoice(generated=DUE) for _ in range(7)]
+    with caplog.at_level(logging.DEBUG, logger="peewee"):
+        res = jobs.auto_approve_due(job_ctx(ctx), batch=2)
+    assert res.done == 7 and res.skipped == 3
+    assert {reload(i).status for i in plain} == {S.APPROVED}
+    assert all(reload(i).held_at is not None and reload(i).status == S.UNDER_REVIEW for i in held)
+    # Four batches: the first held two (a full batch), the second one; the last two did not look.
+    looked = [r for r in caplog.records if "SET held_at" in str(r.msg)]
+    assert len(looked) == 2
 
 
 def test_two_job_loops_hold_each_flagged_invoice_once(store_url, ctx):

@@ -528,7 +528,32 @@ class AutoApproveResult(BulkResult):
     held: list[tuple[str, list[risk.Flag]]] = field(default_factory=list)
 
 
-def auto_approve_due(ctx: Ctx, limit: int = 10_000) -> AutoApproveResult:
+def _update_due(
+    now: dt.datetime, limit: int, sets: str, set_args: list[Any], where: str, where_args: list[Any], returning: str
+) -> Any:
+    """UPDATE invoice SET `sets` on at most `limit` invoices under review whose
+    review deadline passed and that match `where` (" AND …"), the earliest
+    deadlines first, `where` checked again on each row it updates; RETURNING
+    `returning`.  On PostgreSQL the rows are claimed FOR UPDATE SKIP LOCKED.
+
+    The rows are chosen once, in a materialized CTE.  Written as `id IN
+    (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`, PostgreSQL may run the
+    subquery again for every row it scans (on a small table: a sequential
+    scan and a subplan), each run skipping the rows the statement already
+    updated, so that a batch of 2 took all 7 invoices due."""
+    db = database.obj
+    p = db.param
+    skip_locked = " FOR UPDATE SKIP LOCKED" if db.for_update else ""
+    return db.execute_sql(
+        f"WITH due AS MATERIALIZED (SELECT id FROM invoice WHERE status = {p} AND review_deadline <= {p}{where} "
+        f"ORDER BY review_deadline, id LIMIT {int(limit)}{skip_locked}) "
+        f"UPDATE invoice SET {sets} WHERE id IN (SELECT id FROM due) AND COALESCE(status, '') = {p}{where} "
+        f"RETURNING {returning}",
+        [S.UNDER_REVIEW, Invoice.review_deadline.db_value(now), *where_args, *set_args, S.UNDER_REVIEW, *where_args],
+    )
+
+
+def auto_approve_due(ctx: Ctx, limit: int = 10_000, *, hold: bool = True) -> AutoApproveResult:
     """The job: approve up to `limit` invoices whose hold expired; rejected
     ones wait; flagged ones are held for a person.
 
@@ -550,11 +575,14 @@ def auto_approve_due(ctx: Ctx, limit: int = 10_000) -> AutoApproveResult:
     Four-eyes (team mode, second_approval_above set): an invoice that needs
     two approvals is never auto-approved, whatever its score and even with
     one approval given: it is held and escalated like a flagged one.
+
+    hold=False: approve only. The job (jobs.auto_approve_due) holds in its
+    first batch and again only after a batch held `limit`: looking for
+    invoices to hold reads every due invoice left, each batch.
     """
     now = ctx.clock.now()
     db = database.obj
     p = db.param
-    skip_locked = " FOR UPDATE SKIP LOCKED" if db.for_update else ""
     settings = load_settings()
     flagged_too = settings.auto_approve_flagged
     threshold = hold_score(settings)
@@ -570,22 +598,14 @@ def auto_approve_due(ctx: Ctx, limit: int = 10_000) -> AutoApproveResult:
             guard, args = f" AND COALESCE(risk_score, 0) < {p} AND held_at IS NULL", [threshold]
         if two_sql:
             guard, args = f"{guard} AND NOT ({two_sql})", [*args, *two_args]
-        cursor = db.execute_sql(
-            f"UPDATE invoice SET status = {p}, approved_at = {p}, approved_by = {p}, "
-            "reviewed_revision = revision "
-            f"WHERE id IN (SELECT id FROM invoice WHERE status = {p} AND review_deadline <= {p}{guard} "
-            f"ORDER BY review_deadline, id LIMIT {int(limit)}{skip_locked}) "
-            f"AND COALESCE(status, '') = {p}{guard} RETURNING id, number, total, revision, risk_score, risk_flags",
-            [
-                S.APPROVED,
-                Invoice.approved_at.db_value(now),
-                ctx.actor,
-                S.UNDER_REVIEW,
-                Invoice.review_deadline.db_value(now),
-                *args,
-                S.UNDER_REVIEW,
-                *args,
-            ],
+        cursor = _update_due(
+            now,
+            limit,
+            f"status = {p}, approved_at = {p}, approved_by = {p}, reviewed_revision = revision",
+            [S.APPROVED, Invoice.approved_at.db_value(now), ctx.actor],
+            guard,
+            args,
+            "id, number, total, revision, risk_score, risk_flags",
         )
         rows = [
             _Row(i, n, S.APPROVED, Invoice.total.python_value(t), rev, risk_score=score or 0, risk_flags=flags or "")
@@ -620,22 +640,16 @@ def auto_approve_due(ctx: Ctx, limit: int = 10_000) -> AutoApproveResult:
         if two_sql:
             reasons.append(two_sql)
             hold_args += two_args
-        if reasons:
-            hold = f" AND ({' OR '.join(reasons)}) AND held_at IS NULL"
-            cursor = db.execute_sql(
-                f"UPDATE invoice SET held_at = {p}, notified_at = NULL "
-                f"WHERE id IN (SELECT id FROM invoice WHERE status = {p} AND review_deadline <= {p}{hold} "
-                f"ORDER BY review_deadline, id LIMIT {int(limit)}{skip_locked}) "
-                f"AND COALESCE(status, '') = {p}{hold} "
-                "RETURNING id, number, total, revision, risk_score, risk_flags, currency, first_approved_by",
-                [
-                    Invoice.held_at.db_value(now),
-                    S.UNDER_REVIEW,
-                    Invoice.review_deadline.db_value(now),
-                    *hold_args,
-                    S.UNDER_REVIEW,
-                    *hold_args,
-                ],
+        if reasons and hold:
+            held_sql = f" AND ({' OR '.join(reasons)}) AND held_at IS NULL"
+            cursor = _update_due(
+                now,
+                limit,
+                f"held_at = {p}, notified_at = NULL",
+                [Invoice.held_at.db_value(now)],
+                held_sql,
+                hold_args,
+                "id, number, total, revision, risk_score, risk_flags, currency, first_approved_by",
             )
             held = [
                 _Row(

@@ -12,7 +12,7 @@ SQLite: one loop per store (LoopLock).  PostgreSQL: several loops share the
 work (LoopRegistration); each job claims its items so none is done twice:
 
     close_postpay      per invoice: FOR UPDATE SKIP LOCKED in the item's transaction
-    auto_approve       per batch: UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)
+    auto_approve       per batch: WITH due AS MATERIALIZED (SELECT … FOR UPDATE SKIP LOCKED) UPDATE …
     reissue_offpeak    per batch: claimed_by/claimed_until lease, chosen with SKIP LOCKED
     dispatch_approved  per batch: claimed_by/claimed_until lease, chosen with SKIP LOCKED
     expire_payments    per payment: FOR UPDATE SKIP LOCKED in the item's transaction

@@ -41,8 +41,10 @@ def auto_approve_due(
     # One set-based guarded UPDATE per batch on both stores: its WHERE is the
     # guard, so an invoice an admin approved or rejected meanwhile is simply
     # not taken (no refusal to report).
+    hold = True  # the first batch holds every flagged due invoice, unless there are more than a batch
     while not stopped(stop):
-        r = workflow.auto_approve_due(ctx, limit=batch)
+        r = workflow.auto_approve_due(ctx, limit=batch, hold=hold)
+        hold = len(r.held) >= batch
         for number in r.done:
             log("auto_approve", invoice=number, action="approved")
         for number, flags in r.held:
