@@ -235,6 +235,36 @@ def test_a_theme_changed_before_f3_styles_the_finder_built_in_the_background(con
     run(scenario())
 
 
+def test_the_footer_rebuilds_its_keys_only_when_they_change(console_env):
+    """Textual's footer rebuilt every key on each bindings update (three times for F3)."""
+    from textual.widgets._footer import FooterKey
+
+    from tui_billing.widgets.footer import Footer
+
+    def descriptions(footer) -> list[str]:
+        return [k.description for k in footer.query(FooterKey)]
+
+    async def scenario():
+        app = make_app(console_env)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            footer = app.screen.query_one(Footer)
+            keys = list(footer.query(FooterKey))
+            assert "Mark ↓" in descriptions(footer)  # the table's key: it has the focus
+            await pilot.press("down", "down", "up")
+            app.screen.refresh_bindings()
+            await settle(pilot)
+            assert list(footer.query(FooterKey)) == keys  # the same keys: not rebuilt
+            await pilot.press("slash")  # the filter bar takes the focus: the table's keys go
+            await settle(pilot)
+            assert "Mark ↓" not in descriptions(footer) and "Filter" in descriptions(footer)
+            await pilot.press("escape")
+            await settle(pilot)
+            assert "Mark ↓" in descriptions(footer)
+
+    run(scenario())
+
+
 def test_taxes_tab_absent_and_payments_hidden_for_open_postpay(console_env):
     no_tax = Invoice.select().where(Invoice.id.not_in(TaxLine.select(TaxLine.invoice))).order_by(Invoice.id).first()
     open_postpay = (

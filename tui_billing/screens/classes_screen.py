@@ -24,12 +24,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Header, Input, Label, Select, Static
 
 from .. import customer_classes as C
 from .. import statuses as S
 from ..widgets.fit_table import Col, FitTable
 from ..widgets.fmt import text_cell
+from ..widgets.footer import Footer
 from .role_gate import RoleGate
 from .support import db_session, error_text, post
 

@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import Header, Static, TabbedContent, TabPane
 
 from .. import payments, workflow
 from .. import statuses as S
@@ -37,6 +37,7 @@ from ..widgets.fmt import (
     text_cell,
     time_left,
 )
+from ..widgets.footer import Footer
 from ..widgets.history_chart import HistoryChart, Series
 from ..widgets.progress_panel import ProgressPanel
 from .actions import InvoiceActions

@@ -14,12 +14,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from .. import statuses as S
 from ..console_state import InvoiceListRow, Pager, Targets
 from ..text import shown
 from ..widgets.filter_bar import FilterBar
+from ..widgets.footer import Footer
 from ..widgets.invoice_table import NEAR_END, InvoiceTable
 from ..widgets.progress_panel import ProgressPanel
 from ..widgets.status_counts import StatusCounts
