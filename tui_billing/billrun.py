@@ -38,7 +38,7 @@ from .audit import audit_row, insert_audits
 from .context import Ctx
 from .store import risk_store
 from .store.bulk import heavy_writes, insert_models
-from .store.models import Account, CustomerClass, Invoice, database, ids_in, tuple_rows
+from .store.models import Account, Invoice, database, ids_in, tuple_rows
 from .store.settings import format_number, load_settings, reserve
 from .workflow import BadInput
 
@@ -139,13 +139,7 @@ class _Run:
     number_format: str
     include_empty: bool
     assess: risk_store.Assessor
-    classes: dict[int, CustomerClass] = field(default_factory=dict)
-
-    def customer_class(self, class_id: int) -> CustomerClass:
-        cls = self.classes.get(class_id)
-        if cls is None:
-            cls = self.classes[class_id] = CustomerClass.get_by_id(class_id)
-        return cls
+    classes: recalc.Classes = field(default_factory=recalc.Classes)
 
 
 def _run_chunk(run: _Run, ids: list[int]) -> None:
@@ -243,7 +237,7 @@ def _create(run: _Run, pending: list[tuple[Account, billing.Calculation]]) -> No
                 )
             )
             continue
-        cls = run.customer_class(account.customer_class_id)
+        cls = run.classes[account.customer_class_id]
         # Every row the same columns (one INSERT, ids in account order): not
         # approved yet is what leaving the approval out writes.
         fields = {"approved_at": None, "approved_by": None} | workflow.issue_fields(ctx, cls, "regular")
@@ -310,7 +304,7 @@ def _close(run: _Run, to_close: list[tuple[int, int]]) -> None:
     account_of = {inv_id: acc_id for acc_id, inv_id in to_close}
     for k, ids in enumerate(recalc.rounds(account_of, account_of.__getitem__)):
         # A later round's history holds this transaction's writes, which a worker would not see.
-        outcome = recalc.close_postpay_many(run.ctx, ids, run.assess if k == 0 else recalc.assess_here)
+        outcome = recalc.close_postpay_many(run.ctx, ids, run.assess if k == 0 else recalc.assess_here, run.classes)
         for inv in outcome.closed:
             result.closed.append(inv.id)
             result.count(inv.status)

@@ -73,6 +73,7 @@ def reissue_offpeak(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, bat
     start, end = load_settings().offpeak
     holder = claimant("reissue:")
     failed: set[int] = set()
+    classes = recalc.Classes()  # read once for the run
 
     def due():
         cond = (Invoice.status == S.REJECTED) & (Invoice.reissue_after <= ctx.clock.now())
@@ -85,20 +86,28 @@ def reissue_offpeak(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, bat
             if not ids:
                 break
             try:
-                _reissue_batch(ctx, ids, (start, end), stop, log, res, failed, assess)
+                _reissue_batch(ctx, ids, (start, end), stop, log, res, failed, assess, classes)
             finally:
                 release_invoices(holder, ids)
     return res
 
 
 def _reissue_batch(
-    ctx: workflow.Ctx, ids: list[int], window, stop, log: Log, res: JobResult, failed: set[int], assess: recalc.Assess
+    ctx: workflow.Ctx,
+    ids: list[int],
+    window,
+    stop,
+    log: Log,
+    res: JobResult,
+    failed: set[int],
+    assess: recalc.Assess,
+    classes: recalc.Classes,
 ) -> None:
     done: list[tuple[int, str]] = []
     batch: recalc.Reissues | None = None
     try:
         with database.atomic():
-            batch = recalc.Reissues(ctx, ids, assess)
+            batch = recalc.Reissues(ctx, ids, assess, classes)
             for inv_id in ids:
                 if stopped(stop):
                     break

@@ -332,8 +332,17 @@ class Assessor:
     a job, `assessor.ahead(account_ids, before)` says whose histories the
     next chunk will want (read meanwhile by a worker; here, nothing)."""
 
+    _cfg: risk.RiskSettings | None = None
+
+    def cfg(self) -> risk.RiskSettings:
+        """The risk settings, read once: a job assesses all its chunks with the
+        settings as they were at its first (a read took 1 ms, two a chunk)."""
+        if self._cfg is None:
+            self._cfg = settings()
+        return self._cfg
+
     def __call__(self, items: Items) -> Assessing:
-        return Assessing(assess_new(items))
+        return Assessing(assess_new(items, self.cfg()))
 
     def ahead(self, account_ids: Sequence[int], before: dt.date) -> None:
         pass
@@ -343,9 +352,16 @@ class _InWorker(Assessor):
     def __init__(self, pool) -> None:
         self.pool = pool
         self.up = pool.submit(os.getpid)  # done once the worker has started (about a second)
+        self._ahead: tuple[list[int], dt.date] | None = None  # the next chunk's accounts, not yet sent
 
     def __call__(self, items: Items) -> Assessing:
-        cfg = settings()
+        try:
+            return self._assess(items)
+        finally:
+            self._send_ahead()
+
+    def _assess(self, items: Items) -> Assessing:
+        cfg = self.cfg()
         # The population as this process sees it (cached per period), as assess_new here would use.
         pops = {day: population(day, cfg) for day in {facts.period_from for _, facts in items}}
         items = list(items)
@@ -358,8 +374,18 @@ class _InWorker(Assessor):
         return Assessing(None, future, lambda: assess_new(items, cfg, pops))
 
     def ahead(self, account_ids: Sequence[int], before: dt.date) -> None:
+        # Sent after this chunk's assessment, not before: the worker takes its
+        # tasks in turn, and the chunk's assessment, which the main process
+        # waits for, waited for the next chunk's histories (main process: 1.1
+        # s of 4.8 waiting, closing 8,402 invoices).
+        self._ahead = (list(account_ids), before)
+
+    def _send_ahead(self) -> None:
+        if self._ahead is None:
+            return
+        (account_ids, before), self._ahead = self._ahead, None
         try:
-            self.pool.submit(_read_ahead, list(account_ids), before, settings().history)
+            self.pool.submit(_read_ahead, account_ids, before, self.cfg().history)
         except Exception:  # the worker died: the chunk reads its histories itself
             pass
 
