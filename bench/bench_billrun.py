@@ -84,6 +84,15 @@ def io_now() -> dict[str, int]:
 
 
 def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak RSS, MB.  This process's from /proc/self/status VmHWM: Linux keeps
+    ru_maxrss across fork and exec, so a job's process reported the bench's
+    own peak (390 MB after it built a template) whatever the job used."""
+    if who == resource.RUSAGE_SELF:
+        try:
+            with open("/proc/self/status") as f:
+                return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+        except (OSError, StopIteration):
+            pass
     return resource.getrusage(who).ru_maxrss / 1024  # Linux: KiB
 
 
