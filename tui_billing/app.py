@@ -14,9 +14,7 @@ every rule in the domain modules they call.
 
 from __future__ import annotations
 
-import gc
 import threading
-import time
 from collections import deque
 
 from textual import events, work
@@ -25,6 +23,7 @@ from textual.binding import Binding
 from textual.content import Content
 
 from .errors import ConfigError
+from .idle_work import IdleWork
 from .screens.palette import BillingCommands
 from .screens.queue import QueueScreen
 from .screens.support import db_session, error_text, post
@@ -33,7 +32,6 @@ THEMES = ("textual-dark", "textual-light")
 CHANGE_LOG = 500  # remembered change batches (screens refresh rows changed elsewhere)
 JOBS_POLL = 15.0  # seconds between checks of the store's job loops (they beat every 15 s)
 HEADER_SIDES = 4  # columns of the header that are not its title: icon 3 + right margin 1 (CSS below)
-PREPARE_IDLE = 1.0  # s without a key after which the finder is built (it holds the screen ~0.1 s)
 JOBS_MODES = {True: "on", False: "off", None: "off", "on": "on", "off": "off", "auto": "auto"}
 
 
@@ -91,8 +89,7 @@ class BillingApp(App):
         self._waiting_baseline: tuple[int, int] | None = None
         self._mail_problems: int | None = None  # failed + uncertain + stalled emails at the last poll
         self.keymap = dict(keymap or {})
-        self._last_key = 0.0  # time.monotonic() of the last key pressed
-        self._started = False  # a first page was shown (first_page_shown)
+        self.idle = IdleWork(self, self.prepare_finder)
         theme = getattr(getattr(env, "config", None), "theme", None)
         self._initial_theme = theme if theme in self.available_themes else THEMES[0]
         # who you are: the user, and in team mode their role (roles.py; README: Roles and approvals)
@@ -115,42 +112,30 @@ class BillingApp(App):
         if self.jobs_poll_seconds:
             self.set_interval(self.jobs_poll_seconds, self.check_jobs)
 
-    # -- F3 at once ----------------------------------------------------------------------
+    # -- while the admin reads (idle_work.py) ---------------------------------------------
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key):
-            self._last_key = time.monotonic()
+            self.idle.key()
         await super().on_event(event)
 
     def first_page_shown(self) -> None:
-        """A list's first page is on screen. The first time, the start is over: what it
-        made (modules, styles, screens) lives as long as the console, and Python's full
-        collections need not walk it again; they held a next page up to 0.17 s (until
-        on_unmount, which lets a test's console be collected). Then the finder is built
-        while the admin reads."""
-        if self._started:
-            return
-        self._started = True
-        gc.freeze()
-        self.set_timer(PREPARE_IDLE, self.prepare_finder)
+        """A list's first page is on screen: the start is over."""
+        self.idle.start()
 
     def prepare_finder(self) -> None:
-        """Build the finder (F3) in the background: mounting a screen and styling its
-        widgets takes a quarter of a second, which F3 would otherwise wait for; F3
-        then only switches to it and loads its first page (InvoiceListScreen.
-        on_screen_resume). Textual builds a mode's screen on the first switch; its
-        own _init_mode does what that switch would, without showing the screen.
-        Not while keys come: the building holds the screen up to ~0.1 s at a time."""
+        """Build the finder (F3) in the background (IdleWork calls this after a
+        second without a key): mounting a screen and styling its widgets takes
+        a quarter of a second, which F3 would otherwise wait for; F3 then only
+        switches to it and loads its first page (InvoiceListScreen.
+        on_screen_resume). Textual builds a mode's screen on the first switch;
+        its own _init_mode does what that switch would, without showing it."""
         if "finder" in self._screen_stacks or not self.is_running:
             return
-        idle = time.monotonic() - self._last_key
-        if idle < PREPARE_IDLE:
-            self.set_timer(PREPARE_IDLE - idle, self.prepare_finder)
-        else:
-            self._init_mode("finder")
-            # Its widgets are styled as they mount, by the stylesheet as it is now (the
-            # finder's CSS included): F3 need not restyle the whole app again (a
-            # theme change restyles every screen, the finder too).
-            self._screen_stacks["finder"][0]._css_update_count = self._css_update_count
+        self._init_mode("finder")
+        # Its widgets are styled as they mount, by the stylesheet as it is now (the
+        # finder's CSS included): F3 need not restyle the whole app again (a
+        # theme change restyles every screen, the finder too).
+        self._screen_stacks["finder"][0]._css_update_count = self._css_update_count
 
     # -- the header: screen title — job loops · user · --now -----------------------------
     def format_title(self, title: str, sub_title: str) -> Content:
@@ -481,8 +466,7 @@ class BillingApp(App):
 
     def on_unmount(self) -> None:
         self.stop_jobs.set()
-        if self._started:
-            gc.unfreeze()
+        self.idle.stop()
 
 
 def _finder():  # screens other than the first are imported when first shown
