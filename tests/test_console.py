@@ -178,46 +178,6 @@ def test_f3_switches_to_a_finder_built_in_the_background_and_loads_it_then(conso
     run(scenario())
 
 
-def has_tax_lines(invoice_id: int) -> bool:
-    return TaxLine.select().where(TaxLine.invoice == invoice_id).exists()
-
-
-async def finder_built(pilot, rounds: int = 200) -> FinderScreen:
-    """Wait until the console built the finder in the background (after the queue's first page)."""
-    app = pilot.app
-    for _ in range(rounds):
-        stack = app._screen_stacks.get("finder")
-        if stack and stack[0].is_mounted:
-            await settle(pilot)
-            return stack[0]
-        await pilot.pause(0.02)
-    raise AssertionError("the finder was not built in the background")
-
-
-def test_f3_switches_to_a_finder_built_in_the_background_and_loads_it_then(console_env):
-    """F3 used to build the finder's screen first (a quarter of a second at any size of
-    store); the console builds it while the queue is read. It is loaded when shown, as
-    of then: an invoice changed after it was built is where it belongs."""
-
-    async def scenario():
-        app = make_app(console_env)
-        async with app.run_test(size=(80, 24)) as pilot:
-            await settle(pilot)
-            finder = await finder_built(pilot)
-            assert isinstance(app.screen, QueueScreen)
-            assert finder.generation == 0 and not finder.table.row_count  # nothing read yet
-            newest = Invoice.select().order_by(Invoice.issue_date.desc(), Invoice.id.desc()).first()
-            oldest = Invoice.select().order_by(Invoice.issue_date, Invoice.id).first()
-            Invoice.update(issue_date=newest.issue_date + dt.timedelta(days=1)).where(Invoice.id == oldest.id).execute()
-            await pilot.press("f3")
-            await settle(pilot)
-            assert app.screen is finder
-            assert finder.table.current_row().number == oldest.number
-            assert finder.table.row_count == PAGE
-
-    run(scenario())
-
-
 def test_a_theme_changed_before_f3_styles_the_finder_built_in_the_background(console_env):
     async def scenario():
         app = make_app(console_env)
