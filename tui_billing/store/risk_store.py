@@ -18,7 +18,7 @@ from decimal import Decimal
 from .. import risk
 from .. import statuses as S
 from ..money import ZERO
-from .bulk import update_rows
+from .bulk import db_rows, update_rows
 from .db import connect, is_sqlite
 from .fields import MONEY_SCALE, QUANTITY_SCALE
 from .models import Correction, Invoice, database, tuple_rows
@@ -499,10 +499,9 @@ def _assess_chunk(chunk: list[int], cfg: risk.RiskSettings) -> tuple[list[tuple]
                 result = DRAFT
             else:
                 result = risk.evaluate(facts[inv.id], histories[inv.account_id], cfg, pop)
-            columns = stored(result)
-            updates.append(tuple(Invoice._meta.fields[c].db_value(v) for c, v in columns.items()) + (inv.id,))
+            updates.append((*stored(result).values(), inv.id))
             flagged += result.flagged
-    return updates, flagged
+    return db_rows(Invoice, [*STORED_COLUMNS, "id"], updates), flagged
 
 
 # How a worker process opens this store: a SQLite file by its URL, a
