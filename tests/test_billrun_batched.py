@@ -71,10 +71,17 @@ def _one_at_a_time(transition, ctx: Ctx, ids: list[int]) -> dict:
 @pytest.fixture(params=["here", "worker"])
 def where(request, store_url, monkeypatch):
     """The risk assessed in this process, or in the worker (its own connection)."""
-    if request.param == "worker":
-        monkeypatch.setattr(risk_store, "ASSESSOR_MIN_CHUNKS", 1)
-        return 2
-    return 0
+    if request.param == "here":
+        return 0
+    monkeypatch.setattr(risk_store, "ASSESSOR_MIN_CHUNKS", 1)
+    started = risk_store._InWorker.__init__
+
+    def up(self, pool):  # the worker up before the first chunk: every chunk goes to it
+        started(self, pool)
+        self.up.result()
+
+    monkeypatch.setattr(risk_store._InWorker, "__init__", up)
+    return 2
 
 
 def test_the_bill_run_closes_open_invoices_as_close_postpay_does(demo_store, where):
