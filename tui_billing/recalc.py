@@ -29,7 +29,7 @@ from .errors import NotFound, Refused
 from .store import risk_store
 from .store.bulk import db_rows, update_rows
 from .store.locking import for_update
-from .store.models import Account, Correction, CustomerClass, Invoice, InvoicePdf, ids_in, tuple_rows
+from .store.models import Account, Correction, CustomerClass, Invoice, InvoicePdf, dict_rows, ids_in, tuple_rows
 
 CHUNK = 500  # ids per IN (...) list
 
@@ -37,8 +37,8 @@ CHUNK = 500  # ids per IN (...) list
 _COLUMNS = (
     Invoice.id,
     Invoice.number,
-    Invoice.account,
-    Invoice.customer_class,
+    Invoice.account.alias("account_id"),
+    Invoice.customer_class.alias("customer_class_id"),
     Invoice.kind,
     Invoice.status,
     Invoice.currency,
@@ -55,23 +55,32 @@ _COLUMNS = (
     Invoice.reviewed_revision,
     Invoice.reissue_mode,
 )
+# What billing.load_period_data_many reads of an account.
+_ACCOUNT_COLUMNS = (Account.id, Account.currency, Account.customer_class.alias("customer_class_id"))
 
 
-def locked(ids: Sequence[int]) -> dict[int, Invoice]:
+class Row(SimpleNamespace):
+    """An invoice as `locked` reads it: its _COLUMNS as attributes, named as
+    on a model (account_id, customer_class_id), changed by setting them.
+    Not a model: building one per row cost the bill run more than reading it."""
+
+
+def locked(ids: Sequence[int]) -> dict[int, Row]:
     """The invoices (by id, _COLUMNS), their rows locked for this transaction
     (as lock_invoice: PostgreSQL FOR UPDATE, SQLite the transaction's write lock)."""
-    out: dict[int, Invoice] = {}
+    out: dict[int, Row] = {}
     for start in range(0, len(ids), CHUNK):
         chunk = list(ids[start : start + CHUNK])
-        out.update((inv.id, inv) for inv in for_update(Invoice.select(*_COLUMNS).where(ids_in(Invoice.id, chunk))))
+        query = for_update(Invoice.select(*_COLUMNS).where(ids_in(Invoice.id, chunk)))
+        out.update((row["id"], Row(**row)) for row in dict_rows(query.dicts()))
     return out
 
 
-def calculations(invoices: Iterable[Invoice]) -> dict[int, billing.Calculation | Exception]:
+def calculations(invoices: Iterable[Row]) -> dict[int, billing.Calculation | Exception]:
     """Each invoice (by id) recalculated from its period's usage, corrections
     kept: billing.recalculate's numbers, nothing written.  An invoice whose
     calculation failed gets the exception instead."""
-    by_period: dict[tuple[dt.date, dt.date], list[Invoice]] = {}
+    by_period: dict[tuple[dt.date, dt.date], list[Row]] = {}
     for inv in invoices:
         by_period.setdefault((inv.period_from, inv.period_to), []).append(inv)
     out: dict[int, billing.Calculation | Exception] = {}
@@ -80,9 +89,9 @@ def calculations(invoices: Iterable[Invoice]) -> dict[int, billing.Calculation |
         accounts = [
             a
             for start in range(0, len(ids), CHUNK)
-            for a in Account.select(Account.id, Account.currency, Account.customer_class).where(
-                ids_in(Account.id, ids[start : start + CHUNK])
-            )
+            for a in Account.select(*_ACCOUNT_COLUMNS)
+            .where(ids_in(Account.id, ids[start : start + CHUNK]))
+            .namedtuples()
         ]
         data = billing.load_period_data_many(accounts, p_from, p_to)
         for inv in group:
@@ -93,7 +102,7 @@ def calculations(invoices: Iterable[Invoice]) -> dict[int, billing.Calculation |
     return out
 
 
-def risk_items(invoices: Sequence[Invoice], calcs: dict[int, billing.Calculation]) -> risk_store.Items:
+def risk_items(invoices: Sequence[Row], calcs: dict[int, billing.Calculation]) -> risk_store.Items:
     """What assessing each invoice once its new calculation is written takes
     (risk_store.assess_new): the facts risk_store.load_facts would read back,
     from the calculation, its corrections and the ERP's total."""
@@ -149,9 +158,7 @@ def rounds(ids: Iterable[int], account_of: Callable[[int], int]) -> list[list[in
     return out
 
 
-def _with_risk(
-    invoices: Sequence[Invoice], changes: dict[int, dict[str, Any]], assessing: risk_store.Assessing
-) -> None:
+def _with_risk(invoices: Sequence[Row], changes: dict[int, dict[str, Any]], assessing: risk_store.Assessing) -> None:
     """Each invoice's risk columns, into its changes and onto it."""
     for inv, columns in zip(invoices, assessing.result()):
         changes[inv.id].update(columns)
@@ -173,7 +180,7 @@ def _drop_pdfs(ids: Sequence[int]) -> None:
         InvoicePdf.delete().where(ids_in(InvoicePdf.invoice, ids[start : start + CHUNK])).execute()
 
 
-def _apply(inv: Invoice, change: dict[str, Any]) -> None:
+def _apply(inv: Row, change: dict[str, Any]) -> None:
     for key, value in change.items():
         setattr(inv, key, value)
 
@@ -195,9 +202,9 @@ class Classes(dict):
 
 @dataclass
 class Closed:
-    closed: list[Invoice] = field(default_factory=list)  # after: under review or approved
+    closed: list[Row] = field(default_factory=list)  # after: under review or approved
     refused: list[Refused] = field(default_factory=list)  # no longer open (or gone)
-    failed: list[tuple[Invoice, str]] = field(default_factory=list)  # calculation failed
+    failed: list[tuple[Row, str]] = field(default_factory=list)  # calculation failed
 
 
 def close_postpay_many(
@@ -291,7 +298,7 @@ class Reissues:
         inv = self.invoices.get(inv_id)
         return inv.reissue_mode if inv is not None else None
 
-    def complete(self, inv_id: int) -> Invoice:
+    def complete(self, inv_id: int) -> Row:
         """The invoice as it will be written (Refused: not rejected, or gone;
         the calculation's exception if it failed)."""
         inv = self.invoices.get(inv_id)
@@ -305,7 +312,7 @@ class Reissues:
         calc = self.calcs[inv_id]
         if isinstance(calc, Exception):
             raise calc
-        before = SimpleNamespace(**inv.__data__)  # its snapshot is kept before the lines change
+        before = SimpleNamespace(**vars(inv))  # its snapshot is kept before the lines change
         change: dict[str, Any] = {
             "status": S.UNDER_REVIEW,
             "revision": inv.revision + 1,

@@ -75,7 +75,7 @@ def _state(inv: Invoice) -> tuple[str, Decimal]:
     return (inv.status, inv.total)
 
 
-def _made_by(ctx: Ctx, inv: Invoice) -> dict[str, Any]:
+def _made_by(ctx: Ctx, inv: Any) -> dict[str, Any]:
     """The columns a change of the invoice's lines sets (four-eyes): a first
     approval was of the revision before, so it is cleared; the person making
     the change may not approve the result (the job loop completing a reissue

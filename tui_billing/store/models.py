@@ -35,6 +35,11 @@ def tuple_rows(query: Any) -> Iterator[tuple[Any, ...]]:
     return iter(query)
 
 
+def dict_rows(query: Any) -> Iterator[dict[str, Any]]:
+    """The rows of `query.dicts()`, typed as the dicts they are (as tuple_rows)."""
+    return iter(query)
+
+
 def ids_in(field: Any, ids: Iterable[int]) -> Expression:
     """`field IN (ids)` with the ids written into the SQL as integers: built
     value by value, peewee spends more on a chunk's IN list of 200 ids than
