@@ -273,7 +273,7 @@ def take_many(ctx, invoices: Sequence, action: str) -> None:
     """`take` for many invoices (the off-peak reissue's batch): their lines
     read with one query per kind, the snapshots written with one INSERT."""
     from .store.bulk import insert_models
-    from .store.models import ChargeLine, Correction, InvoiceSnapshot, TaxLine
+    from .store.models import ChargeLine, Correction, InvoiceSnapshot, TaxLine, ids_in
 
     ids = [inv.id for inv in invoices]
     lines: dict[type, dict[int, list]] = {}
@@ -282,7 +282,7 @@ def take_many(ctx, invoices: Sequence, action: str) -> None:
         by_invoice = lines[model] = {i: [] for i in ids}
         for start in range(0, len(ids), _IN_CHUNK):
             chunk = ids[start : start + _IN_CHUNK]
-            query = model.select().where(model.invoice.in_(chunk)).order_by(model.invoice, model.position)
+            query = model.select().where(ids_in(model.invoice, chunk)).order_by(model.invoice, model.position)
             for row in query.namedtuples():  # the columns as a model has them, without building models
                 by_invoice[row.invoice].append(row)
     now = ctx.clock.now()

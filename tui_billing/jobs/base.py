@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..store.models import Invoice, database, tuple_rows
+from ..store.models import Invoice, database, ids_in, tuple_rows
 
 Log = Callable[..., None]  # log(job, **fields)
 
@@ -144,11 +144,21 @@ def claim_invoices(holder: str, cond, order, limit: int, exclude=()) -> list[int
     with database.atomic():
         # PostgreSQL: rows another loop is claiming right now are skipped (it
         # gets them); once its claim commits they no longer match `free`.
-        ids = [r.id for r in skip_locked(Invoice.select(Invoice.id).where(where).order_by(*order).limit(limit))]
+        query = skip_locked(Invoice.select(Invoice.id).where(where).order_by(*order).limit(limit))
+        ids = [i for (i,) in tuple_rows(query.tuples())]
         if not ids:
             return []
-        (Invoice.update(claimed_by=holder, claimed_until=now + CLAIM_LEASE).where(Invoice.id.in_(ids) & free).execute())
-        mine = {r.id for r in Invoice.select(Invoice.id).where(Invoice.id.in_(ids) & (Invoice.claimed_by == holder))}
+        (
+            Invoice.update(claimed_by=holder, claimed_until=now + CLAIM_LEASE)
+            .where(ids_in(Invoice.id, ids) & free)
+            .execute()
+        )
+        mine = {
+            i
+            for (i,) in tuple_rows(
+                Invoice.select(Invoice.id).where(ids_in(Invoice.id, ids) & (Invoice.claimed_by == holder)).tuples()
+            )
+        }
     return [i for i in ids if i in mine]
 
 
@@ -157,7 +167,7 @@ def release_invoices(holder: str, ids) -> None:
     for start in range(0, len(ids), 500):
         (
             Invoice.update(claimed_by=None, claimed_until=None)
-            .where(Invoice.id.in_(ids[start : start + 500]) & (Invoice.claimed_by == holder))
+            .where(ids_in(Invoice.id, ids[start : start + 500]) & (Invoice.claimed_by == holder))
             .execute()
         )
 
