@@ -220,3 +220,34 @@ def test_histories_read_ahead_are_what_assessing_would_read(demo_store, monkeypa
         risk_store._read_ahead([items[0][0]], dt.date(2020, month, 1), cfg.history)
     assert risk_store._known(period, cfg.history) == {}
     assert len(risk_store._ahead) == risk_store.AHEAD_KEPT
+
+
+def test_the_next_chunks_histories_are_read_after_every_part_of_this_one(demo_store, monkeypatch):
+    """A chunk is given to the risk worker in parts (it starts on the first
+    while the next is calculated); the next chunk's histories, which the
+    worker reads in turn, are asked for only once the chunk's result is:
+    read between two parts, they held the second up.  The parts' columns,
+    joined, are the chunk's."""
+    from concurrent.futures import Future
+
+    calls: list[str] = []
+
+    class InTurn:  # a worker that runs each task as it is given, here
+        def submit(self, fn, *args):
+            calls.append(fn.__name__)
+            future: Future = Future()
+            future.set_result(fn(*args))
+            return future
+
+    issued = list(Invoice.select().where(Invoice.status == S.UNDER_REVIEW).order_by(Invoice.id).limit(12))
+    period = issued[0].period_from
+    items = [(inv.account_id, risk_store.load_facts(inv)) for inv in issued if inv.period_from == period]
+    assert len(items) > 3
+    monkeypatch.setattr(risk_store, "_ahead", [])
+    assessor = risk_store._InWorker(InTurn())
+    assessor.ahead([acc for acc, _ in items], period)
+    parts = [assessor(items[:2]), assessor(items[2:])]
+    assert calls == ["getpid", "_assess_in_worker", "_assess_in_worker"]
+    joined = risk_store.Joined(parts).result()
+    assert calls[3:] == ["_read_ahead"]
+    assert joined == risk_store.assess_new(items, risk_store.settings())

@@ -76,16 +76,34 @@ def locked(ids: Sequence[int]) -> dict[int, Row]:
     return out
 
 
-def calculations(invoices: Iterable[Row]) -> dict[int, billing.Calculation | Exception]:
+def calculations(invoices: Iterable[Row], data: PeriodData | None = None) -> dict[int, billing.Calculation | Exception]:
     """Each invoice (by id) recalculated from its period's usage, corrections
     kept: billing.recalculate's numbers, nothing written.  An invoice whose
-    calculation failed gets the exception instead."""
-    by_period: dict[tuple[dt.date, dt.date], list[Row]] = {}
-    for inv in invoices:
-        by_period.setdefault((inv.period_from, inv.period_to), []).append(inv)
+    calculation failed gets the exception instead.  `data`: period_data of
+    these invoices (or more), read already."""
+    invoices = list(invoices)
+    data = data if data is not None else period_data(invoices)
     out: dict[int, billing.Calculation | Exception] = {}
-    for (p_from, p_to), group in by_period.items():
-        ids = sorted({inv.account_id for inv in group})
+    for inv in invoices:
+        try:
+            out[inv.id] = billing.calculate(data[inv.period_from, inv.period_to][inv.account_id], inv.correction_total)
+        except Exception as exc:  # one bad invoice never blocks the batch
+            out[inv.id] = exc
+    return out
+
+
+PeriodData = dict[tuple[dt.date, dt.date], dict[int, billing.PeriodData]]  # (period) -> account -> its data
+
+
+def period_data(invoices: Iterable[Row]) -> PeriodData:
+    """The usage and rules of each invoice's account and period, read for
+    all of them at once (a handful of queries per period)."""
+    by_period: dict[tuple[dt.date, dt.date], set[int]] = {}
+    for inv in invoices:
+        by_period.setdefault((inv.period_from, inv.period_to), set()).add(inv.account_id)
+    out: PeriodData = {}
+    for (p_from, p_to), account_ids in by_period.items():
+        ids = sorted(account_ids)
         accounts = [
             a
             for start in range(0, len(ids), CHUNK)
@@ -93,12 +111,7 @@ def calculations(invoices: Iterable[Row]) -> dict[int, billing.Calculation | Exc
             .where(ids_in(Account.id, ids[start : start + CHUNK]))
             .namedtuples()
         ]
-        data = billing.load_period_data_many(accounts, p_from, p_to)
-        for inv in group:
-            try:
-                out[inv.id] = billing.calculate(data[inv.account_id], inv.correction_total)
-            except Exception as exc:  # one bad invoice never blocks the batch
-                out[inv.id] = exc
+        out[p_from, p_to] = billing.load_period_data_many(accounts, p_from, p_to)
     return out
 
 
@@ -158,21 +171,37 @@ def rounds(ids: Iterable[int], account_of: Callable[[int], int]) -> list[list[in
     return out
 
 
-def _with_risk(invoices: Sequence[Row], changes: dict[int, dict[str, Any]], assessing: risk_store.Assessing) -> None:
-    """Each invoice's risk columns, into its changes and onto it."""
-    for inv, columns in zip(invoices, assessing.result()):
-        changes[inv.id].update(columns)
-        _apply(inv, columns)
-
-
 def save(changes: dict[int, dict[str, Any]]) -> None:
     """UPDATE each invoice (by id) with its changes ({field: Python value}):
     one executemany per set of fields changed."""
-    by_fields: dict[tuple[str, ...], list[tuple]] = {}
-    for inv_id, change in changes.items():
-        by_fields.setdefault(tuple(change), []).append((*change.values(), inv_id))
-    for names, rows in by_fields.items():
-        update_rows(Invoice, list(names), db_rows(Invoice, [*names, "id"], rows))
+    Changes(changes).save()
+
+
+class Changes:
+    """Invoice rows to UPDATE, by id ({field: Python value}), converted to
+    database values when given; `save` adds the risk columns of an
+    assessment still under way (converted then: the rest was meanwhile)."""
+
+    def __init__(self, changes: dict[int, dict[str, Any]]) -> None:
+        by_fields: dict[tuple[str, ...], list[tuple]] = {}
+        for inv_id, change in changes.items():
+            by_fields.setdefault(tuple(change), []).append((*change.values(), inv_id))
+        self.rows = {names: db_rows(Invoice, [*names, "id"], rows) for names, rows in by_fields.items()}
+
+    def save(self, invoices: Sequence[Row] = (), assessing: risk_store.Assessing | None = None) -> None:
+        """The UPDATEs, one executemany per set of fields; with the risk
+        columns of `assessing` (one per invoice of `invoices`, set onto them too)."""
+        risk: dict[int, tuple] = {}
+        if assessing is not None:
+            for inv, columns in zip(invoices, assessing.result()):
+                _apply(inv, columns)
+                risk[inv.id] = tuple(columns[name] for name in risk_store.STORED_COLUMNS)
+        extra = list(risk_store.STORED_COLUMNS) if risk else []
+        for names, rows in self.rows.items():
+            if risk:
+                converted = db_rows(Invoice, extra, [risk[row[-1]] for row in rows])
+                rows = [row[:-1] + more + row[-1:] for row, more in zip(rows, converted)]
+            update_rows(Invoice, [*names, *extra], rows)
 
 
 def _drop_pdfs(ids: Sequence[int]) -> None:
@@ -228,20 +257,29 @@ def close_postpay_many(
     classes = classes if classes is not None else Classes()
     changes: dict[int, dict[str, Any]] = {}
     audits = []
-    results = calculations(opened)
-    for inv in opened:
-        calc = results[inv.id]
-        if isinstance(calc, Exception):
-            out.failed.append((inv, f"calculation failed: {calc}"))
-        else:
-            calcs[inv.id] = calc
-            out.closed.append(inv)
-    if not calcs:
-        return out
     # Issued now: the flags the admins will review, saved with the rest (or
     # after it, when assessed in a worker meanwhile: asked first, so that it
-    # works while the rows are made and written).
-    assessing = assess(risk_items(out.closed, calcs))
+    # works while the rows are made and written; in parts, so that it starts
+    # on the first while the next is calculated).
+    data = period_data(opened)
+    parts: list[risk_store.Assessing] = []
+    half = -(-len(opened) // 2)
+    for start in range(0, len(opened), half or 1):
+        results = calculations(opened[start : start + half], data)
+        closing = []
+        for inv in opened[start : start + half]:
+            calc = results[inv.id]
+            if isinstance(calc, Exception):
+                out.failed.append((inv, f"calculation failed: {calc}"))
+            else:
+                calcs[inv.id] = calc
+                closing.append(inv)
+        if closing:
+            parts.append(assess(risk_items(closing, {inv.id: calcs[inv.id] for inv in closing})))
+            out.closed.extend(closing)
+    if not calcs:
+        return out
+    assessing = risk_store.Joined(parts)
     for inv in out.closed:
         calc = calcs[inv.id]
         before = (inv.status, inv.total)
@@ -264,8 +302,10 @@ def close_postpay_many(
     billing.write_lines_many(calcs)
     _drop_pdfs(list(changes))  # drafts of the open invoice; the issued one's is rendered on first use
     insert_audits(audits)
-    _with_risk(out.closed, changes, assessing)  # (the worker assessed while the rows above were written)
-    save(changes)  # last and once: a second UPDATE for the risk columns moved each row in both risk indexes again
+    # Last and once, with the risk columns (a second UPDATE for them moved each
+    # row in both risk indexes again); the worker assesses while the rows
+    # above are written and these converted.
+    Changes(changes).save(out.closed, assessing)
     return out
 
 
@@ -357,5 +397,4 @@ class Reissues:
             ]
         )
         _drop_pdfs(ids)
-        _with_risk(invoices, changes, assessing)  # (the worker assessed while the rows above were written)
-        save(changes)  # last and once, with the risk columns (as close_postpay_many)
+        Changes(changes).save(invoices, assessing)  # last and once, with the risk columns (as close_postpay_many)
