@@ -17,7 +17,9 @@ Wall-clock seconds (the pool's work is in other processes), best of
 process's load costs the pool (two cores) more than the single run (one):
 each run says how many cores other processes used meanwhile (Linux), and
 --wait S waits up to S seconds for idle cores before each run.  Prints
-invoices/s, the ratio pool/single and the CPU per invoice of each.
+invoices/s, the ratio pool/single (of the best of each, and each round's
+own: the machine's speed can drift between rounds) and the CPU per invoice
+of each.
 The goal (issue 18.3): 10,000 invoices at >= 1.8x the single rate on 2 cores.
 """
 
@@ -28,6 +30,7 @@ import datetime as dt
 import os
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -222,6 +225,7 @@ def render_both(docs: list[pdf.InvoiceDocument], args) -> None:
         here = pids.get(os.getpid(), 0)
         print(
             f"  round {n + 1}: single {args.count / singles[-1]:7.1f}/s  pool {args.count / took:7.1f}/s"
+            f"  ({singles[-1] / took:.2f}x)"
             f"  (this process rendered {here} while the workers started; other processes used"
             f" {one.cores:.2f} / {many.cores:.2f} cores meanwhile)",
             flush=True,
@@ -230,6 +234,10 @@ def render_both(docs: list[pdf.InvoiceDocument], args) -> None:
     print(f"render single: {single:8.1f} invoices/s  ({min(singles):.1f} s)")
     print(f"render pool:   {pool:8.1f} invoices/s  ({min(pools):.1f} s, {args.workers} workers)")
     print(f"ratio pool/single: {pool / single:.2f}")
+    # Each round's own ratio: the machine's speed drifts between rounds, and best
+    # of each can come from different minutes.
+    paired = sorted(s / p for s, p in zip(singles, pools))
+    print(f"ratio of each round: {paired[0]:.2f}-{paired[-1]:.2f}, median {statistics.median(paired):.2f}")
     # CPU per invoice, whatever else ran on the machine: what the pool costs beyond the rendering.
     per = {k: min(u for kind, u in cpus if kind == k) * 1000 / args.count for k in ("single", "pool")}
     print(
