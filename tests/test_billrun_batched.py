@@ -251,3 +251,47 @@ def test_the_next_chunks_histories_are_read_after_every_part_of_this_one(demo_st
     joined = risk_store.Joined(parts).result()
     assert calls[3:] == ["_read_ahead"]
     assert joined == risk_store.assess_new(items, risk_store.settings())
+
+
+def test_the_offpeak_job_has_a_batchs_histories_read_while_it_is_calculated(demo_store, monkeypatch):
+    """The risk worker reads a claimed batch's histories at once, while this
+    process calculates and writes the batch; assessing it then reads none."""
+    from concurrent.futures import Future
+
+    calls: list[tuple[str, int]] = []  # (task, histories it read)
+    reads: list[list[int]] = []
+
+    class InTurn:  # a worker that runs each task as it is given, here
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def submit(self, fn, *args):
+            before = len(reads)
+            future: Future = Future()
+            future.set_result(fn(*args))
+            calls.append((fn.__name__, len(reads) - before))
+            return future
+
+    load_histories = risk_store.load_histories
+    monkeypatch.setattr(
+        risk_store, "load_histories", lambda ids, *a: reads.append(sorted(ids)) or load_histories(ids, *a)
+    )
+    monkeypatch.setattr(risk_store, "_worker_pool", lambda workers, store: InTurn())
+    monkeypatch.setattr(risk_store, "ASSESSOR_MIN_CHUNKS", 1)
+    monkeypatch.setattr(risk_store, "_ahead", [])
+    alice = _ctx(dt.datetime(2026, 11, 20, 14, 0), "alice")
+    for (inv_id,) in tuple_rows(
+        Invoice.select(Invoice.id).where(Invoice.status == S.UNDER_REVIEW).order_by(Invoice.id).limit(6).tuples()
+    ):
+        workflow.request_reissue(alice, inv_id, "off_peak")
+    done = jobs.reissue_offpeak(_ctx(REISSUED_AT, "job:reissue_offpeak"), batch=3)
+    assert done.done >= 6 and not done.failed
+    tasks = [name for name, _ in calls]
+    assert tasks.count("_assess_in_worker") == -(-done.done // 3)
+    for k, (name, read) in enumerate(calls):
+        if name == "_assess_in_worker":
+            assert read == 0, calls  # the batch's histories were there
+            assert tasks[k - 1] == "_read_ahead", calls  # read for this batch, before it

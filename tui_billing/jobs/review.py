@@ -10,7 +10,7 @@ from ..money import format_money
 from ..offpeak import in_window
 from ..store import risk_store
 from ..store.bulk import heavy_writes
-from ..store.models import Account, AuditEvent, Invoice, database, tuple_rows
+from ..store.models import Account, AuditEvent, Invoice, database, ids_in, tuple_rows
 from ..store.settings import load_settings
 from .base import JobResult, Log, claim_invoices, claimant, null_log, release_invoices, skip_locked, stopped
 
@@ -85,11 +85,25 @@ def reissue_offpeak(ctx: workflow.Ctx, *, stop=None, log: Log | None = None, bat
             ids = claim_invoices(holder, due(), (Invoice.reissue_after, Invoice.id), batch, failed)
             if not ids:
                 break
+            _histories_ahead(assess, ids)
             try:
                 _reissue_batch(ctx, ids, (start, end), stop, log, res, failed, assess, classes)
             finally:
                 release_invoices(holder, ids)
     return res
+
+
+def _histories_ahead(assess: risk_store.Assessor, ids: list[int]) -> None:
+    """The batch's risk histories, read by the worker at once: while this
+    process calculates and writes the batch (read when assessing, they held
+    it up about a quarter of the run)."""
+    by_period: dict = {}
+    for account_id, period_from in tuple_rows(
+        Invoice.select(Invoice.account, Invoice.period_from).where(ids_in(Invoice.id, ids)).tuples()
+    ):
+        by_period.setdefault(period_from, []).append(account_id)
+    for period_from, accounts in by_period.items():
+        assess.ahead(accounts, period_from, now=True)
 
 
 def _reissue_batch(
