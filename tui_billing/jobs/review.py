@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from .. import mail, recalc, workflow
@@ -97,7 +98,7 @@ def _histories_ahead(assess: risk_store.Assessor, ids: list[int]) -> None:
     """The batch's risk histories, read by the worker at once: while this
     process calculates and writes the batch (read when assessing, they held
     it up about a quarter of the run)."""
-    by_period: dict = {}
+    by_period: dict[dt.date, list[int]] = {}  # period_from -> its accounts
     for account_id, period_from in tuple_rows(
         Invoice.select(Invoice.account, Invoice.period_from).where(ids_in(Invoice.id, ids)).tuples()
     ):

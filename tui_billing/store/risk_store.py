@@ -312,14 +312,9 @@ class Assessing:
     process (the columns can go into the rows written), else `result()`
     waits for the worker."""
 
-    def __init__(
-        self,
-        done: list[dict] | None = None,
-        future=None,
-        retry: Callable[[], list[dict]] | None = None,
-        asked: Callable[[], None] | None = None,
-    ):
-        self._done, self._future, self._retry, self._asked = done, future, retry, asked
+    def __init__(self, done: list[dict] | None = None, future=None, retry: Callable[[], list[dict]] | None = None):
+        self._done, self._future, self._retry = done, future, retry
+        self._asked: Callable[[], None] | None = None  # called at the first result() (_InWorker: the read ahead)
 
     @property
     def ready(self) -> bool:
